@@ -1,0 +1,222 @@
+// sessiongate: the executable. Command line, signals, and wiring of the proxy_core library.
+//
+//   sessiongate [--config FILE]        run in the foreground (default ./gateway.toml)
+//   sessiongate --check --config FILE  validate; print FILE:LINE:COL: message lines; exit 0 or 1
+//   sessiongate --print-config         print the effective configuration and exit
+//   sessiongate --version
+//
+// SIGTERM/SIGINT drain (stop accepting, readiness 503, in-flight requests finish up to
+// server.drain_timeout) then exit 0. SIGHUP reloads the file; an invalid file is logged and the
+// running configuration stays. SIGUSR1 reopens the access log (logrotate).
+#include <signal.h>
+#include <uv.h>
+
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "proxy_core/config_loader.h"
+#include "proxy_core/log.h"
+#include "proxy_core/server.h"
+
+namespace {
+
+struct Options {
+  std::string config_path = "gateway.toml";
+  bool check = false;
+  bool print_config = false;
+  bool version = false;
+  std::string log_level;
+};
+
+void usage(FILE* out) {
+  std::fprintf(out,
+               "usage: sessiongate [--config FILE] [--check] [--print-config] "
+               "[--log-level debug|info|warn|error] [--version]\n");
+}
+
+bool parse_args(int argc, char** argv, Options& o) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](std::string& out) {
+      if (i + 1 >= argc) return false;
+      out = argv[++i];
+      return true;
+    };
+    if (a == "--config" || a == "-c") {
+      if (!value(o.config_path)) return false;
+    } else if (a.rfind("--config=", 0) == 0) {
+      o.config_path = a.substr(9);
+    } else if (a == "--check" || a == "-t") {
+      o.check = true;
+    } else if (a == "--print-config") {
+      o.print_config = true;
+    } else if (a == "--version" || a == "-v") {
+      o.version = true;
+    } else if (a == "--log-level") {
+      if (!value(o.log_level)) return false;
+    } else if (a == "--help" || a == "-h") {
+      usage(stdout);
+      std::exit(0);
+    } else {
+      std::fprintf(stderr, "sessiongate: unknown argument %s\n", a.c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
+bool parse_level(const std::string& s, sg::LogLevel& out) {
+  if (s == "debug")
+    out = sg::LogLevel::kDebug;
+  else if (s == "info")
+    out = sg::LogLevel::kInfo;
+  else if (s == "warn")
+    out = sg::LogLevel::kWarn;
+  else if (s == "error")
+    out = sg::LogLevel::kError;
+  else
+    return false;
+  return true;
+}
+
+// Loads and reports; returns the config or nullptr.
+std::shared_ptr<const sg::Config> load(const std::string& path, bool quiet_ok) {
+  sg::ConfigLoadResult r = sg::load_config_file(path);
+  for (const auto& w : r.warnings)
+    std::fprintf(stderr, "%s (warning)\n", w.format().c_str());
+  for (const auto& e : r.errors)
+    std::fprintf(stderr, "%s\n", e.format().c_str());
+  if (!r.config) return nullptr;
+  (void)quiet_ok;
+  return std::make_shared<const sg::Config>(std::move(*r.config));
+}
+
+struct Runtime {
+  Options options;
+  sg::Server server;
+  uv_loop_t loop;
+  uv_signal_t sigterm, sigint, sighup, sigusr1;
+  uv_timer_t drain_poll;
+  uv_timer_t snapshot;
+  uint64_t drain_deadline = 0;
+  bool draining = false;
+  bool forced = false;
+  unsigned reloads_ok = 0, reloads_failed = 0;
+};
+
+void on_drain_poll(uv_timer_t* t) {
+  auto* rt = static_cast<Runtime*>(t->data);
+  if (rt->server.all_finished()) {
+    uv_stop(&rt->loop);
+    return;
+  }
+  if (!rt->forced && uv_now(&rt->loop) >= rt->drain_deadline) {
+    SG_LOG_WARN("drain timeout reached: closing the remaining connections");
+    rt->forced = true;
+    rt->server.force_stop();
+  }
+}
+
+void on_snapshot(uv_timer_t* t) {
+  static_cast<Runtime*>(t->data)->server.save_snapshot();
+}
+
+void on_signal(uv_signal_t* s, int signum) {
+  auto* rt = static_cast<Runtime*>(s->data);
+  if (signum == SIGHUP) {
+    SG_LOG_INFO("SIGHUP: reloading %s", rt->options.config_path.c_str());
+    auto config = load(rt->options.config_path, true);
+    if (!config) {
+      ++rt->reloads_failed;
+      SG_LOG_ERROR("reload failed: the running configuration stays");
+      return;
+    }
+    ++rt->reloads_ok;
+    rt->server.apply(config);
+    SG_LOG_INFO("reload applied to new requests and connections");
+    return;
+  }
+  if (signum == SIGUSR1) {
+    std::string error;
+    if (!rt->server.state().access_log.reopen(error)) SG_LOG_ERROR("%s", error.c_str());
+    return;
+  }
+  if (rt->draining) {
+    if (signum == SIGINT) {  // a second Ctrl-C: stop now
+      rt->forced = true;
+      rt->server.force_stop();
+    }
+    return;
+  }
+  rt->draining = true;
+  uv_timer_stop(&rt->snapshot);
+  SG_LOG_INFO("%s: draining (up to %lld ms)", signum == SIGTERM ? "SIGTERM" : "SIGINT",
+              static_cast<long long>(rt->server.config()->server.drain_timeout.count()));
+  rt->server.begin_drain();
+  rt->drain_deadline = uv_now(&rt->loop) + rt->server.config()->server.drain_timeout.count();
+  uv_timer_start(&rt->drain_poll, on_drain_poll, 0, 20);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto rt = std::make_unique<Runtime>();
+  if (!parse_args(argc, argv, rt->options)) {
+    usage(stderr);
+    return 2;
+  }
+  if (rt->options.version) {
+    std::printf("sessiongate %s\n", SG_VERSION);
+    return 0;
+  }
+  sg::LogLevel override_level{};
+  if (!rt->options.log_level.empty() && !parse_level(rt->options.log_level, override_level)) {
+    std::fprintf(stderr, "sessiongate: --log-level must be debug, info, warn or error\n");
+    return 2;
+  }
+  auto config = load(rt->options.config_path, false);
+  if (rt->options.check) {
+    if (!config) return 1;
+    std::printf("%s: configuration ok\n", rt->options.config_path.c_str());
+    return 0;
+  }
+  if (!config) return 1;
+  if (rt->options.print_config) {
+    std::fputs(sg::render_effective_config(*config).c_str(), stdout);
+    return 0;
+  }
+  sg::set_log_level(rt->options.log_level.empty() ? config->log.level : override_level);
+
+  // Writes to a closed client socket must be an error return, never a process kill.
+  signal(SIGPIPE, SIG_IGN);
+  uv_loop_init(&rt->loop);
+  uv_signal_t* signals[] = {&rt->sigterm, &rt->sigint, &rt->sighup, &rt->sigusr1};
+  int numbers[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+  for (int i = 0; i < 4; ++i) {
+    uv_signal_init(&rt->loop, signals[i]);
+    signals[i]->data = rt.get();
+    uv_signal_start(signals[i], on_signal, numbers[i]);
+  }
+  uv_timer_init(&rt->loop, &rt->drain_poll);
+  rt->drain_poll.data = rt.get();
+
+  std::string error;
+  if (!rt->server.start(config, error)) {
+    std::fprintf(stderr, "sessiongate: %s\n", error.c_str());
+    return 1;
+  }
+  SG_LOG_INFO("sessiongate %s started (config %s)", SG_VERSION, rt->options.config_path.c_str());
+  uv_timer_init(&rt->loop, &rt->snapshot);
+  rt->snapshot.data = rt.get();
+  if (!config->memory_store.snapshot_path.empty()) {
+    uint64_t every = static_cast<uint64_t>(config->memory_store.snapshot_interval.count());
+    uv_timer_start(&rt->snapshot, on_snapshot, every, every);
+  }
+  uv_run(&rt->loop, UV_RUN_DEFAULT);
+  rt->server.join();
+  rt->server.save_snapshot();  // after the drain: every session of the run is in it
+  SG_LOG_INFO("drained; exiting");
+  return 0;
+}

@@ -1,0 +1,833 @@
+#include "proxy_core/client_connection.h"
+
+#include <llhttp.h>
+
+#include "proxy_core/cidr.h"
+#include "proxy_core/log.h"
+#include "proxy_core/request_validation.h"
+#include "proxy_core/socket_address.h"
+#include "proxy_core/stream_io.h"
+#include "proxy_core/worker.h"
+
+namespace sg {
+
+namespace {
+
+HttpParser::Limits request_limits(const Config& c) {
+  return {static_cast<size_t>(c.limits.max_header_bytes), c.limits.max_headers, 4096};
+}
+
+// Response heads are bounded too: a broken upstream must not make us buffer without limit.
+HttpParser::Limits response_limits(const Config& c) {
+  return {static_cast<size_t>(std::max<uint64_t>(c.limits.max_header_bytes, 64 * 1024)),
+          std::max<uint32_t>(c.limits.max_headers, 200), 4096};
+}
+
+constexpr std::string_view k100Continue = "HTTP/1.1 100 Continue\r\n\r\n";
+// How long a rejected connection may keep sending before we stop discarding and close: enough
+// for the client to read our error before a reset could destroy it (nginx: lingering_timeout).
+constexpr Millis kLingerTime{2000};
+
+}  // namespace
+
+ClientConnection::ClientConnection(Worker* worker)
+    : worker_(worker),
+      config_(worker->config()),
+      request_parser_(HttpParser::Kind::kRequest, request_limits(*worker->config())) {
+  uv_tcp_init(worker_->loop(), &tcp_);
+  uv_timer_init(worker_->loop(), &timer_);
+  tcp_.data = this;
+  timer_.data = this;
+  handles_open_ = 2;
+  request_parser_.set_body_sink(
+      [this](const char* data, size_t len) { on_request_body(data, len); });
+}
+
+bool ClientConnection::accept_from(uv_stream_t* server) {
+  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&tcp_)) != 0) {
+    close_now();
+    return false;
+  }
+  uv_tcp_nodelay(&tcp_, 1);
+  sockaddr_storage peer{};
+  int len = sizeof peer;
+  if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+    peer_ip_ = address_ip_string(reinterpret_cast<sockaddr*>(&peer));
+    peer_trusted_ =
+        any_contains(config_->server.trusted_proxies, reinterpret_cast<sockaddr*>(&peer));
+  }
+  state_ = State::kIdle;
+  arm_timer(TimerKind::kIdle);
+  update_reading();
+  return true;
+}
+
+// ---- reading ------------------------------------------------------------------------------
+
+void ClientConnection::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* c = static_cast<ClientConnection*>(h->data);
+  *buf =
+      uv_buf_init(c->worker_->read_buffer(), static_cast<unsigned>(c->worker_->read_buffer_size()));
+}
+
+void ClientConnection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+  auto* c = static_cast<ClientConnection*>(s->data);
+  if (nread == 0 || (c->closing_ && !c->lingering_)) return;
+  if (nread < 0) {
+    // The client went away (or half-closed). Mid-tunnel or mid-request there is nobody left to
+    // answer; an upstream exchange in flight is abandoned.
+    c->close_now();
+    return;
+  }
+  if (c->lingering_) return;  // discarding after a rejection
+  if (c->state_ == State::kTunnel) {
+    if (c->upstream_ == nullptr || c->upstream_->write(std::string_view(buf->base, nread)) != 0) {
+      c->close_now();
+      return;
+    }
+    c->arm_timer(TimerKind::kActivity);
+    c->update_reading();
+    return;
+  }
+  if (!c->pending_.empty()) {
+    c->pending_.append(buf->base, static_cast<size_t>(nread));
+    c->process_pending();
+  } else {
+    c->process(buf->base, static_cast<size_t>(nread));
+  }
+}
+
+void ClientConnection::process_pending() {
+  std::string input;
+  input.swap(pending_);
+  process(input.data(), input.size());
+  // Keep the larger buffer for the next time (reuse its capacity).
+  if (pending_.empty() && input.capacity() <= 64 * 1024) {
+    input.clear();
+    pending_.swap(input);
+  }
+}
+
+// Feeds client bytes to the request parser for as long as the state allows; stashes the rest.
+void ClientConnection::process(const char* data, size_t len) {
+  while (len > 0 && !closing_) {
+    if (state_ == State::kIdle) {
+      state_ = State::kHead;
+      started_ms_ = unix_now_ms();
+      started_hr_ = uv_hrtime();
+      arm_timer(TimerKind::kHeader);
+    }
+    // Parse only while reading a head or streaming a request body to a connected upstream.
+    bool parse = state_ == State::kHead || (state_ == State::kForward && !request_done_);
+    if (!parse) break;
+    size_t used = 0;
+    HttpParser::Event ev = request_parser_.execute(data, len, used);
+    data += used;
+    len -= used;
+    switch (ev) {
+      case HttpParser::Event::kNeedMore:
+        break;
+      case HttpParser::Event::kHead:
+        on_request_head(/*complete=*/false);
+        break;
+      case HttpParser::Event::kHeadDone:
+        on_request_head(/*complete=*/true);
+        break;
+      case HttpParser::Event::kMessageDone:
+        on_request_complete();
+        break;
+      case HttpParser::Event::kUpgrade:
+        if (request_parser_.head_reported()) {
+          on_request_complete();
+        } else {
+          on_request_head(/*complete=*/true);
+        }
+        break;
+      case HttpParser::Event::kError:
+        reject(request_parser_.error_status(), request_parser_.error_reason());
+        return;
+    }
+  }
+  if (len > 0 && !closing_) pending_.append(data, len);
+  update_reading();
+}
+
+void ClientConnection::update_reading() {
+  if (closing_ && !lingering_) return;
+  bool want = false;
+  switch (state_) {
+    case State::kIdle:
+    case State::kHead:
+      // Bounded: at most one read buffer of unparsed bytes is held while a head is incomplete.
+      want = pending_.size() < worker_->read_buffer_size();
+      break;
+    case State::kForward:
+      // upstream_ is null only while a local answer discards the rest of the request.
+      want = !request_done_ && pending_.empty() &&
+             (upstream_ == nullptr || upstream_->queued() < kWriteHighWater);
+      break;
+    case State::kTunnel:
+      want = upstream_ != nullptr && upstream_->queued() < kWriteHighWater;
+      break;
+    case State::kClosing:
+      want = lingering_;
+      break;
+    default:
+      want = false;
+  }
+  auto* s = reinterpret_cast<uv_stream_t*>(&tcp_);
+  if (want && !reading_) {
+    reading_ = uv_read_start(s, &ClientConnection::on_alloc, &ClientConnection::on_read) == 0;
+  } else if (!want && reading_) {
+    uv_read_stop(s);
+    reading_ = false;
+  }
+}
+
+void ClientConnection::arm_timer(TimerKind kind) {
+  if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&timer_))) return;
+  timer_kind_ = kind;
+  Millis t{0};
+  switch (kind) {
+    case TimerKind::kNone:
+      uv_timer_stop(&timer_);
+      return;
+    case TimerKind::kIdle:
+    case TimerKind::kActivity:
+      t = config_->limits.client_idle_timeout;
+      break;
+    case TimerKind::kHeader:
+      t = config_->limits.header_timeout;
+      break;
+    case TimerKind::kLinger:
+      t = kLingerTime;
+      break;
+  }
+  uv_timer_start(&timer_, &ClientConnection::on_timer, static_cast<uint64_t>(t.count()), 0);
+}
+
+void ClientConnection::on_timer(uv_timer_t* t) {
+  auto* c = static_cast<ClientConnection*>(t->data);
+  switch (c->timer_kind_) {
+    case TimerKind::kHeader:
+      c->reject(408, "request head not received in time");
+      break;
+    case TimerKind::kIdle:
+    case TimerKind::kActivity:
+    case TimerKind::kLinger:
+    case TimerKind::kNone:
+      c->close_now();
+      break;
+  }
+}
+
+// ---- the request --------------------------------------------------------------------------
+
+void ClientConnection::on_request_head(bool complete) {
+  config_ = worker_->config();
+  request_parser_.set_limits(request_limits(*config_));
+  MessageHead& req = request_parser_.head();
+  upstream_ms_ = -1;
+  upstream_dirty_ = false;
+  request_done_ = complete;
+  response_started_ = response_done_ = false;
+  retried_ = false;
+  status_ = 0;
+  request_body_bytes_ = response_body_bytes_ = 0;
+  head_request_ = req.method_id == HTTP_HEAD;
+  close_after_ = !req.keep_alive || draining_;
+  tunnel_requested_ = false;
+  expect_continue_ = false;
+  session_.reset();
+
+  RequestVerdict verdict = validate_request(req, config_->server.underscore_headers);
+  if (!verdict.ok()) {
+    reject(verdict.status, verdict.reason);
+    return;
+  }
+  if (req.chunked) {
+    request_framing_ = BodyFraming::kChunked;
+  } else if (req.has_content_length) {
+    request_framing_ = BodyFraming::kContentLength;
+    if (config_->limits.max_body_bytes != 0 &&
+        req.content_length > config_->limits.max_body_bytes) {
+      reject(413, "request body over limits.max_body_bytes");
+      return;
+    }
+  } else {
+    request_framing_ = BodyFraming::kNone;
+  }
+  if (const HeaderField* expect = req.find("expect")) {
+    // RFC 9110 §10.1.1: we answer 100 ourselves when we are ready for the body.
+    expect_continue_ = iequals(trim_ows(expect->value), "100-continue") && req.is_http11() &&
+                       (req.chunked || req.content_length > 0);
+  }
+  if (req.upgrade) {
+    const HeaderField* upgrade = req.find("upgrade");
+    // Only WebSocket is tunnelled; h2c and anything else are forwarded as plain requests
+    // (Upgrade is hop-by-hop and dropped), and the connection is not reused after.
+    tunnel_requested_ = config_->upstream.websocket && upgrade != nullptr &&
+                        req.method_id == HTTP_GET &&
+                        list_contains_token(upgrade->value, "websocket");
+    if (!tunnel_requested_) close_after_ = true;
+  }
+  // A body is read under the activity timer; otherwise the upstream's timers govern.
+  arm_timer(request_framing_ == BodyFraming::kNone ? TimerKind::kNone : TimerKind::kActivity);
+  if (answer_locally()) return;
+
+  state_ = State::kSession;
+  session_.begin(*config_, worker_->state().store, /*tls=*/false, req,
+                 [this](SessionGate::Outcome outcome) { on_session_ready(outcome); });
+}
+
+// Health and readiness are answered here and never forwarded.
+bool ClientConnection::answer_locally() {
+  const MessageHead& req = request_parser_.head();
+  if (req.method_id != HTTP_GET && req.method_id != HTTP_HEAD) return false;
+  std::string_view path = target_path(req.target);
+  const HealthConfig& h = config_->health;
+  if (path == h.path) {
+    status_ = 200;
+    send_local(200, "ok\n", close_after_);
+  } else if (path == h.ready_path) {
+    GatewayState& st = worker_->state();
+    int64_t fresh_ms = 2 * config_->upstream.health_interval.count() + 1000;
+    const char* why = nullptr;
+    if (st.draining.load() || draining_) {
+      why = "not ready: draining\n";
+    } else if (unix_now_ms() - st.upstream_ok_ms.load() > fresh_ms) {
+      why = "not ready: upstream unreachable\n";
+    } else if (st.store != nullptr && !st.store->usable()) {
+      why = "not ready: session store unavailable\n";
+    }
+    status_ = why ? 503 : 200;
+    send_local(status_, why ? why : "ready\n", close_after_);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+void ClientConnection::on_session_ready(SessionGate::Outcome outcome) {
+  if (closing_) return;
+  switch (outcome) {
+    case SessionGate::Outcome::kUnavailable: {
+      HeaderList extra{{"Retry-After", "1"}};
+      status_ = 503;
+      send_local(503, "session store unavailable\n", close_after_, &extra);
+      return;
+    }
+    case SessionGate::Outcome::kLogout: {
+      HeaderList extra = session_.response_headers();
+      extra.emplace_back("Location", config_->session.logout_redirect);
+      status_ = 303;
+      send_local(303, "logged out\n", close_after_, &extra);
+      return;
+    }
+    case SessionGate::Outcome::kProceed:
+      forward_request();
+      return;
+  }
+}
+
+void ClientConnection::forward_request() {
+  const MessageHead& req = request_parser_.head();
+  UpstreamRequestOptions o;
+  o.client_address = peer_ip_;
+  o.peer_trusted = peer_trusted_;
+  o.scheme = "http";
+  o.header_prefix = config_->session.header_prefix;
+  o.tunnel_websocket = tunnel_requested_;
+  o.framing = request_framing_;
+  o.content_length = req.content_length;
+  o.replace_cookie = session_.replace_cookie();
+  o.cookie_value = session_.cookie_value();
+  o.injected = &session_.injected();
+  upstream_head_.clear();
+  build_upstream_request(req, o, upstream_head_);
+  connect_upstream();
+}
+
+void ClientConnection::connect_upstream() {
+  UpstreamPool& pool = worker_->pool();
+  const std::string& server = pool.pick_server(config_->upstream.servers);
+  upstream_ = retried_ ? nullptr : pool.take_idle(server);
+  upstream_started_hr_ = uv_hrtime();
+  if (upstream_ != nullptr) {
+    upstream_->attach(this);
+    send_upstream_head();
+    return;
+  }
+  state_ = State::kUpstreamWait;
+  update_reading();
+  upstream_ = pool.open(server, config_->upstream, response_limits(*config_), this);
+  if (upstream_ == nullptr) upstream_failed(502, "upstream address unusable");
+}
+
+void ClientConnection::on_upstream_connected(UpstreamConnection* c, int status) {
+  if (c != upstream_ || closing_) return;
+  if (status != 0) {
+    if (status == UV_ECONNREFUSED) worker_->pool().mark_refused(c->server());
+    SG_LOG_WARN("upstream %s: connect failed: %s", c->server().c_str(), uv_strerror(status));
+    upstream_ = nullptr;  // the connection closes itself
+    upstream_failed(502, "upstream connect failed");
+    return;
+  }
+  send_upstream_head();
+}
+
+void ClientConnection::send_upstream_head() {
+  state_ = State::kForward;
+  HttpParser& rp = upstream_->parser();
+  rp.reset();
+  rp.set_expect_no_body(head_request_);
+  rp.set_body_sink([this](const char* data, size_t len) { on_response_body(data, len); });
+  if (int r = upstream_->write(upstream_head_); r != 0) {
+    upstream_->fail(r);  // a pooled connection the upstream had closed: on_upstream_closed
+    return;
+  }
+  upstream_->start_timer(config_->upstream.response_timeout);
+  if (request_done_) return;  // a retry: the request had no body
+  if (request_framing_ == BodyFraming::kNone && !tunnel_requested_) {
+    // No body: the message is complete once the head is; let the parser say so.
+  } else if (expect_continue_) {
+    write_client(k100Continue);
+    expect_continue_ = false;
+  }
+  request_parser_.resume();
+  process_pending();
+}
+
+void ClientConnection::on_request_body(const char* data, size_t len) {
+  request_body_bytes_ += len;
+  uint64_t limit = config_->limits.max_body_bytes;
+  if (limit != 0 && request_body_bytes_ > limit) {
+    // Only a chunked body can get here (a Content-Length over the limit is refused up front).
+    release_upstream(false);
+    reject(413, "request body over limits.max_body_bytes");
+    return;
+  }
+  if (upstream_ == nullptr || closing_) return;  // a local answer discards the body
+  int r;
+  if (request_framing_ == BodyFraming::kChunked) {
+    out_.clear();
+    append_chunk_header(len, out_);
+    uv_buf_t bufs[3] = {uv_buf_init(out_.data(), static_cast<unsigned>(out_.size())),
+                        uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len)),
+                        uv_buf_init(const_cast<char*>(kChunkTrailer.data()), 2)};
+    r = upstream_->write(bufs, 3);
+  } else {
+    r = upstream_->write(std::string_view(data, len));
+  }
+  if (r != 0) {
+    upstream_->fail(r);
+    return;
+  }
+  // A long upload is progress: the response timeout counts from the last body byte sent.
+  upstream_->start_timer(config_->upstream.response_timeout);
+  if (timer_kind_ == TimerKind::kActivity) arm_timer(TimerKind::kActivity);
+}
+
+void ClientConnection::on_request_complete() {
+  request_done_ = true;
+  if (!response_started_) arm_timer(TimerKind::kNone);
+  if (upstream_ != nullptr && request_framing_ == BodyFraming::kChunked) {
+    if (int r = upstream_->write(kLastChunk); r != 0) {
+      upstream_->fail(r);
+      return;
+    }
+  }
+  // Anything after this message (a pipelined request, tunnel bytes) waits in pending_.
+  if (response_done_) finish_exchange();
+}
+
+// ---- the response -------------------------------------------------------------------------
+
+void ClientConnection::on_upstream_data(UpstreamConnection* c, const char* data, size_t len) {
+  if (c != upstream_ || closing_) return;
+  if (state_ == State::kTunnel) {
+    write_client(std::string_view(data, len));
+    arm_timer(TimerKind::kActivity);
+    if (upstream_ != nullptr &&
+        queued_bytes(reinterpret_cast<uv_stream_t*>(&tcp_)) > kWriteHighWater)
+      upstream_->pause_reading();
+    return;
+  }
+  if (response_started_) upstream_->start_timer(config_->upstream.response_timeout);
+  HttpParser& rp = c->parser();
+  while (len > 0 && upstream_ == c && !closing_ && !response_done_) {
+    size_t used = 0;
+    HttpParser::Event ev = rp.execute(data, len, used);
+    data += used;
+    len -= used;
+    switch (ev) {
+      case HttpParser::Event::kNeedMore:
+        break;
+      case HttpParser::Event::kHead:
+        on_response_head();
+        rp.resume();
+        break;
+      case HttpParser::Event::kHeadDone:
+        on_response_head();
+        [[fallthrough]];
+      case HttpParser::Event::kMessageDone:
+        if (upstream_ != c || closing_) return;
+        rp.resume();
+        if (rp.head().status >= 200) {
+          // Bytes after a complete response: the upstream is out of step; never reuse it.
+          if (len > 0) upstream_dirty_ = true;
+          on_response_complete();
+        }
+        break;
+      case HttpParser::Event::kUpgrade:
+        if (!rp.head_reported()) on_response_head();
+        if (upstream_ != c || closing_) return;
+        if (rp.head().status == 101 && tunnel_requested_) {
+          // Bytes after the 101 head belong to the tunnel.
+          if (len > 0) write_client(std::string_view(data, len));
+          len = 0;
+          start_tunnel();
+          return;
+        }
+        upstream_failed(502, "unexpected upgrade from upstream");
+        return;
+      case HttpParser::Event::kError:
+        upstream_failed(502, rp.error_reason());
+        return;
+    }
+  }
+}
+
+void ClientConnection::on_response_head() {
+  const MessageHead& resp = upstream_->parser().head();
+  if (resp.status < 200 && resp.status != 101) return;  // 1xx: we sent our own 100 already
+  upstream_head_.clear();  // the response has started: no retry any more
+  upstream_ms_ = static_cast<double>(uv_hrtime() - upstream_started_hr_) / 1e6;
+  worker_->state().upstream_ok_ms.store(unix_now_ms(), std::memory_order_relaxed);
+  if (resp.status == 101) {
+    if (!tunnel_requested_) return;  // the parser reports kUpgrade; refused there
+    out_.clear();
+    ClientResponseOptions o;
+    o.header_prefix = config_->session.header_prefix;
+    o.cookie_name = config_->session.cookie_name;
+    o.upgrade = true;
+    o.added = &session_.response_headers();
+    build_client_response(resp, o, out_);
+    status_ = 101;
+    response_started_ = true;
+    write_client(out_);
+    return;
+  }
+  // A refused upgrade: whatever the client sends next may not be HTTP.
+  if (tunnel_requested_) close_after_ = true;
+  session_.on_response(resp, [] {});
+  const MessageHead& req = request_parser_.head();
+  bool client11 = req.is_http11();
+  bool no_body = head_request_ || resp.status == 204 || resp.status == 304;
+  if (!resp.keep_alive && !upstream_->parser().body_until_eof()) {
+    // The upstream closes after this response; the client connection is unaffected.
+  }
+  if (no_body) {
+    response_framing_ = BodyFraming::kNone;
+  } else if (resp.has_content_length && !resp.chunked) {
+    response_framing_ = BodyFraming::kContentLength;
+  } else if (client11) {
+    response_framing_ = BodyFraming::kChunked;  // chunked, or close-delimited re-framed
+  } else {
+    response_framing_ = BodyFraming::kUntilClose;  // an HTTP/1.0 client cannot take chunks
+    close_after_ = true;
+  }
+  if (!request_done_) close_after_ = true;  // early response: the rest of the body is unread
+  status_ = resp.status;
+  ClientResponseOptions o;
+  o.header_prefix = config_->session.header_prefix;
+  o.cookie_name = config_->session.cookie_name;
+  o.framing = response_framing_;
+  o.client_http11 = client11;
+  o.close = close_after_ || draining_;
+  o.force_no_store = session_.sets_cookie();
+  o.added = &session_.response_headers();
+  out_.clear();
+  build_client_response(resp, o, out_);
+  response_started_ = true;
+  arm_timer(TimerKind::kActivity);  // from here on, the client must keep reading
+  write_client(out_);
+}
+
+void ClientConnection::on_response_body(const char* data, size_t len) {
+  if (closing_ || len == 0) return;
+  response_body_bytes_ += len;
+  if (response_framing_ == BodyFraming::kChunked) {
+    out_.clear();
+    append_chunk_header(len, out_);
+    uv_buf_t bufs[3] = {uv_buf_init(out_.data(), static_cast<unsigned>(out_.size())),
+                        uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len)),
+                        uv_buf_init(const_cast<char*>(kChunkTrailer.data()), 2)};
+    write_client(bufs, 3);
+  } else {
+    write_client(std::string_view(data, len));
+  }
+  if (upstream_ != nullptr && queued_bytes(reinterpret_cast<uv_stream_t*>(&tcp_)) > kWriteHighWater)
+    upstream_->pause_reading();
+}
+
+void ClientConnection::on_response_complete() {
+  if (response_framing_ == BodyFraming::kChunked) write_client(kLastChunk);
+  response_done_ = true;
+  if (upstream_ != nullptr) upstream_->stop_timer();
+  if (request_done_ || close_after_) finish_exchange();
+}
+
+void ClientConnection::on_upstream_closed(UpstreamConnection* c, int status) {
+  if (c != upstream_) return;
+  upstream_ = nullptr;  // it is closing itself
+  if (closing_) return;
+  if (state_ == State::kTunnel) {
+    close_after_flush();
+    return;
+  }
+  if (response_started_ && !response_done_ && c->parser().body_until_eof() && status == UV_EOF) {
+    // A close-delimited body ends here (RFC 9112 §6.3 rule 8).
+    if (c->parser().finish() == HttpParser::Event::kMessageDone) {
+      on_response_complete();
+      return;
+    }
+  }
+  if (!response_started_ && c->reused() && !retried_ && request_framing_ == BodyFraming::kNone &&
+      !upstream_head_.empty()) {
+    // The pooled connection was closed by the upstream under us and nothing of the response
+    // arrived: safe to send the (bodiless) request again, once, on a fresh connection.
+    retried_ = true;
+    connect_upstream();
+    return;
+  }
+  upstream_failed(502, status == UV_EOF ? "upstream closed the connection" : uv_strerror(status));
+}
+
+void ClientConnection::on_upstream_drained(UpstreamConnection* c) {
+  if (c == upstream_) update_reading();
+}
+
+void ClientConnection::on_upstream_timeout(UpstreamConnection* c) {
+  if (c != upstream_) return;
+  if (state_ == State::kTunnel) {
+    close_now();
+    return;
+  }
+  upstream_failed(504, "upstream timed out");
+}
+
+void ClientConnection::upstream_failed(int status, const char* why) {
+  SG_LOG_WARN("%s %s: %s (status %d)", request_parser_.head().method.c_str(),
+              std::string(target_path(request_parser_.head().target)).c_str(), why, status);
+  release_upstream(false);
+  if (response_started_) {
+    // Never let a truncated response look complete: abort the client connection.
+    status_ = status_ == 0 ? status : status_;
+    log_exchange();
+    close_now();
+    return;
+  }
+  status_ = status;
+  close_after_ = true;
+  send_local(status, status == 504 ? "upstream timed out\n" : "bad gateway\n", true);
+}
+
+void ClientConnection::start_tunnel() {
+  state_ = State::kTunnel;
+  request_done_ = response_done_ = true;
+  log_exchange();
+  if (upstream_ != nullptr) {
+    upstream_->stop_timer();
+    if (!pending_.empty()) {
+      upstream_->write(pending_);
+      pending_.clear();
+    }
+  }
+  arm_timer(TimerKind::kActivity);
+  update_reading();
+}
+
+void ClientConnection::finish_exchange() {
+  bool reusable = request_done_ && response_done_ && upstream_ != nullptr && !upstream_dirty_ &&
+                  upstream_->parser().should_keep_alive() && !upstream_->parser().in_message();
+  release_upstream(reusable);
+  log_exchange();
+  if (close_after_ || draining_ || !request_done_) {
+    close_after_flush();
+    return;
+  }
+  // Next request on this keep-alive connection (maybe already waiting in pending_).
+  state_ = State::kIdle;
+  request_parser_.resume();
+  arm_timer(TimerKind::kIdle);
+  if (!pending_.empty()) {
+    process_pending();
+  } else {
+    update_reading();
+  }
+}
+
+void ClientConnection::release_upstream(bool reusable) {
+  UpstreamConnection* c = upstream_;
+  upstream_ = nullptr;
+  if (c == nullptr) return;
+  c->stop_timer();
+  if (reusable) {
+    worker_->pool().put_idle(c, config_->upstream.idle_timeout,
+                             config_->upstream.max_idle_connections);
+  } else {
+    c->attach(nullptr);
+    c->close();
+  }
+}
+
+// ---- output -------------------------------------------------------------------------------
+
+bool ClientConnection::write_client(std::string_view data) {
+  uv_buf_t buf = uv_buf_init(const_cast<char*>(data.data()), static_cast<unsigned>(data.size()));
+  return write_client(&buf, 1);
+}
+
+bool ClientConnection::write_client(const uv_buf_t* bufs, unsigned count) {
+  if (closing_) return false;
+  int r = stream_write(reinterpret_cast<uv_stream_t*>(&tcp_), bufs, count,
+                       &ClientConnection::on_write_done);
+  if (r != 0) {
+    close_now();
+    return false;
+  }
+  return true;
+}
+
+void ClientConnection::on_write_done(uv_stream_t* s, int status) {
+  auto* c = static_cast<ClientConnection*>(s->data);
+  if (c->closing_) return;
+  if (status < 0) {
+    c->close_now();
+    return;
+  }
+  if (c->timer_kind_ == TimerKind::kActivity) c->arm_timer(TimerKind::kActivity);
+  if (c->upstream_ != nullptr && queued_bytes(s) < kWriteLowWater) c->upstream_->resume_reading();
+}
+
+void ClientConnection::send_local(int status, std::string_view body, bool close,
+                                  const HeaderList* extra) {
+  out_.clear();
+  build_local_response(status, body, close || draining_, out_, extra, head_request_);
+  status_ = status;
+  response_started_ = true;
+  response_done_ = true;
+  write_client(out_);
+  if (close || draining_) {
+    log_exchange();
+    close_after_flush();
+    return;
+  }
+  // Keep the connection: read (and discard) the rest of this request, then finish the exchange
+  // when its end is parsed, exactly as for a forwarded one.
+  if (request_done_) {
+    finish_exchange();
+    return;
+  }
+  state_ = State::kForward;
+  request_parser_.resume();
+  process_pending();
+}
+
+void ClientConnection::reject(int status, const char* reason) {
+  SG_LOG_DEBUG("client %s: rejected with %d: %s", peer_ip_.c_str(), status, reason);
+  if (response_started_) {
+    close_now();
+    return;
+  }
+  close_after_ = true;
+  head_request_ = false;
+  pending_.clear();
+  send_local(status, std::string(status_reason(status)) + "\n", true);
+}
+
+void ClientConnection::log_exchange() {
+  if (status_ == 0 || started_hr_ == 0) return;
+  const MessageHead& req = request_parser_.head();
+  AccessRecord r;
+  r.time_ms = started_ms_;
+  r.client = peer_ip_;
+  r.method = req.method;
+  r.target = req.target;
+  r.status = status_;
+  r.bytes_sent = response_body_bytes_;
+  r.bytes_received = request_body_bytes_;
+  r.duration_ms = static_cast<double>(uv_hrtime() - started_hr_) / 1e6;
+  r.upstream_ms = upstream_ms_;
+  r.session = session_.handle();
+  r.session_event = session_.event();
+  worker_->state().access_log.write(r);
+  started_hr_ = 0;  // logged once
+}
+
+// ---- closing ------------------------------------------------------------------------------
+
+void ClientConnection::drain() {
+  draining_ = true;
+  if (state_ == State::kIdle && pending_.empty()) close_now();
+}
+
+void ClientConnection::abort() {
+  close_now();
+}
+
+// Sends what is queued, then FIN; keeps reading (and discarding) for a short while so that the
+// client reads our answer before a reset could destroy it.
+void ClientConnection::close_after_flush() {
+  if (closing_) return;
+  closing_ = true;
+  state_ = State::kClosing;
+  release_upstream(false);
+  update_reading();
+  // A slow client still has the activity timeout to take what is queued.
+  arm_timer(TimerKind::kActivity);
+  shutdown_req_.data = this;
+  if (uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_),
+                  &ClientConnection::on_shutdown) != 0) {
+    close_now();
+  }
+}
+
+void ClientConnection::on_shutdown(uv_shutdown_t* req, int status) {
+  auto* c = static_cast<ClientConnection*>(req->data);
+  if (status == UV_ECANCELED || c->handles_open_ == 0 ||
+      uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->tcp_)))
+    return;
+  if (status < 0) {
+    c->close_now();
+    return;
+  }
+  // Our answer is out; linger (reading and discarding) until the peer closes or the timer fires.
+  c->lingering_ = true;
+  c->arm_timer(TimerKind::kLinger);
+  c->update_reading();
+}
+
+void ClientConnection::close_now() {
+  if (handles_open_ == 0) return;
+  auto* h = reinterpret_cast<uv_handle_t*>(&tcp_);
+  if (uv_is_closing(h)) return;
+  closing_ = true;
+  lingering_ = false;
+  state_ = State::kClosing;
+  release_upstream(false);
+  log_exchange();
+  uv_close(h, &ClientConnection::on_close);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &ClientConnection::on_close);
+}
+
+void ClientConnection::on_close(uv_handle_t* h) {
+  auto* c = static_cast<ClientConnection*>(h->data);
+  if (--c->handles_open_ == 0) {
+    c->worker_->connection_closed(c);
+    delete c;
+  }
+}
+
+}  // namespace sg

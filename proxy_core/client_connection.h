@@ -1,0 +1,141 @@
+// ClientConnection: one accepted client socket and the exchanges (request -> upstream ->
+// response) that run on it, one at a time, in order (pipelined requests wait in `pending_`).
+//
+// Owner: its Worker (loop thread only). Freed in the close callback of its last handle, never
+// inside one of its own callbacks. Bytes flow with backpressure both ways: when the receiving
+// side's write queue passes kWriteHighWater, reading from the sending side stops until it drains
+// below kWriteLowWater.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "proxy_core/config.h"
+#include "proxy_core/header_rewrite.h"
+#include "proxy_core/http_parser.h"
+#include "proxy_core/session_gate.h"
+#include "proxy_core/upstream.h"
+
+namespace sg {
+
+class Worker;
+
+class ClientConnection final : public UpstreamUser {
+ public:
+  explicit ClientConnection(Worker* worker);
+  // Accepts from `server` and starts reading. Returns false (and closes) on failure.
+  bool accept_from(uv_stream_t* server);
+
+  // Drain: an idle connection closes now; a busy one closes after its current exchange.
+  void drain();
+  // Drain deadline passed: close now, whatever is in flight.
+  void abort();
+
+ private:
+  enum class State {
+    kIdle,          // waiting for the first byte of a request
+    kHead,          // reading a request head
+    kSession,       // waiting for the session store
+    kUpstreamWait,  // connecting to the upstream
+    kForward,       // request body and/or response in flight
+    kTunnel,        // WebSocket: raw bytes both ways
+    kClosing,       // flushing and closing
+  };
+  enum class TimerKind { kNone, kIdle, kHeader, kActivity, kLinger };
+
+  ~ClientConnection() override = default;
+
+  // Reading and parsing.
+  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void on_write_done(uv_stream_t* s, int status);
+  static void on_timer(uv_timer_t* t);
+  static void on_shutdown(uv_shutdown_t* req, int status);
+  static void on_close(uv_handle_t* h);
+  void process(const char* data, size_t len);
+  void process_pending();
+  void update_reading();
+  void arm_timer(TimerKind kind);
+
+  // The request.
+  void on_request_head(bool complete);  // complete: the message had no body
+  void on_session_ready(SessionGate::Outcome outcome);
+  void forward_request();
+  void connect_upstream();
+  void send_upstream_head();
+  void on_request_body(const char* data, size_t len);
+  void on_request_complete();
+  bool answer_locally();
+
+  // The response.
+  void on_upstream_connected(UpstreamConnection* c, int status) override;
+  void on_upstream_data(UpstreamConnection* c, const char* data, size_t len) override;
+  void on_upstream_closed(UpstreamConnection* c, int status) override;
+  void on_upstream_drained(UpstreamConnection* c) override;
+  void on_upstream_timeout(UpstreamConnection* c) override;
+  void on_response_head();
+  void on_response_body(const char* data, size_t len);
+  void on_response_complete();
+  void upstream_failed(int status, const char* why);
+  void finish_exchange();
+  void start_tunnel();
+
+  // Output.
+  bool write_client(std::string_view data);
+  bool write_client(const uv_buf_t* bufs, unsigned count);
+  void send_local(int status, std::string_view body, bool close, const HeaderList* extra = nullptr);
+  void reject(int status, const char* reason);
+  void log_exchange();
+
+  // Closing.
+  void close_after_flush();
+  void close_now();
+  void release_upstream(bool reusable);
+
+  Worker* worker_;
+  std::shared_ptr<const Config> config_;  // taken at each request: reloads apply to new requests
+  uv_tcp_t tcp_;
+  uv_timer_t timer_;
+  uv_shutdown_t shutdown_req_;
+  int handles_open_ = 0;
+  State state_ = State::kIdle;
+  TimerKind timer_kind_ = TimerKind::kNone;
+  bool reading_ = false;
+  bool closing_ = false;
+  bool draining_ = false;
+  bool lingering_ = false;
+
+  HttpParser request_parser_;
+  std::string pending_;  // client bytes read but not yet parsed (pipelining, upstream connect)
+  std::string out_;      // scratch for heads and chunk framing
+  std::string peer_ip_;
+  bool peer_trusted_ = false;
+
+  // The current exchange.
+  UpstreamConnection* upstream_ = nullptr;
+  std::string upstream_head_;  // kept until the response starts, for one retry
+  bool retried_ = false;
+  bool upstream_dirty_ = false;  // bytes after its response: never reuse
+  bool request_done_ = false;
+  bool response_started_ = false;  // a response head went to the client
+  bool response_done_ = false;
+  bool close_after_ = false;  // no keep-alive after this exchange
+  bool head_request_ = false;
+  bool tunnel_requested_ = false;
+  bool expect_continue_ = false;
+  BodyFraming request_framing_ = BodyFraming::kNone;
+  BodyFraming response_framing_ = BodyFraming::kNone;
+  uint64_t request_body_bytes_ = 0;
+  uint64_t response_body_bytes_ = 0;
+  int status_ = 0;
+  int64_t started_ms_ = 0;
+  uint64_t started_hr_ = 0;
+  uint64_t upstream_started_hr_ = 0;
+  double upstream_ms_ = -1;
+  SessionGate session_;
+};
+
+}  // namespace sg

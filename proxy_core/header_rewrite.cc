@@ -1,0 +1,266 @@
+#include "proxy_core/header_rewrite.h"
+
+#include <charconv>
+
+namespace sg {
+
+namespace {
+
+char fold(char c) {
+  if (c >= 'A' && c <= 'Z') return char(c + 32);
+  if (c == '_') return '-';
+  return c;
+}
+
+void append_header(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
+void append_number(std::string& out, uint64_t n) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, n);
+  out.append(buf, r.ptr);
+}
+
+// Names listed in the message's Connection header(s) are hop-by-hop too (RFC 9110 §7.6.1).
+bool named_in_connection(const MessageHead& head, std::string_view name) {
+  for (size_t i = 0; i < head.header_count; ++i) {
+    const HeaderField& f = head.headers[i];
+    if (iequals(f.name, "connection") && list_contains_token(f.value, name)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool is_hop_by_hop(std::string_view name) {
+  switch (name.size()) {
+    case 2:
+      return iequals(name, "te");
+    case 7:
+      return iequals(name, "trailer") || iequals(name, "upgrade");
+    case 10:
+      return iequals(name, "connection") || iequals(name, "keep-alive");
+    case 17:
+      return iequals(name, "transfer-encoding");
+    default:
+      break;
+  }
+  // Proxy-Authorization, Proxy-Connection, ...: meant for us, never for the application.
+  return name.size() > 6 && iequals(name.substr(0, 6), "proxy-");
+}
+
+bool under_prefix(std::string_view name, std::string_view prefix) {
+  if (name.size() < prefix.size() || prefix.empty()) return false;
+  for (size_t i = 0; i < prefix.size(); ++i)
+    if (fold(name[i]) != fold(prefix[i])) return false;
+  return true;
+}
+
+void append_chunk_header(size_t length, std::string& out) {
+  char buf[20];
+  auto r = std::to_chars(buf, buf + sizeof buf, length, 16);
+  out.append(buf, r.ptr);
+  out.append("\r\n");
+}
+
+void build_upstream_request(const MessageHead& request, const UpstreamRequestOptions& o,
+                            std::string& out) {
+  out.append(request.method);
+  out.push_back(' ');
+  out.append(request.target);
+  out.append(" HTTP/1.1\r\n");
+
+  std::string forwarded_for;
+  std::string_view forwarded_proto, forwarded_host, host;
+  bool cookie_written = false;
+  for (size_t i = 0; i < request.header_count; ++i) {
+    const HeaderField& f = request.headers[i];
+    std::string_view name = f.name;
+    if (is_hop_by_hop(name) || named_in_connection(request, name)) continue;
+    // Our trusted headers: whatever the client sent under the prefix never reaches the app.
+    if (under_prefix(name, o.header_prefix)) continue;
+    if (iequals(name, "x-forwarded-for")) {
+      if (o.peer_trusted) {
+        if (!forwarded_for.empty()) forwarded_for.append(", ");
+        forwarded_for.append(trim_ows(f.value));
+      }
+      continue;
+    }
+    if (iequals(name, "x-forwarded-proto")) {
+      if (o.peer_trusted && forwarded_proto.empty()) forwarded_proto = trim_ows(f.value);
+      continue;
+    }
+    if (iequals(name, "x-forwarded-host")) {
+      if (o.peer_trusted && forwarded_host.empty()) forwarded_host = trim_ows(f.value);
+      continue;
+    }
+    // We answer Expect: 100-continue ourselves; HTTP2-Settings belongs to an h2c upgrade we never
+    // forward; Content-Length is rewritten from the framing we chose.
+    if (iequals(name, "expect") || iequals(name, "http2-settings") ||
+        iequals(name, "content-length"))
+      continue;
+    if (iequals(name, "host")) host = f.value;
+    if (iequals(name, "cookie") && o.replace_cookie) {
+      if (!cookie_written && !o.cookie_value.empty()) append_header(out, "Cookie", o.cookie_value);
+      cookie_written = true;
+      continue;
+    }
+    append_header(out, name, f.value);
+  }
+
+  if (!forwarded_for.empty()) forwarded_for.append(", ");
+  forwarded_for.append(o.client_address);
+  append_header(out, "X-Forwarded-For", forwarded_for);
+  append_header(out, "X-Forwarded-Proto", forwarded_proto.empty() ? o.scheme : forwarded_proto);
+  if (!forwarded_host.empty()) {
+    append_header(out, "X-Forwarded-Host", forwarded_host);
+  } else if (!host.empty()) {
+    append_header(out, "X-Forwarded-Host", host);
+  }
+
+  switch (o.framing) {
+    case BodyFraming::kContentLength:
+      out.append("Content-Length: ");
+      append_number(out, o.content_length);
+      out.append("\r\n");
+      break;
+    case BodyFraming::kChunked:
+      out.append("Transfer-Encoding: chunked\r\n");
+      break;
+    default:
+      break;
+  }
+  if (o.tunnel_websocket) {
+    out.append("Connection: upgrade\r\nUpgrade: websocket\r\n");
+  }
+  // Injected last, after hop-by-hop removal, so a client cannot name them in Connection.
+  if (o.injected != nullptr)
+    for (const auto& [name, value] : *o.injected)
+      append_header(out, name, value);
+  out.append("\r\n");
+}
+
+void build_client_response(const MessageHead& response, const ClientResponseOptions& o,
+                           std::string& out) {
+  out.append("HTTP/1.1 ");
+  append_number(out, static_cast<uint64_t>(response.status));
+  out.push_back(' ');
+  out.append(response.reason.empty() ? status_reason(response.status)
+                                     : std::string_view(response.reason));
+  out.append("\r\n");
+
+  bool cache_control_private = false;
+  for (size_t i = 0; i < response.header_count; ++i) {
+    const HeaderField& f = response.headers[i];
+    std::string_view name = f.name;
+    if (o.upgrade && (iequals(name, "connection") || iequals(name, "upgrade"))) {
+      append_header(out, name, f.value);
+      continue;
+    }
+    if (is_hop_by_hop(name) || named_in_connection(response, name)) continue;
+    // Session directives and anything else under our prefix are for the gateway only.
+    if (under_prefix(name, o.header_prefix)) continue;
+    if (iequals(name, "content-length") && o.framing != BodyFraming::kContentLength &&
+        o.framing != BodyFraming::kNone)
+      continue;
+    if (!o.cookie_name.empty() && iequals(name, "set-cookie")) {
+      // The application may not set (or overwrite) the gateway's cookie.
+      std::string_view v = trim_ows(f.value);
+      if (v.size() > o.cookie_name.size() && v.substr(0, o.cookie_name.size()) == o.cookie_name &&
+          (v[o.cookie_name.size()] == '=' || v[o.cookie_name.size()] == ' '))
+        continue;
+    }
+    if (iequals(name, "cache-control")) {
+      if (o.force_no_store) {
+        if (list_contains_token(f.value, "no-store") || list_contains_token(f.value, "private")) {
+          cache_control_private = true;
+        } else {
+          continue;  // replaced by no-store below
+        }
+      }
+    }
+    append_header(out, name, f.value);
+  }
+  if (o.force_no_store && !cache_control_private) out.append("Cache-Control: no-store\r\n");
+  if (o.framing == BodyFraming::kChunked) out.append("Transfer-Encoding: chunked\r\n");
+  if (o.close && !o.upgrade) {
+    out.append("Connection: close\r\n");
+  } else if (!o.client_http11 && !o.upgrade) {
+    out.append("Connection: keep-alive\r\n");
+  }
+  if (o.added != nullptr)
+    for (const auto& [name, value] : *o.added)
+      append_header(out, name, value);
+  out.append("\r\n");
+}
+
+std::string_view status_reason(int status) {
+  switch (status) {
+    case 100:
+      return "Continue";
+    case 101:
+      return "Switching Protocols";
+    case 200:
+      return "OK";
+    case 204:
+      return "No Content";
+    case 303:
+      return "See Other";
+    case 304:
+      return "Not Modified";
+    case 308:
+      return "Permanent Redirect";
+    case 400:
+      return "Bad Request";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Unknown";
+  }
+}
+
+void build_local_response(int status, std::string_view body, bool close, std::string& out,
+                          const HeaderList* extra, bool head_only) {
+  out.append("HTTP/1.1 ");
+  append_number(out, static_cast<uint64_t>(status));
+  out.push_back(' ');
+  out.append(status_reason(status));
+  out.append("\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n");
+  out.append("Content-Length: ");
+  append_number(out, body.size());
+  out.append("\r\n");
+  if (close) out.append("Connection: close\r\n");
+  if (extra != nullptr)
+    for (const auto& [name, value] : *extra)
+      append_header(out, name, value);
+  out.append("\r\n");
+  if (!head_only) out.append(body);
+}
+
+}  // namespace sg

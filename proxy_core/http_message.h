@@ -1,0 +1,52 @@
+// A parsed HTTP/1.x message head: what llhttp saw, copied out of the read buffers so that it
+// outlives them. The strings keep their capacity across clear(), so a keep-alive connection does
+// not reallocate for every request.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sg {
+
+struct HeaderField {
+  std::string name;
+  std::string value;
+};
+
+struct MessageHead {
+  // Request line (requests only).
+  std::string method;
+  int method_id = 0;  // llhttp_method_t
+  std::string target;
+  // Status line (responses only).
+  int status = 0;
+  std::string reason;
+
+  int version_major = 1;
+  int version_minor = 1;
+  std::vector<HeaderField> headers;
+  size_t header_count = 0;  // valid entries in `headers` (the vector is reused, not shrunk)
+
+  // Framing, from llhttp's flags at the end of the head.
+  bool chunked = false;
+  bool has_content_length = false;
+  uint64_t content_length = 0;
+  bool has_transfer_encoding = false;
+  bool keep_alive = true;  // llhttp_should_keep_alive
+  bool upgrade = false;    // llhttp saw Connection: upgrade + Upgrade (or CONNECT)
+
+  void clear();
+  // The first header named `name` (ASCII case-insensitive), or nullptr.
+  const HeaderField* find(std::string_view name) const;
+  size_t count(std::string_view name) const;
+  bool is_http11() const { return version_major == 1 && version_minor == 1; }
+};
+
+bool iequals(std::string_view a, std::string_view b);
+// RFC 9110 §5.6.1 list element: does the comma-separated `list` contain `token` (case-insensitive)?
+bool list_contains_token(std::string_view list, std::string_view token);
+std::string_view trim_ows(std::string_view s);
+
+}  // namespace sg

@@ -1,0 +1,102 @@
+#include "proxy_core/server.h"
+
+#include <thread>
+
+#include "proxy_core/log.h"
+#include "proxy_core/memory_store.h"
+#include "proxy_core/session_store.h"
+#include "proxy_core/worker.h"
+
+namespace sg {
+
+Server::Server() = default;
+
+Server::~Server() {
+  force_stop();
+  join();
+}
+
+unsigned Server::effective_workers(const Config& config) {
+  if (config.server.workers != 0) return config.server.workers;
+  unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : n;
+}
+
+bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
+  config_ = std::move(config);
+  if (!state_.access_log.open(config_->log.access, config_->log.format, error)) return false;
+  if (config_->session.store == StoreKind::kRedis) {
+    error = "session.store = \"redis\" is not available in this build yet; use \"memory\"";
+    return false;
+  }
+  const SessionConfig& sc = config_->session;
+  auto memory = std::make_unique<MemoryStore>(sc.idle_timeout, sc.absolute_timeout,
+                                              config_->memory_store.max_sessions);
+  if (!config_->memory_store.snapshot_path.empty()) {
+    // A restart logs nobody out. A bad snapshot is reported and start-up goes on.
+    SnapshotStatus s = memory->load_snapshot(config_->memory_store.snapshot_path, unix_now_ms());
+    if (s.code == SnapshotStatus::Code::kOk) {
+      SG_LOG_INFO("snapshot %s: %llu session(s) loaded",
+                  config_->memory_store.snapshot_path.c_str(),
+                  static_cast<unsigned long long>(memory->stats().active));
+    } else if (s.code != SnapshotStatus::Code::kMissing) {
+      SG_LOG_ERROR("snapshot: %s (start-up continues with %llu session(s))", s.message.c_str(),
+                   static_cast<unsigned long long>(memory->stats().active));
+    }
+  }
+  state_.memory_store = memory.get();
+  state_.store = memory.get();
+  store_ = std::move(memory);
+  // Each worker learns the total from the config to size its share of max_connections.
+  auto effective = std::make_shared<Config>(*config_);
+  effective->server.workers = effective_workers(*config_);
+  config_ = effective;
+  for (unsigned i = 0; i < config_->server.workers; ++i) {
+    auto w = std::make_unique<Worker>(i, config_, &state_);
+    if (!w->open_listeners(error)) return false;
+    workers_.push_back(std::move(w));
+  }
+  for (auto& w : workers_)
+    w->start();
+  SG_LOG_INFO("listening on %zu address(es) with %u worker(s)", config_->server.listen.size(),
+              config_->server.workers);
+  return true;
+}
+
+void Server::apply(std::shared_ptr<const Config> config) {
+  auto effective = std::make_shared<Config>(*config);
+  effective->server.workers = effective_workers(*config);
+  config_ = effective;
+  for (auto& w : workers_)
+    w->post_config(config_);
+}
+
+void Server::begin_drain() {
+  state_.draining.store(true);
+  for (auto& w : workers_)
+    w->post_drain();
+}
+
+void Server::force_stop() {
+  for (auto& w : workers_)
+    if (!w->finished()) w->post_stop();
+}
+
+bool Server::all_finished() const {
+  for (auto& w : workers_)
+    if (!w->finished()) return false;
+  return true;
+}
+
+void Server::join() {
+  for (auto& w : workers_)
+    w->join();
+}
+
+void Server::save_snapshot() {
+  if (state_.memory_store == nullptr || config_->memory_store.snapshot_path.empty()) return;
+  SnapshotStatus s = state_.memory_store->save_snapshot(config_->memory_store.snapshot_path);
+  if (s.code != SnapshotStatus::Code::kOk) SG_LOG_ERROR("snapshot: %s", s.message.c_str());
+}
+
+}  // namespace sg

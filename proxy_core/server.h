@@ -1,0 +1,45 @@
+// Server: the whole gateway process minus main(): the shared state, the workers, reload and
+// drain. gateway/main.cc owns one, feeds it signals, and exits when it says it is done.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proxy_core/config.h"
+#include "proxy_core/gateway_state.h"
+
+namespace sg {
+
+class Worker;
+class SessionStore;
+
+class Server {
+ public:
+  Server();
+  ~Server();
+
+  // Opens listeners and starts the workers. On failure `error` says why and nothing runs.
+  bool start(std::shared_ptr<const Config> config, std::string& error);
+  // Applies a validated configuration to new requests and connections.
+  void apply(std::shared_ptr<const Config> config);
+  // Stops accepting, turns readiness to 503, lets in-flight requests finish.
+  void begin_drain();
+  // Drain deadline passed: close whatever is still open.
+  void force_stop();
+  bool all_finished() const;
+  void join();
+  // Writes the memory store's snapshot when snapshot_path is set (periodically and at exit).
+  void save_snapshot();
+  GatewayState& state() { return state_; }
+  const std::shared_ptr<const Config>& config() const { return config_; }
+  static unsigned effective_workers(const Config& config);
+
+ private:
+  GatewayState state_;
+  std::shared_ptr<const Config> config_;
+  std::unique_ptr<SessionStore> store_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+};
+
+}  // namespace sg

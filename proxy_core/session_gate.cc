@@ -1,0 +1,290 @@
+#include "proxy_core/session_gate.h"
+
+#include "proxy_core/cookie.h"
+#include "proxy_core/gateway_state.h"
+#include "proxy_core/log.h"
+#include "proxy_core/path_match.h"
+#include "proxy_core/session_attributes.h"
+#include "proxy_core/set_cookie.h"
+#include "proxy_core/token.h"
+
+namespace sg {
+
+namespace {
+
+// "user" -> "User", "tenant-id" -> "Tenant-Id": the conventional spelling of header names.
+void append_header_case(std::string& out, std::string_view name) {
+  bool upper = true;
+  for (char c : name) {
+    out.push_back(upper && c >= 'a' && c <= 'z' ? char(c - 32) : c);
+    upper = c == '-';
+  }
+}
+
+}  // namespace
+
+void SessionGate::reset() {
+  // Callbacks from an earlier request (a slow store) find a different epoch and do nothing.
+  epoch_ = std::make_shared<int>(0);
+  active_ = is_new_ = logout_ = sets_cookie_ = replace_cookie_ = false;
+  rejected_directives_ = 0;
+  token_.clear();
+  candidates_.clear();
+  record_ = SessionRecord{};
+  injected_.clear();
+  cookie_value_.clear();
+  response_headers_.clear();
+  handle_hex_.clear();
+  event_.clear();
+}
+
+void SessionGate::begin(const Config& config, SessionStore* store, bool tls,
+                        const MessageHead& request, Done done) {
+  config_ = &config;
+  store_ = store;
+  tls_ = tls;
+  const SessionConfig& sc = config.session;
+
+  // Our cookie never reaches the application, excluded path or not.
+  std::vector<std::string_view> fields;
+  for (size_t i = 0; i < request.header_count; ++i)
+    if (iequals(request.headers[i].name, "cookie")) fields.push_back(request.headers[i].value);
+  std::vector<std::string_view> values = find_cookie_values(fields, sc.cookie_name);
+  if (!values.empty()) {
+    replace_cookie_ = true;
+    cookie_value_ = remove_cookie(fields, sc.cookie_name);
+  }
+  // Copies: the request head may be reused before an asynchronous store answers.
+  for (std::string_view t : token_candidates(values))
+    candidates_.emplace_back(t);
+
+  std::string_view path = path_without_query(request.target);
+  if (!sc.logout_path.empty() && path == sc.logout_path) {
+    logout_ = true;
+  } else {
+    for (const std::string& pattern : sc.exclude)
+      if (path_matches(pattern, path)) {
+        done(Outcome::kProceed);  // no session, no cookie
+        return;
+      }
+  }
+  if (store_ == nullptr) {
+    done(Outcome::kProceed);
+    return;
+  }
+  valid_found_ = 0;
+  next_candidate_ = 0;
+  lookup_next(std::move(done));
+}
+
+// Looks the candidates up one after another. Several cookies with our name are accepted only if
+// exactly one is a live session; otherwise the request is treated as having none.
+void SessionGate::lookup_next(Done done) {
+  if (next_candidate_ >= candidates_.size()) {
+    if (valid_found_ == 1) {
+      on_found(std::move(done));
+    } else if (logout_) {
+      add_set_cookie(/*expire=*/true);
+      done(Outcome::kLogout);
+    } else {
+      create_session(std::move(done));
+    }
+    return;
+  }
+  const std::string& token = candidates_[next_candidate_++];
+  TokenHash key = hash_token(token);
+  std::weak_ptr<int> epoch = epoch_;
+  store_->lookup(key, unix_now_ms(), [this, epoch, key, token, done](LookupResult r) mutable {
+    if (epoch.expired()) return;
+    if (r.status == StoreStatus::kUnavailable) {
+      unavailable(std::move(done));
+      return;
+    }
+    if (r.status == StoreStatus::kOk && r.record) {
+      if (++valid_found_ == 1) {
+        key_ = key;
+        token_ = token;
+        record_ = std::move(*r.record);
+      }
+    }
+    lookup_next(std::move(done));
+  });
+}
+
+void SessionGate::unavailable(Done done) {
+  SG_LOG_WARN("session store unavailable");
+  if (config_->redis_store.on_unavailable == OnUnavailable::kFailOpen &&
+      config_->session.store == StoreKind::kRedis) {
+    done(Outcome::kProceed);  // no session, no cookie
+  } else {
+    done(Outcome::kUnavailable);
+  }
+}
+
+void SessionGate::on_found(Done done) {
+  const SessionConfig& sc = config_->session;
+  if (logout_) {
+    std::weak_ptr<int> epoch = epoch_;
+    handle_hex_ = handle_to_hex(record_.handle);
+    event_ = "destroyed";
+    store_->destroy(key_, [this, epoch, done](StoreStatus) {
+      if (epoch.expired()) return;
+      add_set_cookie(/*expire=*/true);
+      done(Outcome::kLogout);
+    });
+    return;
+  }
+  active_ = true;
+  int64_t now = unix_now_ms();
+  // Refresh last-seen and the cookie's expiry at most once per tenth of idle_timeout, so most
+  // responses carry no Set-Cookie and most requests write nothing to the store.
+  if (now - record_.last_seen_ms >= sc.idle_timeout.count() / 10) {
+    record_.last_seen_ms = now;
+    add_set_cookie(/*expire=*/false);
+    std::weak_ptr<int> epoch = epoch_;
+    store_->update(key_, record_, [this, epoch, done](StoreStatus s) {
+      if (epoch.expired()) return;
+      if (s == StoreStatus::kUnavailable) {
+        unavailable(std::move(done));
+        return;
+      }
+      finish_request(std::move(done));
+    });
+    return;
+  }
+  finish_request(std::move(done));
+}
+
+void SessionGate::create_session(Done done) {
+  if (logout_) {
+    done(Outcome::kLogout);
+    return;
+  }
+  record_ = SessionRecord{};
+  // A CSPRNG failure must not produce a guessable session: fail closed.
+  if (!generate_token(token_) || !generate_handle(record_.handle)) {
+    SG_LOG_ERROR("RAND_bytes failed: refusing to create a session");
+    done(Outcome::kUnavailable);
+    return;
+  }
+  record_.created_ms = record_.last_seen_ms = unix_now_ms();
+  key_ = hash_token(token_);
+  is_new_ = true;
+  std::weak_ptr<int> epoch = epoch_;
+  store_->create(key_, record_, [this, epoch, done](StoreStatus s) {
+    if (epoch.expired()) return;
+    if (s != StoreStatus::kOk) {
+      unavailable(std::move(done));
+      return;
+    }
+    active_ = true;
+    event_ = "new";
+    add_set_cookie(/*expire=*/false);
+    finish_request(std::move(done));
+  });
+}
+
+void SessionGate::finish_request(Done done) {
+  const std::string& prefix = config_->session.header_prefix;
+  handle_hex_ = handle_to_hex(record_.handle);
+  std::string name = prefix;
+  name.append("Id");
+  injected_.emplace_back(std::move(name), handle_hex_);
+  for (const auto& [attr, value] : record_.attributes) {
+    std::string header = prefix;
+    append_header_case(header, attr);
+    injected_.emplace_back(std::move(header), value);
+  }
+  done(Outcome::kProceed);
+}
+
+void SessionGate::add_set_cookie(bool expire) {
+  const SessionConfig& sc = config_->session;
+  bool secure = cookie_secure_effective(sc, tls_);
+  // Only one Set-Cookie of ours per response: the last decision (rotate, destroy) wins.
+  for (auto it = response_headers_.begin(); it != response_headers_.end();)
+    it = it->first == "Set-Cookie" ? response_headers_.erase(it) : it + 1;
+  response_headers_.emplace_back(
+      "Set-Cookie", expire ? build_expired_cookie(sc, secure)
+                           : build_session_cookie(sc, token_, secure, unix_now_ms() / 1000));
+  sets_cookie_ = true;
+}
+
+void SessionGate::on_response(const MessageHead& response, std::function<void()> done) {
+  if (!active_ || store_ == nullptr) {
+    done();
+    return;
+  }
+  const SessionConfig& sc = config_->session;
+  const std::string& prefix = sc.header_prefix;
+  bool rotate = false, destroy = false, changed = false;
+  SessionAttributes attrs = record_.attributes;
+  for (size_t i = 0; i < response.header_count; ++i) {
+    const HeaderField& f = response.headers[i];
+    if (f.name.size() <= prefix.size() || !iequals(f.name.substr(0, prefix.size()), prefix))
+      continue;
+    std::string_view rest = std::string_view(f.name).substr(prefix.size());
+    std::string_view value = trim_ows(f.value);
+    if (iequals(rest, "Control")) {
+      if (iequals(value, "rotate")) {
+        rotate = true;
+      } else if (iequals(value, "destroy")) {
+        destroy = true;
+      } else {
+        ++rejected_directives_;
+        SG_LOG_WARN("session %s: unknown %s value ignored", handle_hex_.c_str(), f.name.c_str());
+      }
+    } else if (rest.size() > 4 && iequals(rest.substr(0, 4), "Set-")) {
+      AttributeError e =
+          apply_attribute(attrs, rest.substr(4), value, sc.max_attributes, sc.max_attribute_bytes);
+      if (e == AttributeError::kOk) {
+        changed = true;
+      } else {
+        ++rejected_directives_;
+        SG_LOG_WARN("session %s: attribute directive ignored: %s", handle_hex_.c_str(),
+                    attribute_error_text(e));
+      }
+    }
+  }
+  std::weak_ptr<int> epoch = epoch_;
+  if (destroy) {
+    event_ = "destroyed";
+    store_->destroy(key_, [this, epoch, done](StoreStatus) {
+      if (epoch.expired()) return;
+      add_set_cookie(/*expire=*/true);
+      done();
+    });
+    return;
+  }
+  record_.attributes = std::move(attrs);
+  if (rotate) {
+    // New token, same handle and attributes; the old token stops working at once.
+    std::string fresh;
+    if (!generate_token(fresh)) {
+      SG_LOG_ERROR("RAND_bytes failed: session %s not rotated", handle_hex_.c_str());
+      done();
+      return;
+    }
+    TokenHash old_key = key_;
+    token_ = std::move(fresh);
+    key_ = hash_token(token_);
+    record_.last_seen_ms = unix_now_ms();
+    event_ = "rotated";
+    store_->rotate(old_key, key_, record_, [this, epoch, done](StoreStatus s) {
+      if (epoch.expired()) return;
+      if (s == StoreStatus::kOk) add_set_cookie(/*expire=*/false);
+      done();
+    });
+    return;
+  }
+  if (changed) {
+    store_->update(key_, record_, [epoch, done](StoreStatus) {
+      if (epoch.expired()) return;
+      done();
+    });
+    return;
+  }
+  done();
+}
+
+}  // namespace sg

@@ -1,0 +1,84 @@
+// SessionGate: the session side of one exchange. It reads our cookie from the request, resolves
+// or creates the session through the (asynchronous) SessionStore, says which trusted headers to
+// inject and which Cookie value to forward, then applies the application's directives from the
+// response (rotate, destroy, set attributes) and says which Set-Cookie to add.
+//
+// One per ClientConnection, reset for every request. Loop thread only. The token lives only here
+// and in the Set-Cookie we send: never in logs, never in an upstream header.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proxy_core/config.h"
+#include "proxy_core/header_rewrite.h"
+#include "proxy_core/http_message.h"
+#include "proxy_core/session_store.h"
+
+namespace sg {
+
+class SessionGate {
+ public:
+  enum class Outcome {
+    kProceed,      // forward the request (with or without a session)
+    kUnavailable,  // the store failed and on_unavailable = fail_closed: answer 503
+    kLogout,       // logout_path: the session is gone; answer 303 to logout_redirect
+  };
+  using Done = std::function<void(Outcome)>;
+
+  void reset();
+  // Starts resolving the session of `request`. `done` may run before begin() returns.
+  void begin(const Config& config, SessionStore* store, bool tls, const MessageHead& request,
+             Done done);
+  // Applies the application's directives in `response` (and strips nothing: the response builder
+  // drops every header under the prefix). `done` may run before on_response() returns.
+  void on_response(const MessageHead& response, std::function<void()> done);
+
+  // For the upstream request.
+  const HeaderList& injected() const { return injected_; }
+  bool replace_cookie() const { return replace_cookie_; }
+  std::string_view cookie_value() const { return cookie_value_; }
+  // For the client response.
+  const HeaderList& response_headers() const { return response_headers_; }
+  bool sets_cookie() const { return sets_cookie_; }
+  // For the access log.
+  std::string_view handle() const { return handle_hex_; }
+  std::string_view event() const { return event_; }
+  // Application directives refused in the last response (bad name, value or bounds).
+  unsigned rejected_directives() const { return rejected_directives_; }
+
+ private:
+  void lookup_next(Done done);
+  void on_found(Done done);
+  void unavailable(Done done);
+  void create_session(Done done);
+  void finish_request(Done done);
+  void add_set_cookie(bool expire);
+
+  const Config* config_ = nullptr;
+  SessionStore* store_ = nullptr;
+  bool tls_ = false;
+  std::shared_ptr<int> epoch_ = std::make_shared<int>(0);
+  bool active_ = false;  // this request has a session (not excluded, store usable)
+  bool is_new_ = false;
+  bool logout_ = false;
+  std::vector<std::string> candidates_;
+  size_t next_candidate_ = 0;
+  unsigned valid_found_ = 0;
+  unsigned rejected_directives_ = 0;
+  TokenHash key_{};
+  std::string token_;
+  SessionRecord record_;
+  HeaderList injected_;
+  bool replace_cookie_ = false;
+  std::string cookie_value_;
+  HeaderList response_headers_;
+  bool sets_cookie_ = false;
+  std::string handle_hex_;
+  std::string event_;
+};
+
+}  // namespace sg

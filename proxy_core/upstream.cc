@@ -1,0 +1,224 @@
+#include "proxy_core/upstream.h"
+
+#include <algorithm>
+
+#include "proxy_core/log.h"
+#include "proxy_core/stream_io.h"
+
+namespace sg {
+
+UpstreamConnection::UpstreamConnection(UpstreamPool* pool, std::string server,
+                                       HttpParser::Limits limits)
+    : pool_(pool), server_(std::move(server)), parser_(HttpParser::Kind::kResponse, limits) {
+  uv_tcp_init(pool_->loop(), &tcp_);
+  uv_timer_init(pool_->loop(), &timer_);
+  tcp_.data = this;
+  timer_.data = this;
+  handles_open_ = 2;
+  ++pool_->open_;
+}
+
+int UpstreamConnection::connect(const SocketAddress& addr, Millis timeout) {
+  uv_tcp_nodelay(&tcp_, 1);
+  connect_req_.data = this;
+  int r = uv_tcp_connect(&connect_req_, &tcp_, addr.get(), &UpstreamConnection::on_connect);
+  if (r == 0) start_timer(timeout);
+  return r;
+}
+
+void UpstreamConnection::on_connect(uv_connect_t* req, int status) {
+  auto* c = static_cast<UpstreamConnection*>(req->data);
+  c->stop_timer();
+  if (c->closing_) return;
+  if (status == 0) {
+    c->connected_ = true;
+    c->resume_reading();
+  }
+  if (c->user_ != nullptr) c->user_->on_upstream_connected(c, status);
+  if (status != 0) c->close();
+}
+
+void UpstreamConnection::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* c = static_cast<UpstreamConnection*>(h->data);
+  *buf = uv_buf_init(c->pool_->read_buffer_, static_cast<unsigned>(c->pool_->read_buffer_size_));
+}
+
+void UpstreamConnection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+  auto* c = static_cast<UpstreamConnection*>(s->data);
+  if (nread == 0) return;
+  if (nread < 0) {
+    c->fail(static_cast<int>(nread));
+    return;
+  }
+  if (c->user_ == nullptr) {
+    // Bytes on an idle pooled connection: the upstream is out of step; never reuse it.
+    c->fail(UV_EPROTO);
+    return;
+  }
+  c->user_->on_upstream_data(c, buf->base, static_cast<size_t>(nread));
+}
+
+void UpstreamConnection::fail(int status) {
+  if (closing_) return;
+  UpstreamUser* user = user_;
+  close();
+  if (user != nullptr) user->on_upstream_closed(this, status);
+}
+
+int UpstreamConnection::write(const uv_buf_t* bufs, unsigned count) {
+  if (closing_) return UV_ECANCELED;
+  return stream_write(reinterpret_cast<uv_stream_t*>(&tcp_), bufs, count,
+                      &UpstreamConnection::on_write_done);
+}
+
+int UpstreamConnection::write(std::string_view data) {
+  uv_buf_t buf = uv_buf_init(const_cast<char*>(data.data()), static_cast<unsigned>(data.size()));
+  return write(&buf, 1);
+}
+
+void UpstreamConnection::on_write_done(uv_stream_t* s, int status) {
+  auto* c = static_cast<UpstreamConnection*>(s->data);
+  if (c->closing_) return;
+  if (status < 0) {
+    c->fail(status);
+    return;
+  }
+  if (c->user_ != nullptr && c->queued() < kWriteLowWater) c->user_->on_upstream_drained(c);
+}
+
+size_t UpstreamConnection::queued() const {
+  return queued_bytes(reinterpret_cast<const uv_stream_t*>(&tcp_));
+}
+
+void UpstreamConnection::pause_reading() {
+  if (reading_ && !closing_) uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+  reading_ = false;
+}
+
+void UpstreamConnection::resume_reading() {
+  if (reading_ || closing_ || !connected_) return;
+  if (uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &UpstreamConnection::on_alloc,
+                    &UpstreamConnection::on_read) == 0)
+    reading_ = true;
+}
+
+void UpstreamConnection::start_timer(Millis timeout) {
+  if (closing_) return;
+  uv_timer_start(&timer_, &UpstreamConnection::on_timer, static_cast<uint64_t>(timeout.count()), 0);
+}
+
+void UpstreamConnection::stop_timer() {
+  if (!closing_) uv_timer_stop(&timer_);
+}
+
+void UpstreamConnection::on_timer(uv_timer_t* t) {
+  auto* c = static_cast<UpstreamConnection*>(t->data);
+  if (c->closing_) return;
+  if (c->user_ == nullptr) {
+    c->close();  // idle too long in the pool
+    return;
+  }
+  c->user_->on_upstream_timeout(c);
+}
+
+void UpstreamConnection::close() {
+  if (closing_) return;
+  closing_ = true;
+  if (user_ == nullptr) pool_->forget_idle(this);
+  user_ = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &UpstreamConnection::on_close);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &UpstreamConnection::on_close);
+}
+
+void UpstreamConnection::on_close(uv_handle_t* h) {
+  auto* c = static_cast<UpstreamConnection*>(h->data);
+  if (--c->handles_open_ == 0) {
+    --c->pool_->open_;
+    delete c;
+  }
+}
+
+UpstreamPool::UpstreamPool(uv_loop_t* loop, char* read_buffer, size_t read_buffer_size)
+    : loop_(loop), read_buffer_(read_buffer), read_buffer_size_(read_buffer_size) {}
+
+UpstreamPool::~UpstreamPool() = default;
+
+const std::string& UpstreamPool::pick_server(const std::vector<std::string>& servers) {
+  uint64_t now = uv_now(loop_);
+  for (size_t tries = 0; tries < servers.size(); ++tries) {
+    const std::string& s = servers[next_++ % servers.size()];
+    auto it = refused_until_ms_.find(s);
+    if (it == refused_until_ms_.end() || it->second <= now) return s;
+  }
+  return servers[next_++ % servers.size()];  // all backing off: try anyway
+}
+
+UpstreamConnection* UpstreamPool::take_idle(const std::string& server) {
+  // Most recently used first: it is the least likely to have been closed by the upstream.
+  for (auto it = idle_.rbegin(); it != idle_.rend(); ++it) {
+    UpstreamConnection* c = *it;
+    if (c->server_ != server) continue;
+    idle_.erase(std::next(it).base());
+    c->stop_timer();
+    c->reused_ = true;
+    return c;
+  }
+  return nullptr;
+}
+
+const SocketAddress* UpstreamPool::address_of(const std::string& server) {
+  auto it = addresses_.find(server);
+  if (it != addresses_.end()) return &it->second;
+  auto addr = resolve_host_port(server);
+  if (!addr) return nullptr;
+  return &addresses_.emplace(server, *addr).first->second;
+}
+
+UpstreamConnection* UpstreamPool::open(const std::string& server, const UpstreamConfig& config,
+                                       HttpParser::Limits limits, UpstreamUser* user) {
+  const SocketAddress* addr = address_of(server);
+  if (addr == nullptr) return nullptr;
+  auto* c = new UpstreamConnection(this, server, limits);
+  c->attach(user);
+  int r = c->connect(*addr, config.connect_timeout);
+  if (r != 0) {
+    SG_LOG_WARN("upstream %s: connect: %s", server.c_str(), uv_strerror(r));
+    c->attach(nullptr);
+    c->closing_ = true;  // never entered the idle list
+    uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp_), &UpstreamConnection::on_close);
+    uv_close(reinterpret_cast<uv_handle_t*>(&c->timer_), &UpstreamConnection::on_close);
+    return nullptr;
+  }
+  return c;
+}
+
+void UpstreamPool::put_idle(UpstreamConnection* c, Millis idle_timeout, size_t max_idle) {
+  c->attach(nullptr);
+  if (c->closing_) return;
+  if (idle_.size() >= max_idle) {
+    c->closing_ = false;
+    c->close();
+    return;
+  }
+  c->parser_.reset();
+  idle_.push_back(c);
+  // Keep reading: an upstream that closes its side is noticed and dropped at once.
+  c->resume_reading();
+  c->start_timer(idle_timeout);
+}
+
+void UpstreamPool::forget_idle(UpstreamConnection* c) {
+  auto it = std::find(idle_.begin(), idle_.end(), c);
+  if (it != idle_.end()) idle_.erase(it);
+}
+
+void UpstreamPool::mark_refused(const std::string& server) {
+  refused_until_ms_[server] = uv_now(loop_) + kRefusedBackoffMs;
+}
+
+void UpstreamPool::close_idle() {
+  while (!idle_.empty())
+    idle_.back()->close();
+}
+
+}  // namespace sg

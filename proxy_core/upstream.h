@@ -1,0 +1,125 @@
+// Connections to the application and each worker's keep-alive pool of them.
+//
+// Thread: everything here belongs to one worker's loop; no locks. An UpstreamConnection is owned
+// by the pool while idle and lent to one client exchange (its UpstreamUser) while active. It is
+// freed only in its close callback (libuv rule), never from inside one of its own callbacks.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "proxy_core/config.h"
+#include "proxy_core/http_parser.h"
+#include "proxy_core/socket_address.h"
+
+namespace sg {
+
+class UpstreamConnection;
+
+// What an exchange hears from the connection it borrowed.
+class UpstreamUser {
+ public:
+  virtual ~UpstreamUser() = default;
+  virtual void on_upstream_connected(UpstreamConnection* c, int status) = 0;
+  virtual void on_upstream_data(UpstreamConnection* c, const char* data, size_t len) = 0;
+  // The upstream closed (UV_EOF) or failed; the connection is already closing.
+  virtual void on_upstream_closed(UpstreamConnection* c, int status) = 0;
+  virtual void on_upstream_drained(UpstreamConnection* c) = 0;  // write queue fell below low water
+  virtual void on_upstream_timeout(UpstreamConnection* c) = 0;
+};
+
+class UpstreamPool;
+
+class UpstreamConnection {
+ public:
+  UpstreamConnection(UpstreamPool* pool, std::string server, HttpParser::Limits limits);
+
+  int connect(const SocketAddress& addr, Millis timeout);
+  void attach(UpstreamUser* user) { user_ = user; }
+  int write(const uv_buf_t* bufs, unsigned count);
+  int write(std::string_view data);
+  size_t queued() const;
+  void pause_reading();
+  void resume_reading();
+  void start_timer(Millis timeout);
+  void stop_timer();
+  // Closes the socket; the object is freed in the close callback.
+  void close();
+  // Closes and tells the user (on_upstream_closed) with `status`.
+  void fail(int status);
+
+  HttpParser& parser() { return parser_; }
+  const std::string& server() const { return server_; }
+  bool reused() const { return reused_; }
+  bool closing() const { return closing_; }
+
+ private:
+  friend class UpstreamPool;
+  static void on_connect(uv_connect_t* req, int status);
+  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void on_write_done(uv_stream_t* s, int status);
+  static void on_timer(uv_timer_t* t);
+  static void on_close(uv_handle_t* h);
+
+  UpstreamPool* pool_;
+  std::string server_;
+  uv_tcp_t tcp_;
+  uv_timer_t timer_;
+  uv_connect_t connect_req_;
+  HttpParser parser_;
+  UpstreamUser* user_ = nullptr;  // nullptr while idle in the pool
+  int handles_open_ = 0;
+  bool connected_ = false;
+  bool reading_ = false;
+  bool closing_ = false;
+  bool reused_ = false;
+};
+
+class UpstreamPool {
+ public:
+  UpstreamPool(uv_loop_t* loop, char* read_buffer, size_t read_buffer_size);
+  ~UpstreamPool();
+
+  uv_loop_t* loop() const { return loop_; }
+  // Round robin over `servers`, skipping any still in its refusal back-off while another is not.
+  const std::string& pick_server(const std::vector<std::string>& servers);
+  // An idle connection to `server`, or nullptr.
+  UpstreamConnection* take_idle(const std::string& server);
+  // Opens a new connection; nullptr when the address does not resolve.
+  UpstreamConnection* open(const std::string& server, const UpstreamConfig& config,
+                           HttpParser::Limits limits, UpstreamUser* user);
+  // Returns a healthy connection whose response completed; closes it if the pool is full.
+  void put_idle(UpstreamConnection* c, Millis idle_timeout, size_t max_idle);
+  void mark_refused(const std::string& server);
+  void close_idle();
+
+  size_t idle_count() const { return idle_.size(); }
+  size_t open_count() const { return open_; }
+
+ private:
+  friend class UpstreamConnection;
+  void forget_idle(UpstreamConnection* c);
+  const SocketAddress* address_of(const std::string& server);
+
+  uv_loop_t* loop_;
+  char* read_buffer_;
+  size_t read_buffer_size_;
+  size_t next_ = 0;
+  size_t open_ = 0;
+  std::deque<UpstreamConnection*> idle_;  // most recently used at the back
+  std::unordered_map<std::string, SocketAddress> addresses_;
+  std::unordered_map<std::string, uint64_t> refused_until_ms_;
+};
+
+// Back-off after a refused connection: long enough to stop hammering a dead server, short enough
+// that a restarted application is used again within a second.
+inline constexpr uint64_t kRefusedBackoffMs = 1000;
+
+}  // namespace sg

@@ -1,0 +1,103 @@
+// Worker: one thread, one libuv loop, its own SO_REUSEPORT listeners and its own upstream pool.
+// Connections never move between workers, so nothing on the request path takes a lock.
+//
+// The main thread talks to a worker only through post_*(), which hand a message over an uv_async
+// handle. Listener sockets are opened on the main thread (so that a bind error stops start-up
+// with a clear message) and adopted by the worker's loop.
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "proxy_core/config.h"
+#include "proxy_core/gateway_state.h"
+#include "proxy_core/upstream.h"
+
+namespace sg {
+
+class ClientConnection;
+class HealthProbe;
+
+class Worker {
+ public:
+  Worker(unsigned index, std::shared_ptr<const Config> config, GatewayState* state);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Main thread, before start(): open this worker's listening sockets.
+  bool open_listeners(std::string& error);
+  void start();
+  void join();
+  bool finished() const { return finished_.load(); }
+
+  // Main thread, any time after start().
+  void post_config(std::shared_ptr<const Config> config);
+  void post_drain();
+  void post_stop();  // drain deadline passed: close everything now
+
+  // Loop thread only.
+  uv_loop_t* loop() { return &loop_; }
+  const std::shared_ptr<const Config>& config() const { return config_; }
+  GatewayState& state() { return *state_; }
+  UpstreamPool& pool() { return *pool_; }
+  char* read_buffer() { return read_buffer_.get(); }
+  size_t read_buffer_size() const { return kReadBufferSize; }
+  bool draining() const { return draining_; }
+  void connection_closed(ClientConnection* c);
+  unsigned index() const { return index_; }
+
+  // One read buffer per worker, shared by all its connections: a connection keeps only the
+  // bytes it could not consume yet, so an idle keep-alive connection holds no read buffer.
+  static constexpr size_t kReadBufferSize = 64 * 1024;
+
+ private:
+  struct Listener {
+    int fd = -1;
+    uv_tcp_t tcp;
+    bool paused = false;  // at max_connections: accepting resumes when a connection closes
+    Worker* worker = nullptr;
+  };
+
+  void run();
+  static void on_async(uv_async_t* a);
+  static void on_connection(uv_stream_t* server, int status);
+  static void on_sweep(uv_timer_t* t);
+  void accept_one(Listener* l);
+  void begin_drain();
+  void maybe_finish();
+  void close_everything();
+
+  unsigned index_;
+  std::shared_ptr<const Config> config_;
+  GatewayState* state_;
+  uv_loop_t loop_;
+  uv_async_t async_;
+  uv_timer_t sweep_;
+  std::unique_ptr<char[]> read_buffer_;
+  std::unique_ptr<UpstreamPool> pool_;
+  std::unique_ptr<HealthProbe> probe_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::unordered_set<ClientConnection*> connections_;
+  size_t max_connections_ = 0;
+  bool draining_ = false;
+  bool stopping_ = false;
+  bool closed_ = false;
+  std::thread thread_;
+  std::atomic<bool> finished_{false};
+
+  std::mutex mailbox_mutex_;
+  std::shared_ptr<const Config> mailbox_config_;
+  bool mailbox_drain_ = false;
+  bool mailbox_stop_ = false;
+  bool async_closed_ = false;
+};
+
+}  // namespace sg

@@ -1,0 +1,101 @@
+"""Backpressure: a slow reader (or a slow upstream) must not make the gateway buffer the body.
+
+Prints the RSS figures; fails only when growth exceeds a generous bound (RSS_GROWTH_LIMIT_KIB)."""
+
+import hashlib
+import socket
+import threading
+import time
+import unittest
+
+from harness import Gateway, HttpClient, start_upstream, wait_until
+from upstream import pattern_chunks, pattern_sha256
+
+MiB = 1 << 20
+RSS_GROWTH_LIMIT_KIB = 8 * 1024
+
+
+class Backpressure(unittest.TestCase):
+    def setUp(self):
+        self.up = start_upstream(self)
+        self.gw = Gateway(self, self.up.port)
+
+    def warm_up(self):
+        # Allocate the steady-state buffers once, so the baseline includes them.
+        c = HttpClient(self.gw.port, self)
+        c.request("GET", f"/bytes?n={8 * MiB}")
+        _, n, _ = c.read_response_hashed()
+        self.assertEqual(n, 8 * MiB)
+        c.roundtrip("POST", "/upload", body=b"x" * (4 * MiB))
+        c.close()
+
+    def test_slow_client_reading_a_large_response(self):
+        n = 256 * MiB
+        self.warm_up()
+        base = self.gw.rss_kib()
+        c = HttpClient(self.gw.port, self, timeout=30)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+        c.request("GET", f"/bytes?n={n}")
+        head = c.read_head()
+        self.assertEqual(head.status, 200, head)
+        h = hashlib.sha256()
+        got = 0
+        body = c.body_chunks(head, chunk=64 * 1024)
+        # Read a few MB slowly, then stop reading for 2 s (the scenario, not a synchronisation).
+        while got < 4 * MiB:
+            piece = next(body)
+            h.update(piece)
+            got += len(piece)
+            time.sleep(0.002)
+        time.sleep(2.0)
+        peak = self.gw.rss_kib()
+        growth = peak - base
+        print(f"\n[backpressure] response: RSS base {base} KiB, after 2 s stall {peak} KiB, "
+              f"growth {growth} KiB (limit {RSS_GROWTH_LIMIT_KIB} KiB)")
+        for piece in body:
+            h.update(piece)
+            got += len(piece)
+        self.assertEqual(got, n)
+        self.assertEqual(h.hexdigest(), pattern_sha256(n))
+        self.assertLess(growth, RSS_GROWTH_LIMIT_KIB, "gateway buffered the response body")
+
+    def test_slow_upstream_reading_a_large_request_body(self):
+        n = 96 * MiB  # under the default max_body_bytes (100 MiB)
+        self.warm_up()
+        self.up.body_bytes_read = 0
+        base = self.gw.rss_kib()
+        c = HttpClient(self.gw.port, self, timeout=30)
+        c.request("POST", "/upload?pause_after=4194304&pause_ms=2500", headers=[("Content-Length", str(n))])
+        errors = []
+
+        def send_all():
+            try:
+                for piece in pattern_chunks(n):
+                    c.send(bytes(piece))
+            except OSError as e:
+                errors.append(e)
+
+        t = threading.Thread(target=send_all, daemon=True)
+        t.start()
+        self.addCleanup(t.join, 30)
+        # Wait until the upstream has read its first 4 MiB and stalls, then give the gateway time
+        # to (wrongly) buffer whatever the client pushes.
+        wait_until(lambda: self.up.body_bytes_read >= 4 * MiB, 10,
+                   message=lambda: f"upstream reading the body (read {self.up.body_bytes_read}, "
+                                   f"requests {[r['target'] for r in self.up.requests]}, errors {errors})")
+        time.sleep(1.5)
+        peak = self.gw.rss_kib()
+        growth = peak - base
+        print(f"\n[backpressure] request: RSS base {base} KiB, during upstream stall {peak} KiB, "
+              f"growth {growth} KiB (limit {RSS_GROWTH_LIMIT_KIB} KiB)")
+        resp = c.read_response()
+        t.join(30)
+        self.assertEqual(errors, [])
+        self.assertEqual(resp.status, 200, resp)
+        self.assertEqual(resp.json()["body_length"], n)
+        self.assertEqual(resp.json()["body_sha256"], pattern_sha256(n))
+        self.assertLess(growth, RSS_GROWTH_LIMIT_KIB, "gateway buffered the request body")
+
+
+if __name__ == "__main__":
+    unittest.main()

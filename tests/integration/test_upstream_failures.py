@@ -1,0 +1,137 @@
+"""Upstream failures: refused -> 502, too slow -> 504, reset mid-body -> the client connection is
+aborted (never a complete-looking response)."""
+
+import time
+import unittest
+
+from harness import ConnectionClosed, Gateway, HttpClient, free_port, start_upstream
+
+
+class UpstreamFailures(unittest.TestCase):
+    def test_refused_upstream_gives_502(self):
+        gw = Gateway(self, free_port(), {"upstream": {"connect_timeout": "1s"}})
+        c = HttpClient(gw.port, self)
+        start = time.monotonic()
+        r = c.roundtrip("GET", "/echo")
+        self.assertEqual(r.status, 502, r)
+        self.assertLess(time.monotonic() - start, 2.0)
+        # A local error response does not poison the client connection (or closes it cleanly).
+        if "close" not in r.tokens("Connection"):
+            self.assertEqual(c.roundtrip("GET", "/healthz").status, 200)
+
+    def test_refused_upstream_with_request_body_gives_502(self):
+        gw = Gateway(self, free_port())
+        c = HttpClient(gw.port, self)
+        r = c.roundtrip("POST", "/upload", body=b"x" * 10000)
+        self.assertEqual(r.status, 502, r)
+
+    def test_silent_upstream_gives_504_after_response_timeout(self):
+        up = start_upstream(self)
+        gw = Gateway(self, up.port, {"upstream": {"response_timeout": "1s"}})
+        c = HttpClient(gw.port, self)
+        start = time.monotonic()
+        r = c.roundtrip("GET", "/silent")
+        elapsed = time.monotonic() - start
+        self.assertEqual(r.status, 504, r)
+        self.assertGreaterEqual(elapsed, 0.9)
+        self.assertLess(elapsed, 3.0)
+        # The next request works (on this connection unless the gateway closed it).
+        if "close" in r.tokens("Connection"):
+            c = HttpClient(gw.port, self)
+        self.assertEqual(c.roundtrip("GET", "/echo").status, 200)
+
+    def test_reset_mid_body_aborts_the_client_connection(self):
+        up = start_upstream(self)
+        gw = Gateway(self, up.port)
+        c = HttpClient(gw.port, self)
+        c.request("GET", "/reset-mid-body")
+        head = c.read_head()
+        if head.status == 502:
+            # The reset overtook the head: a 502 is a correct answer too.
+            return
+        self.assertEqual(head.status, 200, head)
+        received = 0
+        with self.assertRaises(ConnectionClosed, msg="a complete response was relayed"):
+            for piece in c.body_chunks(head):
+                received += len(piece)
+        self.assertLess(received, 1_000_000)
+        closed, extra = c.is_closed(2.0)
+        self.assertTrue(closed)
+        # The gateway survives and keeps serving.
+        c2 = HttpClient(gw.port, self)
+        self.assertEqual(c2.roundtrip("GET", "/echo").status, 200)
+
+    def test_stalled_response_body_aborts_after_response_timeout(self):
+        up = start_upstream(self)
+        gw = Gateway(self, up.port, {"upstream": {"response_timeout": "1s"}})
+        c = HttpClient(gw.port, self)
+        start = time.monotonic()
+        c.request("GET", "/slow-body?chunks=3&ms=3000&size=100")
+        head = c.read_head()
+        self.assertEqual(head.status, 200, head)
+        with self.assertRaises(ConnectionClosed, msg="a stalled body was relayed as complete"):
+            for _ in c.body_chunks(head):
+                pass
+        self.assertLess(time.monotonic() - start, 2.9, "the gateway waited for the stalled upstream")
+
+    def test_malformed_upstream_response_heads_give_502(self):
+        up = start_upstream(self)
+        gw = Gateway(self, up.port)
+        for kind in ("garbage", "cl-te", "bad-cl", "huge-header"):
+            with self.subTest(kind=kind):
+                c = HttpClient(gw.port, self)
+                c.request("GET", f"/bad-response?kind={kind}")
+                try:
+                    r = c.read_response()
+                except ConnectionClosed as e:
+                    self.fail(f"{kind}: connection closed without a response ({e.partial[:80]!r})")
+                self.assertEqual(r.status, 502, r)
+                c.close()
+        self.assertEqual(HttpClient(gw.port, self).roundtrip("GET", "/echo").status, 200)
+
+    def test_broken_upstream_body_aborts_the_client_connection(self):
+        up = start_upstream(self)
+        gw = Gateway(self, up.port)
+        for kind in ("bad-chunk", "short-cl"):
+            with self.subTest(kind=kind):
+                c = HttpClient(gw.port, self)
+                c.request("GET", f"/bad-response?kind={kind}")
+                head = c.read_head()
+                if head.status == 502:
+                    continue
+                self.assertEqual(head.status, 200, head)
+                with self.assertRaises(ConnectionClosed, msg=f"{kind}: relayed as a complete response"):
+                    for _ in c.body_chunks(head):
+                        pass
+                c.close()
+
+    def test_upstream_closing_before_answering_gives_502(self):
+        # A listener that accepts and immediately closes every connection.
+        import socket
+        import threading
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(16)
+        ls.settimeout(0.1)
+        stop = threading.Event()
+
+        def loop():
+            while not stop.is_set():
+                try:
+                    s, _ = ls.accept()
+                except (socket.timeout, OSError):
+                    continue
+                s.recv(65536)
+                s.close()
+
+        t = threading.Thread(target=loop, daemon=True)
+        t.start()
+        self.addCleanup(lambda: (stop.set(), t.join(2), ls.close()))
+        gw = Gateway(self, ls.getsockname()[1])
+        c = HttpClient(gw.port, self)
+        r = c.roundtrip("GET", "/echo")
+        self.assertEqual(r.status, 502, r)
+
+
+if __name__ == "__main__":
+    unittest.main()
