@@ -15,6 +15,9 @@
 //   and 1024 to others, and a limit must not depend on which.
 // - Relative file paths are resolved against the directory of the configuration file, so the
 //   gateway finds them whatever its working directory. Config holds the resolved paths.
+// - Every file path that is set must name a readable file (a missing one is an error, even where
+//   the setting is unused); private keys and redis.password_file readable by every user get a
+//   warning. Files the gateway creates (snapshot_path, log.access) need an existing directory.
 // - Config never holds secret material, only paths to it (redis.password_file, private keys), so
 //   render_effective_config() redacts nothing; redis.address is refused when it embeds
 //   credentials ("user:pass@host") to keep it that way.

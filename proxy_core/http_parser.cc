@@ -101,7 +101,9 @@ int HttpParser::on_status(llhttp_t* p, const char* at, size_t len) {
 int HttpParser::on_header_field(llhttp_t* p, const char* at, size_t len) {
   HttpParser* h = self(p);
   const bool request = h->kind_ == Kind::kRequest;
-  if (!h->count_head_bytes(len + 4)) return h->fail(request ? 431 : 502, "head too large");
+  // ": " and CRLF are charged once per field, not once per piece of a name split across reads.
+  if (!h->count_head_bytes(h->field_open_ ? len : len + 4))
+    return h->fail(request ? 431 : 502, "head too large");
   MessageHead& m = h->head_;
   if (!h->field_open_) {
     if (m.header_count >= h->limits_.max_headers)
@@ -144,7 +146,10 @@ int HttpParser::on_headers_complete(llhttp_t* p) {
     // A response to HEAD has no body, whatever Content-Length says (RFC 9110 §9.3.2).
     if (h->expect_no_body_) return 1;
     int status = m.status;
-    if (status < 200 || status == 204 || status == 304) return 0;
+    // RFC 9110 §15.2: a 1xx ends with its head. llhttp would read a body for a 1xx other than
+    // 100-103 that carries framing headers; 1 (skip body) makes it stop (101 still upgrades).
+    if (status < 200) return 1;
+    if (status == 204 || status == 304) return 0;
     if (m.has_content_length && !m.chunked && m.content_length == 0) return 0;
   } else if (!m.chunked && !(m.has_content_length && m.content_length > 0)) {
     return 0;  // RFC 9112 §6.3: a request without framing headers has no body
@@ -204,8 +209,11 @@ HttpParser::Event HttpParser::execute(const char* data, size_t len, size_t& cons
     if (err == HPE_INVALID_VERSION && kind_ == Kind::kRequest) {
       // RFC 9110 §15.6.6: 505 for a major version we do not speak; 0.9 and 2.0 lines are not
       // HTTP/1.x request lines at all and get 400 (a 2.0 preface is a client misconfiguration).
+      // llhttp reports a bad end of line after a good 1.0/1.1 version ("HTTP/1.1 \r\n",
+      // "HTTP/1.1\n") with the same error: that is a malformed line, 400.
       int major = parser_.http_major;
-      error_status_ = (major == 0 || major == 2) ? 400 : 505;
+      bool http1x = major == 1 && parser_.http_minor <= 1;
+      error_status_ = (major == 0 || major == 2 || http1x) ? 400 : 505;
     } else {
       error_status_ = kind_ == Kind::kRequest ? 400 : 502;
     }
@@ -223,7 +231,11 @@ void HttpParser::resume() {
 }
 
 HttpParser::Event HttpParser::finish() {
-  llhttp_errno_t err = llhttp_finish(&parser_);
+  // After a pause at the end of a head, llhttp enters its read-until-EOF state only when it runs
+  // again: run it on no input, or a close-delimited body that is empty ends in an EOF error.
+  llhttp_errno_t err = HPE_OK;
+  if (llhttp_get_errno(&parser_) == HPE_OK) err = llhttp_execute(&parser_, "", 0);
+  if (err == HPE_OK) err = llhttp_finish(&parser_);
   if (err == HPE_OK) return in_message_ ? Event::kNeedMore : Event::kMessageDone;
   if (err == HPE_PAUSED) return Event::kMessageDone;
   if (error_status_ == 0) {

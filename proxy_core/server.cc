@@ -22,13 +22,27 @@ unsigned Server::effective_workers(const Config& config) {
   return n == 0 ? 1 : n;
 }
 
+std::vector<std::string> unsupported_settings(const Config& c) {
+  std::vector<std::string> out;
+  if (c.tls.enabled() || !c.tls.certificates.empty())
+    out.push_back("tls: TLS termination is not available in this build yet");
+  if (!c.server.redirect_listen.empty())
+    out.push_back("server.redirect_listen: needs TLS, not available in this build yet");
+  if (c.upstream.tls) out.push_back("upstream.tls: not available in this build yet");
+  if (!c.admin.listen.empty())
+    out.push_back("admin.listen: the admin listener is not available in this build yet");
+  if (c.session.store == StoreKind::kRedis)
+    out.push_back("session.store = \"redis\": not available in this build yet; use \"memory\"");
+  return out;
+}
+
 bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
   config_ = std::move(config);
-  if (!state_.access_log.open(config_->log.access, config_->log.format, error)) return false;
-  if (config_->session.store == StoreKind::kRedis) {
-    error = "session.store = \"redis\" is not available in this build yet; use \"memory\"";
+  if (auto missing = unsupported_settings(*config_); !missing.empty()) {
+    error = missing.front();
     return false;
   }
+  if (!state_.access_log.open(config_->log.access, config_->log.format, error)) return false;
   const SessionConfig& sc = config_->session;
   auto memory = std::make_unique<MemoryStore>(sc.idle_timeout, sc.absolute_timeout,
                                               config_->memory_store.max_sessions);

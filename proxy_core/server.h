@@ -14,6 +14,10 @@ namespace sg {
 class Worker;
 class SessionStore;
 
+// Settings this build accepts in the file but cannot honour yet. Serving plain HTTP when an
+// operator asked for TLS would be worse than refusing to start, so start() and --check refuse.
+std::vector<std::string> unsupported_settings(const Config& config);
+
 class Server {
  public:
   Server();

@@ -5,7 +5,7 @@ import socket
 import time
 import unittest
 
-from harness import ConnectionClosed, Gateway, HttpClient, start_upstream, wait_until
+from harness import ConnectionClosed, Gateway, HttpClient, free_port, simple_get, start_upstream, wait_until
 
 
 def refused(port: int) -> bool:
@@ -24,9 +24,15 @@ class Drain(unittest.TestCase):
         self.up = start_upstream(self)
 
     def test_in_flight_requests_complete_and_new_connections_are_refused(self):
-        gw = Gateway(self, self.up.port, {"server": {"drain_timeout": "5s"}})
+        admin_port = free_port()
+        gw = Gateway(self, self.up.port, {"server": {"drain_timeout": "5s"},
+                                          "admin": {"listen": f"127.0.0.1:{admin_port}"}})
         idle = HttpClient(gw.port, self)
         self.assertEqual(idle.roundtrip("GET", "/echo?warm").status, 200)
+        try:  # the admin listener, where readiness stays observable during drain (if it is up)
+            admin_ready = simple_get(admin_port, "/readyz").status
+        except OSError:
+            admin_ready = None
         busy = [HttpClient(gw.port, self) for _ in range(3)]
         for i, c in enumerate(busy):
             c.request("GET", f"/delay?ms=1000&i={i}")
@@ -34,6 +40,12 @@ class Drain(unittest.TestCase):
         t0 = time.monotonic()
         gw.signal(signal.SIGTERM)
         wait_until(lambda: refused(gw.port), 2.0, message="listener closed after SIGTERM")
+        if admin_ready is not None:
+            self.assertEqual(admin_ready, 200)
+            try:
+                self.assertEqual(simple_get(admin_port, "/readyz").status, 503, "admin /readyz during drain")
+            except OSError:
+                pass  # the admin listener closed at drain start
         # Readiness on an already-open keep-alive connection, if the gateway still reads it.
         try:
             idle.request("GET", "/readyz")
