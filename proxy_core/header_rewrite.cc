@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "proxy_core/set_cookie.h"
+
 namespace sg {
 
 namespace {
@@ -80,7 +82,10 @@ void build_upstream_request(const MessageHead& request, const UpstreamRequestOpt
   for (size_t i = 0; i < request.header_count; ++i) {
     const HeaderField& f = request.headers[i];
     std::string_view name = f.name;
-    if (is_hop_by_hop(name) || named_in_connection(request, name)) continue;
+    // Host is end-to-end whatever Connection says: an upstream request without it is invalid
+    // (RFC 9112 §3.2), and the application routes by it.
+    if (is_hop_by_hop(name) || (!iequals(name, "host") && named_in_connection(request, name)))
+      continue;
     // Our trusted headers: whatever the client sent under the prefix never reaches the app.
     if (under_prefix(name, o.header_prefix)) continue;
     if (iequals(name, "x-forwarded-for")) {
@@ -167,13 +172,11 @@ void build_client_response(const MessageHead& response, const ClientResponseOpti
     if (iequals(name, "content-length") && o.framing != BodyFraming::kContentLength &&
         o.framing != BodyFraming::kNone)
       continue;
-    if (!o.cookie_name.empty() && iequals(name, "set-cookie")) {
-      // The application may not set (or overwrite) the gateway's cookie.
-      std::string_view v = trim_ows(f.value);
-      if (v.size() > o.cookie_name.size() && v.substr(0, o.cookie_name.size()) == o.cookie_name &&
-          (v[o.cookie_name.size()] == '=' || v[o.cookie_name.size()] == ' '))
-        continue;
-    }
+    // The application may not set (or overwrite) the gateway's cookie. (A browser trims SP and
+    // HTAB around the name: "session_id\t=x" sets session_id too.)
+    if (!o.cookie_name.empty() && iequals(name, "set-cookie") &&
+        set_cookie_names_cookie(f.value, o.cookie_name))
+      continue;
     if (iequals(name, "cache-control")) {
       if (o.force_no_store) {
         if (list_contains_token(f.value, "no-store") || list_contains_token(f.value, "private")) {

@@ -8,6 +8,10 @@
 - ``HttpClient``: one raw TCP connection; ``send()`` bytes, ``read_response()`` with Content-Length /
   chunked / close framing, keep-alive and pipelining, ``assert_closed()``.
 - ``wait_until(predicate, timeout)``: poll with a deadline instead of sleeping.
+
+Environment: SESSIONGATE_BIN (the binary; default /work/main/build/sessiongate; a missing binary
+skips the tests unless the variable is set), SG_KEEP_LOGS=1 keeps each gateway's temp dir (config,
+stdout, stderr) and prints its path.
 """
 
 from __future__ import annotations
@@ -439,6 +443,10 @@ class Gateway:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
         raise AssertionError("no VmRSS")
+
+    def fd_count(self) -> int:
+        """Open file descriptors of the gateway process (sockets, pipes, files)."""
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
 
     def logs(self) -> tuple[str, str]:
         def read(p):

@@ -3,6 +3,7 @@
 Prints the RSS figures; fails only when growth exceeds a generous bound (RSS_GROWTH_LIMIT_KIB)."""
 
 import hashlib
+import os
 import socket
 import threading
 import time
@@ -12,7 +13,9 @@ from harness import Gateway, HttpClient, start_upstream, wait_until
 from upstream import pattern_chunks, pattern_sha256
 
 MiB = 1 << 20
-RSS_GROWTH_LIMIT_KIB = 8 * 1024
+# Generous for a correct gateway (it holds a few 64 KiB buffers per connection); an ASan build's
+# allocator quarantine may need more: SG_RSS_GROWTH_LIMIT_KIB overrides it.
+RSS_GROWTH_LIMIT_KIB = int(os.environ.get("SG_RSS_GROWTH_LIMIT_KIB", 8 * 1024))
 
 
 class Backpressure(unittest.TestCase):

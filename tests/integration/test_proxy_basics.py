@@ -324,6 +324,40 @@ class ProxyBasics(unittest.TestCase):
                    message="the gateway closing its idle pooled upstream connection")
         self.assertEqual(c.roundtrip("GET", "/echo?again").status, 200)
 
+    def test_http_1_0_client_never_gets_chunked(self):
+        from upstream import pattern_sha256
+        gw = self.gateway()
+        c = HttpClient(gw.port, self)
+        c.request("GET", "/bytes?n=100000&chunked=1", version="HTTP/1.0", headers=[("Connection", "keep-alive")])
+        r, n, sha = c.read_response_hashed()
+        self.assertEqual(r.status, 200, r)
+        self.assertNotIn("chunked", r.tokens("Transfer-Encoding"), "chunked sent to an HTTP/1.0 client")
+        self.assertEqual((n, sha), (100000, pattern_sha256(100000)))
+        if r.body_framing == "close":
+            c.assert_closed(self)
+
+    def test_requests_after_connection_close_are_not_processed(self):
+        gw = self.gateway()
+        c = HttpClient(gw.port, self)
+        c.send(b"GET /echo?first HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n"
+               b"GET /echo?second HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        r = c.read_response()
+        self.assertEqual(r.json()["target"], "/echo?first")
+        self.assertIn("close", r.tokens("Connection"))
+        c.assert_closed(self)
+        self.assertEqual([x["target"] for x in self.up.requests], ["/echo?first"])
+
+    def test_header_order_and_repeated_headers_are_preserved(self):
+        gw = self.gateway()
+        c = HttpClient(gw.port, self)
+        sent = [("X-Dup", "one"), ("Accept", "text/html"), ("X-Dup", "two"), ("X-Empty", ""),
+                ("X-Spaces", "a  b"), ("X-Dup", "three")] + [(f"X-N{i}", str(i)) for i in range(60)]
+        r = c.roundtrip("GET", "/echo", headers=sent)
+        self.assertEqual(r.status, 200, r)
+        interesting = {"x-dup", "accept", "x-empty", "x-spaces"} | {f"x-n{i}" for i in range(60)}
+        got = [(k, v) for k, v in r.json()["headers"] if k.lower() in interesting]
+        self.assertEqual([(k.lower(), v) for k, v in got], [(k.lower(), v) for k, v in sent])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -123,12 +123,18 @@ class Driver {
   Transcript result() {
     if (options_.finish_at_eof && !stopped_) {
       switch (parser_.finish()) {
-        case Event::kMessageDone: out_.push_back("eof-done " + body_); break;
-        case Event::kNeedMore: out_.push_back("eof-idle"); break;
+        case Event::kMessageDone:
+          out_.push_back("eof-done " + body_);
+          break;
+        case Event::kNeedMore:
+          out_.push_back("eof-idle");
+          break;
         case Event::kError:
           out_.push_back("eof-error " + std::to_string(parser_.error_status()));
           break;
-        default: out_.push_back("eof-unexpected"); break;
+        default:
+          out_.push_back("eof-unexpected");
+          break;
       }
     }
     Transcript t = out_;
@@ -143,8 +149,7 @@ class Driver {
     set_no_body();
   }
   void set_no_body() {
-    parser_.set_expect_no_body(messages_ < options_.no_body.size() &&
-                               options_.no_body[messages_]);
+    parser_.set_expect_no_body(messages_ < options_.no_body.size() && options_.no_body[messages_]);
   }
 
   Kind kind_;
@@ -197,7 +202,8 @@ void check_every_split(Kind kind, std::string_view input, const Transcript& expe
     }
   }
   std::vector<size_t> every;
-  for (size_t i = 1; i < input.size(); ++i) every.push_back(i);
+  for (size_t i = 1; i < input.size(); ++i)
+    every.push_back(i);
   INFO("byte by byte");
   CHECK(run(kind, input, every, options) == expected);
 }
@@ -212,7 +218,9 @@ void check_response(std::string_view input, const Transcript& expected,
   check_every_split(Kind::kResponse, input, expected, options);
 }
 
-Transcript request_error(int status) { return {"error " + std::to_string(status)}; }
+Transcript request_error(int status) {
+  return {"error " + std::to_string(status)};
+}
 
 // ---- messages that parse ------------------------------------------------------------------
 
@@ -246,7 +254,8 @@ TEST_CASE("a bodyless request fills the framing and keep-alive fields of the hea
   CHECK_FALSE(p.in_message());
 }
 
-TEST_CASE("a POST with Content-Length pauses after the head, streams the body and pauses at its end") {
+TEST_CASE(
+    "a POST with Content-Length pauses after the head, streams the body and pauses at its end") {
   check_request("POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world",
                 {"head POST /upload HTTP/1.1 [Host: a] [Content-Length: 11]", "done hello world"});
 
@@ -294,9 +303,8 @@ TEST_CASE("pipelined requests in one buffer are reported one at a time") {
       "POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
       "POST /3 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\n"
       "GET /4 HTTP/1.1\r\nHost: a\r\n\r\n",
-      {"head-done GET /1 HTTP/1.1 [Host: a]",
-       "head POST /2 HTTP/1.1 [Host: a] [Content-Length: 3]", "done abc",
-       "head POST /3 HTTP/1.1 [Host: a] [Transfer-Encoding: chunked]", "done xy",
+      {"head-done GET /1 HTTP/1.1 [Host: a]", "head POST /2 HTTP/1.1 [Host: a] [Content-Length: 3]",
+       "done abc", "head POST /3 HTTP/1.1 [Host: a] [Transfer-Encoding: chunked]", "done xy",
        "head-done GET /4 HTTP/1.1 [Host: a]"});
 }
 
@@ -315,9 +323,9 @@ TEST_CASE("the second pipelined request is not read until resume()") {
 }
 
 TEST_CASE("a response with Content-Length streams its body") {
-  check_response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello",
-                 {"head HTTP/1.1 200 OK [Content-Length: 5] [Content-Type: text/plain]",
-                  "done hello"});
+  check_response(
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello",
+      {"head HTTP/1.1 200 OK [Content-Length: 5] [Content-Type: text/plain]", "done hello"});
 }
 
 TEST_CASE("a chunked response with extensions is de-chunked") {
@@ -346,8 +354,9 @@ TEST_CASE("204 and 304 responses end at their head") {
       "HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\nETag: \"x\"\r\n\r\n"
       "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
       "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nz",
-      {"head-done HTTP/1.1 204 No Content", "head-done HTTP/1.1 304 Not Modified [Content-Length: "
-                                            "100] [ETag: \"x\"]",
+      {"head-done HTTP/1.1 204 No Content",
+       "head-done HTTP/1.1 304 Not Modified [Content-Length: "
+       "100] [ETag: \"x\"]",
        "head-done HTTP/1.1 200 OK [Content-Length: 0]", "head HTTP/1.1 200 OK [Content-Length: 1]",
        "done z"});
 }
@@ -369,8 +378,8 @@ TEST_CASE("a 1xx response never has a body, even with framing headers") {
   check_response(
       "HTTP/1.1 199 Odd\r\nContent-Length: 5\r\n\r\n"
       "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-      {"head-done HTTP/1.1 199 Odd [Content-Length: 5]",
-       "head HTTP/1.1 200 OK [Content-Length: 2]", "done ok"});
+      {"head-done HTTP/1.1 199 Odd [Content-Length: 5]", "head HTTP/1.1 200 OK [Content-Length: 2]",
+       "done ok"});
   check_response(
       "HTTP/1.1 150 Odd\r\nTransfer-Encoding: chunked\r\n\r\n"
       "HTTP/1.1 204 No Content\r\n\r\n",
@@ -401,9 +410,9 @@ TEST_CASE("an upgrade request ends the HTTP stream at its head") {
 }
 
 TEST_CASE("an Upgrade header without Connection: upgrade is an ordinary request") {
-  check_request("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\nGET /2 HTTP/1.1\r\n\r\n",
-                {"head-done GET / HTTP/1.1 [Host: a] [Upgrade: websocket]",
-                 "head-done GET /2 HTTP/1.1"});
+  check_request(
+      "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\nGET /2 HTTP/1.1\r\n\r\n",
+      {"head-done GET / HTTP/1.1 [Host: a] [Upgrade: websocket]", "head-done GET /2 HTTP/1.1"});
 }
 
 TEST_CASE("an upgrade request with a body reports its head first and upgrades after the body") {
@@ -416,20 +425,19 @@ TEST_CASE("an upgrade request with a body reports its head first and upgrades af
 }
 
 TEST_CASE("CONNECT ends the HTTP stream at its head") {
-  check_request("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n\x16\x03\x01",
-                {"upgrade CONNECT example.com:443 HTTP/1.1 [Host: example.com:443]",
-                 "tail \x16\x03\x01"});
+  check_request(
+      "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n\x16\x03\x01",
+      {"upgrade CONNECT example.com:443 HTTP/1.1 [Host: example.com:443]", "tail \x16\x03\x01"});
 }
 
 TEST_CASE("a response without framing runs until the peer closes") {
   Options o;
   o.finish_at_eof = true;
-  check_response("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of this\r\n\r\nis body",
-                 {"head HTTP/1.1 200 OK [Content-Type: text/plain]",
-                  "eof-done all of this\r\n\r\nis body"},
-                 o);
-  check_response("HTTP/1.0 200 OK\r\n\r\n",
-                 {"head HTTP/1.0 200 OK", "eof-done "}, o);
+  check_response(
+      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of this\r\n\r\nis body",
+      {"head HTTP/1.1 200 OK [Content-Type: text/plain]", "eof-done all of this\r\n\r\nis body"},
+      o);
+  check_response("HTTP/1.0 200 OK\r\n\r\n", {"head HTTP/1.0 200 OK", "eof-done "}, o);
 
   HttpParser p(Kind::kResponse, {});
   std::string in = "HTTP/1.1 200 OK\r\n\r\nabc";
@@ -473,8 +481,7 @@ TEST_CASE("reset() starts a fresh message after an error") {
 TEST_CASE("obs-fold is refused") {
   check_request("GET / HTTP/1.1\r\nHost: a\r\nX-A: one\r\n two\r\n\r\n", request_error(400));
   check_request("GET / HTTP/1.1\r\nHost: a\r\nX-A: one\r\n\ttwo\r\n\r\n", request_error(400));
-  check_response("HTTP/1.1 200 OK\r\nX-A: one\r\n two\r\nContent-Length: 0\r\n\r\n",
-                 {"error 502"});
+  check_response("HTTP/1.1 200 OK\r\nX-A: one\r\n two\r\nContent-Length: 0\r\n\r\n", {"error 502"});
 }
 
 TEST_CASE("a bare CR, a bare LF and whitespace before the colon are refused") {
@@ -509,9 +516,8 @@ TEST_CASE("chunk data not followed by CRLF is refused") {
   check_request(
       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloX\r\n0\r\n\r\n",
       {"head POST / HTTP/1.1 [Host: a] [Transfer-Encoding: chunked]", "error 400"});
-  check_request(
-      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n",
-      {"head POST / HTTP/1.1 [Host: a] [Transfer-Encoding: chunked]", "error 400"});
+  check_request("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n",
+                {"head POST / HTTP/1.1 [Host: a] [Transfer-Encoding: chunked]", "error 400"});
   check_request(
       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n",
       {"head POST / HTTP/1.1 [Host: a] [Transfer-Encoding: chunked]", "error 400"});
@@ -571,13 +577,15 @@ TEST_CASE("extra spaces between request-line words are accepted (RFC 9112 §3 al
 size_t counted_head_bytes(std::string_view method, std::string_view target,
                           const std::vector<std::pair<std::string, std::string>>& fields) {
   size_t n = method.size() + target.size();
-  for (const auto& [name, value] : fields) n += name.size() + value.size() + 4;
+  for (const auto& [name, value] : fields)
+    n += name.size() + value.size() + 4;
   return n;
 }
 
 std::string request_with(const std::vector<std::pair<std::string, std::string>>& fields) {
   std::string s = "GET /target HTTP/1.1\r\n";
-  for (const auto& [name, value] : fields) s += name + ": " + value + "\r\n";
+  for (const auto& [name, value] : fields)
+    s += name + ": " + value + "\r\n";
   return s + "\r\n";
 }
 
@@ -585,16 +593,15 @@ TEST_CASE("a head exactly at max_header_bytes passes however it is split, one by
   Options o;
   o.limits.max_header_bytes = 200;
   std::vector<std::pair<std::string, std::string>> fields = {
-      {"Host", "example.com"},
-      {"X-A-Rather-Long-Header-Name-For-Splitting", ""},
-      {"X-Pad", ""}};
+      {"Host", "example.com"}, {"X-A-Rather-Long-Header-Name-For-Splitting", ""}, {"X-Pad", ""}};
   size_t base = counted_head_bytes("GET", "/target", fields);
   REQUIRE(base < 200);
   fields[2].second.assign(200 - base, 'p');
   REQUIRE(counted_head_bytes("GET", "/target", fields) == 200);
   std::string exact = request_with(fields);
   std::string expected = "head-done GET /target HTTP/1.1";
-  for (const auto& [name, value] : fields) expected += " [" + name + ": " + value + "]";
+  for (const auto& [name, value] : fields)
+    expected += " [" + name + ": " + value + "]";
   check_request(exact, {expected}, o);
 
   fields[2].second.push_back('p');
@@ -604,14 +611,14 @@ TEST_CASE("a head exactly at max_header_bytes passes however it is split, one by
 TEST_CASE("a request line longer than max_header_bytes is 431") {
   Options o;
   o.limits.max_header_bytes = 64;
-  check_request("GET /" + std::string(80, 'a') + " HTTP/1.1\r\nHost: a\r\n\r\n",
-                request_error(431), o);
+  check_request("GET /" + std::string(80, 'a') + " HTTP/1.1\r\nHost: a\r\n\r\n", request_error(431),
+                o);
 }
 
 TEST_CASE("the default head limit is 32 KiB") {
   HttpParser p(Kind::kRequest, {});
-  std::string ok = "GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(32 * 1024 - 20, 'v') +
-                   "\r\n\r\n";
+  std::string ok =
+      "GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(32 * 1024 - 20, 'v') + "\r\n\r\n";
   size_t used = 0;
   CHECK(p.execute(ok.data(), ok.size(), used) == Event::kHeadDone);
   p.reset();
@@ -624,9 +631,10 @@ TEST_CASE("the head limit applies to each message of a pipeline, not to their su
   Options o;
   o.limits.max_header_bytes = 40;
   std::string one = "GET /0123456789 HTTP/1.1\r\nHost: example.com\r\n\r\n";  // 33 counted
-  check_request(one + one + one, {"head-done GET /0123456789 HTTP/1.1 [Host: example.com]",
-                                  "head-done GET /0123456789 HTTP/1.1 [Host: example.com]",
-                                  "head-done GET /0123456789 HTTP/1.1 [Host: example.com]"},
+  check_request(one + one + one,
+                {"head-done GET /0123456789 HTTP/1.1 [Host: example.com]",
+                 "head-done GET /0123456789 HTTP/1.1 [Host: example.com]",
+                 "head-done GET /0123456789 HTTP/1.1 [Host: example.com]"},
                 o);
 }
 
@@ -638,7 +646,8 @@ TEST_CASE("a response head over the limit is 502") {
 
 std::string request_with_headers(size_t n) {
   std::string s = "GET / HTTP/1.1\r\n";
-  for (size_t i = 0; i < n; ++i) s += "H" + std::to_string(i) + ": v\r\n";
+  for (size_t i = 0; i < n; ++i)
+    s += "H" + std::to_string(i) + ": v\r\n";
   return s + "\r\n";
 }
 
@@ -655,8 +664,9 @@ TEST_CASE("max_headers fields pass and one more is 431") {
 
   Options o;
   o.limits.max_headers = 5;
-  check_request(request_with_headers(5), {"head-done GET / HTTP/1.1 [H0: v] [H1: v] [H2: v] "
-                                          "[H3: v] [H4: v]"},
+  check_request(request_with_headers(5),
+                {"head-done GET / HTTP/1.1 [H0: v] [H1: v] [H2: v] "
+                 "[H3: v] [H4: v]"},
                 o);
   check_request(request_with_headers(6), request_error(431), o);
 }
