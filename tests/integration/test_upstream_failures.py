@@ -107,6 +107,46 @@ class UpstreamFailures(unittest.TestCase):
                         pass
                 c.close()
 
+    def test_unsolicited_upstream_bytes_never_reach_another_request(self):
+        # Response queue poisoning: bytes after a complete response must not be taken as the answer
+        # to the next request sent on that upstream connection.
+        up = start_upstream(self)
+        gw = Gateway(self, up.port)
+        a = HttpClient(gw.port, self)
+        r = a.roundtrip("GET", "/bad-response?kind=extra-response")
+        self.assertEqual((r.status, r.body), (200, b"hello"))
+        for i in range(3):
+            b = HttpClient(gw.port, self)
+            r = b.roundtrip("GET", f"/echo?victim={i}")
+            self.assertNotEqual(r.body, b"spoofed", "another client got the upstream's unsolicited response")
+            self.assertIn(r.status, (200, 502), r)
+            if r.status == 200:
+                self.assertEqual(r.json()["target"], f"/echo?victim={i}")
+            b.close()
+
+    def test_body_on_bodiless_upstream_responses_does_not_desync(self):
+        up = start_upstream(self)
+        gw = Gateway(self, up.port)
+        for method, status in (("HEAD", "200"), ("GET", "204"), ("GET", "304")):
+            with self.subTest(method=method, status=status):
+                c = HttpClient(gw.port, self)
+                r = c.roundtrip(method, f"/bad-response?kind=body-anyway&status={status}")
+                self.assertEqual(r.status, int(status), r)
+                self.assertEqual(r.body, b"")
+                if "close" in r.tokens("Connection"):
+                    c = HttpClient(gw.port, self)
+                r = c.roundtrip("GET", "/echo?next")
+                self.assertNotIn(b"spoofed", r.raw_head + r.body)
+                self.assertIn(r.status, (200, 502), r)
+                if r.status == 200:
+                    self.assertEqual(r.json()["target"], "/echo?next")
+                # A second client on the (possibly pooled) upstream connection is not desynchronised.
+                d = HttpClient(gw.port, self)
+                r = d.roundtrip("GET", "/echo?other")
+                self.assertNotIn(b"spoofed", r.raw_head + r.body)
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(r.json()["target"], "/echo?other")
+
     def test_upstream_closing_before_answering_gives_502(self):
         # A listener that reads the request and closes the connection without answering.
         ls = socket.socket()

@@ -21,6 +21,8 @@ Behaviour is chosen by the request path (any method; HEAD gets the same head and
   /delay?ms=N           sleep N ms, then answer like /echo
   /slow-body?chunks=N&ms=M&size=S   chunked body, M ms between chunks of S bytes
   /bad-response?kind=garbage|cl-te|bad-cl|huge-header|bad-chunk|short-cl   a broken response, then close
+  /bad-response?kind=extra-response        a response followed by an unsolicited second one
+  /bad-response?kind=body-anyway&status=S  status S with a 7-byte body even for HEAD/204/304
   /respond?status=S&h=Name:Value&h=...&body=TEXT   arbitrary status, headers and body
   /ws                   WebSocket handshake (RFC 6455 §4.2.2) then echo of every data frame
   anything else         like /echo
@@ -440,12 +442,16 @@ class Upstream:
                 "huge-header": b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (256 * 1024) + b"\r\nContent-Length: 0\r\n\r\n",
                 "bad-chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n",
                 "short-cl": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-this",
+                # The next two keep the connection open: a gateway that pools it is desynchronised.
+                "extra-response": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+                                  b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nspoofed",
+                "body-anyway": b"HTTP/1.1 %s X\r\nContent-Length: 7\r\n\r\nspoofed" % q("status", "200").encode(),
             }[kind]
             try:
                 sock.sendall(raw)
             except OSError:
                 pass
-            return False
+            return kind in ("extra-response", "body-anyway")
         if path == "/respond":
             status = int(q("status", "200"))
             hdrs = []
