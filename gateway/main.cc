@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 
+#include "proxy_core/admin_server.h"
 #include "proxy_core/config_loader.h"
 #include "proxy_core/log.h"
 #include "proxy_core/server.h"
@@ -96,6 +97,7 @@ std::shared_ptr<const sg::Config> load(const std::string& path, bool quiet_ok) {
 struct Runtime {
   Options options;
   sg::Server server;
+  std::unique_ptr<sg::AdminServer> admin;
   uv_loop_t loop;
   uv_signal_t sigterm, sigint, sighup, sigusr1;
   uv_timer_t drain_poll;
@@ -130,15 +132,19 @@ void on_signal(uv_signal_t* s, int signum) {
     auto config = load(rt->options.config_path, true);
     if (!config) {
       ++rt->reloads_failed;
+      rt->server.state().process_metrics.reloads_failed++;
       SG_LOG_ERROR("reload failed: the running configuration stays");
       return;
     }
     if (auto missing = sg::unsupported_settings(*config); !missing.empty()) {
       ++rt->reloads_failed;
-      for (const auto& m : missing) SG_LOG_ERROR("reload refused: %s", m.c_str());
+      rt->server.state().process_metrics.reloads_failed++;
+      for (const auto& m : missing)
+        SG_LOG_ERROR("reload refused: %s", m.c_str());
       return;
     }
     ++rt->reloads_ok;
+    rt->server.state().process_metrics.reloads_ok++;
     rt->server.apply(config);
     SG_LOG_INFO("reload applied to new requests and connections");
     return;
@@ -157,6 +163,7 @@ void on_signal(uv_signal_t* s, int signum) {
   }
   rt->draining = true;
   uv_timer_stop(&rt->snapshot);
+  if (rt->admin) rt->admin->stop();
   SG_LOG_INFO("%s: draining (up to %lld ms)", signum == SIGTERM ? "SIGTERM" : "SIGINT",
               static_cast<long long>(rt->server.config()->server.drain_timeout.count()));
   rt->server.begin_drain();
@@ -215,6 +222,17 @@ int main(int argc, char** argv) {
   if (!rt->server.start(config, error)) {
     std::fprintf(stderr, "sessiongate: %s\n", error.c_str());
     return 1;
+  }
+  rt->server.state().process_metrics.start_time_s = sg::unix_now_ms() / 1000;
+  if (!config->admin.listen.empty()) {
+    rt->admin = std::make_unique<sg::AdminServer>(&rt->loop, &rt->server);
+    if (!rt->admin->start(config->admin.listen, error)) {
+      std::fprintf(stderr, "sessiongate: %s\n", error.c_str());
+      rt->server.begin_drain();
+      rt->server.force_stop();
+      rt->server.join();
+      return 1;
+    }
   }
   SG_LOG_INFO("sessiongate %s started (config %s)", SG_VERSION, rt->options.config_path.c_str());
   uv_timer_init(&rt->loop, &rt->snapshot);

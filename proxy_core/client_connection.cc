@@ -276,7 +276,8 @@ void ClientConnection::on_request_head(bool complete) {
   if (answer_locally()) return;
 
   state_ = State::kSession;
-  session_.begin(*config_, worker_->state().store, /*tls=*/false, req,
+  session_.begin(*config_, worker_->state().store, &worker_->metrics().store_errors,
+                 /*tls=*/false, req,
                  [this](SessionGate::Outcome outcome) { on_session_ready(outcome); });
 }
 
@@ -290,18 +291,10 @@ bool ClientConnection::answer_locally() {
     status_ = 200;
     send_local(200, "ok\n", close_after_);
   } else if (path == h.ready_path) {
-    GatewayState& st = worker_->state();
-    int64_t fresh_ms = 2 * config_->upstream.health_interval.count() + 1000;
-    const char* why = nullptr;
-    if (st.draining.load() || draining_) {
-      why = "not ready: draining\n";
-    } else if (unix_now_ms() - st.upstream_ok_ms.load() > fresh_ms) {
-      why = "not ready: upstream unreachable\n";
-    } else if (st.store != nullptr && !st.store->usable()) {
-      why = "not ready: session store unavailable\n";
-    }
+    const char* why =
+        draining_ ? "not ready: draining" : readiness_problem(worker_->state(), *config_);
     status_ = why ? 503 : 200;
-    send_local(status_, why ? why : "ready\n", close_after_);
+    send_local(status_, why ? std::string(why) + "\n" : std::string("ready\n"), close_after_);
   } else {
     return false;
   }
@@ -343,8 +336,11 @@ void ClientConnection::forward_request() {
   o.replace_cookie = session_.replace_cookie();
   o.cookie_value = session_.cookie_value();
   o.injected = &session_.injected();
+  size_t removed = 0;
+  o.removed_reserved = &removed;
   upstream_head_.clear();
   build_upstream_request(req, o, upstream_head_);
+  if (removed != 0) worker_->metrics().rejected_client_headers.add(removed);
   connect_upstream();
 }
 
@@ -361,7 +357,8 @@ void ClientConnection::connect_upstream() {
   state_ = State::kUpstreamWait;
   update_reading();
   upstream_ = pool.open(server, config_->upstream, response_limits(*config_), this);
-  if (upstream_ == nullptr) upstream_failed(502, "upstream address unusable");
+  if (upstream_ == nullptr)
+    upstream_failed(502, UpstreamError::kConnectOther, "upstream address unusable");
 }
 
 void ClientConnection::on_upstream_connected(UpstreamConnection* c, int status) {
@@ -370,9 +367,14 @@ void ClientConnection::on_upstream_connected(UpstreamConnection* c, int status) 
     if (status == UV_ECONNREFUSED) worker_->pool().mark_refused(c->server());
     SG_LOG_WARN("upstream %s: connect failed: %s", c->server().c_str(), uv_strerror(status));
     upstream_ = nullptr;  // the connection closes itself
-    upstream_failed(502, "upstream connect failed");
+    upstream_failed(
+        502,
+        status == UV_ECONNREFUSED ? UpstreamError::kConnectRefused : UpstreamError::kConnectOther,
+        "upstream connect failed");
     return;
   }
+  worker_->metrics().upstream_connect_duration.observe(
+      static_cast<double>(uv_hrtime() - upstream_started_hr_) / 1e9);
   send_upstream_head();
 }
 
@@ -489,10 +491,10 @@ void ClientConnection::on_upstream_data(UpstreamConnection* c, const char* data,
           start_tunnel();
           return;
         }
-        upstream_failed(502, "unexpected upgrade from upstream");
+        upstream_failed(502, UpstreamError::kBadResponse, "unexpected upgrade from upstream");
         return;
       case HttpParser::Event::kError:
-        upstream_failed(502, rp.error_reason());
+        upstream_failed(502, UpstreamError::kBadResponse, rp.error_reason());
         return;
     }
   }
@@ -503,6 +505,7 @@ void ClientConnection::on_response_head() {
   if (resp.status < 200 && resp.status != 101) return;  // 1xx: we sent our own 100 already
   upstream_head_.clear();  // the response has started: no retry any more
   upstream_ms_ = static_cast<double>(uv_hrtime() - upstream_started_hr_) / 1e6;
+  worker_->metrics().upstream_response_duration.observe(upstream_ms_ / 1e3);
   worker_->state().upstream_ok_ms.store(unix_now_ms(), std::memory_order_relaxed);
   if (resp.status == 101) {
     if (!tunnel_requested_) return;  // the parser reports kUpgrade; refused there
@@ -601,7 +604,8 @@ void ClientConnection::on_upstream_closed(UpstreamConnection* c, int status) {
     connect_upstream();
     return;
   }
-  upstream_failed(502, status == UV_EOF ? "upstream closed the connection" : uv_strerror(status));
+  upstream_failed(502, UpstreamError::kClosedEarly,
+                  status == UV_EOF ? "upstream closed the connection" : uv_strerror(status));
 }
 
 void ClientConnection::on_upstream_drained(UpstreamConnection* c) {
@@ -614,10 +618,15 @@ void ClientConnection::on_upstream_timeout(UpstreamConnection* c) {
     close_now();
     return;
   }
-  upstream_failed(504, "upstream timed out");
+  if (state_ == State::kUpstreamWait) {
+    upstream_failed(504, UpstreamError::kConnectTimeout, "upstream connect timed out");
+  } else {
+    upstream_failed(504, UpstreamError::kResponseTimeout, "upstream timed out");
+  }
 }
 
-void ClientConnection::upstream_failed(int status, const char* why) {
+void ClientConnection::upstream_failed(int status, UpstreamError kind, const char* why) {
+  worker_->metrics().upstream_errors[static_cast<int>(kind)].add();
   SG_LOG_WARN("%s %s: %s (status %d)", request_parser_.head().method.c_str(),
               std::string(target_path(request_parser_.head().target)).c_str(), why, status);
   release_upstream(false);
@@ -737,6 +746,7 @@ void ClientConnection::send_local(int status, std::string_view body, bool close,
 
 void ClientConnection::reject(int status, const char* reason) {
   SG_LOG_DEBUG("client %s: rejected with %d: %s", peer_ip_.c_str(), status, reason);
+  worker_->metrics().bad_requests.add();
   if (response_started_) {
     close_now();
     return;
@@ -764,6 +774,13 @@ void ClientConnection::log_exchange() {
   r.session_event = session_.event();
   worker_->state().access_log.write(r);
   started_hr_ = 0;  // logged once
+  WorkerMetrics& m = worker_->metrics();
+  int cls = status_ / 100 - 1;
+  if (cls >= 0 && cls < 5) m.requests[static_cast<int>(method_label(req.method))][cls].add();
+  m.request_duration.observe(r.duration_ms / 1e3);
+  m.bytes_received.add(request_body_bytes_);
+  m.bytes_sent.add(response_body_bytes_);
+  if (unsigned n = session_.rejected_directives()) m.rejected_directives.add(n);
 }
 
 // ---- closing ------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ class ClientConnection final : public UpstreamUser {
   void on_response_head();
   void on_response_body(const char* data, size_t len);
   void on_response_complete();
-  void upstream_failed(int status, const char* why);
+  void upstream_failed(int status, UpstreamError kind, const char* why);
   void finish_exchange();
   void start_tunnel();
 

@@ -2,12 +2,23 @@
 
 #include <ctime>
 
+#include "proxy_core/session_store.h"
+
 namespace sg {
 
 int64_t unix_now_ms() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME_COARSE, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char* readiness_problem(const GatewayState& st, const Config& config) {
+  if (st.draining.load()) return "not ready: draining";
+  int64_t fresh_ms = 2 * config.upstream.health_interval.count() + 1000;
+  if (unix_now_ms() - st.upstream_ok_ms.load(std::memory_order_relaxed) > fresh_ms)
+    return "not ready: upstream unreachable";
+  if (st.store != nullptr && !st.store->usable()) return "not ready: session store unavailable";
+  return nullptr;
 }
 
 }  // namespace sg

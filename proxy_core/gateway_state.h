@@ -7,6 +7,8 @@
 #include <memory>
 
 #include "proxy_core/access_log.h"
+#include "proxy_core/config.h"
+#include "proxy_core/metrics.h"
 
 namespace sg {
 
@@ -18,10 +20,15 @@ struct GatewayState {
   // Unix ms of the last sign of life from the upstream (a response head or a passing probe).
   std::atomic<int64_t> upstream_ok_ms{0};
   AccessLog access_log;
+  ProcessMetrics process_metrics;
   SessionStore* store = nullptr;        // what the request path uses
   MemoryStore* memory_store = nullptr;  // the embedded store, when it is the one in use
 };
 
 int64_t unix_now_ms();
+
+// Why the gateway is not ready (a one-line reason for /readyz), or nullptr when it is: draining,
+// no sign of life from the upstream within two probe intervals, or the store unusable.
+const char* readiness_problem(const GatewayState& state, const Config& config);
 
 }  // namespace sg

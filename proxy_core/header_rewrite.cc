@@ -87,7 +87,10 @@ void build_upstream_request(const MessageHead& request, const UpstreamRequestOpt
     if (is_hop_by_hop(name) || (!iequals(name, "host") && named_in_connection(request, name)))
       continue;
     // Our trusted headers: whatever the client sent under the prefix never reaches the app.
-    if (under_prefix(name, o.header_prefix)) continue;
+    if (under_prefix(name, o.header_prefix)) {
+      if (o.removed_reserved != nullptr) ++*o.removed_reserved;
+      continue;
+    }
     if (iequals(name, "x-forwarded-for")) {
       if (o.peer_trusted) {
         if (!forwarded_for.empty()) forwarded_for.append(", ");

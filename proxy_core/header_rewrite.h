@@ -41,6 +41,7 @@ struct UpstreamRequestOptions {
   bool replace_cookie = false;
   std::string_view cookie_value;
   const HeaderList* injected = nullptr;  // trusted headers (X-Session-*, X-Request-Id), added last
+  size_t* removed_reserved = nullptr;    // if set, counts client headers under the prefix dropped
 };
 
 // Appends the upstream request head (request line, headers, blank line) to `out`.

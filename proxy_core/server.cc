@@ -29,8 +29,6 @@ std::vector<std::string> unsupported_settings(const Config& c) {
   if (!c.server.redirect_listen.empty())
     out.push_back("server.redirect_listen: needs TLS, not available in this build yet");
   if (c.upstream.tls) out.push_back("upstream.tls: not available in this build yet");
-  if (!c.admin.listen.empty())
-    out.push_back("admin.listen: the admin listener is not available in this build yet");
   if (c.session.store == StoreKind::kRedis)
     out.push_back("session.store = \"redis\": not available in this build yet; use \"memory\"");
   return out;
@@ -105,6 +103,20 @@ bool Server::all_finished() const {
 void Server::join() {
   for (auto& w : workers_)
     w->join();
+}
+
+std::string Server::render_metrics() const {
+  std::vector<const WorkerMetrics*> views;
+  for (auto& w : workers_)
+    views.push_back(w->metrics_view());
+  SessionFigures s;
+  if (state_.memory_store != nullptr) {
+    MemoryStore::Stats st = state_.memory_store->stats();
+    s = {st.active,  st.created,   st.expired_idle, st.expired_absolute,
+         st.rotated, st.destroyed, st.evicted};
+  }
+  return render_prometheus(views, state_.process_metrics, s,
+                           readiness_problem(state_, *config_) == nullptr, state_.draining.load());
 }
 
 void Server::save_snapshot() {

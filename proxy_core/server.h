@@ -35,6 +35,8 @@ class Server {
   void join();
   // Writes the memory store's snapshot when snapshot_path is set (periodically and at exit).
   void save_snapshot();
+  // Any thread: the Prometheus text of every worker's and the store's figures.
+  std::string render_metrics() const;
   GatewayState& state() { return state_; }
   const std::shared_ptr<const Config>& config() const { return config_; }
   static unsigned effective_workers(const Config& config);

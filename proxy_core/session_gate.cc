@@ -38,10 +38,11 @@ void SessionGate::reset() {
   event_.clear();
 }
 
-void SessionGate::begin(const Config& config, SessionStore* store, bool tls,
+void SessionGate::begin(const Config& config, SessionStore* store, Counter* store_errors, bool tls,
                         const MessageHead& request, Done done) {
   config_ = &config;
   store_ = store;
+  store_errors_ = store_errors;
   tls_ = tls;
   const SessionConfig& sc = config.session;
 
@@ -113,6 +114,7 @@ void SessionGate::lookup_next(Done done) {
 
 void SessionGate::unavailable(Done done) {
   SG_LOG_WARN("session store unavailable");
+  if (store_errors_ != nullptr) store_errors_->add();
   if (config_->redis_store.on_unavailable == OnUnavailable::kFailOpen &&
       config_->session.store == StoreKind::kRedis) {
     done(Outcome::kProceed);  // no session, no cookie

@@ -16,6 +16,7 @@
 #include "proxy_core/config.h"
 #include "proxy_core/header_rewrite.h"
 #include "proxy_core/http_message.h"
+#include "proxy_core/metrics.h"
 #include "proxy_core/session_store.h"
 
 namespace sg {
@@ -31,8 +32,9 @@ class SessionGate {
 
   void reset();
   // Starts resolving the session of `request`. `done` may run before begin() returns.
-  void begin(const Config& config, SessionStore* store, bool tls, const MessageHead& request,
-             Done done);
+  // `store_errors` counts store failures (the worker's metric).
+  void begin(const Config& config, SessionStore* store, Counter* store_errors, bool tls,
+             const MessageHead& request, Done done);
   // Applies the application's directives in `response` (and strips nothing: the response builder
   // drops every header under the prefix). `done` may run before on_response() returns.
   void on_response(const MessageHead& response, std::function<void()> done);
@@ -60,6 +62,7 @@ class SessionGate {
 
   const Config* config_ = nullptr;
   SessionStore* store_ = nullptr;
+  Counter* store_errors_ = nullptr;
   bool tls_ = false;
   std::shared_ptr<int> epoch_ = std::make_shared<int>(0);
   bool active_ = false;  // this request has a session (not excluded, store usable)

@@ -16,6 +16,7 @@ UpstreamConnection::UpstreamConnection(UpstreamPool* pool, std::string server,
   timer_.data = this;
   handles_open_ = 2;
   ++pool_->open_;
+  pool_->metrics_->upstream_open.fetch_add(1, std::memory_order_relaxed);
 }
 
 int UpstreamConnection::connect(const SocketAddress& addr, Millis timeout) {
@@ -134,12 +135,17 @@ void UpstreamConnection::on_close(uv_handle_t* h) {
   auto* c = static_cast<UpstreamConnection*>(h->data);
   if (--c->handles_open_ == 0) {
     --c->pool_->open_;
+    c->pool_->metrics_->upstream_open.fetch_sub(1, std::memory_order_relaxed);
     delete c;
   }
 }
 
-UpstreamPool::UpstreamPool(uv_loop_t* loop, char* read_buffer, size_t read_buffer_size)
-    : loop_(loop), read_buffer_(read_buffer), read_buffer_size_(read_buffer_size) {}
+UpstreamPool::UpstreamPool(uv_loop_t* loop, char* read_buffer, size_t read_buffer_size,
+                           WorkerMetrics* metrics)
+    : loop_(loop),
+      metrics_(metrics),
+      read_buffer_(read_buffer),
+      read_buffer_size_(read_buffer_size) {}
 
 UpstreamPool::~UpstreamPool() = default;
 
@@ -159,6 +165,7 @@ UpstreamConnection* UpstreamPool::take_idle(const std::string& server) {
     UpstreamConnection* c = *it;
     if (c->server_ != server) continue;
     idle_.erase(std::next(it).base());
+    metrics_->upstream_idle.fetch_sub(1, std::memory_order_relaxed);
     c->stop_timer();
     c->reused_ = true;
     return c;
@@ -196,12 +203,12 @@ void UpstreamPool::put_idle(UpstreamConnection* c, Millis idle_timeout, size_t m
   c->attach(nullptr);
   if (c->closing_) return;
   if (idle_.size() >= max_idle) {
-    c->closing_ = false;
     c->close();
     return;
   }
   c->parser_.reset();
   idle_.push_back(c);
+  metrics_->upstream_idle.fetch_add(1, std::memory_order_relaxed);
   // Keep reading: an upstream that closes its side is noticed and dropped at once.
   c->resume_reading();
   c->start_timer(idle_timeout);
@@ -209,7 +216,10 @@ void UpstreamPool::put_idle(UpstreamConnection* c, Millis idle_timeout, size_t m
 
 void UpstreamPool::forget_idle(UpstreamConnection* c) {
   auto it = std::find(idle_.begin(), idle_.end(), c);
-  if (it != idle_.end()) idle_.erase(it);
+  if (it != idle_.end()) {
+    idle_.erase(it);
+    metrics_->upstream_idle.fetch_sub(1, std::memory_order_relaxed);
+  }
 }
 
 void UpstreamPool::mark_refused(const std::string& server) {

@@ -16,6 +16,7 @@
 
 #include "proxy_core/config.h"
 #include "proxy_core/http_parser.h"
+#include "proxy_core/metrics.h"
 #include "proxy_core/socket_address.h"
 
 namespace sg {
@@ -84,7 +85,7 @@ class UpstreamConnection {
 
 class UpstreamPool {
  public:
-  UpstreamPool(uv_loop_t* loop, char* read_buffer, size_t read_buffer_size);
+  UpstreamPool(uv_loop_t* loop, char* read_buffer, size_t read_buffer_size, WorkerMetrics* metrics);
   ~UpstreamPool();
 
   uv_loop_t* loop() const { return loop_; }
@@ -109,6 +110,7 @@ class UpstreamPool {
   const SocketAddress* address_of(const std::string& server);
 
   uv_loop_t* loop_;
+  WorkerMetrics* metrics_;
   char* read_buffer_;
   size_t read_buffer_size_;
   size_t next_ = 0;

@@ -25,7 +25,8 @@ Worker::Worker(unsigned index, std::shared_ptr<const Config> config, GatewayStat
     : index_(index), config_(std::move(config)), state_(state) {
   uv_loop_init(&loop_);
   read_buffer_ = std::make_unique<char[]>(kReadBufferSize);
-  pool_ = std::make_unique<UpstreamPool>(&loop_, read_buffer_.get(), kReadBufferSize);
+  pool_ =
+      std::make_unique<UpstreamPool>(&loop_, read_buffer_.get(), kReadBufferSize, metrics_.get());
   uv_async_init(&loop_, &async_, &Worker::on_async);
   async_.data = this;
   uv_timer_init(&loop_, &sweep_);
@@ -111,11 +112,14 @@ void Worker::on_connection(uv_stream_t* server, int status) {
 void Worker::accept_one(Listener* l) {
   auto* c = new ClientConnection(this);
   connections_.insert(c);
+  metrics_->connections_accepted.add();
+  metrics_->connections_open.fetch_add(1, std::memory_order_relaxed);
   c->accept_from(reinterpret_cast<uv_stream_t*>(&l->tcp));
 }
 
 void Worker::connection_closed(ClientConnection* c) {
   connections_.erase(c);
+  metrics_->connections_open.fetch_sub(1, std::memory_order_relaxed);
   if (!draining_) {
     for (auto& l : listeners_) {
       if (l->paused && connections_.size() < max_connections_) {

@@ -18,6 +18,7 @@
 
 #include "proxy_core/config.h"
 #include "proxy_core/gateway_state.h"
+#include "proxy_core/metrics.h"
 #include "proxy_core/upstream.h"
 
 namespace sg {
@@ -53,6 +54,9 @@ class Worker {
   bool draining() const { return draining_; }
   void connection_closed(ClientConnection* c);
   unsigned index() const { return index_; }
+  WorkerMetrics& metrics() { return *metrics_; }
+  // Any thread: read-only for /metrics.
+  const WorkerMetrics* metrics_view() const { return metrics_.get(); }
 
   // One read buffer per worker, shared by all its connections: a connection keeps only the
   // bytes it could not consume yet, so an idle keep-alive connection holds no read buffer.
@@ -82,6 +86,7 @@ class Worker {
   uv_async_t async_;
   uv_timer_t sweep_;
   std::unique_ptr<char[]> read_buffer_;
+  std::unique_ptr<WorkerMetrics> metrics_ = std::make_unique<WorkerMetrics>();
   std::unique_ptr<UpstreamPool> pool_;
   std::unique_ptr<HealthProbe> probe_;
   std::vector<std::unique_ptr<Listener>> listeners_;

@@ -99,6 +99,55 @@ class Backpressure(unittest.TestCase):
         self.assertEqual(resp.json()["body_sha256"], pattern_sha256(n))
         self.assertLess(growth, RSS_GROWTH_LIMIT_KIB, "gateway buffered the request body")
 
+    def test_a_paused_client_does_not_trip_the_upstream_response_timeout(self):
+        # response_timeout bounds the upstream's silence; when the gateway itself stopped reading
+        # (backpressure from a slow client) the upstream is not "too slow".
+        n = 64 * MiB
+        gw = Gateway(self, self.up.port, {"upstream": {"response_timeout": "1s"}})
+        c = HttpClient(gw.port, self, timeout=30)
+        c.request("GET", f"/bytes?n={n}")
+        head = c.read_head()
+        self.assertEqual(head.status, 200, head)
+        h = hashlib.sha256()
+        got = 0
+        body = c.body_chunks(head, chunk=64 * 1024)
+        while got < 2 * MiB:
+            piece = next(body)
+            h.update(piece)
+            got += len(piece)
+        time.sleep(2.5)  # the scenario: a client that stops reading for longer than response_timeout
+        for piece in body:
+            h.update(piece)
+            got += len(piece)
+        self.assertEqual(got, n)
+        self.assertEqual(h.hexdigest(), pattern_sha256(n))
+
+    def test_a_paused_upstream_does_not_trip_the_client_idle_timeout(self):
+        # The gateway stopped reading the client's body (backpressure from a slow upstream): the
+        # client is not idle, it is waiting for us.
+        n = 16 * MiB
+        gw = Gateway(self, self.up.port, {"limits": {"client_idle_timeout": "1s"},
+                                          "upstream": {"response_timeout": "10s"}})
+        c = HttpClient(gw.port, self, timeout=30)
+        c.request("POST", "/upload?pause_after=1048576&pause_ms=2500", headers=[("Content-Length", str(n))])
+        errors = []
+
+        def send_all():
+            try:
+                for piece in pattern_chunks(n):
+                    c.send(bytes(piece))
+            except OSError as e:
+                errors.append(e)
+
+        t = threading.Thread(target=send_all, daemon=True)
+        t.start()
+        self.addCleanup(t.join, 30)
+        resp = c.read_response()
+        t.join(30)
+        self.assertEqual(errors, [])
+        self.assertEqual(resp.status, 200, resp)
+        self.assertEqual(resp.json()["body_sha256"], pattern_sha256(n))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -390,6 +390,18 @@ class Directives(SessionTestCase):
         self.assertEqual(header_values(seen, "X-Session-User"), [])
         self.log_events(gw, [(handle, "rotated")])
 
+    def test_rotate_or_destroy_on_a_brand_new_session(self):
+        gw = self.gateway()
+        r = self.get(gw, respond_target(("X-Session-Control", "rotate"), ("X-Session-Set-User", "dora")))
+        token = self.issued_token(r)  # exactly one Set-Cookie: the rotated token
+        handle = self.handle_of(self.last_upstream_headers())
+        seen = self.seen(self.get(gw, "/echo", token=token))
+        self.assertEqual(sorted(prefixed(seen)), [("X-Session-Id", handle), ("X-Session-User", "dora")])
+        r = self.get(gw, respond_target(("X-Session-Control", "destroy")))
+        ours = self.our_set_cookies(r)
+        self.assertEqual(len(ours), 1, r.headers)
+        self.assertRegex(ours[0], f"^{EXPIRED_COOKIE_RE.pattern}$")
+
     def test_attributes_set_case_and_remove(self):
         gw = self.gateway()
         token, handle = self.new_session(gw)
@@ -506,7 +518,8 @@ class AppSetCookie(SessionTestCase):
     def test_app_cannot_set_our_cookie(self):
         gw = self.gateway()
         target = respond_target(("Set-Cookie", f"{COOKIE}=evil; Path=/"), ("Set-Cookie", "other=1; Path=/"),
-                                ("Set-Cookie", f"{COOKIE} =evil2"), ("Set-Cookie", f"{COOKIE}x=3"))
+                                ("Set-Cookie", f"{COOKIE} =evil2"), ("Set-Cookie", f"{COOKIE}\t=evil3"),
+                                ("Set-Cookie", f" {COOKIE}=evil4"), ("Set-Cookie", f"{COOKIE}x=3"))
         r = self.get(gw, target)  # new session: ours plus the app's other cookies
         token = self.issued_token(r)
         all_sc = r.headers_all("Set-Cookie")

@@ -124,6 +124,20 @@ class UpstreamFailures(unittest.TestCase):
                 self.assertEqual(r.json()["target"], f"/echo?victim={i}")
             b.close()
 
+    def test_unsolicited_bytes_on_an_idle_pooled_connection_are_not_a_response(self):
+        up = start_upstream(self)
+        gw = Gateway(self, up.port)
+        a = HttpClient(gw.port, self)
+        r = a.roundtrip("GET", "/late-extra-response")
+        self.assertEqual((r.status, r.body), (200, b"hello"))
+        self.assertTrue(up.late_bytes_sent.wait(5))
+        time.sleep(0.2)  # loopback delivery of those bytes to the gateway's idle pooled connection
+        b = HttpClient(gw.port, self)
+        r = b.roundtrip("GET", "/echo?victim")
+        self.assertNotEqual(r.body, b"spoofed", "an unsolicited upstream response answered another request")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["target"], "/echo?victim")
+
     def test_body_on_bodiless_upstream_responses_does_not_desync(self):
         up = start_upstream(self)
         gw = Gateway(self, up.port)

@@ -22,6 +22,7 @@ Behaviour is chosen by the request path (any method; HEAD gets the same head and
   /slow-body?chunks=N&ms=M&size=S   chunked body, M ms between chunks of S bytes
   /bad-response?kind=garbage|cl-te|bad-cl|huge-header|bad-chunk|short-cl   a broken response, then close
   /bad-response?kind=extra-response        a response followed by an unsolicited second one
+  /late-extra-response  a response, then 200 ms later an unsolicited second one (keeps the connection)
   /bad-response?kind=body-anyway&status=S  status S with a 7-byte body even for HEAD/204/304
   /respond?status=S&h=Name:Value&h=...&body=TEXT   arbitrary status, headers and body
   /ws                   WebSocket handshake (RFC 6455 §4.2.2) then echo of every data frame
@@ -159,6 +160,7 @@ class Upstream:
         self.port = 0
         self.requests: list[dict] = []
         self.connections = 0  # TCP connections accepted so far
+        self.late_bytes_sent = threading.Event()  # /late-extra-response sent its unsolicited bytes
         self.body_bytes_read = 0  # of the Content-Length body being read most recently
         self.ws_frames: list[tuple[int, bytes]] = []  # (opcode, payload) received on /ws
         self._lock = threading.Lock()
@@ -433,6 +435,13 @@ class Upstream:
                 for piece in pattern_chunks(n):
                     sock.sendall(piece)
             return False
+        if path == "/late-extra-response":
+            # A complete response, then (once the gateway has pooled the connection) an unsolicited one.
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+            self._stop.wait(0.2)
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nspoofed")
+            self.late_bytes_sent.set()
+            return True
         if path == "/bad-response":
             kind = q("kind", "garbage")
             raw = {

@@ -1,0 +1,95 @@
+// Metrics: counters, gauges and histograms for the admin listener's /metrics (Prometheus text
+// format 0.0.4).
+//
+// Each worker owns one WorkerMetrics and is its only writer, so the request path does plain
+// relaxed loads and stores on its own cache lines: no lock, no contended atomic. A scrape sums the
+// workers' blocks (values may be a moment apart between workers, which Prometheus tolerates).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sg {
+
+// A counter with a single writer thread and any number of readers.
+class Counter {
+ public:
+  void add(uint64_t n = 1) {
+    v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  uint64_t get() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+
+// Seconds buckets from 100 µs to 10 s: loopback proxying is sub-millisecond, slow applications
+// take seconds.
+inline constexpr std::array<double, 15> kLatencyBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                                           0.005,  0.01,    0.025,  0.05,  0.1,
+                                                           0.25,   0.5,     1.0,    2.5,   10.0};
+
+class Histogram {
+ public:
+  void observe(double seconds);
+  std::array<Counter, kLatencyBuckets.size() + 1> buckets;  // last = +Inf
+  Counter count;
+  std::atomic<uint64_t> sum_ns{0};
+};
+
+enum class MethodLabel { kGet, kHead, kPost, kPut, kDelete, kPatch, kOptions, kOther, kCount };
+enum class UpstreamError {
+  kConnectRefused,
+  kConnectTimeout,
+  kConnectOther,
+  kResponseTimeout,
+  kClosedEarly,  // closed or reset before the response completed
+  kBadResponse,  // unparsable response
+  kCount
+};
+
+MethodLabel method_label(std::string_view method);
+
+struct WorkerMetrics {
+  alignas(64) Counter requests[static_cast<int>(MethodLabel::kCount)][5];  // by status class
+  Histogram request_duration;
+  Histogram upstream_connect_duration;
+  Histogram upstream_response_duration;  // request sent -> response head
+  Counter upstream_errors[static_cast<int>(UpstreamError::kCount)];
+  Counter bytes_received;  // request bodies from clients
+  Counter bytes_sent;      // response bodies to clients
+  Counter connections_accepted;
+  std::atomic<int64_t> connections_open{0};
+  std::atomic<int64_t> upstream_open{0};
+  std::atomic<int64_t> upstream_idle{0};
+  Counter rejected_client_headers;  // client-sent headers under the session prefix removed
+  Counter rejected_directives;      // application session directives refused
+  Counter store_errors;
+  Counter sessions_fail_open;  // requests forwarded without a session (fail_open)
+  Counter bad_requests;        // rejected with 4xx before forwarding
+};
+
+// Process-wide figures not owned by a worker.
+struct ProcessMetrics {
+  std::atomic<uint64_t> reloads_ok{0};
+  std::atomic<uint64_t> reloads_failed{0};
+  std::atomic<int64_t> start_time_s{0};
+};
+
+struct SessionFigures {
+  uint64_t active = 0, created = 0, expired_idle = 0, expired_absolute = 0, rotated = 0,
+           destroyed = 0, evicted = 0;
+};
+
+// Renders the Prometheus text exposition of everything above.
+std::string render_prometheus(const std::vector<const WorkerMetrics*>& workers,
+                              const ProcessMetrics& process, const SessionFigures& sessions,
+                              bool ready, bool draining);
+
+}  // namespace sg
