@@ -165,6 +165,10 @@ void ClientConnection::update_reading() {
       // upstream_ is null only while a local answer discards the rest of the request.
       want = !request_done_ && pending_.empty() &&
              (upstream_ == nullptr || upstream_->queued() < kWriteHighWater);
+      // While we hold the client back (a slow upstream), the client is not idle: its timer
+      // waits, and the upstream's response timeout bounds the stall instead.
+      if (!request_done_ && !response_started_ && want != (timer_kind_ == TimerKind::kActivity))
+        arm_timer(want ? TimerKind::kActivity : TimerKind::kNone);
       break;
     case State::kTunnel:
       want = upstream_ != nullptr && upstream_->queued() < kWriteHighWater;
@@ -451,8 +455,14 @@ void ClientConnection::on_upstream_data(UpstreamConnection* c, const char* data,
     write_client(std::string_view(data, len));
     arm_timer(TimerKind::kActivity);
     if (upstream_ != nullptr &&
-        queued_bytes(reinterpret_cast<uv_stream_t*>(&tcp_)) > kWriteHighWater)
+        queued_bytes(reinterpret_cast<uv_stream_t*>(&tcp_)) > kWriteHighWater) {
       upstream_->pause_reading();
+      upstream_paused_ = true;
+    }
+    return;
+  }
+  if (awaiting_directives_) {
+    upstream_pending_.append(data, len);  // the store has not answered yet
     return;
   }
   if (response_started_) upstream_->start_timer(config_->upstream.response_timeout);
@@ -466,12 +476,16 @@ void ClientConnection::on_upstream_data(UpstreamConnection* c, const char* data,
       case HttpParser::Event::kNeedMore:
         break;
       case HttpParser::Event::kHead:
-        on_response_head();
-        rp.resume();
-        break;
       case HttpParser::Event::kHeadDone:
+        if (rp.head().status >= 200 && !apply_directives(ev, data, len)) return;
         on_response_head();
-        [[fallthrough]];
+        if (upstream_ != c || closing_) return;
+        rp.resume();
+        if (ev == HttpParser::Event::kHeadDone && rp.head().status >= 200) {
+          if (len > 0) upstream_dirty_ = true;
+          on_response_complete();
+        }
+        break;
       case HttpParser::Event::kMessageDone:
         if (upstream_ != c || closing_) return;
         rp.resume();
@@ -500,6 +514,46 @@ void ClientConnection::on_upstream_data(UpstreamConnection* c, const char* data,
   }
 }
 
+// Applies the application's session directives before the response head goes out (its
+// Set-Cookie depends on them). True when the store answered at once; otherwise reading from the
+// upstream pauses, the unparsed bytes wait in upstream_pending_, and after_directives() resumes.
+bool ClientConnection::apply_directives(HttpParser::Event ev, const char* rest, size_t len) {
+  in_directives_call_ = true;
+  directives_answered_ = false;
+  session_.on_response(upstream_->parser().head(), [this, ev] {
+    if (in_directives_call_) {
+      directives_answered_ = true;
+    } else {
+      after_directives(ev);
+    }
+  });
+  in_directives_call_ = false;
+  if (directives_answered_) return true;
+  awaiting_directives_ = true;
+  upstream_pending_.assign(rest, len);
+  upstream_->pause_reading();
+  return false;
+}
+
+void ClientConnection::after_directives(HttpParser::Event ev) {
+  awaiting_directives_ = false;
+  UpstreamConnection* c = upstream_;
+  if (closing_ || c == nullptr) return;
+  on_response_head();
+  if (upstream_ != c || closing_) return;
+  HttpParser& rp = c->parser();
+  rp.resume();
+  if (ev == HttpParser::Event::kHeadDone) {
+    if (!upstream_pending_.empty()) upstream_dirty_ = true;
+    on_response_complete();
+    return;
+  }
+  std::string rest;
+  rest.swap(upstream_pending_);
+  c->resume_reading();
+  if (!rest.empty()) on_upstream_data(c, rest.data(), rest.size());
+}
+
 void ClientConnection::on_response_head() {
   const MessageHead& resp = upstream_->parser().head();
   if (resp.status < 200 && resp.status != 101) return;  // 1xx: we sent our own 100 already
@@ -523,7 +577,6 @@ void ClientConnection::on_response_head() {
   }
   // A refused upgrade: whatever the client sends next may not be HTTP.
   if (tunnel_requested_) close_after_ = true;
-  session_.on_response(resp, [] {});
   const MessageHead& req = request_parser_.head();
   bool client11 = req.is_http11();
   bool no_body = head_request_ || resp.status == 204 || resp.status == 304;
@@ -570,8 +623,14 @@ void ClientConnection::on_response_body(const char* data, size_t len) {
   } else {
     write_client(std::string_view(data, len));
   }
-  if (upstream_ != nullptr && queued_bytes(reinterpret_cast<uv_stream_t*>(&tcp_)) > kWriteHighWater)
+  if (upstream_ != nullptr &&
+      queued_bytes(reinterpret_cast<uv_stream_t*>(&tcp_)) > kWriteHighWater) {
+    // A slow client, not a slow upstream: the upstream's silence is ours, so its timeout waits
+    // while the client's activity timeout bounds the stall.
     upstream_->pause_reading();
+    upstream_->stop_timer();
+    upstream_paused_ = true;
+  }
 }
 
 void ClientConnection::on_response_complete() {
@@ -680,6 +739,7 @@ void ClientConnection::finish_exchange() {
 void ClientConnection::release_upstream(bool reusable) {
   UpstreamConnection* c = upstream_;
   upstream_ = nullptr;
+  upstream_paused_ = false;
   if (c == nullptr) return;
   c->stop_timer();
   if (reusable) {
@@ -717,7 +777,12 @@ void ClientConnection::on_write_done(uv_stream_t* s, int status) {
     return;
   }
   if (c->timer_kind_ == TimerKind::kActivity) c->arm_timer(TimerKind::kActivity);
-  if (c->upstream_ != nullptr && queued_bytes(s) < kWriteLowWater) c->upstream_->resume_reading();
+  if (c->upstream_ != nullptr && c->upstream_paused_ && queued_bytes(s) < kWriteLowWater) {
+    c->upstream_paused_ = false;
+    c->upstream_->resume_reading();
+    if (c->state_ == State::kForward)
+      c->upstream_->start_timer(c->config_->upstream.response_timeout);
+  }
 }
 
 void ClientConnection::send_local(int status, std::string_view body, bool close,

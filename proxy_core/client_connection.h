@@ -76,6 +76,8 @@ class ClientConnection final : public UpstreamUser {
   void on_upstream_closed(UpstreamConnection* c, int status) override;
   void on_upstream_drained(UpstreamConnection* c) override;
   void on_upstream_timeout(UpstreamConnection* c) override;
+  bool apply_directives(HttpParser::Event ev, const char* rest, size_t len);
+  void after_directives(HttpParser::Event ev);
   void on_response_head();
   void on_response_body(const char* data, size_t len);
   void on_response_complete();
@@ -118,7 +120,12 @@ class ClientConnection final : public UpstreamUser {
   UpstreamConnection* upstream_ = nullptr;
   std::string upstream_head_;  // kept until the response starts, for one retry
   bool retried_ = false;
-  bool upstream_dirty_ = false;  // bytes after its response: never reuse
+  bool upstream_dirty_ = false;       // bytes after its response: never reuse
+  bool upstream_paused_ = false;      // reading from the upstream stopped for client backpressure
+  bool awaiting_directives_ = false;  // the store is applying the response's directives
+  bool in_directives_call_ = false;
+  bool directives_answered_ = false;
+  std::string upstream_pending_;  // upstream bytes read while awaiting the store
   bool request_done_ = false;
   bool response_started_ = false;  // a response head went to the client
   bool response_done_ = false;

@@ -358,6 +358,23 @@ class ProxyBasics(unittest.TestCase):
         got = [(k, v) for k, v in r.json()["headers"] if k.lower() in interesting]
         self.assertEqual([(k.lower(), v) for k, v in got], [(k.lower(), v) for k, v in sent])
 
+    def test_max_connections_defers_accepting_until_one_closes(self):
+        # gateway.toml: "at the limit a worker stops accepting until a connection closes".
+        gw = self.gateway({"server": {"max_connections": 3}})
+        held = [HttpClient(gw.port, self) for _ in range(3)]
+        for i, c in enumerate(held):
+            self.assertEqual(c.roundtrip("GET", f"/echo?held={i}").status, 200)
+        extra = HttpClient(gw.port, self)  # completes in the kernel's backlog
+        extra.request("GET", "/echo?extra")
+        extra.settimeout(0.5)
+        with self.assertRaises(TimeoutError, msg="a 4th connection was served over max_connections=3"):
+            extra.read_response()
+        extra.settimeout(10)
+        held[0].close()
+        r = extra.read_response()
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["target"], "/echo?extra")
+
 
 if __name__ == "__main__":
     unittest.main()

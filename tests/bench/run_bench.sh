@@ -1,0 +1,893 @@
+#!/usr/bin/env bash
+# sessiongate against nginx and HAProxy, in one run, on the same work (issue 7).
+#
+#   bash tests/bench/run_bench.sh                       # DURATION=5s ROUNDS=3
+#   DURATION=3s ROUNDS=3 bash tests/bench/run_bench.sh  # shorter
+#
+# Needs (Debian 12): nginx-light (or any nginx with the userid module), haproxy, wrk, valgrind,
+# strace, python3, util-linux (taskset), and a built gateway (cmake --build build --target
+# sessiongate session_store_bench). Run as root or as a user that may raise `ulimit -n` to 20000.
+#
+# Environment:
+#   DURATION=5s      wrk -d for every measured run
+#   ROUNDS=3         rounds per workload; the targets run A B C D A B C D ...; medians reported
+#   WARMUP=1s        one unrecorded wrk run per target and workload before the rounds
+#   CG_REQUESTS=2000 keep-alive requests (returning session) under callgrind
+#   IDLE_CONNS=10000 idle keep-alive connections for the memory-per-connection figure
+#   SG_BIN, SG_STORE_BENCH   the gateway and session_store_bench binaries (default build/...)
+#   SKIP=...         space-separated phases to skip: wrk callgrind strace idle store
+#   KEEP_TMP=1       keep the temporary directory (configs, wrk outputs, logs)
+#
+# What it does. The origin is nginx (1 worker) answering `return 200` with a 100-byte body, and a
+# 1 MiB file on /1m. Targets, each 1 worker/thread, each restarted for every workload:
+#   sessiongate  this project's gateway ([server] workers = 1, [log] access = "off")
+#   nginx        proxy_pass to an upstream keep-alive pool, userid module issuing an HttpOnly cookie
+#                passed upstream as X-Session-Id
+#   haproxy      nbthread 1, http-reuse always, cookie SRV insert indirect nocache httponly,
+#                http-request set-header X-Session-Id
+#   direct       the client talks to the origin
+# Workloads (wrk -t1 -c50 --latency): keep-alive with a returning session (the cookie is fetched
+# from each target first and sent with -H), keep-alive new visitors (no cookie), Connection: close
+# (returning session), 1 MiB body (returning session). wrk and every Python client run on CPU 0;
+# proxies and the origin on CPU 1 (printed). Figures: requests/s, p50/p99, the proxy's CPU
+# microseconds per request (utime+stime from /proc/PID/stat over the run / requests), peak RSS
+# (VmHWM), ratios to nginx and HAProxy; user-space instructions per request under callgrind
+# ((Ir of a run with N requests - Ir of the same run with none) / N); syscalls per request under
+# load (strace -c -f); bytes per idle keep-alive connection (VmRSS delta over IDLE_CONNS
+# connections, each after one request); bytes per stored session at 1M sessions
+# (session_store_bench). Prints a table and writes tests/bench/results/YYYY-MM-DD-<host>.md.
+# Never fails on a timing: a target that fails is reported as such and the run goes on.
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+DURATION=${DURATION:-5s}
+ROUNDS=${ROUNDS:-3}
+WARMUP=${WARMUP:-1s}
+CG_REQUESTS=${CG_REQUESTS:-2000}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+SG_BIN=${SG_BIN:-$root/build/sessiongate}
+SG_STORE_BENCH=${SG_STORE_BENCH:-$root/build/session_store_bench}
+SKIP=${SKIP:-}
+TARGETS=(sessiongate nginx haproxy direct)
+WORKLOADS=(ka-session ka-new close 1mib)
+
+start_time=$(date +%s)
+log() { printf '[%4ds] %s\n' $(($(date +%s) - start_time)) "$*" >&2; }
+skipped() { [[ " $SKIP " == *" $1 "* ]]; }
+
+missing=()
+for tool in nginx haproxy wrk valgrind strace python3 taskset; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+[[ -x $SG_BIN ]] || missing+=("$SG_BIN (cmake --build build --target sessiongate)")
+if ((${#missing[@]})); then
+  echo "run_bench.sh: missing: ${missing[*]}" >&2
+  exit 2
+fi
+NGINX=$(command -v nginx)
+HAPROXY=$(command -v haproxy)
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+if (($(ulimit -n) < IDLE_CONNS + 1000)); then
+  log "ulimit -n is $(ulimit -n): idle-connection figure limited"
+fi
+
+ncpu=$(nproc)
+if ((ncpu >= 2)); then
+  LOAD_CPU=0
+  SRV_CPU=1
+else
+  LOAD_CPU=0
+  SRV_CPU=0
+fi
+PIN_LOAD=(taskset -c "$LOAD_CPU")
+PIN_SRV=(taskset -c "$SRV_CPU")
+CLK_TCK=$(getconf CLK_TCK)
+
+tmp=$(mktemp -d /tmp/sg-bench.XXXXXX)
+chmod 755 "$tmp"
+mkdir -p "$tmp/www" "$tmp/out" "$tmp/temp"
+pids=()
+
+stop_pid() {  # pid [signal]: signal, wait up to 10 s, then SIGKILL
+  local pid=$1 sig=${2:-TERM} i
+  [[ -n $pid ]] || return 0
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -"$sig" "$pid" 2>/dev/null
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  return 0
+}
+
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do
+    stop_pid "$pid"
+  done
+  if [[ ${KEEP_TMP:-0} == 1 ]]; then
+    log "temporary files kept in $tmp"
+  else
+    rm -rf "$tmp"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------------
+# Python helpers (standard library only).
+helper=$tmp/helper.py
+cat >"$helper" <<'PY'
+import os, re, selectors, socket, statistics, sys, time
+
+def free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    print(" ".join(map(str, ports)))
+
+def wait_port(port, timeout):
+    end = time.time() + float(timeout)
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", int(port)), timeout=1).close()
+            return 0
+        except OSError:
+            time.sleep(0.05)
+    return 1
+
+def read_response(sock, buf):
+    """Reads one response; returns (status, headers list, leftover bytes)."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before response head")
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = [tuple(x.strip() for x in l.split(":", 1)) for l in lines[1:] if ":" in l]
+    length = 0
+    chunked = False
+    for k, v in headers:
+        if k.lower() == "content-length":
+            length = int(v)
+        if k.lower() == "transfer-encoding" and "chunked" in v.lower():
+            chunked = True
+    if chunked:
+        raise ValueError("chunked response not expected")
+    while len(rest) < length:
+        chunk = sock.recv(max(65536, length - len(rest)))
+        if not chunk:
+            raise ConnectionError("closed in body")
+        rest += chunk
+    return status, headers, rest[length:]
+
+def request(port, cookie):
+    r = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    if cookie:
+        r += f"Cookie: {cookie}\r\n"
+    return (r + "\r\n").encode()
+
+def get_cookie(port):
+    """Prints name=value of the first Set-Cookie of GET / without a cookie (empty if none)."""
+    s = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
+    s.sendall(request(port, ""))
+    status, headers, _ = read_response(s, b"")
+    s.close()
+    for k, v in headers:
+        if k.lower() == "set-cookie":
+            print(v.split(";", 1)[0].strip())
+            return
+    print("")
+
+def keepalive(port, n, cookie):
+    """n keep-alive requests on one connection, one at a time; exits 1 unless all got 200."""
+    n = int(n)
+    s = socket.create_connection(("127.0.0.1", int(port)), timeout=120)
+    req = request(port, cookie)
+    buf = b""
+    bad = 0
+    for _ in range(n):
+        s.sendall(req)
+        status, _, buf = read_response(s, buf)
+        bad += status != 200
+    s.close()
+    print(f"{n} requests, {bad} not 200")
+    return 1 if bad else 0
+
+def vm(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+def idle(port, n, cookie, pid):
+    """Opens n connections, one request each, leaves them idle; prints bytes per connection."""
+    n = int(n)
+    req = request(port, cookie)
+    socket.create_connection(("127.0.0.1", int(port)), timeout=10).close()
+    warm = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
+    warm.sendall(req)
+    read_response(warm, b"")
+    time.sleep(0.5)
+    before = vm(pid, "VmRSS")
+    conns, failed = [], 0
+    for _ in range(n):
+        try:
+            s = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
+            s.sendall(req)
+            status, _, _ = read_response(s, b"")
+            if status != 200:
+                failed += 1
+            conns.append(s)
+        except OSError:
+            failed += 1
+    time.sleep(1.0)
+    after = vm(pid, "VmRSS")
+    alive = 0
+    sel = selectors.DefaultSelector()
+    for s in conns:  # a connection the server closed is readable (EOF)
+        sel.register(s, selectors.EVENT_READ)
+    ready = {k.fileobj for k, _ in sel.select(timeout=0)}
+    alive = sum(1 for s in conns if s not in ready)
+    for s in conns:
+        s.close()
+    warm.close()
+    per = (after - before) / max(alive, 1)
+    print(f"{per:.0f} {alive} {failed} {before} {after}")
+
+def ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+
+UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
+
+def parse_dur(text):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
+
+def parse_wrk(path):
+    """Prints: requests req_per_s p50_us p99_us errors non2xx (nan when absent)."""
+    text = open(path, errors="replace").read()
+    def grab(pattern, conv=float, default=float("nan")):
+        m = re.search(pattern, text, re.M)
+        return conv(m.group(1)) if m else default
+    requests = grab(r"^\s*(\d+) requests in", int, 0)
+    rps = grab(r"^Requests/sec:\s*([\d.]+)")
+    p50 = grab(r"^\s*50%\s+(\S+)", parse_dur)
+    p99 = grab(r"^\s*99%\s+(\S+)", parse_dur)
+    errors = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        errors = sum(int(x) for x in m.groups())
+    non2xx = grab(r"Non-2xx or 3xx responses:\s*(\d+)", int, 0)
+    print(requests, rps, p50, p99, errors, non2xx)
+
+def callgrind_total(path):
+    total = None
+    for line in open(path, errors="replace"):
+        if line.startswith("summary:") or line.startswith("totals:"):
+            total = int(line.split()[1])
+    print(total if total is not None else "nan")
+
+def strace_summary(path, requests, top_out):
+    """Prints total syscalls; writes the top syscalls per request to top_out."""
+    requests = max(int(requests), 1)
+    rows, total = [], None
+    for line in open(path, errors="replace"):
+        parts = line.split()
+        if not parts or parts[0].startswith(("%", "-")):
+            continue
+        if parts[-1] == "total":
+            total = int(parts[3])
+            continue
+        try:
+            float(parts[0])
+            rows.append((int(parts[3]), parts[-1]))
+        except (ValueError, IndexError):
+            continue
+    rows.sort(reverse=True)
+    with open(top_out, "w") as f:
+        f.write(", ".join(f"{name} {calls / requests:.2f}" for calls, name in rows[:6]))
+    print(total if total is not None else "nan")
+
+if __name__ == "__main__":
+    cmd, *args = sys.argv[1:]
+    rc = {"free_ports": lambda: free_ports(int(args[0])),
+          "wait_port": lambda: wait_port(*args),
+          "get_cookie": lambda: get_cookie(*args),
+          "keepalive": lambda: keepalive(*args),
+          "idle": lambda: idle(*args),
+          "ticks": lambda: print(ticks(*args)),
+          "vm": lambda: print(vm(args[0], args[1])),
+          "parse_wrk": lambda: parse_wrk(*args),
+          "callgrind_total": lambda: callgrind_total(*args),
+          "strace_summary": lambda: strace_summary(*args)}[cmd]()
+    sys.exit(rc or 0)
+PY
+py() { python3 "$helper" "$@"; }
+
+# ---------------------------------------------------------------------------------------------
+# Configurations.
+read -r P_ORIGIN P_SG P_NGINX P_HAPROXY P_CG P_CG_ORIGIN < <(py free_ports 6)
+head -c 1048576 /dev/urandom >"$tmp/www/1m"
+body=$(printf '%-99s' 'sessiongate benchmark origin: the same fixed body for every target')  # + "\n": 100 bytes
+# Generous keep-alive limits everywhere so no peer closes a wrk connection every 1000 requests
+# (nginx's default keepalive_requests); the gateway and HAProxy have no such limit.
+nginx_common="worker_processes 1;
+daemon off;
+error_log $tmp/NAME.err warn;
+pid $tmp/NAME.pid;
+worker_rlimit_nofile $(ulimit -n);
+$( ((EUID == 0)) && echo 'user root;')
+events { worker_connections $(($(ulimit -n) - 100)); multi_accept off; }"
+nginx_http_common="access_log off;
+  client_body_temp_path $tmp/temp/NAME-body;
+  proxy_temp_path $tmp/temp/NAME-proxy;
+  fastcgi_temp_path $tmp/temp/NAME-fastcgi;
+  uwsgi_temp_path $tmp/temp/NAME-uwsgi;
+  scgi_temp_path $tmp/temp/NAME-scgi;
+  keepalive_requests 100000000;
+  keepalive_timeout 120s;"
+
+write_origin_conf() {  # file port extra-main-directives
+  cat >"$1" <<EOF
+${nginx_common//NAME/origin-$2}
+$3
+http {
+  ${nginx_http_common//NAME/origin-$2}
+  default_type application/octet-stream;
+  sendfile on;
+  server {
+    listen 127.0.0.1:$2 backlog=4096;
+    root $tmp/www;
+    location = /1m { }
+    location / { return 200 "$body\n"; }
+  }
+}
+EOF
+}
+
+write_nginx_conf() {  # file port extra-main-directives
+  cat >"$1" <<EOF
+${nginx_common//NAME/proxy-$2}
+$3
+http {
+  ${nginx_http_common//NAME/proxy-$2}
+  upstream origin {
+    server 127.0.0.1:$P_ORIGIN;
+    keepalive 64;
+    keepalive_requests 100000000;
+  }
+  server {
+    listen 127.0.0.1:$2 backlog=4096;
+    userid on;
+    userid_name uid;
+    userid_path /;
+    userid_flags httponly samesite=lax;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$http_host;
+      proxy_set_header X-Session-Id \$uid_got\$uid_set;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$host;
+    }
+  }
+}
+EOF
+}
+
+write_haproxy_conf() {  # file port origin-port
+  cat >"$1" <<EOF
+global
+  nbthread 1
+  maxconn 30000
+defaults
+  mode http
+  maxconn 30000
+  timeout connect 5s
+  timeout client 120s
+  timeout server 120s
+  timeout http-keep-alive 120s
+frontend fe
+  bind 127.0.0.1:$2
+  default_backend be
+backend be
+  http-reuse always
+  cookie SRV insert indirect nocache httponly attr "SameSite=Lax"
+  http-request set-header X-Session-Id %[req.cook(SRV)]
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  option forwardfor
+  server s1 127.0.0.1:$3 cookie s1
+EOF
+}
+
+write_sg_conf() {  # file port origin-port
+  cat >"$1" <<EOF
+[server]
+listen = ["127.0.0.1:$2"]
+workers = 1
+drain_timeout = "1s"
+max_connections = 30000
+[upstream]
+servers = ["127.0.0.1:$3"]
+[log]
+access = "off"
+level = "warn"
+EOF
+}
+
+write_origin_conf "$tmp/origin.conf" "$P_ORIGIN" ""
+write_nginx_conf "$tmp/nginx.conf" "$P_NGINX" ""
+write_haproxy_conf "$tmp/haproxy.cfg" "$P_HAPROXY" "$P_ORIGIN"
+write_sg_conf "$tmp/sessiongate.toml" "$P_SG" "$P_ORIGIN"
+
+"$NGINX" -t -q -c "$tmp/origin.conf" -p "$tmp" 2>"$tmp/out/origin-check" ||
+  { cat "$tmp/out/origin-check" >&2; exit 2; }
+"$NGINX" -t -q -c "$tmp/nginx.conf" -p "$tmp" 2>"$tmp/out/nginx-check" ||
+  { cat "$tmp/out/nginx-check" >&2; exit 2; }
+"$HAPROXY" -c -f "$tmp/haproxy.cfg" >"$tmp/out/haproxy-check" 2>&1 ||
+  { cat "$tmp/out/haproxy-check" >&2; exit 2; }
+"$SG_BIN" --check --config "$tmp/sessiongate.toml" >"$tmp/out/sg-check" 2>&1 ||
+  { cat "$tmp/out/sg-check" >&2; exit 2; }
+
+# ---------------------------------------------------------------------------------------------
+# Processes. start_* set MEASURE_PID (the process that does the work) and RUN_PID (the one to
+# stop); both are remembered for the exit trap.
+MEASURE_PID=
+RUN_PID=
+
+child_of() {  # the first child of a pid (an nginx worker), waiting up to 5 s
+  local parent=$1 i c
+  for ((i = 0; i < 50; i++)); do
+    c=$(cat /proc/"$parent"/task/*/children 2>/dev/null | awk '{print $1; exit}')
+    [[ -n $c ]] && { echo "$c"; return 0; }
+    sleep 0.1
+  done
+  return 1
+}
+
+start_target() {  # name: sets MEASURE_PID, RUN_PID, PORT; returns 1 on failure
+  local name=$1
+  MEASURE_PID=
+  RUN_PID=
+  case $name in
+    sessiongate)
+      PORT=$P_SG
+      "${PIN_SRV[@]}" "$SG_BIN" --config "$tmp/sessiongate.toml" >>"$tmp/out/sessiongate.log" 2>&1 &
+      RUN_PID=$!
+      MEASURE_PID=$RUN_PID
+      ;;
+    nginx)
+      PORT=$P_NGINX
+      "${PIN_SRV[@]}" "$NGINX" -c "$tmp/nginx.conf" -p "$tmp" >>"$tmp/out/nginx.log" 2>&1 &
+      RUN_PID=$!
+      MEASURE_PID=$(child_of "$RUN_PID")
+      ;;
+    haproxy)
+      PORT=$P_HAPROXY
+      "${PIN_SRV[@]}" "$HAPROXY" -db -f "$tmp/haproxy.cfg" >>"$tmp/out/haproxy.log" 2>&1 &
+      RUN_PID=$!
+      MEASURE_PID=$RUN_PID
+      ;;
+    direct)
+      PORT=$P_ORIGIN
+      RUN_PID=
+      MEASURE_PID=$ORIGIN_WORKER
+      return 0
+      ;;
+  esac
+  pids+=("$RUN_PID")
+  [[ -n $MEASURE_PID ]] && pids+=("$MEASURE_PID")
+  if ! py wait_port "$PORT" 15 || [[ -z $MEASURE_PID ]] || ! kill -0 "$RUN_PID" 2>/dev/null; then
+    log "$name: failed to start (see its log)"
+    stop_pid "$RUN_PID"
+    return 1
+  fi
+  return 0
+}
+
+stop_target() {  # name
+  [[ $1 == direct ]] && return 0
+  stop_pid "$RUN_PID"
+  [[ -n $MEASURE_PID ]] && stop_pid "$MEASURE_PID"
+}
+
+target_cookie() {  # name port -> cookie to send as a returning visitor
+  local c
+  c=$(py get_cookie "$2" 2>/dev/null)
+  if [[ -z $c ]]; then
+    # direct: no cookie is issued; send one of the gateway's shape so the request is the same size
+    c="session_id=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+  fi
+  echo "$c"
+}
+
+"${PIN_SRV[@]}" "$NGINX" -c "$tmp/origin.conf" -p "$tmp" >"$tmp/out/origin.log" 2>&1 &
+ORIGIN_PID=$!
+pids+=("$ORIGIN_PID")
+ORIGIN_WORKER=$(child_of "$ORIGIN_PID")
+pids+=("$ORIGIN_WORKER")
+if ! py wait_port "$P_ORIGIN" 10 || [[ -z $ORIGIN_WORKER ]]; then
+  echo "run_bench.sh: the origin did not start:" >&2
+  cat "$tmp/out/origin.log" "$tmp"/origin-*.err >&2 2>/dev/null
+  exit 2
+fi
+
+cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+[[ -z $cpu_model ]] && cpu_model=$(lscpu 2>/dev/null | awk -F': +' '/Model name/ {print $2; exit}')
+host=$(hostname -s 2>/dev/null || hostname)
+sg_rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+sg_dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (uncommitted changes)")
+sg_build=$(awk -F= '/^CMAKE_BUILD_TYPE:/ {print $2}' "$(dirname "$SG_BIN")/CMakeCache.txt" 2>/dev/null)
+[[ -z $sg_build ]] && sg_build="(default: RelWithDebInfo)"
+meta=$tmp/meta
+{
+  echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "host=$host"
+  echo "cores=$ncpu"
+  echo "cpu=$cpu_model"
+  echo "kernel=$(uname -r)"
+  echo "pinning=wrk and Python clients on CPU $LOAD_CPU (taskset -c $LOAD_CPU); proxies and origin on CPU $SRV_CPU (taskset -c $SRV_CPU)"
+  echo "duration=$DURATION"
+  echo "rounds=$ROUNDS"
+  echo "warmup=$WARMUP"
+  echo "versions=sessiongate $sg_rev$sg_dirty build $sg_build; $("$NGINX" -v 2>&1 | sed 's/.*version: //'); $("$HAPROXY" -v | head -1 | awk '{print "HAProxy " $3}'); $(wrk --version 2>&1 | head -1 | awk '{print "wrk " $2}'); $(valgrind --version)"
+  echo "command=DURATION=$DURATION ROUNDS=$ROUNDS bash tests/bench/run_bench.sh"
+} >"$meta"
+log "pinning: load generator (wrk, Python clients) on CPU $LOAD_CPU; proxies and origin on CPU $SRV_CPU"
+((ncpu < 2)) && log "only $ncpu CPU: everything shares CPU 0, figures are not comparable"
+log "origin 127.0.0.1:$P_ORIGIN (worker $ORIGIN_WORKER); sessiongate :$P_SG nginx :$P_NGINX haproxy :$P_HAPROXY"
+
+# ---------------------------------------------------------------------------------------------
+# wrk workloads.
+data=$tmp/data.tsv   # workload target round requests rps p50_us p99_us errors non2xx cpu_us_per_req
+hwm=$tmp/hwm.tsv     # workload target VmHWM_bytes
+: >"$data"
+: >"$hwm"
+
+run_wrk() {  # workload target cookie duration outfile
+  local path=/ hdr=()
+  case $1 in
+    ka-session) hdr=(-H "Cookie: $3") ;;
+    ka-new) hdr=() ;;
+    close) hdr=(-H "Cookie: $3" -H "Connection: close") ;;
+    1mib) hdr=(-H "Cookie: $3"); path=/1m ;;
+  esac
+  "${PIN_LOAD[@]}" wrk -t1 -c50 -d"$4" --latency "${hdr[@]}" "http://127.0.0.1:$PORT$path" >"$5" 2>&1
+}
+
+if ! skipped wrk; then
+  for wl in "${WORKLOADS[@]}"; do
+    log "workload $wl: starting targets"
+    declare -A T_RUN=() T_MEAS=() T_PORT=() T_COOKIE=()
+    for t in "${TARGETS[@]}"; do
+      if start_target "$t"; then
+        T_RUN[$t]=$RUN_PID
+        T_MEAS[$t]=$MEASURE_PID
+        T_PORT[$t]=$PORT
+        T_COOKIE[$t]=$(target_cookie "$t" "$PORT")
+        PORT=${T_PORT[$t]}
+        run_wrk "$wl" "$t" "${T_COOKIE[$t]}" "$WARMUP" "$tmp/out/warmup-$wl-$t.txt"
+      fi
+    done
+    for ((r = 1; r <= ROUNDS; r++)); do
+      for t in "${TARGETS[@]}"; do
+        [[ -n ${T_MEAS[$t]:-} ]] || { echo -e "$wl\t$t\t$r\t0\tnan\tnan\tnan\t0\t0\tnan" >>"$data"; continue; }
+        PORT=${T_PORT[$t]}
+        out=$tmp/out/wrk-$wl-$t-$r.txt
+        c0=$(py ticks "${T_MEAS[$t]}" 2>/dev/null || echo nan)
+        run_wrk "$wl" "$t" "${T_COOKIE[$t]}" "$DURATION" "$out"
+        c1=$(py ticks "${T_MEAS[$t]}" 2>/dev/null || echo nan)
+        read -r nreq rps p50 p99 errs non2xx < <(py parse_wrk "$out")
+        cpu=$(python3 -c "import sys; c0,c1,n,hz=sys.argv[1:]; print('nan' if 'nan' in (c0,c1) or int(n)==0 else (int(c1)-int(c0))*1e6/int(hz)/int(n))" "$c0" "$c1" "$nreq" "$CLK_TCK")
+        echo -e "$wl\t$t\t$r\t$nreq\t$rps\t$p50\t$p99\t$errs\t$non2xx\t$cpu" >>"$data"
+        log "  $wl round $r $t: $rps req/s p99 ${p99}us cpu ${cpu}us/req errors $errs non-2xx $non2xx"
+      done
+    done
+    for t in "${TARGETS[@]}"; do
+      [[ -n ${T_MEAS[$t]:-} ]] || continue
+      echo -e "$wl\t$t\t$(py vm "${T_MEAS[$t]}" VmHWM 2>/dev/null || echo nan)" >>"$hwm"
+      RUN_PID=${T_RUN[$t]}
+      MEASURE_PID=${T_MEAS[$t]}
+      stop_target "$t"
+    done
+    unset T_RUN T_MEAS T_PORT T_COOKIE
+  done
+fi
+
+extra=$tmp/extra.tsv   # key value
+: >"$extra"
+
+# ---------------------------------------------------------------------------------------------
+# Instructions per request under callgrind: gateway, nginx, HAProxy, and the origin alone.
+cg_run() {  # name n -> sets CG_IR to the Ir total (nan on failure)
+  local name=$1 n=$2 port=$P_CG pid out=$tmp/out/callgrind-$1-$2 cookie
+  local vg=(valgrind --tool=callgrind --callgrind-out-file="$out.cg" --trace-children=no)
+  CG_IR=nan
+  case $name in
+    sessiongate)
+      write_sg_conf "$tmp/cg.toml" "$port" "$P_ORIGIN"
+      "${PIN_SRV[@]}" "${vg[@]}" "$SG_BIN" --config "$tmp/cg.toml" >"$out.log" 2>&1 &
+      ;;
+    nginx)
+      write_nginx_conf "$tmp/cg-nginx.conf" "$port" "master_process off;"
+      "${PIN_SRV[@]}" "${vg[@]}" "$NGINX" -c "$tmp/cg-nginx.conf" -p "$tmp" >"$out.log" 2>&1 &
+      ;;
+    haproxy)
+      write_haproxy_conf "$tmp/cg-haproxy.cfg" "$port" "$P_ORIGIN"
+      "${PIN_SRV[@]}" "${vg[@]}" "$HAPROXY" -db -f "$tmp/cg-haproxy.cfg" >"$out.log" 2>&1 &
+      ;;
+    origin)
+      write_origin_conf "$tmp/cg-origin.conf" "$port" "master_process off;"
+      "${PIN_SRV[@]}" "${vg[@]}" "$NGINX" -c "$tmp/cg-origin.conf" -p "$tmp" >"$out.log" 2>&1 &
+      ;;
+  esac
+  pid=$!
+  pids+=("$pid")
+  if ! py wait_port "$port" 90; then
+    log "callgrind $name: did not start (see $out.log)"
+    stop_pid "$pid" KILL
+    return
+  fi
+  cookie=$(target_cookie "$name" "$port")
+  if ((n > 0)); then
+    "${PIN_LOAD[@]}" python3 "$helper" keepalive "$port" "$n" "$cookie" >"$out.client" 2>&1 ||
+      log "callgrind $name: client: $(tail -1 "$out.client")"
+  fi
+  stop_pid "$pid" TERM
+  [[ -s $out.cg ]] && CG_IR=$(py callgrind_total "$out.cg")
+  return 0
+}
+
+if ! skipped callgrind; then
+  for t in sessiongate nginx haproxy origin; do
+    log "callgrind $t: baseline and $CG_REQUESTS keep-alive requests"
+    cg_run "$t" 0
+    ir0=$CG_IR
+    cg_run "$t" "$CG_REQUESTS"
+    ir1=$CG_IR
+    per=$(python3 -c "import sys; a,b,n=sys.argv[1:]; print('nan' if 'nan' in (a,b) else (int(b)-int(a))/int(n))" "$ir0" "$ir1" "$CG_REQUESTS")
+    echo -e "ir_$t\t$per" >>"$extra"
+    log "  $t: baseline Ir $ir0, with requests $ir1, per request $per"
+  done
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Syscalls per request under load: strace -c -f attached for one wrk run (keep-alive, returning).
+if ! skipped strace; then
+  for t in sessiongate nginx haproxy; do
+    log "strace $t: wrk -d$DURATION keep-alive returning session"
+    if ! start_target "$t"; then
+      echo -e "sys_$t\tnan" >>"$extra"
+      continue
+    fi
+    cookie=$(target_cookie "$t" "$PORT")
+    strace -c -f -q -o "$tmp/out/strace-$t.txt" -p "$MEASURE_PID" &
+    spid=$!
+    pids+=("$spid")
+    sleep 1
+    run_wrk ka-session "$t" "$cookie" "$DURATION" "$tmp/out/strace-wrk-$t.txt"
+    stop_pid "$spid" INT
+    read -r nreq _ < <(py parse_wrk "$tmp/out/strace-wrk-$t.txt")
+    total=$(py strace_summary "$tmp/out/strace-$t.txt" "$nreq" "$tmp/out/strace-top-$t.txt")
+    per=$(python3 -c "import sys; a,n=sys.argv[1:]; print('nan' if a=='nan' or int(n)==0 else int(a)/int(n))" "$total" "$nreq")
+    echo -e "sys_$t\t$per" >>"$extra"
+    echo -e "systop_$t\t$(cat "$tmp/out/strace-top-$t.txt")" >>"$extra"
+    echo -e "sysreq_$t\t$nreq" >>"$extra"
+    log "  $t: $total syscalls / $nreq requests = $per per request ($(cat "$tmp/out/strace-top-$t.txt"))"
+    stop_target "$t"
+  done
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Bytes per idle keep-alive connection.
+if ! skipped idle; then
+  for t in sessiongate nginx haproxy; do
+    log "idle: $IDLE_CONNS keep-alive connections to $t"
+    if ! start_target "$t"; then
+      echo -e "idle_$t\tnan" >>"$extra"
+      continue
+    fi
+    cookie=$(target_cookie "$t" "$PORT")
+    read -r per alive failed before after < <("${PIN_LOAD[@]}" python3 "$helper" idle "$PORT" "$IDLE_CONNS" "$cookie" "$MEASURE_PID" 2>"$tmp/out/idle-$t.err")
+    echo -e "idle_$t\t${per:-nan}" >>"$extra"
+    echo -e "idlen_$t\t${alive:-0}" >>"$extra"
+    log "  $t: ${per:-?} bytes per connection (${alive:-?} open, ${failed:-?} failed; VmRSS ${before:-?} -> ${after:-?})"
+    stop_target "$t"
+  done
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Bytes per stored session at 1M sessions.
+if ! skipped store; then
+  if [[ -x $SG_STORE_BENCH ]]; then
+    log "session_store_bench"
+    "${PIN_SRV[@]}" "$SG_STORE_BENCH" >"$tmp/out/store.txt" 2>&1
+    rss=$(awk -F': *' '/memory per session \(RSS\)/ {print $2+0}' "$tmp/out/store.txt")
+    heap=$(awk -F': *' '/memory per session \(heap\)/ {print $2+0}' "$tmp/out/store.txt")
+    echo -e "store_rss\t${rss:-nan}" >>"$extra"
+    echo -e "store_heap\t${heap:-nan}" >>"$extra"
+    log "  ${rss:-?} bytes per session (RSS), ${heap:-?} (heap)"
+  else
+    log "no $SG_STORE_BENCH: build it with cmake --build build --target session_store_bench"
+  fi
+fi
+
+elapsed=$(($(date +%s) - start_time))
+echo "elapsed=${elapsed}s" >>"$meta"
+
+# ---------------------------------------------------------------------------------------------
+# Report.
+mkdir -p "$here/results"
+results=$here/results/$(date +%F)-$host.md
+python3 - "$meta" "$data" "$hwm" "$extra" "$results" "$CG_REQUESTS" "$IDLE_CONNS" <<'PY'
+import math, statistics, sys
+meta_p, data_p, hwm_p, extra_p, out_p, cg_n, idle_n = sys.argv[1:]
+meta = dict(l.rstrip("\n").split("=", 1) for l in open(meta_p) if "=" in l)
+rows = [l.rstrip("\n").split("\t") for l in open(data_p) if l.strip()]
+hwm = {(w, t): float(v) for w, t, v in (l.rstrip("\n").split("\t") for l in open(hwm_p) if l.strip())}
+extra = {}
+for l in open(extra_p):
+    if l.strip():
+        k, _, v = l.rstrip("\n").partition("\t")
+        extra[k] = v
+
+def f(x):
+    try:
+        return float(x)
+    except ValueError:
+        return math.nan
+
+def med(xs):
+    xs = [x for x in xs if not math.isnan(x)]
+    return statistics.median(xs) if xs else math.nan
+
+WORKLOADS = [("ka-session", "keep-alive, returning session"), ("ka-new", "keep-alive, new visitors"),
+             ("close", "Connection: close, returning session"), ("1mib", "1 MiB body, keep-alive")]
+TARGETS = ["sessiongate", "nginx", "haproxy", "direct"]
+res = {}
+for w, t, r, nreq, rps, p50, p99, errs, non2xx, cpu in rows:
+    d = res.setdefault((w, t), {"rps": [], "p50": [], "p99": [], "cpu": [], "errs": 0, "non2xx": 0})
+    d["rps"].append(f(rps)); d["p50"].append(f(p50)); d["p99"].append(f(p99)); d["cpu"].append(f(cpu))
+    d["errs"] += int(errs) if errs.isdigit() else 0
+    d["non2xx"] += int(non2xx) if non2xx.isdigit() else 0
+M = {k: {"rps": med(v["rps"]), "p50": med(v["p50"]), "p99": med(v["p99"]), "cpu": med(v["cpu"]),
+         "rounds": v["rps"], "errs": v["errs"], "non2xx": v["non2xx"]} for k, v in res.items()}
+
+def num(x, fmt="{:,.0f}"):
+    return "n/a" if x is None or math.isnan(x) else fmt.format(x)
+
+def lat(us):
+    if math.isnan(us):
+        return "n/a"
+    return f"{us:.0f} µs" if us < 1000 else f"{us / 1000:.2f} ms"
+
+def ratio(a, b):
+    return "n/a" if math.isnan(a) or math.isnan(b) or b == 0 else f"{a / b:.2f}"
+
+def mib(b):
+    return "n/a" if b is None or math.isnan(b) else f"{b / 1048576:.1f} MiB"
+
+lines = []
+for w, title in WORKLOADS:
+    if not any((w, t) in M for t in TARGETS):
+        continue
+    lines.append(f"### {title} (`{w}`)\n")
+    lines.append("| target | req/s | ×nginx | ×haproxy | p50 | p99 | CPU µs/req | CPU ×nginx | CPU ×haproxy | peak RSS | req/s by round | errors |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    ng = M.get((w, "nginx"), {})
+    hp = M.get((w, "haproxy"), {})
+    for t in TARGETS:
+        m = M.get((w, t))
+        if not m:
+            continue
+        name = t if t != "direct" else "direct (origin CPU)"
+        err = m["errs"] + m["non2xx"]
+        errtxt = "0" if not err else f"{m['errs']} socket, {m['non2xx']} non-2xx"
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            name, num(m["rps"]), ratio(m["rps"], ng.get("rps", math.nan)),
+            ratio(m["rps"], hp.get("rps", math.nan)), lat(m["p50"]), lat(m["p99"]),
+            num(m["cpu"], "{:.1f}"), ratio(m["cpu"], ng.get("cpu", math.nan)),
+            ratio(m["cpu"], hp.get("cpu", math.nan)), mib(hwm.get((w, t), math.nan)),
+            " / ".join(num(x) for x in m["rounds"]), errtxt))
+    lines.append("")
+
+def ex(k):
+    return f(extra.get(k, "nan"))
+
+other = ["| figure | sessiongate | nginx | haproxy | origin alone |", "|---|---:|---:|---:|---:|"]
+have_other = False
+if any(k.startswith("ir_") for k in extra):
+    have_other = True
+    other.append("| user-space instructions per request (callgrind, Ir) | {} | {} | {} | {} |".format(
+        *(num(ex(f"ir_{t}")) for t in ("sessiongate", "nginx", "haproxy", "origin"))))
+if any(k.startswith("sys_") for k in extra):
+    have_other = True
+    other.append("| syscalls per request under load (strace -c -f) | {} | {} | {} | |".format(
+        *(num(ex(f"sys_{t}"), "{:.2f}") for t in ("sessiongate", "nginx", "haproxy"))))
+if any(k.startswith("idle_") for k in extra):
+    have_other = True
+    other.append(f"| bytes per idle keep-alive connection (at {int(idle_n):,}) | " + " | ".join(
+        num(ex(f"idle_{t}")) + ("" if extra.get(f"idlen_{t}") in (None, idle_n) else f" ({extra.get(f'idlen_{t}')} open)")
+        for t in ("sessiongate", "nginx", "haproxy")) + " | |")
+if "store_rss" in extra:
+    have_other = True
+    other.append("| bytes per stored session at 1M sessions (session_store_bench, RSS / heap) | {} / {} | | | |".format(
+        num(ex("store_rss"), "{:.0f}"), num(ex("store_heap"), "{:.0f}")))
+if have_other:
+    lines.append("### Per-request cost and memory\n")
+    lines += other
+    lines.append("")
+    tops = [(t, extra[f"systop_{t}"]) for t in ("sessiongate", "nginx", "haproxy") if extra.get(f"systop_{t}")]
+    if tops:
+        lines.append("Top syscalls per request under strace: " + "; ".join(f"{t}: {v}" for t, v in tops) + ".\n")
+
+# The issue's targets, informational only.
+def chk(ok):
+    return "n/a" if ok is None else ("met" if ok else "not met")
+def cmp(a, b, op):
+    if a is None or b is None or math.isnan(a) or math.isnan(b):
+        return None
+    return op(a, b)
+g = lambda w, t, k: M.get((w, t), {}).get(k, math.nan)
+ge = lambda a, b: a >= b
+le = lambda a, b: a <= b
+checks = [
+    ("keep-alive returning: req/s >= 1.25x nginx", cmp(g("ka-session", "sessiongate", "rps"), 1.25 * g("ka-session", "nginx", "rps"), ge)),
+    ("keep-alive returning: req/s >= 1.25x HAProxy", cmp(g("ka-session", "sessiongate", "rps"), 1.25 * g("ka-session", "haproxy", "rps"), ge)),
+    ("keep-alive returning: CPU/req <= 0.8x nginx", cmp(g("ka-session", "sessiongate", "cpu"), 0.8 * g("ka-session", "nginx", "cpu"), le)),
+    ("instructions/req <= 0.75x nginx", cmp(ex("ir_sessiongate"), 0.75 * ex("ir_nginx"), le)),
+    ("syscalls/req under load <= 5", cmp(ex("sys_sessiongate"), 5.0, le)),
+    ("keep-alive returning: p99 <= nginx", cmp(g("ka-session", "sessiongate", "p99"), g("ka-session", "nginx", "p99"), le)),
+    ("new visitors >= 0.9x returning", cmp(g("ka-new", "sessiongate", "rps"), 0.9 * g("ka-session", "sessiongate", "rps"), ge)),
+    ("Connection: close >= nginx", cmp(g("close", "sessiongate", "rps"), g("close", "nginx", "rps"), ge)),
+    ("1 MiB bodies within 5% of direct", cmp(g("1mib", "sessiongate", "rps"), 0.95 * g("1mib", "direct", "rps"), ge)),
+    ("<= 256 bytes per session at 1M", cmp(ex("store_rss"), 256.0, le)),
+    ("<= 4 KiB per idle keep-alive connection", cmp(ex("idle_sessiongate"), 4096.0, le)),
+]
+lines.append("### Issue 7 targets (informational; the benchmark never fails on a timing)\n")
+lines.append("| target | status |")
+lines.append("|---|---|")
+lines += [f"| {name} | {chk(ok)} |" for name, ok in checks]
+lines.append("")
+table = "\n".join(lines)
+
+head = f"""# sessiongate benchmark, {meta.get('date')}
+
+- Command: `{meta.get('command')}` ({meta.get('elapsed', '?')} for the whole run)
+- Machine: {meta.get('host')}, {meta.get('cores')} cores, CPU {meta.get('cpu')}, Linux {meta.get('kernel')}
+- Pinning: {meta.get('pinning')}
+- Versions: {meta.get('versions')}
+- wrk -t1 -c50 -d{meta.get('duration')} --latency, {meta.get('rounds')} rounds (targets alternated round by
+  round, a {meta.get('warmup')} unrecorded warm-up each), medians. Every target 1 worker/thread, restarted for
+  each workload. CPU µs/req: the proxy process's utime+stime (/proc/PID/stat) over the run divided by
+  the requests wrk completed; for "direct" it is the origin's. Peak RSS: VmHWM at the end of the
+  workload (nginx: the worker). Instructions: callgrind Ir of a run with {int(cg_n):,} keep-alive
+  returning-session requests minus a run with none, divided by {int(cg_n):,}. Syscalls: `strace -c -f`
+  attached for one wrk run (strace slows the proxy; the count per request is what matters).
+
+"""
+open(out_p, "w").write(head + table)
+print()
+print(head + table)
+PY
+log "results written to $results"
+log "done in $(($(date +%s) - start_time)) s"
+exit 0
