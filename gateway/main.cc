@@ -143,9 +143,18 @@ void on_signal(uv_signal_t* s, int signum) {
         SG_LOG_ERROR("reload refused: %s", m.c_str());
       return;
     }
+    std::string error;
+    if (!rt->server.apply(config, error)) {
+      ++rt->reloads_failed;
+      rt->server.state().process_metrics.reloads_failed++;
+      SG_LOG_ERROR("reload failed: %s; the running configuration stays", error.c_str());
+      return;
+    }
     ++rt->reloads_ok;
     rt->server.state().process_metrics.reloads_ok++;
-    rt->server.apply(config);
+    sg::LogLevel level;
+    if (!rt->options.log_level.empty() && parse_level(rt->options.log_level, level))
+      sg::set_log_level(level);  // --log-level outranks the file
     SG_LOG_INFO("reload applied to new requests and connections");
     return;
   }

@@ -64,7 +64,11 @@ bool AccessLog::open(const std::string& target, AccessLogFormat format, std::str
     return false;
   }
   int old = fd_.exchange(fd);
-  if (old >= 0) ::close(old);
+  // A worker may have loaded the old descriptor just before the swap and be about to write:
+  // closing it now could let a new file reuse the number. It is closed at the next reopen,
+  // long after any such write.
+  if (retired_ >= 0) ::close(retired_);
+  retired_ = old;
   return true;
 }
 
@@ -75,6 +79,7 @@ bool AccessLog::reopen(std::string& error) {
 AccessLog::~AccessLog() {
   int fd = fd_.exchange(-1);
   if (fd >= 0) ::close(fd);
+  if (retired_ >= 0) ::close(retired_);
 }
 
 void AccessLog::write(const AccessRecord& r) {

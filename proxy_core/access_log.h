@@ -42,6 +42,7 @@ class AccessLog {
   std::string target_;
   AccessLogFormat format_ = AccessLogFormat::kJson;
   std::atomic<int> fd_{-1};
+  int retired_ = -1;  // the previous descriptor, closed at the next open (main thread only)
 };
 
 // Appends `s` as the inside of a JSON string (quotes not included).

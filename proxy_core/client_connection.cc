@@ -23,6 +23,14 @@ HttpParser::Limits response_limits(const Config& c) {
           std::max<uint32_t>(c.limits.max_headers, 200), 4096};
 }
 
+// A request id we pass on: short, visible ASCII only (it lands in logs and headers).
+bool is_printable_id(std::string_view v) {
+  if (v.empty() || v.size() > 128) return false;
+  for (unsigned char c : v)
+    if (c <= 0x20 || c >= 0x7f) return false;
+  return true;
+}
+
 constexpr std::string_view k100Continue = "HTTP/1.1 100 Continue\r\n\r\n";
 // How long a rejected connection may keep sending before we stop discarding and close: enough
 // for the client to read our error before a reset could destroy it (nginx: lingering_timeout).
@@ -115,6 +123,7 @@ void ClientConnection::process(const char* data, size_t len) {
       state_ = State::kHead;
       started_ms_ = unix_now_ms();
       started_hr_ = uv_hrtime();
+      worker_->next_request_id(request_id_);  // rejected requests are logged with an id too
       arm_timer(TimerKind::kHeader);
     }
     // Parse only while reading a head or streaming a request body to a connected upstream.
@@ -233,6 +242,10 @@ void ClientConnection::on_request_head(bool complete) {
   MessageHead& req = request_parser_.head();
   upstream_ms_ = -1;
   upstream_dirty_ = false;
+  // A trusted proxy's request id is kept so that one request has one id end to end.
+  const HeaderField* incoming_id = peer_trusted_ ? req.find("x-request-id") : nullptr;
+  if (incoming_id != nullptr && is_printable_id(incoming_id->value))
+    request_id_ = incoming_id->value;
   request_done_ = complete;
   response_started_ = response_done_ = false;
   retried_ = false;
@@ -340,6 +353,7 @@ void ClientConnection::forward_request() {
   o.replace_cookie = session_.replace_cookie();
   o.cookie_value = session_.cookie_value();
   o.injected = &session_.injected();
+  o.request_id = request_id_;
   size_t removed = 0;
   o.removed_reserved = &removed;
   upstream_head_.clear();
@@ -827,6 +841,7 @@ void ClientConnection::log_exchange() {
   const MessageHead& req = request_parser_.head();
   AccessRecord r;
   r.time_ms = started_ms_;
+  r.request_id = request_id_;
   r.client = peer_ip_;
   r.method = req.method;
   r.target = req.target;

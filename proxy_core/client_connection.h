@@ -114,6 +114,7 @@ class ClientConnection final : public UpstreamUser {
   std::string pending_;  // client bytes read but not yet parsed (pipelining, upstream connect)
   std::string out_;      // scratch for heads and chunk framing
   std::string peer_ip_;
+  std::string request_id_;
   bool peer_trusted_ = false;
 
   // The current exchange.

@@ -111,6 +111,7 @@ void build_upstream_request(const MessageHead& request, const UpstreamRequestOpt
     if (iequals(name, "expect") || iequals(name, "http2-settings") ||
         iequals(name, "content-length"))
       continue;
+    if (iequals(name, "x-request-id")) continue;
     if (iequals(name, "host")) host = f.value;
     if (iequals(name, "cookie") && o.replace_cookie) {
       if (!cookie_written && !o.cookie_value.empty()) append_header(out, "Cookie", o.cookie_value);
@@ -145,6 +146,7 @@ void build_upstream_request(const MessageHead& request, const UpstreamRequestOpt
   if (o.tunnel_websocket) {
     out.append("Connection: upgrade\r\nUpgrade: websocket\r\n");
   }
+  if (!o.request_id.empty()) append_header(out, "X-Request-Id", o.request_id);
   // Injected last, after hop-by-hop removal, so a client cannot name them in Connection.
   if (o.injected != nullptr)
     for (const auto& [name, value] : *o.injected)

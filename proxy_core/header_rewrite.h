@@ -42,6 +42,9 @@ struct UpstreamRequestOptions {
   std::string_view cookie_value;
   const HeaderList* injected = nullptr;  // trusted headers (X-Session-*, X-Request-Id), added last
   size_t* removed_reserved = nullptr;    // if set, counts client headers under the prefix dropped
+  // X-Request-Id to send; the client's own is always dropped (the caller passes it back here
+  // when the peer is trusted). Empty: no X-Request-Id.
+  std::string_view request_id;
 };
 
 // Appends the upstream request head (request line, headers, blank line) to `out`.

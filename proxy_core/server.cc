@@ -1,5 +1,8 @@
 #include "proxy_core/server.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <thread>
 
 #include "proxy_core/log.h"
@@ -65,7 +68,9 @@ bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
   config_ = effective;
   for (unsigned i = 0; i < config_->server.workers; ++i) {
     auto w = std::make_unique<Worker>(i, config_, &state_);
-    if (!w->open_listeners(error)) return false;
+    std::vector<Worker::OpenedListener> sockets;
+    if (!Worker::open_sockets(config_->server.listen, sockets, error)) return false;
+    w->set_listeners(std::move(sockets));
     workers_.push_back(std::move(w));
   }
   for (auto& w : workers_)
@@ -75,12 +80,46 @@ bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
   return true;
 }
 
-void Server::apply(std::shared_ptr<const Config> config) {
+bool Server::apply(std::shared_ptr<const Config> config, std::string& error) {
   auto effective = std::make_shared<Config>(*config);
-  effective->server.workers = effective_workers(*config);
+  // Threads and the store are fixed for the life of the process.
+  if (effective_workers(*config) != workers_.size())
+    SG_LOG_WARN("reload: server.workers changes need a restart; keeping %zu", workers_.size());
+  effective->server.workers = static_cast<unsigned>(workers_.size());
+  if (config->session.store != config_->session.store ||
+      config->memory_store.max_sessions != config_->memory_store.max_sessions)
+    SG_LOG_WARN("reload: session.store and store.memory.max_sessions need a restart");
+  effective->session.store = config_->session.store;
+  effective->memory_store.max_sessions = config_->memory_store.max_sessions;
+  std::vector<std::string> added;
+  for (const std::string& a : effective->server.listen)
+    if (std::find(config_->server.listen.begin(), config_->server.listen.end(), a) ==
+        config_->server.listen.end())
+      added.push_back(a);
+  std::vector<std::vector<Worker::OpenedListener>> sockets(workers_.size());
+  auto close_all = [&] {
+    for (auto& per_worker : sockets)
+      for (auto& s : per_worker)
+        ::close(s.fd);
+  };
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    if (!Worker::open_sockets(added, sockets[i], error)) {
+      close_all();
+      return false;
+    }
+  }
+  if (effective->log.access != config_->log.access ||
+      effective->log.format != config_->log.format) {
+    if (!state_.access_log.open(effective->log.access, effective->log.format, error)) {
+      close_all();
+      return false;
+    }
+  }
+  set_log_level(effective->log.level);
   config_ = effective;
-  for (auto& w : workers_)
-    w->post_config(config_);
+  for (size_t i = 0; i < workers_.size(); ++i)
+    workers_[i]->post_config(config_, std::move(sockets[i]));
+  return true;
 }
 
 void Server::begin_drain() {

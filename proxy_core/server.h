@@ -25,8 +25,10 @@ class Server {
 
   // Opens listeners and starts the workers. On failure `error` says why and nothing runs.
   bool start(std::shared_ptr<const Config> config, std::string& error);
-  // Applies a validated configuration to new requests and connections.
-  void apply(std::shared_ptr<const Config> config);
+  // Applies a validated configuration to new requests and connections: opens listeners for
+  // added addresses, closes removed ones. False (nothing changed) when a new address cannot be
+  // bound. server.workers and the session store cannot change without a restart (logged).
+  bool apply(std::shared_ptr<const Config> config, std::string& error);
   // Stops accepting, turns readiness to 503, lets in-flight requests finish.
   void begin_drain();
   // Drain deadline passed: close whatever is still open.

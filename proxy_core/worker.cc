@@ -1,7 +1,10 @@
 #include "proxy_core/worker.h"
 
+#include <openssl/rand.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "proxy_core/client_connection.h"
@@ -31,6 +34,19 @@ Worker::Worker(unsigned index, std::shared_ptr<const Config> config, GatewayStat
   async_.data = this;
   uv_timer_init(&loop_, &sweep_);
   sweep_.data = this;
+  // Not a secret: only needs to differ between workers and runs.
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&request_id_prefix_),
+                 sizeof request_id_prefix_) != 1)
+    request_id_prefix_ = (static_cast<uint64_t>(getpid()) << 32) ^ uv_hrtime() ^ index_;
+}
+
+void Worker::next_request_id(std::string& out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  uint64_t parts[2] = {request_id_prefix_, ++request_id_seq_};
+  out.resize(32);
+  for (int p = 0; p < 2; ++p)
+    for (int i = 0; i < 16; ++i)
+      out[p * 16 + i] = kHex[(parts[p] >> (60 - 4 * i)) & 0xf];
 }
 
 Worker::~Worker() {
@@ -40,25 +56,60 @@ Worker::~Worker() {
   uv_loop_close(&loop_);
 }
 
-bool Worker::open_listeners(std::string& error) {
-  for (const std::string& text : config_->server.listen) {
+bool Worker::open_sockets(const std::vector<std::string>& addresses,
+                          std::vector<OpenedListener>& out, std::string& error) {
+  size_t first = out.size();
+  for (const std::string& text : addresses) {
     auto addr = resolve_host_port(text);
-    if (!addr) {
-      error = "server.listen: cannot resolve \"" + text + "\"";
-      return false;
-    }
-    int fd = open_reuseport_listener(*addr);
+    int fd = addr ? open_reuseport_listener(*addr) : -EINVAL;
     if (fd < 0) {
       error = "server.listen: cannot bind " + text + ": " + strerror(-fd);
+      for (size_t i = first; i < out.size(); ++i)
+        ::close(out[i].fd);
+      out.resize(first);
       return false;
     }
+    out.push_back({text, fd});
+  }
+  return true;
+}
+
+void Worker::set_listeners(std::vector<OpenedListener> sockets) {
+  for (OpenedListener& s : sockets) {
     auto l = std::make_unique<Listener>();
-    l->fd = fd;
+    l->address = std::move(s.address);
+    l->fd = s.fd;
     l->worker = this;
     l->tcp.data = nullptr;
     listeners_.push_back(std::move(l));
   }
-  return true;
+}
+
+void Worker::start_listener(Listener* l) {
+  uv_tcp_init(&loop_, &l->tcp);
+  l->tcp.data = l;
+  int r = uv_tcp_open(&l->tcp, l->fd);
+  if (r == 0)
+    r = uv_listen(reinterpret_cast<uv_stream_t*>(&l->tcp), kListenBacklog, &Worker::on_connection);
+  if (r != 0)
+    SG_LOG_ERROR("worker %u: listen on %s failed: %s", index_, l->address.c_str(), uv_strerror(r));
+}
+
+void Worker::close_listener(Listener* l) {
+  auto* h = reinterpret_cast<uv_handle_t*>(&l->tcp);
+  if (l->tcp.data != nullptr && !uv_is_closing(h)) uv_close(h, &Worker::on_listener_closed);
+}
+
+// The Listener is freed only once libuv is done with its handle.
+void Worker::on_listener_closed(uv_handle_t* h) {
+  auto* l = static_cast<Listener*>(h->data);
+  Worker* w = l->worker;
+  for (auto it = w->listeners_.begin(); it != w->listeners_.end(); ++it) {
+    if (it->get() == l) {
+      w->listeners_.erase(it);
+      break;
+    }
+  }
 }
 
 void Worker::start() {
@@ -73,15 +124,8 @@ void Worker::join() {
 }
 
 void Worker::run() {
-  for (auto& l : listeners_) {
-    uv_tcp_init(&loop_, &l->tcp);
-    l->tcp.data = l.get();
-    int r = uv_tcp_open(&l->tcp, l->fd);
-    if (r == 0)
-      r = uv_listen(reinterpret_cast<uv_stream_t*>(&l->tcp), kListenBacklog,
-                    &Worker::on_connection);
-    if (r != 0) SG_LOG_ERROR("worker %u: listen failed: %s", index_, uv_strerror(r));
-  }
+  for (auto& l : listeners_)
+    start_listener(l.get());
   if (index_ == 0) {
     probe_ = std::make_unique<HealthProbe>(&loop_, state_);
     probe_->start(config_);
@@ -131,10 +175,17 @@ void Worker::connection_closed(ClientConnection* c) {
   maybe_finish();
 }
 
-void Worker::post_config(std::shared_ptr<const Config> config) {
+void Worker::post_config(std::shared_ptr<const Config> config, std::vector<OpenedListener> added) {
   {
     std::lock_guard<std::mutex> lock(mailbox_mutex_);
+    if (async_closed_) {
+      for (OpenedListener& s : added)
+        ::close(s.fd);
+      return;
+    }
     mailbox_config_ = std::move(config);
+    for (OpenedListener& s : added)
+      mailbox_listeners_.push_back(std::move(s));
     if (!async_closed_) uv_async_send(&async_);
   }
 }
@@ -158,10 +209,12 @@ void Worker::post_stop() {
 void Worker::on_async(uv_async_t* a) {
   auto* w = static_cast<Worker*>(a->data);
   std::shared_ptr<const Config> config;
+  std::vector<OpenedListener> added;
   bool drain, stop;
   {
     std::lock_guard<std::mutex> lock(w->mailbox_mutex_);
     config = std::move(w->mailbox_config_);
+    added.swap(w->mailbox_listeners_);
     drain = w->mailbox_drain_;
     stop = w->mailbox_stop_;
     w->mailbox_drain_ = w->mailbox_stop_ = false;
@@ -170,6 +223,22 @@ void Worker::on_async(uv_async_t* a) {
     // New requests and connections take the new configuration; in-flight ones keep theirs.
     w->config_ = std::move(config);
     if (w->probe_) w->probe_->set_config(w->config_);
+    // Listeners that stay are untouched; removed addresses close, added ones open.
+    const auto& keep = w->config_->server.listen;
+    std::vector<Listener*> gone;
+    for (auto& l : w->listeners_)
+      if (std::find(keep.begin(), keep.end(), l->address) == keep.end()) gone.push_back(l.get());
+    for (Listener* l : gone)
+      w->close_listener(l);
+  }
+  if (w->draining_) {
+    for (OpenedListener& s : added)
+      ::close(s.fd);
+    added.clear();
+  }
+  for (OpenedListener& s : added) {
+    w->set_listeners({std::move(s)});
+    w->start_listener(w->listeners_.back().get());
   }
   if (drain || stop) w->begin_drain();
   if (stop) {
@@ -192,9 +261,11 @@ void Worker::on_sweep(uv_timer_t* t) {
 void Worker::begin_drain() {
   if (draining_) return;
   draining_ = true;
+  std::vector<Listener*> all_listeners;
   for (auto& l : listeners_)
-    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&l->tcp)))
-      uv_close(reinterpret_cast<uv_handle_t*>(&l->tcp), nullptr);
+    all_listeners.push_back(l.get());
+  for (Listener* l : all_listeners)
+    close_listener(l);
   std::vector<ClientConnection*> all(connections_.begin(), connections_.end());
   for (ClientConnection* c : all)
     c->drain();

@@ -33,14 +33,23 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Main thread, before start(): open this worker's listening sockets.
-  bool open_listeners(std::string& error);
+  // A listening socket opened on the main thread for this worker.
+  struct OpenedListener {
+    std::string address;
+    int fd = -1;
+  };
+  // Main thread: open one SO_REUSEPORT socket per address (closing them all on failure).
+  static bool open_sockets(const std::vector<std::string>& addresses,
+                           std::vector<OpenedListener>& out, std::string& error);
+  // Main thread, before start(): adopt this worker's listening sockets.
+  void set_listeners(std::vector<OpenedListener> sockets);
   void start();
   void join();
   bool finished() const { return finished_.load(); }
 
-  // Main thread, any time after start().
-  void post_config(std::shared_ptr<const Config> config);
+  // Main thread, any time after start(). `added` are new listening sockets for this worker;
+  // listeners whose address is not in the new config's server.listen are closed.
+  void post_config(std::shared_ptr<const Config> config, std::vector<OpenedListener> added = {});
   void post_drain();
   void post_stop();  // drain deadline passed: close everything now
 
@@ -55,6 +64,8 @@ class Worker {
   void connection_closed(ClientConnection* c);
   unsigned index() const { return index_; }
   WorkerMetrics& metrics() { return *metrics_; }
+  // A fresh request id: 32 hex digits, unique across workers and restarts (random prefix).
+  void next_request_id(std::string& out);
   // Any thread: read-only for /metrics.
   const WorkerMetrics* metrics_view() const { return metrics_.get(); }
 
@@ -64,6 +75,7 @@ class Worker {
 
  private:
   struct Listener {
+    std::string address;
     int fd = -1;
     uv_tcp_t tcp;
     bool paused = false;  // at max_connections: accepting resumes when a connection closes
@@ -75,6 +87,9 @@ class Worker {
   static void on_connection(uv_stream_t* server, int status);
   static void on_sweep(uv_timer_t* t);
   void accept_one(Listener* l);
+  void start_listener(Listener* l);
+  void close_listener(Listener* l);
+  static void on_listener_closed(uv_handle_t* h);
   void begin_drain();
   void maybe_finish();
   void close_everything();
@@ -92,6 +107,8 @@ class Worker {
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_set<ClientConnection*> connections_;
   size_t max_connections_ = 0;
+  uint64_t request_id_prefix_ = 0;
+  uint64_t request_id_seq_ = 0;
   bool draining_ = false;
   bool stopping_ = false;
   bool closed_ = false;
@@ -100,6 +117,7 @@ class Worker {
 
   std::mutex mailbox_mutex_;
   std::shared_ptr<const Config> mailbox_config_;
+  std::vector<OpenedListener> mailbox_listeners_;
   bool mailbox_drain_ = false;
   bool mailbox_stop_ = false;
   bool async_closed_ = false;
