@@ -27,14 +27,22 @@ void append_number(std::string& out, uint64_t n) {
   out.append(buf, r.ptr);
 }
 
-// Names listed in the message's Connection header(s) are hop-by-hop too (RFC 9110 §7.6.1).
-bool named_in_connection(const MessageHead& head, std::string_view name) {
-  for (size_t i = 0; i < head.header_count; ++i) {
-    const HeaderField& f = head.headers[i];
-    if (iequals(f.name, "connection") && list_contains_token(f.value, name)) return true;
+// The values of the message's Connection header(s): the names they list are hop-by-hop too
+// (RFC 9110 §7.6.1). Collected once per message; most messages have none.
+struct ConnectionTokens {
+  explicit ConnectionTokens(const MessageHead& head) {
+    for (size_t i = 0; i < head.header_count && count < kMax; ++i)
+      if (iequals(head.headers[i].name, "connection")) values[count++] = head.headers[i].value;
   }
-  return false;
-}
+  bool names(std::string_view name) const {
+    for (size_t i = 0; i < count; ++i)
+      if (list_contains_token(values[i], name)) return true;
+    return false;
+  }
+  static constexpr size_t kMax = 8;  // more Connection fields than this are not honoured
+  std::string_view values[kMax];
+  size_t count = 0;
+};
 
 }  // namespace
 
@@ -76,6 +84,7 @@ void build_upstream_request(const MessageHead& request, const UpstreamRequestOpt
   out.append(request.target);
   out.append(" HTTP/1.1\r\n");
 
+  const ConnectionTokens connection(request);
   std::string forwarded_for;
   std::string_view forwarded_proto, forwarded_host, host;
   bool cookie_written = false;
@@ -84,8 +93,7 @@ void build_upstream_request(const MessageHead& request, const UpstreamRequestOpt
     std::string_view name = f.name;
     // Host is end-to-end whatever Connection says: an upstream request without it is invalid
     // (RFC 9112 §3.2), and the application routes by it.
-    if (is_hop_by_hop(name) || (!iequals(name, "host") && named_in_connection(request, name)))
-      continue;
+    if (is_hop_by_hop(name) || (!iequals(name, "host") && connection.names(name))) continue;
     // Our trusted headers: whatever the client sent under the prefix never reaches the app.
     if (under_prefix(name, o.header_prefix)) {
       if (o.removed_reserved != nullptr) ++*o.removed_reserved;
@@ -163,6 +171,7 @@ void build_client_response(const MessageHead& response, const ClientResponseOpti
                                      : std::string_view(response.reason));
   out.append("\r\n");
 
+  const ConnectionTokens connection(response);
   bool cache_control_private = false;
   for (size_t i = 0; i < response.header_count; ++i) {
     const HeaderField& f = response.headers[i];
@@ -171,7 +180,7 @@ void build_client_response(const MessageHead& response, const ClientResponseOpti
       append_header(out, name, f.value);
       continue;
     }
-    if (is_hop_by_hop(name) || named_in_connection(response, name)) continue;
+    if (is_hop_by_hop(name) || connection.names(name)) continue;
     // Session directives and anything else under our prefix are for the gateway only.
     if (under_prefix(name, o.header_prefix)) continue;
     if (iequals(name, "content-length") && o.framing != BodyFraming::kContentLength &&
