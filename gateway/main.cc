@@ -111,6 +111,7 @@ struct Runtime {
 void on_drain_poll(uv_timer_t* t) {
   auto* rt = static_cast<Runtime*>(t->data);
   if (rt->server.all_finished()) {
+    if (rt->admin) rt->admin->stop();
     uv_stop(&rt->loop);
     return;
   }
@@ -172,7 +173,7 @@ void on_signal(uv_signal_t* s, int signum) {
   }
   rt->draining = true;
   uv_timer_stop(&rt->snapshot);
-  if (rt->admin) rt->admin->stop();
+  // The admin listener stays open while draining, so that probes see /readyz answer 503.
   SG_LOG_INFO("%s: draining (up to %lld ms)", signum == SIGTERM ? "SIGTERM" : "SIGINT",
               static_cast<long long>(rt->server.config()->server.drain_timeout.count()));
   rt->server.begin_drain();
