@@ -190,6 +190,15 @@ def get_cookie(port):
             return
     print("")
 
+def check_returning(port, cookie):
+    """Warns when a request with the target's own cookie still gets a Set-Cookie."""
+    s = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
+    s.sendall(request(port, cookie))
+    status, headers, _ = read_response(s, b"")
+    s.close()
+    sc = [v for k, v in headers if k.lower() == "set-cookie"]
+    print(f"status {status}" + (f", still sets a cookie: {sc[0].split(';')[0]}" if sc else ", no Set-Cookie"))
+
 def keepalive(port, n, cookie):
     """n keep-alive requests on one connection, one at a time; exits 1 unless all got 200."""
     n = int(n)
@@ -224,8 +233,10 @@ def idle(port, n, cookie, pid):
     before = vm(pid, "VmRSS")
     conns, failed = [], 0
     for _ in range(n):
+        if failed >= 3:
+            break
         try:
-            s = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
+            s = socket.create_connection(("127.0.0.1", int(port)), timeout=5)
             s.sendall(req)
             status, _, _ = read_response(s, b"")
             if status != 200:
@@ -309,6 +320,7 @@ if __name__ == "__main__":
           "wait_port": lambda: wait_port(*args),
           "get_cookie": lambda: get_cookie(*args),
           "keepalive": lambda: keepalive(*args),
+          "check_returning": lambda: check_returning(*args),
           "idle": lambda: idle(*args),
           "ticks": lambda: print(ticks(*args)),
           "vm": lambda: print(vm(args[0], args[1])),
@@ -392,14 +404,16 @@ http {
 EOF
 }
 
+# HAProxy reserves two descriptors per connection: its maxconn is what the descriptor limit allows.
+HA_MAXCONN=$((($(ulimit -n) - 100) / 2))
 write_haproxy_conf() {  # file port origin-port
   cat >"$1" <<EOF
 global
   nbthread 1
-  maxconn 30000
+  maxconn $HA_MAXCONN
 defaults
   mode http
-  maxconn 30000
+  maxconn $HA_MAXCONN
   timeout connect 5s
   timeout client 120s
   timeout server 120s
@@ -583,7 +597,8 @@ if ! skipped wrk; then
         T_MEAS[$t]=$MEASURE_PID
         T_PORT[$t]=$PORT
         T_COOKIE[$t]=$(target_cookie "$t" "$PORT")
-        PORT=${T_PORT[$t]}
+        [[ $wl == ka-session && $t != direct ]] &&
+          log "  $t: cookie ${T_COOKIE[$t]:0:24}...; returning request: $(py check_returning "$PORT" "${T_COOKIE[$t]}" 2>&1 | tail -1)"
         run_wrk "$wl" "$t" "${T_COOKIE[$t]}" "$WARMUP" "$tmp/out/warmup-$wl-$t.txt"
       fi
     done
@@ -706,7 +721,9 @@ if ! skipped idle; then
       continue
     fi
     cookie=$(target_cookie "$t" "$PORT")
-    read -r per alive failed before after < <("${PIN_LOAD[@]}" python3 "$helper" idle "$PORT" "$IDLE_CONNS" "$cookie" "$MEASURE_PID" 2>"$tmp/out/idle-$t.err")
+    n=$IDLE_CONNS
+    [[ $t == haproxy ]] && ((n > HA_MAXCONN - 100)) && n=$((HA_MAXCONN - 100))
+    read -r per alive failed before after < <("${PIN_LOAD[@]}" python3 "$helper" idle "$PORT" "$n" "$cookie" "$MEASURE_PID" 2>"$tmp/out/idle-$t.err")
     echo -e "idle_$t\t${per:-nan}" >>"$extra"
     echo -e "idlen_$t\t${alive:-0}" >>"$extra"
     log "  $t: ${per:-?} bytes per connection (${alive:-?} open, ${failed:-?} failed; VmRSS ${before:-?} -> ${after:-?})"
@@ -719,7 +736,7 @@ fi
 if ! skipped store; then
   if [[ -x $SG_STORE_BENCH ]]; then
     log "session_store_bench"
-    "${PIN_SRV[@]}" "$SG_STORE_BENCH" >"$tmp/out/store.txt" 2>&1
+    "$SG_STORE_BENCH" >"$tmp/out/store.txt" 2>&1  # not pinned: it also measures 2 and 4 threads
     rss=$(awk -F': *' '/memory per session \(RSS\)/ {print $2+0}' "$tmp/out/store.txt")
     heap=$(awk -F': *' '/memory per session \(heap\)/ {print $2+0}' "$tmp/out/store.txt")
     echo -e "store_rss\t${rss:-nan}" >>"$extra"
@@ -879,7 +896,7 @@ head = f"""# sessiongate benchmark, {meta.get('date')}
   round, a {meta.get('warmup')} unrecorded warm-up each), medians. Every target 1 worker/thread, restarted for
   each workload. CPU µs/req: the proxy process's utime+stime (/proc/PID/stat) over the run divided by
   the requests wrk completed; for "direct" it is the origin's. Peak RSS: VmHWM at the end of the
-  workload (nginx: the worker). Instructions: callgrind Ir of a run with {int(cg_n):,} keep-alive
+  workload (nginx: the worker; direct: the origin's worker over the run so far). Instructions: callgrind Ir of a run with {int(cg_n):,} keep-alive
   returning-session requests minus a run with none, divided by {int(cg_n):,}. Syscalls: `strace -c -f`
   attached for one wrk run (strace slows the proxy; the count per request is what matters).
 
