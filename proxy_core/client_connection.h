@@ -12,6 +12,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "proxy_core/config.h"
 #include "proxy_core/header_rewrite.h"
@@ -87,7 +88,22 @@ class ClientConnection final : public UpstreamUser {
 
   // Output.
   bool write_client(std::string_view data);
-  bool write_client(const uv_buf_t* bufs, unsigned count);
+  // `stable`: the bytes stay valid until the cork ends (upstream read buffer, constants), so a
+  // corked write need not copy them.
+  bool write_client(const uv_buf_t* bufs, unsigned count, bool stable = false);
+  void flush_cork();
+  void uncork();
+  struct CorkGuard {
+    explicit CorkGuard(ClientConnection* c) : c(c) { ++c->cork_depth_; }
+    ~CorkGuard() { c->uncork(); }
+    ClientConnection* c;
+  };
+  struct CorkedPiece {
+    const char* external;  // stable bytes, or nullptr: `offset` into corked_bytes_
+    size_t offset;
+    size_t length;
+  };
+  static constexpr size_t kMaxCorked = 64;  // pieces per writev (IOV_MAX is 1024)
   void send_local(int status, std::string_view body, bool close, const HeaderList* extra = nullptr);
   void reject(int status, const char* reason);
   void log_exchange();
@@ -121,12 +137,17 @@ class ClientConnection final : public UpstreamUser {
   UpstreamConnection* upstream_ = nullptr;
   std::string upstream_head_;  // kept until the response starts, for one retry
   bool retried_ = false;
-  bool upstream_dirty_ = false;       // bytes after its response: never reuse
-  bool upstream_paused_ = false;      // reading from the upstream stopped for client backpressure
+  bool upstream_dirty_ = false;  // bytes after its response: never reuse
+  bool upstream_paused_ = false;
+  bool client_eof_ = false;  // the client half-closed after a complete request      // reading from
+                             // the upstream stopped for client backpressure
   bool awaiting_directives_ = false;  // the store is applying the response's directives
   bool in_directives_call_ = false;
   bool directives_answered_ = false;
   std::string upstream_pending_;  // upstream bytes read while awaiting the store
+  int cork_depth_ = 0;
+  std::vector<CorkedPiece> corked_;
+  std::string corked_bytes_;
   bool request_done_ = false;
   bool response_started_ = false;  // a response head went to the client
   bool response_done_ = false;

@@ -558,6 +558,7 @@ meta=$tmp/meta
   echo "cores=$ncpu"
   echo "cpu=$cpu_model"
   echo "kernel=$(uname -r)"
+  echo "loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "pinning=wrk and Python clients on CPU $LOAD_CPU (taskset -c $LOAD_CPU); proxies and origin on CPU $SRV_CPU (taskset -c $SRV_CPU)"
   echo "duration=$DURATION"
   echo "rounds=$ROUNDS"
@@ -889,7 +890,8 @@ table = "\n".join(lines)
 head = f"""# sessiongate benchmark, {meta.get('date')}
 
 - Command: `{meta.get('command')}` ({meta.get('elapsed', '?')} for the whole run)
-- Machine: {meta.get('host')}, {meta.get('cores')} cores, CPU {meta.get('cpu')}, Linux {meta.get('kernel')}
+- Machine: {meta.get('host')}, {meta.get('cores')} cores, CPU {meta.get('cpu')}, Linux {meta.get('kernel')};
+  load average at the start {meta.get('loadavg')} (anything above ~0 means other work shared the CPUs)
 - Pinning: {meta.get('pinning')}
 - Versions: {meta.get('versions')}
 - wrk -t1 -c50 -d{meta.get('duration')} --latency, {meta.get('rounds')} rounds (targets alternated round by

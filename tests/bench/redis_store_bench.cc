@@ -1,0 +1,112 @@
+// RedisStore figures against a running Redis: per-command latency one at a time (what a request
+// waits for) and throughput with many commands pipelined on the one connection (what a busy
+// worker gets). Prints figures; never a test.
+//
+//   redis_store_bench [host:port | /socket/path] [operations]   (default 127.0.0.1:6379, 20000)
+#include <uv.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+
+#include "proxy_core/gateway_state.h"
+#include "proxy_core/redis_store.h"
+#include "proxy_core/token.h"
+
+using namespace sg;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+uv_loop_t loop;
+
+void run_until(const std::function<bool()>& done) {
+  while (!done())
+    uv_run(&loop, UV_RUN_ONCE);
+}
+
+TokenHash key_of(int i) {
+  return hash_token("bench-token-" + std::to_string(i));
+}
+
+SessionRecord record_of(int i) {
+  SessionRecord r;
+  r.handle.fill(static_cast<uint8_t>(i));
+  r.created_ms = r.last_seen_ms = unix_now_ms();
+  r.attributes = {{"user", "user-" + std::to_string(i)}, {"role", "member"}};
+  return r;
+}
+
+// Runs `op(i, done)` n times, `depth` at a time; returns microseconds per operation.
+double measure(int n, int depth, const std::function<void(int, std::function<void()>)>& op) {
+  int issued = 0, completed = 0;
+  std::function<void()> next = [&] {
+    if (issued >= n) return;
+    const int i = issued++;
+    op(i, [&] {
+      ++completed;
+      next();
+    });
+  };
+  const auto t0 = Clock::now();
+  for (int k = 0; k < depth; ++k)
+    next();
+  run_until([&] { return completed == n; });
+  return std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / n;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  RedisStoreConfig cfg;
+  cfg.address = argc > 1 ? argv[1] : "127.0.0.1:6379";
+  cfg.key_prefix = "sgbench:";
+  cfg.timeout = Millis{1000};
+  const int n = argc > 2 ? std::atoi(argv[2]) : 20000;
+  uv_loop_init(&loop);
+  WorkerMetrics metrics;
+  int rc = 0;
+  {
+    RedisStore store(&loop, cfg, Millis{3600000}, Millis{43200000}, &metrics);
+    store.start();
+    const auto deadline = Clock::now() + std::chrono::seconds(3);
+    run_until([&] { return store.usable() || Clock::now() > deadline; });
+    if (!store.usable()) {
+      std::fprintf(stderr, "cannot connect to Redis at %s\n", cfg.address.c_str());
+      rc = 1;
+    } else {
+      std::printf("redis store on %s, %d operations each\n", cfg.address.c_str(), n);
+      for (int depth : {1, 64}) {
+        const double create = measure(n, depth, [&](int i, std::function<void()> done) {
+          store.create(key_of(i), record_of(i), [done](StoreStatus) { done(); });
+        });
+        const double lookup = measure(n, depth, [&](int i, std::function<void()> done) {
+          store.lookup(key_of(i), unix_now_ms(), [done](LookupResult) { done(); });
+        });
+        const double update = measure(n, depth, [&](int i, std::function<void()> done) {
+          store.update(key_of(i), record_of(i), [done](StoreStatus) { done(); });
+        });
+        const double rotate = measure(n, depth, [&](int i, std::function<void()> done) {
+          store.rotate(key_of(i), key_of(i + n), record_of(i), [done](StoreStatus) { done(); });
+        });
+        const double destroy = measure(n, depth, [&](int i, std::function<void()> done) {
+          store.destroy(key_of(i + n), [done](StoreStatus) { done(); });
+        });
+        std::printf(
+            "%s: create %.1f us, lookup %.1f us, update %.1f us, rotate %.1f us, destroy %.1f us "
+            "per operation (%.0f lookups/s)\n",
+            depth == 1 ? "one at a time (latency)" : "64 in flight (throughput)", create, lookup,
+            update, rotate, destroy, 1e6 / lookup);
+      }
+      std::printf("errors %llu, timeouts %llu\n",
+                  static_cast<unsigned long long>(metrics.redis_errors.get()),
+                  static_cast<unsigned long long>(metrics.redis_timeouts.get()));
+    }
+    store.close();
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  return rc;
+}
