@@ -140,12 +140,11 @@ TEST_CASE("TLS SNI picks the certificate for the asked name, else the default") 
     const char* expected_cn;
     bool verifies;
   };
-  for (Case c : {Case{"alpha.test", "alpha.test", true}, Case{"ALPHA.Test", "alpha.test", true},
-                 Case{"beta.test", "beta.test", true}, Case{"x.wild.test", "alpha.test", true},
-                 Case{"a.b.wild.test", "default.test", false},
-                 Case{"wild.test", "default.test", false},
-                 Case{"unknown.test", "default.test", false},
-                 Case{"default.test", "default.test", true}}) {
+  for (Case c :
+       {Case{"alpha.test", "alpha.test", true}, Case{"ALPHA.Test", "alpha.test", true},
+        Case{"beta.test", "beta.test", true}, Case{"x.wild.test", "alpha.test", true},
+        Case{"a.b.wild.test", "default.test", false}, Case{"wild.test", "default.test", false},
+        Case{"unknown.test", "default.test", false}, Case{"default.test", "default.test", true}}) {
     CAPTURE(c.host);
     TlsEngine server(*server_ctx);
     TlsEngine client(c.verifies ? *verifying : *non_verifying, c.host);
@@ -203,7 +202,10 @@ TEST_CASE("TLS min_version 1.3 refuses a client that stops at 1.2") {
   Pipe pipe(server, client);
   REQUIRE(pipe.handshake());
   CHECK(server.protocol() == "TLSv1.2");
-  CHECK(server.cipher() == "ECDHE-ECDSA-AES128-GCM-SHA256");
+  std::string cipher(server.cipher());
+  CAPTURE(cipher);
+  CHECK(cipher.rfind("ECDHE-ECDSA-", 0) == 0);
+  CHECK((contains(cipher, "-GCM-") || contains(cipher, "CHACHA20-POLY1305")));
 }
 
 TEST_CASE("TLS configured ciphers replace the default TLS 1.2 list") {
@@ -286,7 +288,8 @@ TEST_CASE("TLS sessions resume with tickets, across key rotation and reload, and
 
     // Reload: the new context inherits the ticket keys; a context without them does not resume.
     std::string error;
-    auto reloaded = sg::TlsServerContext::load(sg::testing::server_config(), error, server_ctx.get());
+    auto reloaded =
+        sg::TlsServerContext::load(sg::testing::server_config(), error, server_ctx.get());
     REQUIRE(reloaded != nullptr);
     connect(*reloaded, *client_ctx, second.get(), reused);
     CHECK(reused);

@@ -18,7 +18,9 @@ struct Issued {
   EVP_PKEY* key = nullptr;
 };
 
-void fail(const char* what) { throw std::runtime_error(std::string("test PKI: ") + what); }
+void fail(const char* what) {
+  throw std::runtime_error(std::string("test PKI: ") + what);
+}
 
 void add_ext(X509* cert, X509* issuer, int nid, const std::string& value) {
   X509V3_CTX ctx;
@@ -79,10 +81,9 @@ void write_key(const std::string& path, EVP_PKEY* key, const char* passphrase = 
   FILE* f = std::fopen(path.c_str(), "w");
   bool ok = f != nullptr;
   if (ok && passphrase != nullptr) {
-    ok = PEM_write_PrivateKey(f, key, EVP_aes_256_cbc(),
-                              reinterpret_cast<const unsigned char*>(passphrase),
-                              static_cast<int>(std::char_traits<char>::length(passphrase)),
-                              nullptr, nullptr) == 1;
+    ok = PEM_write_PrivateKey(
+             f, key, EVP_aes_256_cbc(), reinterpret_cast<const unsigned char*>(passphrase),
+             static_cast<int>(std::char_traits<char>::length(passphrase)), nullptr, nullptr) == 1;
   } else if (ok) {
     ok = PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr) == 1;
   }
@@ -158,8 +159,8 @@ TlsConfig server_config() {
   TlsConfig c;
   c.certificate = pki.fallback.certificate;
   c.private_key = pki.fallback.private_key;
-  c.certificates.push_back({{"alpha.test", "*.wild.test"}, pki.alpha.certificate,
-                            pki.alpha.private_key});
+  c.certificates.push_back(
+      {{"alpha.test", "*.wild.test"}, pki.alpha.certificate, pki.alpha.private_key});
   c.certificates.push_back({{"Beta.Test"}, pki.beta.certificate, pki.beta.private_key});
   return c;
 }
@@ -171,8 +172,12 @@ UpstreamConfig upstream_config() {
   return c;
 }
 
-std::string peer_common_name(SSL* ssl) { return common_name(SSL_get0_peer_certificate(ssl)); }
-std::string own_common_name(SSL* ssl) { return common_name(SSL_get_certificate(ssl)); }
+std::string peer_common_name(SSL* ssl) {
+  return common_name(SSL_get0_peer_certificate(ssl));
+}
+std::string own_common_name(SSL* ssl) {
+  return common_name(SSL_get_certificate(ssl));
+}
 
 bool Pipe::handshake() {
   client_status = client.start_handshake(to_server);
