@@ -51,10 +51,16 @@ ClientConnection::ClientConnection(Worker* worker)
       [this](const char* data, size_t len) { on_request_body(data, len); });
 }
 
-bool ClientConnection::accept_from(uv_stream_t* server) {
+bool ClientConnection::accept_from(uv_stream_t* server, std::shared_ptr<const TlsServerContext> tls,
+                                   bool redirect_only) {
   if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&tcp_)) != 0) {
     close_now();
     return false;
+  }
+  redirect_only_ = redirect_only;
+  if (tls != nullptr) {
+    tls_context_ = std::move(tls);
+    tls_ = std::make_unique<TlsEngine>(*tls_context_);
   }
   uv_tcp_nodelay(&tcp_, 1);
   sockaddr_storage peer{};
@@ -65,7 +71,7 @@ bool ClientConnection::accept_from(uv_stream_t* server) {
         any_contains(config_->server.trusted_proxies, reinterpret_cast<sockaddr*>(&peer));
   }
   state_ = State::kIdle;
-  arm_timer(TimerKind::kIdle);
+  arm_timer(tls_ != nullptr ? TimerKind::kHandshake : TimerKind::kIdle);
   update_reading();
   return true;
 }
@@ -82,33 +88,62 @@ void ClientConnection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* bu
   auto* c = static_cast<ClientConnection*>(s->data);
   if (nread == 0 || (c->closing_ && !c->lingering_)) return;
   if (nread < 0) {
-    if (nread == UV_EOF && c->state_ == State::kForward && c->request_done_ && !c->closing_) {
-      // A half-close after a complete request (RFC 9112 §9.6 allows it): answer, then close.
-      c->client_eof_ = true;
-      c->close_after_ = true;
-      c->update_reading();
-      return;
-    }
-    // The client went away. Mid-tunnel or mid-request there is nobody left to answer; an
-    // upstream exchange in flight is abandoned.
-    c->close_now();
+    c->on_client_eof(static_cast<int>(nread));
     return;
   }
   if (c->lingering_) return;  // discarding after a rejection
-  if (c->state_ == State::kTunnel) {
-    if (c->upstream_ == nullptr || c->upstream_->write(std::string_view(buf->base, nread)) != 0) {
-      c->close_now();
-      return;
-    }
-    c->arm_timer(TimerKind::kActivity);
-    c->update_reading();
+  if (c->tls_ == nullptr) {
+    c->on_plaintext(buf->base, static_cast<size_t>(nread));
     return;
   }
-  if (!c->pending_.empty()) {
-    c->pending_.append(buf->base, static_cast<size_t>(nread));
-    c->process_pending();
+  // TLS: decrypt into the worker's scratch; handshake flights and alerts go out first.
+  bool was_done = c->tls_->handshake_done();
+  std::string& plain = c->worker_->tls_plain_scratch();
+  std::string& net = c->worker_->tls_net_scratch();
+  plain.clear();
+  net.clear();
+  TlsStatus st = c->tls_->feed(buf->base, static_cast<size_t>(nread), plain, net);
+  if (!net.empty() && c->write_raw(net) != 0) return;
+  if (st == TlsStatus::kError) {
+    SG_LOG_DEBUG("client %s: TLS: %s", c->peer_ip_.c_str(),
+                 std::string(c->tls_->error_text()).c_str());
+    c->worker_->metrics().tls_handshake_errors.add();
+    c->close_now();
+    return;
+  }
+  if (!was_done && c->tls_->handshake_done()) c->arm_timer(TimerKind::kIdle);
+  if (!plain.empty()) c->on_plaintext(plain.data(), plain.size());
+  if (st == TlsStatus::kClosed && !c->closing_) c->on_client_eof(UV_EOF);
+}
+
+void ClientConnection::on_client_eof(int status) {
+  if (status == UV_EOF && state_ == State::kForward && request_done_ && !closing_) {
+    // A half-close after a complete request (RFC 9112 §9.6 allows it): answer, then close.
+    client_eof_ = true;
+    close_after_ = true;
+    update_reading();
+    return;
+  }
+  // The client went away. Mid-tunnel or mid-request there is nobody left to answer; an
+  // upstream exchange in flight is abandoned.
+  close_now();
+}
+
+void ClientConnection::on_plaintext(const char* data, size_t len) {
+  if (state_ == State::kTunnel) {
+    if (upstream_ == nullptr || upstream_->write(std::string_view(data, len)) != 0) {
+      close_now();
+      return;
+    }
+    arm_timer(TimerKind::kActivity);
+    update_reading();
+    return;
+  }
+  if (!pending_.empty()) {
+    pending_.append(data, len);
+    process_pending();
   } else {
-    c->process(buf->base, static_cast<size_t>(nread));
+    process(data, len);
   }
 }
 
@@ -227,6 +262,9 @@ void ClientConnection::arm_timer(TimerKind kind) {
     case TimerKind::kLinger:
       t = kLingerTime;
       break;
+    case TimerKind::kHandshake:
+      t = config_->tls.handshake_timeout;
+      break;
   }
   uv_timer_start(&timer_, &ClientConnection::on_timer, static_cast<uint64_t>(t.count()), 0);
 }
@@ -240,6 +278,7 @@ void ClientConnection::on_timer(uv_timer_t* t) {
     case TimerKind::kIdle:
     case TimerKind::kActivity:
     case TimerKind::kLinger:
+    case TimerKind::kHandshake:
     case TimerKind::kNone:
       c->close_now();
       break;
@@ -303,10 +342,14 @@ void ClientConnection::on_request_head(bool complete) {
   // A body is read under the activity timer; otherwise the upstream's timers govern.
   arm_timer(request_framing_ == BodyFraming::kNone ? TimerKind::kNone : TimerKind::kActivity);
   if (answer_locally()) return;
+  if (redirect_only_) {
+    redirect_to_https();
+    return;
+  }
 
   state_ = State::kSession;
   session_.begin(*config_, worker_->state().store, &worker_->metrics().store_errors,
-                 /*tls=*/false, req,
+                 /*tls=*/tls_ != nullptr, req,
                  [this](SessionGate::Outcome outcome) { on_session_ready(outcome); });
 }
 
@@ -357,7 +400,7 @@ void ClientConnection::forward_request() {
   UpstreamRequestOptions o;
   o.client_address = peer_ip_;
   o.peer_trusted = peer_trusted_;
-  o.scheme = "http";
+  o.scheme = tls_ != nullptr ? "https" : "http";
   o.header_prefix = config_->session.header_prefix;
   o.tunnel_websocket = tunnel_requested_;
   o.framing = request_framing_;
@@ -386,7 +429,8 @@ void ClientConnection::connect_upstream() {
   }
   state_ = State::kUpstreamWait;
   update_reading();
-  upstream_ = pool.open(server, config_->upstream, response_limits(*config_), this);
+  upstream_ = pool.open(server, config_->upstream, response_limits(*config_), this,
+                        config_->upstream.tls ? worker_->upstream_tls() : nullptr);
   if (upstream_ == nullptr)
     upstream_failed(502, UpstreamError::kConnectOther, "upstream address unusable");
 }
@@ -593,7 +637,7 @@ void ClientConnection::on_response_head() {
     o.header_prefix = config_->session.header_prefix;
     o.cookie_name = config_->session.cookie_name;
     o.upgrade = true;
-    o.added = &session_.response_headers();
+    o.added = &response_extra(nullptr);
     build_client_response(resp, o, out_);
     status_ = 101;
     response_started_ = true;
@@ -627,7 +671,7 @@ void ClientConnection::on_response_head() {
   o.client_http11 = client11;
   o.close = close_after_ || draining_;
   o.force_no_store = session_.sets_cookie();
-  o.added = &session_.response_headers();
+  o.added = &response_extra(nullptr);
   out_.clear();
   build_client_response(resp, o, out_);
   response_started_ = true;
@@ -781,6 +825,13 @@ bool ClientConnection::write_client(std::string_view data) {
   return write_client(&buf, 1);
 }
 
+int ClientConnection::write_raw(std::string_view bytes) {
+  int r =
+      stream_write(reinterpret_cast<uv_stream_t*>(&tcp_), bytes, &ClientConnection::on_write_done);
+  if (r != 0) close_now();
+  return r;
+}
+
 bool ClientConnection::write_client(const uv_buf_t* bufs, unsigned count, bool stable) {
   if (closing_) return false;
   if (cork_depth_ > 0) {
@@ -796,6 +847,18 @@ bool ClientConnection::write_client(const uv_buf_t* bufs, unsigned count, bool s
     if (corked_.size() >= kMaxCorked) flush_cork();
     return true;
   }
+  if (tls_ != nullptr) {
+    // Encrypt every piece into one buffer, written once, in order.
+    std::string& net = worker_->tls_net_scratch();
+    net.clear();
+    for (unsigned i = 0; i < count; ++i) {
+      if (tls_->encrypt(bufs[i].base, bufs[i].len, net) != TlsStatus::kOk) {
+        close_now();
+        return false;
+      }
+    }
+    return write_raw(net) == 0;
+  }
   int r = stream_write(reinterpret_cast<uv_stream_t*>(&tcp_), bufs, count,
                        &ClientConnection::on_write_done);
   if (r != 0) {
@@ -803,6 +866,46 @@ bool ClientConnection::write_client(const uv_buf_t* bufs, unsigned count, bool s
     return false;
   }
   return true;
+}
+
+// Headers added to every response: the session's Set-Cookie, HSTS over TLS, and `more`.
+const HeaderList& ClientConnection::response_extra(const HeaderList* more) {
+  const std::string& hsts = config_->tls.strict_transport_security;
+  bool add_hsts = tls_ != nullptr && !hsts.empty();
+  if (!add_hsts && more == nullptr) return session_.response_headers();
+  extra_ = session_.response_headers();
+  if (more != nullptr)
+    for (const auto& h : *more)
+      if (std::find(extra_.begin(), extra_.end(), h) == extra_.end()) extra_.push_back(h);
+  if (add_hsts) extra_.emplace_back("Strict-Transport-Security", hsts);
+  return extra_;
+}
+
+// The redirect listener: every request but health checks gets a 308 to the same URL on https.
+void ClientConnection::redirect_to_https() {
+  const MessageHead& req = request_parser_.head();
+  const HeaderField* host = req.find("host");
+  if (host == nullptr || trim_ows(host->value).empty()) {
+    reject(400, "no Host to redirect to");
+    return;
+  }
+  std::string_view h = trim_ows(host->value);
+  // Drop the port the client used for plain HTTP; add the TLS listener's unless it is 443.
+  size_t colon = h.rfind(':');
+  if (colon != std::string_view::npos && h.find(']', colon) == std::string_view::npos)
+    h = h.substr(0, colon);
+  std::string location = "https://";
+  location.append(h);
+  const std::string& first = config_->server.listen.front();
+  std::string_view port = std::string_view(first).substr(first.rfind(':') + 1);
+  if (port != "443") {
+    location.push_back(':');
+    location.append(port);
+  }
+  location.append(req.target);
+  HeaderList extra{{"Location", std::move(location)}};
+  status_ = 308;
+  send_local(308, "", close_after_, &extra);
 }
 
 void ClientConnection::flush_cork() {
@@ -853,7 +956,8 @@ void ClientConnection::on_write_done(uv_stream_t* s, int status) {
 void ClientConnection::send_local(int status, std::string_view body, bool close,
                                   const HeaderList* extra) {
   out_.clear();
-  build_local_response(status, body, close || draining_, out_, extra, head_request_);
+  build_local_response(status, body, close || draining_, out_, &response_extra(extra),
+                       head_request_);
   status_ = status;
   response_started_ = true;
   response_done_ = true;
@@ -930,6 +1034,12 @@ void ClientConnection::abort() {
 void ClientConnection::close_after_flush() {
   if (closing_) return;
   flush_cork();
+  if (tls_ != nullptr && tls_->handshake_done()) {
+    std::string& net = worker_->tls_net_scratch();
+    net.clear();
+    tls_->shutdown(net);  // close_notify: a truncation attack cannot pass for our close
+    if (!net.empty() && write_raw(net) != 0) return;
+  }
   closing_ = true;
   state_ = State::kClosing;
   release_upstream(false);

@@ -18,6 +18,7 @@
 #include "proxy_core/header_rewrite.h"
 #include "proxy_core/http_parser.h"
 #include "proxy_core/session_gate.h"
+#include "proxy_core/tls_engine.h"
 #include "proxy_core/upstream.h"
 
 namespace sg {
@@ -28,7 +29,10 @@ class ClientConnection final : public UpstreamUser {
  public:
   explicit ClientConnection(Worker* worker);
   // Accepts from `server` and starts reading. Returns false (and closes) on failure.
-  bool accept_from(uv_stream_t* server);
+  // `tls`: speak TLS with this context (nullptr: plain HTTP). `redirect_only`: the plain
+  // redirect listener (308 to https for everything but health checks).
+  bool accept_from(uv_stream_t* server, std::shared_ptr<const TlsServerContext> tls,
+                   bool redirect_only);
 
   // Drain: an idle connection closes now; a busy one closes after its current exchange.
   void drain();
@@ -45,7 +49,7 @@ class ClientConnection final : public UpstreamUser {
     kTunnel,        // WebSocket: raw bytes both ways
     kClosing,       // flushing and closing
   };
-  enum class TimerKind { kNone, kIdle, kHeader, kActivity, kLinger };
+  enum class TimerKind { kNone, kIdle, kHeader, kActivity, kLinger, kHandshake };
 
   ~ClientConnection() override = default;
 
@@ -56,6 +60,8 @@ class ClientConnection final : public UpstreamUser {
   static void on_timer(uv_timer_t* t);
   static void on_shutdown(uv_shutdown_t* req, int status);
   static void on_close(uv_handle_t* h);
+  void on_plaintext(const char* data, size_t len);
+  void on_client_eof(int status);
   void process(const char* data, size_t len);
   void process_pending();
   void update_reading();
@@ -70,6 +76,7 @@ class ClientConnection final : public UpstreamUser {
   void on_request_body(const char* data, size_t len);
   void on_request_complete();
   bool answer_locally();
+  void redirect_to_https();
 
   // The response.
   void on_upstream_connected(UpstreamConnection* c, int status) override;
@@ -91,6 +98,9 @@ class ClientConnection final : public UpstreamUser {
   // `stable`: the bytes stay valid until the cork ends (upstream read buffer, constants), so a
   // corked write need not copy them.
   bool write_client(const uv_buf_t* bufs, unsigned count, bool stable = false);
+  int write_raw(std::string_view bytes);
+  const HeaderList& response_extra(
+      const HeaderList* more);  // bytes as they go on the wire (ciphertext with TLS)
   void flush_cork();
   void uncork();
   struct CorkGuard {
@@ -126,6 +136,10 @@ class ClientConnection final : public UpstreamUser {
   bool draining_ = false;
   bool lingering_ = false;
 
+  std::shared_ptr<const TlsServerContext> tls_context_;  // keeps the context alive for tls_
+  std::unique_ptr<TlsEngine> tls_;
+  bool redirect_only_ = false;
+  HeaderList extra_;  // scratch for response_extra()
   HttpParser request_parser_;
   std::string pending_;  // client bytes read but not yet parsed (pipelining, upstream connect)
   std::string out_;      // scratch for heads and chunk framing

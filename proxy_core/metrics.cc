@@ -153,6 +153,10 @@ std::string render_prometheus(const std::vector<const WorkerMetrics*>& ws,
       "sessiongate_bad_requests_total", "counter",
       "Requests refused before forwarding (malformed, too large, timed out).",
       static_cast<double>(sum(ws, [](const WorkerMetrics& x) { return x.bad_requests.get(); })));
+  w.scalar("sessiongate_tls_handshake_errors_total", "counter",
+           "Client TLS handshakes that failed.",
+           static_cast<double>(
+               sum(ws, [](const WorkerMetrics& x) { return x.tls_handshake_errors.get(); })));
   w.scalar("sessiongate_rejected_client_headers_total", "counter",
            "Client-sent headers under the session prefix that were removed.",
            static_cast<double>(
@@ -190,6 +194,31 @@ std::string render_prometheus(const std::vector<const WorkerMetrics*>& ws,
   w.scalar("sessiongate_draining", "gauge", "1 while draining.", draining ? 1 : 0);
   w.scalar("sessiongate_start_time_seconds", "gauge", "Unix time the process started.",
            static_cast<double>(process.start_time_s.load()));
+
+  // Redis store.
+  w.scalar(
+      "sessiongate_redis_commands_total", "counter", "Commands sent to Redis.",
+      static_cast<double>(sum(ws, [](const WorkerMetrics& x) { return x.redis_commands.get(); })));
+  w.header("sessiongate_redis_errors_total", "counter",
+           "Redis commands that failed, by kind: error reply or lost connection, no reply within "
+           "the timeout, refused at once while disconnected.");
+  w.sample(
+      "sessiongate_redis_errors_total", "kind=\"error\"",
+      static_cast<double>(sum(ws, [](const WorkerMetrics& x) { return x.redis_errors.get(); })));
+  w.sample(
+      "sessiongate_redis_errors_total", "kind=\"timeout\"",
+      static_cast<double>(sum(ws, [](const WorkerMetrics& x) { return x.redis_timeouts.get(); })));
+  w.sample(
+      "sessiongate_redis_errors_total", "kind=\"unavailable\"",
+      static_cast<double>(sum(ws, [](const WorkerMetrics& x) { return x.redis_rejected.get(); })));
+  w.scalar("sessiongate_redis_reconnects_total", "counter",
+           "Redis connections re-established after a loss.",
+           static_cast<double>(
+               sum(ws, [](const WorkerMetrics& x) { return x.redis_reconnects.get(); })));
+  w.scalar("sessiongate_redis_connections", "gauge", "Workers connected to Redis.",
+           gauge_sum(&WorkerMetrics::redis_connected));
+  histogram(w, ws, "sessiongate_redis_command_duration_seconds",
+            "Time from a Redis command sent to its reply.", &WorkerMetrics::redis_command_duration);
   return out;
 }
 

@@ -71,8 +71,17 @@ struct WorkerMetrics {
   Counter rejected_client_headers;  // client-sent headers under the session prefix removed
   Counter rejected_directives;      // application session directives refused
   Counter store_errors;
-  Counter sessions_fail_open;  // requests forwarded without a session (fail_open)
-  Counter bad_requests;        // rejected with 4xx before forwarding
+  Counter sessions_fail_open;    // requests forwarded without a session (fail_open)
+  Counter bad_requests;          // rejected with 4xx before forwarding
+  Counter tls_handshake_errors;  // client TLS handshakes that failed or timed out
+  // Redis store (redis_store.h): one connection per worker.
+  Counter redis_commands;                   // commands sent
+  Counter redis_errors;                     // error replies, lost connections, bad values
+  Counter redis_timeouts;                   // no reply within store.redis.timeout
+  Counter redis_rejected;                   // failed at once: not connected, or too many waiting
+  Counter redis_reconnects;                 // connections re-established after a loss
+  std::atomic<int64_t> redis_connected{0};  // 1 while this worker's connection is up
+  Histogram redis_command_duration;         // command sent -> reply
 };
 
 // Process-wide figures not owned by a worker.

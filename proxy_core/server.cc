@@ -27,14 +27,24 @@ unsigned Server::effective_workers(const Config& config) {
 
 std::vector<std::string> unsupported_settings(const Config& c) {
   std::vector<std::string> out;
-  if (c.tls.enabled() || !c.tls.certificates.empty())
-    out.push_back("tls: TLS termination is not available in this build yet");
-  if (!c.server.redirect_listen.empty())
-    out.push_back("server.redirect_listen: needs TLS, not available in this build yet");
-  if (c.upstream.tls) out.push_back("upstream.tls: not available in this build yet");
   if (c.session.store == StoreKind::kRedis)
     out.push_back("session.store = \"redis\": not available in this build yet; use \"memory\"");
   return out;
+}
+
+// Loads the listener's and the upstream's TLS contexts for `config` (nullptr where TLS is off).
+// `previous` carries session-ticket keys across a reload so that clients keep resuming.
+static bool load_tls(const Config& config, const TlsServerContext* previous,
+                     Worker::TlsContexts& out, std::string& error) {
+  if (config.tls.enabled()) {
+    out.server = TlsServerContext::load(config.tls, error, previous);
+    if (!out.server) return false;
+  }
+  if (config.upstream.tls) {
+    out.upstream = TlsClientContext::load(config.upstream, error);
+    if (!out.upstream) return false;
+  }
+  return true;
 }
 
 bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
@@ -44,6 +54,7 @@ bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
     return false;
   }
   if (!state_.access_log.open(config_->log.access, config_->log.format, error)) return false;
+  if (!load_tls(*config_, nullptr, tls_, error)) return false;
   const SessionConfig& sc = config_->session;
   auto memory = std::make_unique<MemoryStore>(sc.idle_timeout, sc.absolute_timeout,
                                               config_->memory_store.max_sessions);
@@ -69,8 +80,12 @@ bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
   for (unsigned i = 0; i < config_->server.workers; ++i) {
     auto w = std::make_unique<Worker>(i, config_, &state_);
     std::vector<Worker::OpenedListener> sockets;
-    if (!Worker::open_sockets(config_->server.listen, sockets, error)) return false;
+    if (!Worker::open_sockets(config_->server.listen, false, sockets, error)) return false;
+    if (!config_->server.redirect_listen.empty() &&
+        !Worker::open_sockets({config_->server.redirect_listen}, true, sockets, error))
+      return false;
     w->set_listeners(std::move(sockets));
+    w->set_tls(tls_);
     workers_.push_back(std::move(w));
   }
   for (auto& w : workers_)
@@ -96,6 +111,11 @@ bool Server::apply(std::shared_ptr<const Config> config, std::string& error) {
     if (std::find(config_->server.listen.begin(), config_->server.listen.end(), a) ==
         config_->server.listen.end())
       added.push_back(a);
+  // Certificates and keys are re-read; a bad one fails the whole reload and the old stay.
+  Worker::TlsContexts tls;
+  if (!load_tls(*effective, tls_.server.get(), tls, error)) return false;
+  bool redirect_added = !effective->server.redirect_listen.empty() &&
+                        effective->server.redirect_listen != config_->server.redirect_listen;
   std::vector<std::vector<Worker::OpenedListener>> sockets(workers_.size());
   auto close_all = [&] {
     for (auto& per_worker : sockets)
@@ -103,7 +123,9 @@ bool Server::apply(std::shared_ptr<const Config> config, std::string& error) {
         ::close(s.fd);
   };
   for (size_t i = 0; i < workers_.size(); ++i) {
-    if (!Worker::open_sockets(added, sockets[i], error)) {
+    if (!Worker::open_sockets(added, false, sockets[i], error) ||
+        (redirect_added &&
+         !Worker::open_sockets({effective->server.redirect_listen}, true, sockets[i], error))) {
       close_all();
       return false;
     }
@@ -117,8 +139,9 @@ bool Server::apply(std::shared_ptr<const Config> config, std::string& error) {
   }
   set_log_level(effective->log.level);
   config_ = effective;
+  tls_ = tls;
   for (size_t i = 0; i < workers_.size(); ++i)
-    workers_[i]->post_config(config_, std::move(sockets[i]));
+    workers_[i]->post_config(config_, tls_, std::move(sockets[i]));
   return true;
 }
 

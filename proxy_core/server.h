@@ -8,6 +8,7 @@
 
 #include "proxy_core/config.h"
 #include "proxy_core/gateway_state.h"
+#include "proxy_core/worker.h"
 
 namespace sg {
 
@@ -47,6 +48,7 @@ class Server {
   GatewayState state_;
   std::shared_ptr<const Config> config_;
   std::unique_ptr<SessionStore> store_;
+  Worker::TlsContexts tls_;
   std::vector<std::unique_ptr<Worker>> workers_;
 };
 

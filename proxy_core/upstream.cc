@@ -29,14 +29,40 @@ int UpstreamConnection::connect(const SocketAddress& addr, Millis timeout) {
 
 void UpstreamConnection::on_connect(uv_connect_t* req, int status) {
   auto* c = static_cast<UpstreamConnection*>(req->data);
-  c->stop_timer();
   if (c->closing_) return;
   if (status == 0) {
     c->connected_ = true;
     c->resume_reading();
+    if (c->tls_context_ != nullptr) {
+      // The connect timeout also covers the TLS handshake; the user hears "connected" only
+      // once the upstream's certificate has been verified.
+      c->tls_ = std::make_unique<TlsEngine>(*c->tls_context_, c->tls_host_);
+      c->tls_net_.clear();
+      if (c->tls_->start_handshake(c->tls_net_) == TlsStatus::kError) {
+        c->handshake_failed();
+        return;
+      }
+      if (c->write_raw(c->tls_net_) != 0) c->handshake_failed();
+      return;
+    }
   }
+  c->stop_timer();
   if (c->user_ != nullptr) c->user_->on_upstream_connected(c, status);
   if (status != 0) c->close();
+}
+
+void UpstreamConnection::handshake_failed() {
+  SG_LOG_WARN("upstream %s: TLS: %s", server_.c_str(),
+              tls_ ? std::string(tls_->error_text()).c_str() : "setup failed");
+  stop_timer();
+  UpstreamUser* user = user_;
+  close();
+  if (user != nullptr) user->on_upstream_connected(this, UV_EPROTO);
+}
+
+int UpstreamConnection::write_raw(std::string_view bytes) {
+  return stream_write(reinterpret_cast<uv_stream_t*>(&tcp_), bytes,
+                      &UpstreamConnection::on_write_done);
 }
 
 void UpstreamConnection::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
@@ -48,7 +74,15 @@ void UpstreamConnection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* 
   auto* c = static_cast<UpstreamConnection*>(s->data);
   if (nread == 0) return;
   if (nread < 0) {
+    if (c->tls_ != nullptr && !c->tls_->handshake_done()) {
+      c->handshake_failed();
+      return;
+    }
     c->fail(static_cast<int>(nread));
+    return;
+  }
+  if (c->tls_ != nullptr) {
+    c->on_ciphertext(buf->base, static_cast<size_t>(nread));
     return;
   }
   if (c->user_ == nullptr) {
@@ -66,8 +100,53 @@ void UpstreamConnection::fail(int status) {
   if (user != nullptr) user->on_upstream_closed(this, status);
 }
 
+void UpstreamConnection::on_ciphertext(const char* data, size_t len) {
+  bool was_done = tls_->handshake_done();
+  tls_plain_.clear();
+  tls_net_.clear();
+  TlsStatus st = tls_->feed(data, len, tls_plain_, tls_net_);
+  if (!tls_net_.empty() && write_raw(tls_net_) != 0) {
+    fail(UV_EPIPE);
+    return;
+  }
+  if (st == TlsStatus::kError) {
+    if (!was_done) {
+      handshake_failed();
+    } else {
+      fail(UV_EPROTO);
+    }
+    return;
+  }
+  if (!was_done && tls_->handshake_done()) {
+    stop_timer();
+    if (user_ != nullptr) user_->on_upstream_connected(this, 0);
+    if (closing_) return;
+  }
+  if (!tls_plain_.empty()) {
+    if (user_ == nullptr) {
+      fail(UV_EPROTO);  // application bytes on an idle pooled connection: out of step
+      return;
+    }
+    // The user may re-enter (and even close us); the scratch is not touched again here.
+    std::string plain;
+    plain.swap(tls_plain_);
+    user_->on_upstream_data(this, plain.data(), plain.size());
+    if (tls_plain_.empty()) {
+      plain.clear();
+      tls_plain_.swap(plain);  // keep the capacity
+    }
+  }
+  if (st == TlsStatus::kClosed && !closing_) fail(UV_EOF);
+}
+
 int UpstreamConnection::write(const uv_buf_t* bufs, unsigned count) {
   if (closing_) return UV_ECANCELED;
+  if (tls_ != nullptr) {
+    std::string net;
+    for (unsigned i = 0; i < count; ++i)
+      if (tls_->encrypt(bufs[i].base, bufs[i].len, net) != TlsStatus::kOk) return UV_EPROTO;
+    return write_raw(net);
+  }
   return stream_write(reinterpret_cast<uv_stream_t*>(&tcp_), bufs, count,
                       &UpstreamConnection::on_write_done);
 }
@@ -182,11 +261,24 @@ const SocketAddress* UpstreamPool::address_of(const std::string& server) {
 }
 
 UpstreamConnection* UpstreamPool::open(const std::string& server, const UpstreamConfig& config,
-                                       HttpParser::Limits limits, UpstreamUser* user) {
+                                       HttpParser::Limits limits, UpstreamUser* user,
+                                       std::shared_ptr<const TlsClientContext> tls) {
   const SocketAddress* addr = address_of(server);
   if (addr == nullptr) return nullptr;
   auto* c = new UpstreamConnection(this, server, limits);
   c->attach(user);
+  if (tls != nullptr) {
+    c->tls_context_ = std::move(tls);
+    // The name to verify: upstream.server_name, else the host part of the server address.
+    if (!config.server_name.empty()) {
+      c->tls_host_ = config.server_name;
+    } else {
+      std::string_view h = server;
+      h = h.substr(0, h.rfind(':'));
+      if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+      c->tls_host_ = std::string(h);
+    }
+  }
   int r = c->connect(*addr, config.connect_timeout);
   if (r != 0) {
     SG_LOG_WARN("upstream %s: connect: %s", server.c_str(), uv_strerror(r));

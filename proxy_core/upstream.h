@@ -18,6 +18,7 @@
 #include "proxy_core/http_parser.h"
 #include "proxy_core/metrics.h"
 #include "proxy_core/socket_address.h"
+#include "proxy_core/tls_engine.h"
 
 namespace sg {
 
@@ -68,6 +69,9 @@ class UpstreamConnection {
   static void on_write_done(uv_stream_t* s, int status);
   static void on_timer(uv_timer_t* t);
   static void on_close(uv_handle_t* h);
+  void on_ciphertext(const char* data, size_t len);
+  void handshake_failed();
+  int write_raw(std::string_view bytes);
 
   UpstreamPool* pool_;
   std::string server_;
@@ -76,6 +80,10 @@ class UpstreamConnection {
   uv_connect_t connect_req_;
   HttpParser parser_;
   UpstreamUser* user_ = nullptr;  // nullptr while idle in the pool
+  std::shared_ptr<const TlsClientContext> tls_context_;
+  std::string tls_host_;
+  std::unique_ptr<TlsEngine> tls_;
+  std::string tls_plain_, tls_net_;
   int handles_open_ = 0;
   bool connected_ = false;
   bool reading_ = false;
@@ -94,8 +102,10 @@ class UpstreamPool {
   // An idle connection to `server`, or nullptr.
   UpstreamConnection* take_idle(const std::string& server);
   // Opens a new connection; nullptr when the address does not resolve.
+  // `tls`: the upstream's TLS context when upstream.tls is on (nullptr: plain TCP).
   UpstreamConnection* open(const std::string& server, const UpstreamConfig& config,
-                           HttpParser::Limits limits, UpstreamUser* user);
+                           HttpParser::Limits limits, UpstreamUser* user,
+                           std::shared_ptr<const TlsClientContext> tls = nullptr);
   // Returns a healthy connection whose response completed; closes it if the pool is full.
   void put_idle(UpstreamConnection* c, Millis idle_timeout, size_t max_idle);
   void mark_refused(const std::string& server);

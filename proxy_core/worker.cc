@@ -56,20 +56,21 @@ Worker::~Worker() {
   uv_loop_close(&loop_);
 }
 
-bool Worker::open_sockets(const std::vector<std::string>& addresses,
+bool Worker::open_sockets(const std::vector<std::string>& addresses, bool redirect,
                           std::vector<OpenedListener>& out, std::string& error) {
   size_t first = out.size();
   for (const std::string& text : addresses) {
     auto addr = resolve_host_port(text);
     int fd = addr ? open_reuseport_listener(*addr) : -EINVAL;
     if (fd < 0) {
-      error = "server.listen: cannot bind " + text + ": " + strerror(-fd);
+      error = std::string(redirect ? "server.redirect_listen" : "server.listen") +
+              ": cannot bind " + text + ": " + strerror(-fd);
       for (size_t i = first; i < out.size(); ++i)
         ::close(out[i].fd);
       out.resize(first);
       return false;
     }
-    out.push_back({text, fd});
+    out.push_back({text, fd, redirect});
   }
   return true;
 }
@@ -78,6 +79,7 @@ void Worker::set_listeners(std::vector<OpenedListener> sockets) {
   for (OpenedListener& s : sockets) {
     auto l = std::make_unique<Listener>();
     l->address = std::move(s.address);
+    l->redirect = s.redirect;
     l->fd = s.fd;
     l->worker = this;
     l->tcp.data = nullptr;
@@ -158,7 +160,8 @@ void Worker::accept_one(Listener* l) {
   connections_.insert(c);
   metrics_->connections_accepted.add();
   metrics_->connections_open.fetch_add(1, std::memory_order_relaxed);
-  c->accept_from(reinterpret_cast<uv_stream_t*>(&l->tcp));
+  c->accept_from(reinterpret_cast<uv_stream_t*>(&l->tcp), l->redirect ? nullptr : tls_.server,
+                 l->redirect);
 }
 
 void Worker::connection_closed(ClientConnection* c) {
@@ -175,7 +178,8 @@ void Worker::connection_closed(ClientConnection* c) {
   maybe_finish();
 }
 
-void Worker::post_config(std::shared_ptr<const Config> config, std::vector<OpenedListener> added) {
+void Worker::post_config(std::shared_ptr<const Config> config, TlsContexts tls,
+                         std::vector<OpenedListener> added) {
   {
     std::lock_guard<std::mutex> lock(mailbox_mutex_);
     if (async_closed_) {
@@ -184,6 +188,7 @@ void Worker::post_config(std::shared_ptr<const Config> config, std::vector<Opene
       return;
     }
     mailbox_config_ = std::move(config);
+    mailbox_tls_ = std::move(tls);
     for (OpenedListener& s : added)
       mailbox_listeners_.push_back(std::move(s));
     if (!async_closed_) uv_async_send(&async_);
@@ -210,10 +215,12 @@ void Worker::on_async(uv_async_t* a) {
   auto* w = static_cast<Worker*>(a->data);
   std::shared_ptr<const Config> config;
   std::vector<OpenedListener> added;
+  TlsContexts tls;
   bool drain, stop;
   {
     std::lock_guard<std::mutex> lock(w->mailbox_mutex_);
     config = std::move(w->mailbox_config_);
+    tls = std::move(w->mailbox_tls_);
     added.swap(w->mailbox_listeners_);
     drain = w->mailbox_drain_;
     stop = w->mailbox_stop_;
@@ -222,12 +229,17 @@ void Worker::on_async(uv_async_t* a) {
   if (config) {
     // New requests and connections take the new configuration; in-flight ones keep theirs.
     w->config_ = std::move(config);
+    // New connections take the new certificates; open ones keep the context they started with.
+    w->tls_ = std::move(tls);
     if (w->probe_) w->probe_->set_config(w->config_);
     // Listeners that stay are untouched; removed addresses close, added ones open.
     const auto& keep = w->config_->server.listen;
     std::vector<Listener*> gone;
-    for (auto& l : w->listeners_)
-      if (std::find(keep.begin(), keep.end(), l->address) == keep.end()) gone.push_back(l.get());
+    for (auto& l : w->listeners_) {
+      bool kept = l->redirect ? l->address == w->config_->server.redirect_listen
+                              : std::find(keep.begin(), keep.end(), l->address) != keep.end();
+      if (!kept) gone.push_back(l.get());
+    }
     for (Listener* l : gone)
       w->close_listener(l);
   }

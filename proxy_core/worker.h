@@ -19,6 +19,7 @@
 #include "proxy_core/config.h"
 #include "proxy_core/gateway_state.h"
 #include "proxy_core/metrics.h"
+#include "proxy_core/tls_context.h"
 #include "proxy_core/upstream.h"
 
 namespace sg {
@@ -37,10 +38,16 @@ class Worker {
   struct OpenedListener {
     std::string address;
     int fd = -1;
+    bool redirect = false;  // server.redirect_listen: plain HTTP answering 308 to https
   };
   // Main thread: open one SO_REUSEPORT socket per address (closing them all on failure).
-  static bool open_sockets(const std::vector<std::string>& addresses,
+  static bool open_sockets(const std::vector<std::string>& addresses, bool redirect,
                            std::vector<OpenedListener>& out, std::string& error);
+  // The TLS contexts in force: the listener's (nullptr = plain HTTP) and the upstream's.
+  struct TlsContexts {
+    std::shared_ptr<const TlsServerContext> server;
+    std::shared_ptr<const TlsClientContext> upstream;
+  };
   // Main thread, before start(): adopt this worker's listening sockets.
   void set_listeners(std::vector<OpenedListener> sockets);
   void start();
@@ -49,7 +56,10 @@ class Worker {
 
   // Main thread, any time after start(). `added` are new listening sockets for this worker;
   // listeners whose address is not in the new config's server.listen are closed.
-  void post_config(std::shared_ptr<const Config> config, std::vector<OpenedListener> added = {});
+  void post_config(std::shared_ptr<const Config> config, TlsContexts tls,
+                   std::vector<OpenedListener> added = {});
+  // Main thread, before start().
+  void set_tls(TlsContexts tls) { tls_ = std::move(tls); }
   void post_drain();
   void post_stop();  // drain deadline passed: close everything now
 
@@ -64,6 +74,10 @@ class Worker {
   void connection_closed(ClientConnection* c);
   unsigned index() const { return index_; }
   WorkerMetrics& metrics() { return *metrics_; }
+  const std::shared_ptr<const TlsClientContext>& upstream_tls() const { return tls_.upstream; }
+  // Scratch for TLS records, reused by every connection of this worker (one callback at a time).
+  std::string& tls_plain_scratch() { return tls_plain_; }
+  std::string& tls_net_scratch() { return tls_net_; }
   // A fresh request id: 32 hex digits, unique across workers and restarts (random prefix).
   void next_request_id(std::string& out);
   // Any thread: read-only for /metrics.
@@ -76,6 +90,7 @@ class Worker {
  private:
   struct Listener {
     std::string address;
+    bool redirect = false;
     int fd = -1;
     uv_tcp_t tcp;
     bool paused = false;  // at max_connections: accepting resumes when a connection closes
@@ -101,6 +116,8 @@ class Worker {
   uv_async_t async_;
   uv_timer_t sweep_;
   std::unique_ptr<char[]> read_buffer_;
+  TlsContexts tls_;
+  std::string tls_plain_, tls_net_;
   std::unique_ptr<WorkerMetrics> metrics_ = std::make_unique<WorkerMetrics>();
   std::unique_ptr<UpstreamPool> pool_;
   std::unique_ptr<HealthProbe> probe_;
@@ -118,6 +135,7 @@ class Worker {
   std::mutex mailbox_mutex_;
   std::shared_ptr<const Config> mailbox_config_;
   std::vector<OpenedListener> mailbox_listeners_;
+  TlsContexts mailbox_tls_;
   bool mailbox_drain_ = false;
   bool mailbox_stop_ = false;
   bool async_closed_ = false;
