@@ -137,13 +137,6 @@ void on_signal(uv_signal_t* s, int signum) {
       SG_LOG_ERROR("reload failed: the running configuration stays");
       return;
     }
-    if (auto missing = sg::unsupported_settings(*config); !missing.empty()) {
-      ++rt->reloads_failed;
-      rt->server.state().process_metrics.reloads_failed++;
-      for (const auto& m : missing)
-        SG_LOG_ERROR("reload refused: %s", m.c_str());
-      return;
-    }
     std::string error;
     if (!rt->server.apply(config, error)) {
       ++rt->reloads_failed;
@@ -201,10 +194,11 @@ int main(int argc, char** argv) {
   auto config = load(rt->options.config_path, false);
   if (rt->options.check) {
     if (!config) return 1;
-    auto missing = sg::unsupported_settings(*config);
-    for (const auto& m : missing)
-      std::fprintf(stderr, "%s: %s\n", rt->options.config_path.c_str(), m.c_str());
-    if (!missing.empty()) return 1;
+    std::string tls_error;
+    if (!sg::check_tls(*config, tls_error)) {
+      std::fprintf(stderr, "%s: %s\n", rt->options.config_path.c_str(), tls_error.c_str());
+      return 1;
+    }
     std::printf("%s: configuration ok\n", rt->options.config_path.c_str());
     return 0;
   }

@@ -18,6 +18,9 @@ const char* readiness_problem(const GatewayState& st, const Config& config) {
   if (unix_now_ms() - st.upstream_ok_ms.load(std::memory_order_relaxed) > fresh_ms)
     return "not ready: upstream unreachable";
   if (st.store != nullptr && !st.store->usable()) return "not ready: session store unavailable";
+  // Every worker serves its share of clients: one without its store is one too many.
+  for (const SessionStore* s : st.worker_stores)
+    if (!s->usable()) return "not ready: session store unavailable";
   return nullptr;
 }
 

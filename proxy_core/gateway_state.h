@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "proxy_core/access_log.h"
 #include "proxy_core/config.h"
@@ -21,8 +22,9 @@ struct GatewayState {
   std::atomic<int64_t> upstream_ok_ms{0};
   AccessLog access_log;
   ProcessMetrics process_metrics;
-  SessionStore* store = nullptr;        // what the request path uses
-  MemoryStore* memory_store = nullptr;  // the embedded store, when it is the one in use
+  SessionStore* store = nullptr;  // the shared store (memory), or null with per-worker ones
+  std::vector<SessionStore*> worker_stores;  // Redis: one per worker; fixed before workers start
+  MemoryStore* memory_store = nullptr;       // the embedded store, when it is the one in use
 };
 
 int64_t unix_now_ms();

@@ -7,6 +7,7 @@
 
 #include "proxy_core/log.h"
 #include "proxy_core/memory_store.h"
+#include "proxy_core/redis_store.h"
 #include "proxy_core/session_store.h"
 #include "proxy_core/worker.h"
 
@@ -25,17 +26,15 @@ unsigned Server::effective_workers(const Config& config) {
   return n == 0 ? 1 : n;
 }
 
-std::vector<std::string> unsupported_settings(const Config& c) {
-  std::vector<std::string> out;
-  if (c.session.store == StoreKind::kRedis)
-    out.push_back("session.store = \"redis\": not available in this build yet; use \"memory\"");
-  return out;
+bool check_tls(const Config& config, std::string& error) {
+  Worker::TlsContexts unused;
+  return load_tls(config, nullptr, unused, error);
 }
 
 // Loads the listener's and the upstream's TLS contexts for `config` (nullptr where TLS is off).
 // `previous` carries session-ticket keys across a reload so that clients keep resuming.
-static bool load_tls(const Config& config, const TlsServerContext* previous,
-                     Worker::TlsContexts& out, std::string& error) {
+bool load_tls(const Config& config, const TlsServerContext* previous, Worker::TlsContexts& out,
+              std::string& error) {
   if (config.tls.enabled()) {
     out.server = TlsServerContext::load(config.tls, error, previous);
     if (!out.server) return false;
@@ -49,10 +48,6 @@ static bool load_tls(const Config& config, const TlsServerContext* previous,
 
 bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
   config_ = std::move(config);
-  if (auto missing = unsupported_settings(*config_); !missing.empty()) {
-    error = missing.front();
-    return false;
-  }
   if (!state_.access_log.open(config_->log.access, config_->log.format, error)) return false;
   if (!load_tls(*config_, nullptr, tls_, error)) return false;
   const SessionConfig& sc = config_->session;
@@ -70,9 +65,11 @@ bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
                    static_cast<unsigned long long>(memory->stats().active));
     }
   }
-  state_.memory_store = memory.get();
-  state_.store = memory.get();
-  store_ = std::move(memory);
+  if (sc.store == StoreKind::kMemory) {
+    state_.memory_store = memory.get();
+    state_.store = memory.get();
+    store_ = std::move(memory);
+  }
   // Each worker learns the total from the config to size its share of max_connections.
   auto effective = std::make_shared<Config>(*config_);
   effective->server.workers = effective_workers(*config_);
@@ -86,6 +83,15 @@ bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
       return false;
     w->set_listeners(std::move(sockets));
     w->set_tls(tls_);
+    if (sc.store == StoreKind::kRedis) {
+      // One connection per worker, on the worker's own loop (created before its thread runs).
+      auto redis = std::make_unique<RedisStore>(w->loop(), config_->redis_store, sc.idle_timeout,
+                                                sc.absolute_timeout, &w->metrics());
+      RedisStore* r = redis.get();
+      r->start();
+      state_.worker_stores.push_back(r);
+      w->set_own_store(std::move(redis), [r] { r->close(); });
+    }
     workers_.push_back(std::move(w));
   }
   for (auto& w : workers_)
@@ -106,6 +112,13 @@ bool Server::apply(std::shared_ptr<const Config> config, std::string& error) {
     SG_LOG_WARN("reload: session.store and store.memory.max_sessions need a restart");
   effective->session.store = config_->session.store;
   effective->memory_store.max_sessions = config_->memory_store.max_sessions;
+  const RedisStoreConfig &was = config_->redis_store, &now = config->redis_store;
+  if (was.address != now.address || was.database != now.database ||
+      was.key_prefix != now.key_prefix || was.sentinels != now.sentinels ||
+      was.master_name != now.master_name || was.password_file != now.password_file ||
+      was.timeout != now.timeout || was.on_unavailable != now.on_unavailable)
+    SG_LOG_WARN("reload: [store.redis] changes need a restart; keeping the running settings");
+  effective->redis_store = config_->redis_store;
   std::vector<std::string> added;
   for (const std::string& a : effective->server.listen)
     if (std::find(config_->server.listen.begin(), config_->server.listen.end(), a) ==

@@ -15,9 +15,11 @@ namespace sg {
 class Worker;
 class SessionStore;
 
-// Settings this build accepts in the file but cannot honour yet. Serving plain HTTP when an
-// operator asked for TLS would be worse than refusing to start, so start() and --check refuse.
-std::vector<std::string> unsupported_settings(const Config& config);
+// Loads the TLS contexts `config` asks for (certificates parse, keys match): what --check runs
+// beyond the loader, so that a key that would fail at start-up fails the check too.
+bool check_tls(const Config& config, std::string& error);
+bool load_tls(const Config& config, const TlsServerContext* previous, Worker::TlsContexts& out,
+              std::string& error);
 
 class Server {
  public:

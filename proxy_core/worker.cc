@@ -114,6 +114,11 @@ void Worker::on_listener_closed(uv_handle_t* h) {
   }
 }
 
+void Worker::set_own_store(std::unique_ptr<SessionStore> store, std::function<void()> close_store) {
+  own_store_ = std::move(store);
+  close_store_ = std::move(close_store);
+}
+
 void Worker::start() {
   unsigned workers = static_cast<unsigned>(config_->server.workers);
   if (workers == 0) workers = 1;
@@ -291,6 +296,7 @@ void Worker::maybe_finish() {
 void Worker::close_everything() {
   closed_ = true;
   pool_->close_idle();
+  if (close_store_) close_store_();  // closes its handles so that the loop can end
   if (probe_) probe_->stop();
   uv_close(reinterpret_cast<uv_handle_t*>(&sweep_), nullptr);
   // Under the mailbox lock: the main thread never sends to a closed async handle.

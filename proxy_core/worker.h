@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -19,6 +20,7 @@
 #include "proxy_core/config.h"
 #include "proxy_core/gateway_state.h"
 #include "proxy_core/metrics.h"
+#include "proxy_core/session_store.h"
 #include "proxy_core/tls_context.h"
 #include "proxy_core/upstream.h"
 
@@ -60,6 +62,10 @@ class Worker {
                    std::vector<OpenedListener> added = {});
   // Main thread, before start().
   void set_tls(TlsContexts tls) { tls_ = std::move(tls); }
+  // Main thread, before start(): this worker's own store (Redis), started on its loop.
+  void set_own_store(std::unique_ptr<SessionStore> store, std::function<void()> close_store);
+  // The store this worker's requests use: its own, or the shared one.
+  SessionStore* store() const { return own_store_ ? own_store_.get() : state_->store; }
   void post_drain();
   void post_stop();  // drain deadline passed: close everything now
 
@@ -117,6 +123,8 @@ class Worker {
   uv_timer_t sweep_;
   std::unique_ptr<char[]> read_buffer_;
   TlsContexts tls_;
+  std::unique_ptr<SessionStore> own_store_;
+  std::function<void()> close_store_;
   std::string tls_plain_, tls_net_;
   std::unique_ptr<WorkerMetrics> metrics_ = std::make_unique<WorkerMetrics>();
   std::unique_ptr<UpstreamPool> pool_;
