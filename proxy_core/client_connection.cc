@@ -250,8 +250,7 @@ void ClientConnection::arm_timer(TimerKind kind) {
   Millis t{0};
   switch (kind) {
     case TimerKind::kNone:
-      uv_timer_stop(&timer_);
-      return;
+      return;  // lazily: the armed timer finds kNone when it fires and does nothing
     case TimerKind::kIdle:
     case TimerKind::kActivity:
       t = config_->limits.client_idle_timeout;
@@ -266,11 +265,28 @@ void ClientConnection::arm_timer(TimerKind kind) {
       t = config_->tls.handshake_timeout;
       break;
   }
-  uv_timer_start(&timer_, &ClientConnection::on_timer, static_cast<uint64_t>(t.count()), 0);
+  // Timers are re-armed several times per request. Like nginx, we only move the deadline and
+  // touch libuv's timer heap when the new deadline is earlier than the one already armed; a
+  // timer that fires early re-arms itself for the rest.
+  uint64_t now = uv_now(worker_->loop());
+  deadline_ = now + static_cast<uint64_t>(t.count());
+  if (timer_armed_ && armed_due_ <= deadline_) return;
+  uv_timer_start(&timer_, &ClientConnection::on_timer, deadline_ - now, 0);
+  timer_armed_ = true;
+  armed_due_ = deadline_;
 }
 
 void ClientConnection::on_timer(uv_timer_t* t) {
   auto* c = static_cast<ClientConnection*>(t->data);
+  c->timer_armed_ = false;
+  if (c->timer_kind_ == TimerKind::kNone) return;
+  uint64_t now = uv_now(c->worker_->loop());
+  if (now < c->deadline_) {
+    uv_timer_start(&c->timer_, &ClientConnection::on_timer, c->deadline_ - now, 0);
+    c->timer_armed_ = true;
+    c->armed_due_ = c->deadline_;
+    return;
+  }
   switch (c->timer_kind_) {
     case TimerKind::kHeader:
       c->reject(408, "request head not received in time");

@@ -131,6 +131,9 @@ class ClientConnection final : public UpstreamUser {
   int handles_open_ = 0;
   State state_ = State::kIdle;
   TimerKind timer_kind_ = TimerKind::kNone;
+  uint64_t deadline_ = 0;   // loop time when timer_kind_ expires
+  uint64_t armed_due_ = 0;  // when the libuv timer is set to fire
+  bool timer_armed_ = false;
   bool reading_ = false;
   bool closing_ = false;
   bool draining_ = false;

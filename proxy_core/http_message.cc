@@ -15,17 +15,6 @@ void MessageHead::clear() {
   keep_alive = true;
 }
 
-static inline char lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? char(c + 32) : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
-
 const HeaderField* MessageHead::find(std::string_view name) const {
   for (size_t i = 0; i < header_count; ++i)
     if (iequals(headers[i].name, name)) return &headers[i];

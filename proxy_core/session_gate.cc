@@ -23,6 +23,16 @@ void append_header_case(std::string& out, std::string_view name) {
 
 }  // namespace
 
+// A keep-alive connection sends the same cookie with every request: remembering the last
+// token's digest saves a SHA-256 per request. The token only ever meets its own digest here.
+TokenHash SessionGate::key_of(const std::string& token) {
+  if (token.size() != last_token_.size() || token != last_token_) {
+    last_token_ = token;
+    last_key_ = hash_token(token);
+  }
+  return last_key_;
+}
+
 void SessionGate::reset() {
   // Callbacks from an earlier request (a slow store) find a different epoch and do nothing.
   epoch_ = std::make_shared<int>(0);
@@ -93,7 +103,7 @@ void SessionGate::lookup_next(Done done) {
     return;
   }
   const std::string& token = candidates_[next_candidate_++];
-  TokenHash key = hash_token(token);
+  TokenHash key = key_of(token);
   std::weak_ptr<int> epoch = epoch_;
   store_->lookup(key, unix_now_ms(), [this, epoch, key, token, done](LookupResult r) mutable {
     if (epoch.expired()) return;
@@ -170,7 +180,7 @@ void SessionGate::create_session(Done done) {
     return;
   }
   record_.created_ms = record_.last_seen_ms = unix_now_ms();
-  key_ = hash_token(token_);
+  key_ = key_of(token_);
   is_new_ = true;
   std::weak_ptr<int> epoch = epoch_;
   store_->create(key_, record_, [this, epoch, done](StoreStatus s) {
@@ -269,7 +279,7 @@ void SessionGate::on_response(const MessageHead& response, std::function<void()>
     }
     TokenHash old_key = key_;
     token_ = std::move(fresh);
-    key_ = hash_token(token_);
+    key_ = key_of(token_);
     record_.last_seen_ms = unix_now_ms();
     event_ = "rotated";
     store_->rotate(old_key, key_, record_, [this, epoch, done](StoreStatus s) {

@@ -54,6 +54,7 @@ class SessionGate {
 
  private:
   void lookup_next(Done done);
+  TokenHash key_of(const std::string& token);
   void on_found(Done done);
   void unavailable(Done done);
   void create_session(Done done);
@@ -73,6 +74,8 @@ class SessionGate {
   unsigned valid_found_ = 0;
   unsigned rejected_directives_ = 0;
   TokenHash key_{};
+  std::string last_token_;  // the connection's last token and its digest (see key_of)
+  TokenHash last_key_{};
   std::string token_;
   SessionRecord record_;
   HeaderList injected_;

@@ -182,18 +182,34 @@ void UpstreamConnection::resume_reading() {
     reading_ = true;
 }
 
+// Lazy like ClientConnection::arm_timer: moving a deadline later costs no timer-heap work.
 void UpstreamConnection::start_timer(Millis timeout) {
   if (closing_) return;
-  uv_timer_start(&timer_, &UpstreamConnection::on_timer, static_cast<uint64_t>(timeout.count()), 0);
+  uint64_t now = uv_now(pool_->loop());
+  deadline_ = now + static_cast<uint64_t>(timeout.count());
+  timer_on_ = true;
+  if (timer_armed_ && armed_due_ <= deadline_) return;
+  uv_timer_start(&timer_, &UpstreamConnection::on_timer, deadline_ - now, 0);
+  timer_armed_ = true;
+  armed_due_ = deadline_;
 }
 
 void UpstreamConnection::stop_timer() {
-  if (!closing_) uv_timer_stop(&timer_);
+  timer_on_ = false;
 }
 
 void UpstreamConnection::on_timer(uv_timer_t* t) {
   auto* c = static_cast<UpstreamConnection*>(t->data);
-  if (c->closing_) return;
+  c->timer_armed_ = false;
+  if (c->closing_ || !c->timer_on_) return;
+  uint64_t now = uv_now(c->pool_->loop());
+  if (now < c->deadline_) {
+    uv_timer_start(&c->timer_, &UpstreamConnection::on_timer, c->deadline_ - now, 0);
+    c->timer_armed_ = true;
+    c->armed_due_ = c->deadline_;
+    return;
+  }
+  c->timer_on_ = false;
   if (c->user_ == nullptr) {
     c->close();  // idle too long in the pool
     return;

@@ -85,6 +85,10 @@ class UpstreamConnection {
   std::unique_ptr<TlsEngine> tls_;
   std::string tls_plain_, tls_net_;
   int handles_open_ = 0;
+  uint64_t deadline_ = 0;   // loop time when the running timeout expires
+  uint64_t armed_due_ = 0;  // when the libuv timer is set to fire
+  bool timer_on_ = false;   // a timeout is running (stop_timer() only clears this)
+  bool timer_armed_ = false;
   bool connected_ = false;
   bool reading_ = false;
   bool closing_ = false;

@@ -43,10 +43,13 @@ Worker::Worker(unsigned index, std::shared_ptr<const Config> config, GatewayStat
 void Worker::next_request_id(std::string& out) {
   static constexpr char kHex[] = "0123456789abcdef";
   uint64_t parts[2] = {request_id_prefix_, ++request_id_seq_};
-  out.resize(32);
-  for (int p = 0; p < 2; ++p)
-    for (int i = 0; i < 16; ++i)
-      out[p * 16 + i] = kHex[(parts[p] >> (60 - 4 * i)) & 0xf];
+  char buf[32];
+  for (int p = 0; p < 2; ++p) {
+    uint64_t v = parts[p];
+    for (int i = 15; i >= 0; --i, v >>= 4)
+      buf[p * 16 + i] = kHex[v & 0xf];
+  }
+  out.assign(buf, sizeof buf);
 }
 
 Worker::~Worker() {
