@@ -424,6 +424,7 @@ void ClientConnection::forward_request() {
   o.replace_cookie = session_.replace_cookie();
   o.cookie_value = session_.cookie_value();
   o.injected = &session_.injected();
+  o.injected_count = session_.injected_count();
   o.request_id = request_id_;
   size_t removed = 0;
   o.removed_reserved = &removed;

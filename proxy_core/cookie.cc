@@ -54,13 +54,19 @@ void for_each_pair(const std::vector<std::string_view>& fields, Fn&& fn) {
 
 }  // namespace
 
-std::vector<std::string_view> find_cookie_values(const std::vector<std::string_view>& cookie_fields,
-                                                 std::string_view name) {
-  std::vector<std::string_view> values;
-  if (name.empty()) return values;
+void find_cookie_values(const std::vector<std::string_view>& cookie_fields, std::string_view name,
+                        std::vector<std::string_view>& values) {
+  values.clear();
+  if (name.empty()) return;
   for_each_pair(cookie_fields, [&](const CookiePair& p) {
     if (p.has_equals && p.name == name) values.push_back(p.value);
   });
+}
+
+std::vector<std::string_view> find_cookie_values(const std::vector<std::string_view>& cookie_fields,
+                                                 std::string_view name) {
+  std::vector<std::string_view> values;
+  find_cookie_values(cookie_fields, name, values);
   return values;
 }
 
@@ -75,15 +81,24 @@ std::string remove_cookie(const std::vector<std::string_view>& cookie_fields,
   return out;
 }
 
-std::vector<std::string_view> token_candidates(const std::vector<std::string_view>& values) {
-  std::vector<std::string_view> out;
+void token_candidates(const std::vector<std::string_view>& values,
+                      std::vector<std::string_view>& out) {
+  out.clear();
   for (std::string_view v : values) {
     if (!is_token_shaped(v)) continue;
     // The same token sent twice (two paths, or a duplicated header) is still one session.
     if (std::find(out.begin(), out.end(), v) != out.end()) continue;
-    if (out.size() == kMaxTokenCandidates) return {};
+    if (out.size() == kMaxTokenCandidates) {
+      out.clear();
+      return;
+    }
     out.push_back(v);
   }
+}
+
+std::vector<std::string_view> token_candidates(const std::vector<std::string_view>& values) {
+  std::vector<std::string_view> out;
+  token_candidates(values, out);
   return out;
 }
 

@@ -25,6 +25,9 @@ inline constexpr size_t kMaxTokenCandidates = 4;
 // clients send several). A quoted value keeps its quotes: it is never token-shaped.
 std::vector<std::string_view> find_cookie_values(const std::vector<std::string_view>& cookie_fields,
                                                  std::string_view name);
+// The same into `values` (cleared first): lets the request path reuse one vector.
+void find_cookie_values(const std::vector<std::string_view>& cookie_fields, std::string_view name,
+                        std::vector<std::string_view>& values);
 
 // The single Cookie field value to forward: every pair except those named `name`, trimmed, empty
 // pairs dropped, joined with "; " (RFC 6265 §5.4 step 4). Empty string: drop the Cookie header.
@@ -36,5 +39,7 @@ std::string remove_cookie(const std::vector<std::string_view>& cookie_fields,
 // by the caller with the store: look each candidate up, accept when exactly one is a live session.
 // Returns empty (= no session) when there are more than kMaxTokenCandidates distinct candidates.
 std::vector<std::string_view> token_candidates(const std::vector<std::string_view>& values);
+void token_candidates(const std::vector<std::string_view>& values,
+                      std::vector<std::string_view>& out);
 
 }  // namespace sg

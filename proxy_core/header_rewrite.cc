@@ -1,5 +1,6 @@
 #include "proxy_core/header_rewrite.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include "proxy_core/set_cookie.h"
@@ -156,9 +157,11 @@ void build_upstream_request(const MessageHead& request, const UpstreamRequestOpt
   }
   if (!o.request_id.empty()) append_header(out, "X-Request-Id", o.request_id);
   // Injected last, after hop-by-hop removal, so a client cannot name them in Connection.
-  if (o.injected != nullptr)
-    for (const auto& [name, value] : *o.injected)
-      append_header(out, name, value);
+  if (o.injected != nullptr) {
+    size_t n = std::min(o.injected_count, o.injected->size());
+    for (size_t i = 0; i < n; ++i)
+      append_header(out, (*o.injected)[i].first, (*o.injected)[i].second);
+  }
   out.append("\r\n");
 }
 

@@ -3,6 +3,7 @@
 // is exactly what we validated. Pure logic: no I/O.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -40,7 +41,8 @@ struct UpstreamRequestOptions {
   // with an empty value drops the Cookie header.
   bool replace_cookie = false;
   std::string_view cookie_value;
-  const HeaderList* injected = nullptr;  // trusted headers (X-Session-*, X-Request-Id), added last
+  const HeaderList* injected = nullptr;  // trusted headers (X-Session-*), added last
+  size_t injected_count = SIZE_MAX;      // how many of `injected` to use (default: all)
   size_t* removed_reserved = nullptr;    // if set, counts client headers under the prefix dropped
   // X-Request-Id to send; the client's own is always dropped (the caller passes it back here
   // when the peer is trusted). Empty: no X-Request-Id.

@@ -23,6 +23,11 @@ void append_header_case(std::string& out, std::string_view name) {
 
 }  // namespace
 
+void SessionGate::set_handle_hex() {
+  handle_hex_.resize(32);
+  handle_to_hex(record_.handle, std::span<char, 32>(handle_hex_.data(), 32));
+}
+
 // A keep-alive connection sends the same cookie with every request: remembering the last
 // token's digest saves a SHA-256 per request. The token only ever meets its own digest here.
 TokenHash SessionGate::key_of(const std::string& token) {
@@ -34,14 +39,15 @@ TokenHash SessionGate::key_of(const std::string& token) {
 }
 
 void SessionGate::reset() {
-  // Callbacks from an earlier request (a slow store) find a different epoch and do nothing.
-  epoch_ = std::make_shared<int>(0);
+  // Callbacks from an earlier request (a slow store) carry an older generation and do nothing.
+  ++generation_;
   active_ = is_new_ = logout_ = sets_cookie_ = replace_cookie_ = false;
   rejected_directives_ = 0;
   token_.clear();
-  candidates_.clear();
-  record_ = SessionRecord{};
-  injected_.clear();
+  candidate_count_ = 0;
+  record_.attributes.clear();
+  record_.created_ms = record_.last_seen_ms = 0;
+  injected_count_ = 0;  // the strings keep their capacity for the next request
   cookie_value_.clear();
   response_headers_.clear();
   handle_hex_.clear();
@@ -57,17 +63,19 @@ void SessionGate::begin(const Config& config, SessionStore* store, Counter* stor
   const SessionConfig& sc = config.session;
 
   // Our cookie never reaches the application, excluded path or not.
-  std::vector<std::string_view> fields;
+  fields_.clear();
   for (size_t i = 0; i < request.header_count; ++i)
-    if (iequals(request.headers[i].name, "cookie")) fields.push_back(request.headers[i].value);
-  std::vector<std::string_view> values = find_cookie_values(fields, sc.cookie_name);
-  if (!values.empty()) {
+    if (iequals(request.headers[i].name, "cookie")) fields_.push_back(request.headers[i].value);
+  find_cookie_values(fields_, sc.cookie_name, values_);
+  if (!values_.empty()) {
     replace_cookie_ = true;
-    cookie_value_ = remove_cookie(fields, sc.cookie_name);
+    cookie_value_ = remove_cookie(fields_, sc.cookie_name);
   }
-  // Copies: the request head may be reused before an asynchronous store answers.
-  for (std::string_view t : token_candidates(values))
-    candidates_.emplace_back(t);
+  // Copies (into strings that keep their capacity): the request head may be reused before an
+  // asynchronous store answers.
+  token_candidates(values_, shaped_);
+  for (std::string_view t : shaped_)
+    candidates_[candidate_count_++].assign(t);
 
   std::string_view path = path_without_query(request.target);
   if (!sc.logout_path.empty() && path == sc.logout_path) {
@@ -91,7 +99,7 @@ void SessionGate::begin(const Config& config, SessionStore* store, Counter* stor
 // Looks the candidates up one after another. Several cookies with our name are accepted only if
 // exactly one is a live session; otherwise the request is treated as having none.
 void SessionGate::lookup_next(Done done) {
-  if (next_candidate_ >= candidates_.size()) {
+  if (next_candidate_ >= candidate_count_) {
     if (valid_found_ == 1) {
       on_found(std::move(done));
     } else if (logout_) {
@@ -102,11 +110,11 @@ void SessionGate::lookup_next(Done done) {
     }
     return;
   }
-  const std::string& token = candidates_[next_candidate_++];
-  TokenHash key = key_of(token);
-  std::weak_ptr<int> epoch = epoch_;
-  store_->lookup(key, unix_now_ms(), [this, epoch, key, token, done](LookupResult r) mutable {
-    if (epoch.expired()) return;
+  size_t index = next_candidate_++;
+  TokenHash key = key_of(candidates_[index]);
+  Ticket epoch = ticket();
+  store_->lookup(key, unix_now_ms(), [this, epoch, key, index, done](LookupResult r) mutable {
+    if (stale(epoch)) return;
     if (r.status == StoreStatus::kUnavailable) {
       unavailable(std::move(done));
       return;
@@ -114,7 +122,7 @@ void SessionGate::lookup_next(Done done) {
     if (r.status == StoreStatus::kOk && r.record) {
       if (++valid_found_ == 1) {
         key_ = key;
-        token_ = token;
+        token_.assign(candidates_[index]);
         record_ = std::move(*r.record);
       }
     }
@@ -136,11 +144,11 @@ void SessionGate::unavailable(Done done) {
 void SessionGate::on_found(Done done) {
   const SessionConfig& sc = config_->session;
   if (logout_) {
-    std::weak_ptr<int> epoch = epoch_;
-    handle_hex_ = handle_to_hex(record_.handle);
+    Ticket epoch = ticket();
+    set_handle_hex();
     event_ = "destroyed";
     store_->destroy(key_, [this, epoch, done](StoreStatus) {
-      if (epoch.expired()) return;
+      if (stale(epoch)) return;
       add_set_cookie(/*expire=*/true);
       done(Outcome::kLogout);
     });
@@ -153,9 +161,9 @@ void SessionGate::on_found(Done done) {
   if (now - record_.last_seen_ms >= sc.idle_timeout.count() / 10) {
     record_.last_seen_ms = now;
     add_set_cookie(/*expire=*/false);
-    std::weak_ptr<int> epoch = epoch_;
+    Ticket epoch = ticket();
     store_->update(key_, record_, [this, epoch, done](StoreStatus s) {
-      if (epoch.expired()) return;
+      if (stale(epoch)) return;
       if (s == StoreStatus::kUnavailable) {
         unavailable(std::move(done));
         return;
@@ -182,9 +190,9 @@ void SessionGate::create_session(Done done) {
   record_.created_ms = record_.last_seen_ms = unix_now_ms();
   key_ = key_of(token_);
   is_new_ = true;
-  std::weak_ptr<int> epoch = epoch_;
+  Ticket epoch = ticket();
   store_->create(key_, record_, [this, epoch, done](StoreStatus s) {
-    if (epoch.expired()) return;
+    if (stale(epoch)) return;
     if (s != StoreStatus::kOk) {
       unavailable(std::move(done));
       return;
@@ -198,14 +206,19 @@ void SessionGate::create_session(Done done) {
 
 void SessionGate::finish_request(Done done) {
   const std::string& prefix = config_->session.header_prefix;
-  handle_hex_ = handle_to_hex(record_.handle);
-  std::string name = prefix;
-  name.append("Id");
-  injected_.emplace_back(std::move(name), handle_hex_);
+  set_handle_hex();
+  auto next = [this]() -> std::pair<std::string, std::string>& {
+    if (injected_count_ == injected_.size()) injected_.emplace_back();
+    return injected_[injected_count_++];
+  };
+  auto& id = next();
+  id.first.assign(prefix).append("Id");
+  id.second.assign(handle_hex_);
   for (const auto& [attr, value] : record_.attributes) {
-    std::string header = prefix;
-    append_header_case(header, attr);
-    injected_.emplace_back(std::move(header), value);
+    auto& h = next();
+    h.first.assign(prefix);
+    append_header_case(h.first, attr);
+    h.second.assign(value);
   }
   done(Outcome::kProceed);
 }
@@ -258,11 +271,11 @@ void SessionGate::on_response(const MessageHead& response, std::function<void()>
       }
     }
   }
-  std::weak_ptr<int> epoch = epoch_;
+  Ticket epoch = ticket();
   if (destroy) {
     event_ = "destroyed";
     store_->destroy(key_, [this, epoch, done](StoreStatus) {
-      if (epoch.expired()) return;
+      if (stale(epoch)) return;
       add_set_cookie(/*expire=*/true);
       done();
     });
@@ -283,7 +296,7 @@ void SessionGate::on_response(const MessageHead& response, std::function<void()>
     record_.last_seen_ms = unix_now_ms();
     event_ = "rotated";
     store_->rotate(old_key, key_, record_, [this, epoch, done](StoreStatus s) {
-      if (epoch.expired()) return;
+      if (stale(epoch)) return;
       if (s == StoreStatus::kOk) add_set_cookie(/*expire=*/false);
       done();
     });
@@ -291,7 +304,7 @@ void SessionGate::on_response(const MessageHead& response, std::function<void()>
   }
   if (changed) {
     store_->update(key_, record_, [epoch, done](StoreStatus) {
-      if (epoch.expired()) return;
+      if (stale(epoch)) return;
       done();
     });
     return;

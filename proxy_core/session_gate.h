@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "proxy_core/config.h"
+#include "proxy_core/cookie.h"
 #include "proxy_core/header_rewrite.h"
 #include "proxy_core/http_message.h"
 #include "proxy_core/metrics.h"
@@ -40,7 +41,10 @@ class SessionGate {
   void on_response(const MessageHead& response, std::function<void()> done);
 
   // For the upstream request.
+  // The first injected_count() entries of injected() are this request's trusted headers (the
+  // list keeps spare entries so that their strings are reused across requests).
   const HeaderList& injected() const { return injected_; }
+  size_t injected_count() const { return injected_count_; }
   bool replace_cookie() const { return replace_cookie_; }
   std::string_view cookie_value() const { return cookie_value_; }
   // For the client response.
@@ -65,11 +69,27 @@ class SessionGate {
   SessionStore* store_ = nullptr;
   Counter* store_errors_ = nullptr;
   bool tls_ = false;
-  std::shared_ptr<int> epoch_ = std::make_shared<int>(0);
+  // Asynchronous answers must not touch a gate that moved on (next request) or is gone (closed
+  // connection): they carry a Ticket, checked by stale(). One allocation per connection.
+  struct Ticket {
+    std::weak_ptr<uint64_t> alive;  // points at generation_ while the gate lives
+    uint64_t generation;
+  };
+  Ticket ticket() const { return {alive_, generation_}; }
+  static bool stale(const Ticket& t) {
+    std::shared_ptr<uint64_t> g = t.alive.lock();
+    return g == nullptr || *g != t.generation;
+  }
+  void set_handle_hex();
+  std::shared_ptr<uint64_t> alive_ = std::make_shared<uint64_t>(0);
+  uint64_t& generation_ = *alive_;
   bool active_ = false;  // this request has a session (not excluded, store usable)
   bool is_new_ = false;
   bool logout_ = false;
-  std::vector<std::string> candidates_;
+  std::string candidates_[kMaxTokenCandidates];  // copied out of the request head
+  size_t candidate_count_ = 0;
+  std::vector<std::string_view> fields_, values_, shaped_;  // scratch, reused
+  size_t injected_count_ = 0;
   size_t next_candidate_ = 0;
   unsigned valid_found_ = 0;
   unsigned rejected_directives_ = 0;
