@@ -1,4 +1,5 @@
 #include "proxy_core/cookie.h"
+#include "proxy_core/http_message.h"
 
 #include <algorithm>
 
@@ -6,17 +7,6 @@
 
 namespace sg {
 namespace {
-
-// RFC 6265 §5.2 and §5.4 speak of "whitespace" around pairs; HTTP's OWS is SP and HTAB.
-std::string_view trim(std::string_view s) {
-  size_t b = 0;
-  size_t e = s.size();
-  while (b < e && (s[b] == ' ' || s[b] == '\t'))
-    ++b;
-  while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t'))
-    --e;
-  return s.substr(b, e - b);
-}
 
 struct CookiePair {
   std::string_view text;   // the whole trimmed pair, as forwarded
@@ -27,13 +17,13 @@ struct CookiePair {
 
 CookiePair split_pair(std::string_view pair) {
   CookiePair p;
-  p.text = trim(pair);
+  p.text = trim_ows(pair);
   size_t eq = p.text.find('=');
   if (eq == std::string_view::npos) return p;
   // The name ends at the first '='; a value may itself contain '=' (base64 padding, JSON...).
   p.has_equals = true;
-  p.name = trim(p.text.substr(0, eq));
-  p.value = trim(p.text.substr(eq + 1));
+  p.name = trim_ows(p.text.substr(0, eq));
+  p.value = trim_ows(p.text.substr(eq + 1));
   return p;
 }
 

@@ -1,4 +1,5 @@
 #include "proxy_core/session_attributes.h"
+#include "proxy_core/http_message.h"
 
 #include <algorithm>
 
@@ -29,16 +30,6 @@ bool is_tchar(unsigned char c) {
     default:
       return false;
   }
-}
-
-std::string_view trim_ows(std::string_view s) {
-  size_t b = 0;
-  size_t e = s.size();
-  while (b < e && (s[b] == ' ' || s[b] == '\t'))
-    ++b;
-  while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t'))
-    --e;
-  return s.substr(b, e - b);
 }
 
 size_t total_bytes(const SessionAttributes& attrs) {

@@ -1,4 +1,5 @@
 #include "proxy_core/set_cookie.h"
+#include "proxy_core/http_message.h"
 
 #include <algorithm>
 
@@ -46,16 +47,6 @@ void append_tail(std::string& out, const SessionConfig& config, bool secure) {
   if (secure) out += "; Secure";
   out += "; HttpOnly; SameSite=";
   out += config.cookie_samesite;
-}
-
-std::string_view trim(std::string_view s) {
-  size_t b = 0;
-  size_t e = s.size();
-  while (b < e && (s[b] == ' ' || s[b] == '\t'))
-    ++b;
-  while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t'))
-    --e;
-  return s.substr(b, e - b);
 }
 
 }  // namespace
@@ -143,7 +134,7 @@ bool set_cookie_names_cookie(std::string_view set_cookie_value, std::string_view
   // RFC 6265 §5.2 step 2: without '=' the user agent ignores the whole Set-Cookie.
   // (RFC 6265bis reads it as an empty name, which is never ours either.)
   if (eq == std::string_view::npos) return false;
-  return !our_name.empty() && trim(pair.substr(0, eq)) == our_name;
+  return !our_name.empty() && trim_ows(pair.substr(0, eq)) == our_name;
 }
 
 }  // namespace sg
