@@ -278,6 +278,10 @@ int ticket_key_callback(SSL* ssl, unsigned char key_name[16], unsigned char* iv,
   } else {
     result = ring.find(key_name, key);  // 0: unknown key -> full handshake
     if (result == 0) return 0;
+    // TLS 1.3 clients (OpenSSL's among them) use a ticket once (RFC 8446 §8 recommends it);
+    // without a fresh ticket after each resumption, every other reconnect would be a full
+    // handshake. 2 = "valid, renew it", as nginx does.
+    if (SSL_version(ssl) == TLS1_3_VERSION) result = 2;
   }
   OSSL_PARAM params[] = {
       OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, key.hmac_key, sizeof key.hmac_key),

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# testssl.sh against the gateway's TLS listener (issue 5). Not a test and not in CI: a report.
+#
+#   bash tests/bench/run_testssl.sh                 # full run, EC P-256 certificate
+#   KEY=rsa bash tests/bench/run_testssl.sh         # RSA 2048 certificate
+#   FAST=1 bash tests/bench/run_testssl.sh          # testssl --fast
+#
+# Needs the Debian package testssl.sh (`apt-get install testssl.sh`, command `testssl`), openssl,
+# python3 and a built gateway. Starts, on loopback free ports: a stdlib Python origin answering
+# 200, and the gateway with [tls] (a self-signed certificate made here, default min_version and
+# ciphers, strict_transport_security set) and [server] redirect_listen. Runs
+# `testssl --quiet --color 0` on the TLS port, prints its output, then a summary: the rating
+# section and every finding above OK/INFO severity (from testssl's JSON). Everything started is
+# stopped at exit. Environment: SG_BIN, KEY=ec|rsa, FAST=1, KEEP_TMP=1, TESTSSL (the command).
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+SG_BIN=${SG_BIN:-$root/build/sessiongate}
+KEY=${KEY:-ec}
+TESTSSL=${TESTSSL:-$(command -v testssl || command -v testssl.sh || true)}
+
+if [[ -z $TESTSSL ]]; then
+  echo "run_testssl.sh: testssl not found; apt-get install testssl.sh" >&2
+  exit 2
+fi
+[[ -x $SG_BIN ]] || { echo "run_testssl.sh: build the gateway first ($SG_BIN)" >&2; exit 2; }
+
+tmp=$(mktemp -d /tmp/sg-testssl.XXXXXX)
+pids=()
+cleanup() {
+  local pid i
+  for pid in "${pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null
+    for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  if [[ ${KEEP_TMP:-0} == 1 ]]; then echo "kept $tmp" >&2; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+read -r P_ORIGIN P_TLS P_REDIRECT < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(3)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))')
+
+if [[ $KEY == rsa ]]; then newkey=(-newkey rsa:2048); else newkey=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1); fi
+openssl req -x509 "${newkey[@]}" -nodes -keyout "$tmp/key.pem" -out "$tmp/cert.pem" -days 90 \
+  -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null ||
+  { echo "openssl req failed" >&2; exit 1; }
+chmod 600 "$tmp/key.pem"
+
+cat >"$tmp/origin.py" <<'PY'
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = b"testssl origin\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    do_HEAD = do_GET
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+python3 "$tmp/origin.py" "$P_ORIGIN" &
+pids+=($!)
+
+cat >"$tmp/gateway.toml" <<EOF
+[server]
+listen = ["127.0.0.1:$P_TLS"]
+workers = 1
+redirect_listen = "127.0.0.1:$P_REDIRECT"
+drain_timeout = "2s"
+[tls]
+certificate = "$tmp/cert.pem"
+private_key = "$tmp/key.pem"
+strict_transport_security = "max-age=31536000; includeSubDomains"
+[upstream]
+servers = ["127.0.0.1:$P_ORIGIN"]
+[log]
+access = "off"
+level = "warn"
+EOF
+"$SG_BIN" --config "$tmp/gateway.toml" >"$tmp/sg.out" 2>"$tmp/sg.err" &
+SG_PID=$!
+pids+=("$SG_PID")
+python3 - "$P_TLS" <<'PY' || { echo "gateway did not start: $(cat "$tmp/sg.err")" >&2; exit 1; }
+import socket, ssl, sys, time
+c = ssl.create_default_context(); c.check_hostname = False; c.verify_mode = ssl.CERT_NONE
+end = time.time() + 10
+while time.time() < end:
+    try:
+        c.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.05)
+sys.exit(1)
+PY
+
+args=(--quiet --color 0 --warnings off --ip 127.0.0.1 --jsonfile "$tmp/testssl.json")
+[[ ${FAST:-0} == 1 ]] && args+=(--fast)
+echo "== $TESTSSL ${args[*]} localhost:$P_TLS  (gateway $("$SG_BIN" --version), key $KEY)"
+"$TESTSSL" "${args[@]}" "localhost:$P_TLS" | tee "$tmp/testssl.txt"
+rc=${PIPESTATUS[0]}
+
+echo
+echo "== summary (testssl exit $rc)"
+if grep -q 'Rating (experimental)' "$tmp/testssl.txt"; then
+  sed -n '/Rating (experimental)/,$p' "$tmp/testssl.txt" | sed '/^ *Done /,$d'
+else
+  echo "(no rating section: testssl $("$TESTSSL" --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -1) predates it)"
+fi
+grep -E '^ (SSLv2|SSLv3|TLS 1(\.[0-3])?|ALPN/HTTP2|Has server cipher order\?|Session Resumption|Strict Transport Security|Cookie\(s\)) ' "$tmp/testssl.txt"
+python3 - "$tmp/testssl.json" <<'PY'
+import json, sys
+try:
+    items = json.load(open(sys.argv[1]))
+except (OSError, ValueError) as e:
+    print(f"no JSON from testssl: {e}"); sys.exit(0)
+bad = [i for i in items if i.get("severity") not in ("OK", "INFO", "DEBUG")]
+print(f"findings above OK/INFO: {len(bad)}")
+for i in bad:
+    print(f"  {i.get('severity'):8} {i.get('id')}: {i.get('finding')}")
+PY
+if ! kill -0 "$SG_PID" 2>/dev/null; then
+  echo "the gateway died during the scan: $(tail -5 "$tmp/sg.err")"
+  exit 1
+fi
