@@ -147,11 +147,13 @@ RedisStore::RedisStore(uv_loop_t* loop, const RedisStoreConfig& cfg, Millis idle
       jitter_(static_cast<uint32_t>(uv_hrtime() ^ reinterpret_cast<uintptr_t>(this))) {
   command_timer_ = new uv_timer_t;
   phase_timer_ = new uv_timer_t;
+  watch_timer_ = new uv_timer_t;
   deferred_idle_ = new uv_idle_t;
   uv_timer_init(loop_, command_timer_);
   uv_timer_init(loop_, phase_timer_);
+  uv_timer_init(loop_, watch_timer_);
   uv_idle_init(loop_, deferred_idle_);
-  command_timer_->data = phase_timer_->data = deferred_idle_->data = this;
+  command_timer_->data = phase_timer_->data = watch_timer_->data = deferred_idle_->data = this;
 }
 
 RedisStore::~RedisStore() {
@@ -162,12 +164,73 @@ void RedisStore::start() {
   if (started_ || state_ == State::kClosed) return;
   started_ = true;
   connect_next();
+  if (!cfg_.sentinels.empty()) {
+    uv_timer_start(
+        watch_timer_, [](uv_timer_t* t) { static_cast<RedisStore*>(t->data)->watch_master(); },
+        kSentinelWatchInterval.count(), kSentinelWatchInterval.count());
+  }
+}
+
+// A failover with the old master still up leaves it accepting writes until Sentinel demotes it
+// (about ten seconds), and those writes are lost when it resyncs. So while connected we keep
+// asking the sentinels, in turn, where the master is, and move as soon as the answer changes.
+void RedisStore::watch_master() {
+  if (state_ != State::kReady) return;
+  if (watch_ctx_ != nullptr) {
+    // The previous question went unanswered for a whole interval: give up on that sentinel.
+    redisAsyncContext* stuck = std::exchange(watch_ctx_, nullptr);
+    stuck->data = nullptr;
+    redisAsyncFree(stuck);
+  }
+  const std::string& address = cfg_.sentinels[watch_index_++ % cfg_.sentinels.size()];
+  std::string host;
+  int port = 0;
+  redisAsyncContext* ac = nullptr;
+  if (split_host_port(address, host, port)) ac = redisAsyncConnect(host.c_str(), port);
+  if (ac == nullptr || ac->err != 0 || !attach(ac, loop_)) {
+    if (ac != nullptr) redisAsyncFree(ac);
+    return;
+  }
+  ac->data = this;
+  const char* argv[] = {"SENTINEL", "get-master-addr-by-name", cfg_.master_name.c_str()};
+  const size_t lengths[] = {8, 23, cfg_.master_name.size()};
+  if (redisAsyncCommandArgv(ac, watch_trampoline, this, 3, argv, lengths) != REDIS_OK) {
+    redisAsyncFree(ac);
+    return;
+  }
+  watch_ctx_ = ac;
+}
+
+void RedisStore::watch_trampoline(redisAsyncContext* ac, void* r, void* privdata) {
+  auto* self = static_cast<RedisStore*>(privdata);
+  if (ac != self->watch_ctx_) return;  // abandoned
+  self->watch_ctx_ = nullptr;
+  ac->data = nullptr;
+  const auto* reply = static_cast<const redisReply*>(r);
+  std::string address;
+  if (reply != nullptr && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+      reply->element[0]->type == REDIS_REPLY_STRING &&
+      reply->element[1]->type == REDIS_REPLY_STRING) {
+    std::string host(reply->element[0]->str, reply->element[0]->len);
+    address = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+    address.append(":").append(reply->element[1]->str, reply->element[1]->len);
+  }
+  if (reply != nullptr) redisAsyncFree(ac);  // deferred by hiredis until this callback returns
+  if (!address.empty() && self->state_ == State::kReady && address != self->server_) {
+    SG_LOG_WARN("redis store: sentinels now name %s as master '%s' (was %s): moving",
+                address.c_str(), self->cfg_.master_name.c_str(), self->server_.c_str());
+    self->drop_connection("the master moved");
+  }
 }
 
 void RedisStore::close() {
   if (state_ == State::kClosed) return;
   state_ = State::kClosed;
   if (metrics_ != nullptr) metrics_->redis_connected.store(0, std::memory_order_relaxed);
+  if (redisAsyncContext* w = std::exchange(watch_ctx_, nullptr)) {
+    w->data = nullptr;
+    redisAsyncFree(w);
+  }
   redisAsyncContext* c = std::exchange(ctx_, nullptr);
   redisAsyncContext* s = std::exchange(sentinel_ctx_, nullptr);
   // Freeing runs every waiting reply callback with a null reply: each completes kUnavailable.
@@ -187,6 +250,8 @@ void RedisStore::close() {
   }
   close_and_free(command_timer_);
   close_and_free(phase_timer_);
+  close_and_free(watch_timer_);
+  watch_timer_ = nullptr;
   close_and_free(deferred_idle_);
   command_timer_ = phase_timer_ = nullptr;
   deferred_idle_ = nullptr;

@@ -60,6 +60,8 @@ class RedisStore final : public SessionStore {
   static constexpr Millis kMinBackoff{50};
   static constexpr Millis kMaxBackoff{2000};
   static constexpr Millis kMinPatience{200};
+  // With sentinels: how often a connected worker asks where the master is (see watch_master).
+  static constexpr Millis kSentinelWatchInterval{1000};
 
   // REQUIRES: timeouts > 0, cfg.timeout > 0. `metrics` may be null; it must outlive the store.
   RedisStore(uv_loop_t* loop, const RedisStoreConfig& cfg, Millis idle_timeout,
@@ -120,6 +122,8 @@ class RedisStore final : public SessionStore {
 
   static void reply_trampoline(redisAsyncContext* ac, void* reply, void* privdata);
   static void sentinel_trampoline(redisAsyncContext* ac, void* reply, void* privdata);
+  static void watch_trampoline(redisAsyncContext* ac, void* reply, void* privdata);
+  void watch_master();
   static void connect_trampoline(const redisAsyncContext* ac, int status);
   static void disconnect_trampoline(const redisAsyncContext* ac, int status);
 
@@ -140,6 +144,8 @@ class RedisStore final : public SessionStore {
   bool logged_down_ = false;  // one warning per outage, not one per attempt
   redisAsyncContext* ctx_ = nullptr;
   redisAsyncContext* sentinel_ctx_ = nullptr;
+  redisAsyncContext* watch_ctx_ = nullptr;  // the master watch's question to a sentinel
+  size_t watch_index_ = 0;
   size_t sentinel_index_ = 0;
   size_t sentinels_tried_ = 0;
   std::string server_;
@@ -153,6 +159,7 @@ class RedisStore final : public SessionStore {
   // Heap-allocated so that they may outlive the store until their close callbacks ran.
   uv_timer_t* command_timer_ = nullptr;  // the oldest command's deadline, or patience
   uv_timer_t* phase_timer_ = nullptr;    // backoff wait, or the connect/handshake deadline
+  uv_timer_t* watch_timer_ = nullptr;    // the sentinel master watch
   uv_idle_t* deferred_idle_ = nullptr;   // runs deferred_ on the next loop iteration
 };
 
