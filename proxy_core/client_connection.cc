@@ -556,6 +556,11 @@ void ClientConnection::close_after_flush() {
     tls_->shutdown(net);  // close_notify: a truncation attack cannot pass for our close
     if (!net.empty() && write_raw(net) != 0) return;
   }
+  // Linger (read and discard for a while after our FIN) only when the client may still be
+  // sending: a rejected or unfinished request, or bytes we never parsed. Closing with unread
+  // data makes the kernel send a reset that can destroy our answer in flight (nginx's
+  // lingering_close heuristic). A complete exchange closes as soon as our bytes are out.
+  linger_ = !request_done_ || !pending_.empty();
   closing_ = true;
   state_ = State::kClosing;
   release_upstream(false);
@@ -574,7 +579,7 @@ void ClientConnection::on_shutdown(uv_shutdown_t* req, int status) {
   if (status == UV_ECANCELED || c->handles_open_ == 0 ||
       uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->tcp_)))
     return;
-  if (status < 0) {
+  if (status < 0 || !c->linger_) {
     c->close_now();
     return;
   }

@@ -138,6 +138,7 @@ class ClientConnection final : public UpstreamUser {
   bool closing_ = false;
   bool draining_ = false;
   bool lingering_ = false;
+  bool linger_ = false;  // decided in close_after_flush()
 
   std::shared_ptr<const TlsServerContext> tls_context_;  // keeps the context alive for tls_
   std::unique_ptr<TlsEngine> tls_;
