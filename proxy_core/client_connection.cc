@@ -561,6 +561,12 @@ void ClientConnection::close_after_flush() {
   // data makes the kernel send a reset that can destroy our answer in flight (nginx's
   // lingering_close heuristic). A complete exchange closes as soon as our bytes are out.
   linger_ = !request_done_ || !pending_.empty();
+  if (!linger_ && tls_ == nullptr && queued_bytes(reinterpret_cast<uv_stream_t*>(&tcp_)) == 0) {
+    // Everything is already in the kernel and nothing is unread: close() sends our FIN after
+    // the data, and saves the shutdown(2) round.
+    close_now();
+    return;
+  }
   closing_ = true;
   state_ = State::kClosing;
   release_upstream(false);
