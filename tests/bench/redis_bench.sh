@@ -29,74 +29,27 @@
 # Redis commands per request: `redis-cli INFO commandstats` before and after CMD_REQUESTS
 # returning-visit requests on one keep-alive connection (and as many new visitors), INFO itself
 # excluded; cross-checked with the gateway's sessiongate_redis_commands_total.
+# Sources bench_lib.sh (this folder) for the parts shared with the other benchmark scripts.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
+. "$here/bench_lib.sh"  # root, log, stop_pid, py, the Python helper, the configuration pieces
 DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-5}
 WARMUP=${WARMUP:-1s}
 CMD_REQUESTS=${CMD_REQUESTS:-2000}
 SG_BIN=${SG_BIN:-$root/build/sessiongate}
 
-start_time=$(date +%s)
-log() { printf '[%4ds] %s\n' $(($(date +%s) - start_time)) "$*" >&2; }
-
-missing=()
-for tool in redis-server redis-cli nginx wrk python3 taskset; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-[[ -x $SG_BIN ]] || missing+=("$SG_BIN (cmake --build build --target sessiongate)")
-if ((${#missing[@]})); then
-  echo "redis_bench.sh: missing: ${missing[*]}" >&2
-  exit 2
-fi
+bench_require redis_bench.sh redis-server redis-cli nginx wrk python3 taskset
 NGINX=$(command -v nginx)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 
-if (($(nproc) >= 2)); then LOAD_CPU=0 SRV_CPU=1; else LOAD_CPU=0 SRV_CPU=0; fi
-PIN_LOAD=(taskset -c "$LOAD_CPU")
-PIN_SRV=(taskset -c "$SRV_CPU")
+bench_pin_cpus
 REDIS_CPU=${REDIS_CPU:-$SRV_CPU}
-
-tmp=$(mktemp -d /tmp/sg-redis-bench.XXXXXX)
-chmod 755 "$tmp"
-mkdir -p "$tmp/out" "$tmp/temp"
-pids=()
-
-stop_pid() {  # pid: SIGTERM, wait up to 10 s, then SIGKILL
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-  return 0
-}
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do stop_pid "$pid"; done
-  if [[ ${KEEP_TMP:-0} == 1 ]]; then log "temporary files kept in $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_tmpdir sg-redis-bench out temp
 
 # ---------------------------------------------------------------------------------------------
-helper=$tmp/helper.py
-cat >"$helper" <<'PY'
-import re, socket, statistics, sys, time
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(int(n))]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    print(" ".join(str(s.getsockname()[1]) for s in socks))
-    for s in socks:
-        s.close()
-
+bench_helper <<'PY'
 def wait_http(port, path, timeout):
     end = time.time() + float(timeout)
     while time.time() < end:
@@ -112,50 +65,10 @@ def wait_http(port, path, timeout):
         time.sleep(0.05)
     return 1
 
-def read_response(sock, buf):
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed before response head")
-        buf += chunk
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = [tuple(x.strip() for x in l.split(":", 1)) for l in lines[1:] if ":" in l]
-    length = next((int(v) for k, v in headers if k.lower() == "content-length"), 0)
-    while len(rest) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed in body")
-        rest += chunk
-    return status, headers, rest[length:]
-
-def request(cookie):
-    r = "GET / HTTP/1.1\r\nHost: bench\r\n"
-    if cookie:
-        r += f"Cookie: {cookie}\r\n"
-    return (r + "\r\n").encode()
-
-def get_cookie(port):
-    s = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
-    s.sendall(request(""))
-    status, headers, _ = read_response(s, b"")
-    s.close()
-    print(next((v.split(";", 1)[0].strip() for k, v in headers if k.lower() == "set-cookie"), ""))
-
 def keepalive(port, n, cookie):
     """n requests on one keep-alive connection, one after another; prints a summary."""
-    n = int(n)
-    s = socket.create_connection(("127.0.0.1", int(port)), timeout=60)
-    req = request(cookie)
-    buf, bad, cookies = b"", 0, 0
-    for _ in range(n):
-        s.sendall(req)
-        status, headers, buf = read_response(s, buf)
-        bad += status != 200
-        cookies += any(k.lower() == "set-cookie" for k, v in headers)
-    s.close()
-    print(f"{n} requests, {bad} not 200, {cookies} with Set-Cookie")
+    bad, cookies = keepalive_run(port, n, cookie, "bench", 60)
+    print(f"{int(n)} requests, {bad} not 200, {cookies} with Set-Cookie")
 
 def commandstats(path):
     """{command: calls} from `INFO commandstats` output."""
@@ -198,83 +111,23 @@ def redis_metrics(port):
             "sessiongate_store_errors_total", "sessiongate_redis_commands_total")
     print(", ".join(l for l in scrape(port) if l.startswith(keep)))
 
-UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6}
-
-def parse_wrk(path):
-    """Prints: requests rps p50_us p99_us socket_errors non2xx."""
-    text = open(path, errors="replace").read()
-    def grab(pattern, conv=float, default=float("nan")):
-        m = re.search(pattern, text, re.M)
-        return conv(m.group(1)) if m else default
-    def dur(t):
-        m = re.fullmatch(r"([\d.]+)(us|ms|s)", t)
-        return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
-    errors = 0
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    if m:
-        errors = sum(int(x) for x in m.groups())
-    print(grab(r"^\s*(\d+) requests in", int, 0), grab(r"^Requests/sec:\s*([\d.]+)"),
-          grab(r"^\s*50%\s+(\S+)", dur), grab(r"^\s*99%\s+(\S+)", dur), errors,
-          grab(r"Non-2xx or 3xx responses:\s*(\d+)", int, 0))
-
-def median(*xs):
-    xs = [float(x) for x in xs if x != "nan"]
-    print(f"{statistics.median(xs):.1f}" if xs else "nan")
-
-def ratio(a, b):
-    print(f"{float(a) / float(b):.2f}" if float(b) else "nan")
-
-if __name__ == "__main__":
-    cmd, *args = sys.argv[1:]
-    {"free_ports": lambda: free_ports(*args), "wait_http": lambda: sys.exit(wait_http(*args)),
-     "get_cookie": lambda: get_cookie(*args), "keepalive": lambda: keepalive(*args),
-     "cmd_delta": lambda: cmd_delta(*args), "metric": lambda: metric(*args),
-     "redis_metrics": lambda: redis_metrics(*args),
-     "parse_wrk": lambda: parse_wrk(*args), "median": lambda: median(*args),
-     "ratio": lambda: ratio(*args)}[cmd]()
+COMMANDS.update({"wait_http": wait_http, "keepalive": keepalive, "cmd_delta": cmd_delta,
+                 "metric": metric, "redis_metrics": redis_metrics})
 PY
-py() { python3 "$helper" "$@"; }
 
 read -r P_ORIGIN P_MEM P_REDIS P_REDIS_ADMIN P_RS < <(py free_ports 5)
 body=$(printf '%-99s' 'sessiongate benchmark origin: the same fixed body for every target')
-
-cat >"$tmp/origin.conf" <<EOF
-worker_processes 1;
-daemon off;
-error_log $tmp/origin.err warn;
-pid $tmp/origin.pid;
-$( ((EUID == 0)) && echo 'user root;')
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $tmp/temp/body;
-  proxy_temp_path $tmp/temp/proxy;
-  fastcgi_temp_path $tmp/temp/fastcgi;
-  uwsgi_temp_path $tmp/temp/uwsgi;
-  scgi_temp_path $tmp/temp/scgi;
-  keepalive_requests 100000000;
-  keepalive_timeout 120s;
-  server {
-    listen 127.0.0.1:$P_ORIGIN backlog=4096;
-    location / { return 200 "$body\n"; }
-  }
-}
-EOF
+write_origin_conf "$tmp/origin.conf" origin "$P_ORIGIN" 4096
 
 gateway_conf() {  # file port store [admin-port]
-  cat >"$1" <<EOF
-[server]
-listen = ["127.0.0.1:$2"]
-workers = 1
-[upstream]
-servers = ["127.0.0.1:$P_ORIGIN"]
+  {
+    gateway_toml "$2" "$P_ORIGIN"
+    cat <<EOF
 [session]
 store = "$3"
 idle_timeout = "1h"
-[log]
-level = "warn"
-access = "off"
 EOF
+  } >"$1"
   if [[ $3 == redis ]]; then
     cat >>"$1" <<EOF
 [store.redis]
@@ -315,7 +168,7 @@ py wait_http "$P_REDIS" /readyz 10 || log "the redis gateway is not ready (conti
 declare -A PORT=([memory]=$P_MEM [redis]=$P_REDIS)
 declare -A COOKIE
 for t in memory redis; do
-  COOKIE[$t]=$(py get_cookie "${PORT[$t]}")
+  COOKIE[$t]=$(py get_cookie "${PORT[$t]}" bench)
   log "$t: returning cookie ${COOKIE[$t]:0:16}..."
 done
 
@@ -324,7 +177,7 @@ done
 run_wrk() {  # target workload duration out
   local t=$1 w=$2 d=$3 out=$4 hdr=()
   [[ $w == ka-session ]] && hdr=(-H "Cookie: ${COOKIE[$t]}")
-  "${PIN_LOAD[@]}" wrk -t1 -c50 -d"$d" --latency "${hdr[@]}" "http://127.0.0.1:${PORT[$t]}/" >"$out" 2>&1
+  bench_wrk "$out" "http://127.0.0.1:${PORT[$t]}/" "$d" 50 "${hdr[@]}"
 }
 
 declare -A RPS P50 P99 BAD
@@ -360,7 +213,7 @@ cmds() {  # label cookie
   log "$1: $summary; Redis: $per commands/request ($detail); gateway metric ${CMD_METRIC[$1]}/request"
 }
 declare -A CMD_PER CMD_DETAIL CMD_METRIC
-returning=$(py get_cookie "$P_REDIS")
+returning=$(py get_cookie "$P_REDIS" bench)
 cmds returning "$returning"
 cmds new ""
 

@@ -37,10 +37,11 @@
 # connections, each after one request); bytes per stored session at 1M sessions
 # (session_store_bench). Prints a table and writes tests/bench/results/YYYY-MM-DD-<host>.md.
 # Never fails on a timing: a target that fails is reported as such and the run goes on.
+# Sources bench_lib.sh (this folder) for the parts shared with the other benchmark scripts.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
+. "$here/bench_lib.sh"  # root, log, stop_pid, py, the Python helper, the configuration pieces
 DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-1s}
@@ -52,19 +53,9 @@ SKIP=${SKIP:-}
 TARGETS=(sessiongate nginx haproxy direct)
 WORKLOADS=(ka-session ka-new close 1mib)
 
-start_time=$(date +%s)
-log() { printf '[%4ds] %s\n' $(($(date +%s) - start_time)) "$*" >&2; }
 skipped() { [[ " $SKIP " == *" $1 "* ]]; }
 
-missing=()
-for tool in nginx haproxy wrk valgrind strace python3 taskset; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-[[ -x $SG_BIN ]] || missing+=("$SG_BIN (cmake --build build --target sessiongate)")
-if ((${#missing[@]})); then
-  echo "run_bench.sh: missing: ${missing[*]}" >&2
-  exit 2
-fi
+bench_require run_bench.sh nginx haproxy wrk valgrind strace python3 taskset
 NGINX=$(command -v nginx)
 HAPROXY=$(command -v haproxy)
 
@@ -73,123 +64,12 @@ if (($(ulimit -n) < IDLE_CONNS + 1000)); then
   log "ulimit -n is $(ulimit -n): idle-connection figure limited"
 fi
 
-ncpu=$(nproc)
-if ((ncpu >= 2)); then
-  LOAD_CPU=0
-  SRV_CPU=1
-else
-  LOAD_CPU=0
-  SRV_CPU=0
-fi
-PIN_LOAD=(taskset -c "$LOAD_CPU")
-PIN_SRV=(taskset -c "$SRV_CPU")
-CLK_TCK=$(getconf CLK_TCK)
-
-tmp=$(mktemp -d /tmp/sg-bench.XXXXXX)
-chmod 755 "$tmp"
-mkdir -p "$tmp/www" "$tmp/out" "$tmp/temp"
-pids=()
-
-stop_pid() {  # pid [signal]: signal, wait up to 10 s, then SIGKILL
-  local pid=$1 sig=${2:-TERM} i
-  [[ -n $pid ]] || return 0
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -"$sig" "$pid" 2>/dev/null
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-  return 0
-}
-
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do
-    stop_pid "$pid"
-  done
-  if [[ ${KEEP_TMP:-0} == 1 ]]; then
-    log "temporary files kept in $tmp"
-  else
-    rm -rf "$tmp"
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_pin_cpus
+bench_tmpdir sg-bench www out temp
 
 # ---------------------------------------------------------------------------------------------
-# Python helpers (standard library only).
-helper=$tmp/helper.py
-cat >"$helper" <<'PY'
-import os, re, selectors, socket, statistics, sys, time
-
-def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    print(" ".join(map(str, ports)))
-
-def wait_port(port, timeout):
-    end = time.time() + float(timeout)
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", int(port)), timeout=1).close()
-            return 0
-        except OSError:
-            time.sleep(0.05)
-    return 1
-
-def read_response(sock, buf):
-    """Reads one response; returns (status, headers list, leftover bytes)."""
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed before response head")
-        buf += chunk
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = [tuple(x.strip() for x in l.split(":", 1)) for l in lines[1:] if ":" in l]
-    length = 0
-    chunked = False
-    for k, v in headers:
-        if k.lower() == "content-length":
-            length = int(v)
-        if k.lower() == "transfer-encoding" and "chunked" in v.lower():
-            chunked = True
-    if chunked:
-        raise ValueError("chunked response not expected")
-    while len(rest) < length:
-        chunk = sock.recv(max(65536, length - len(rest)))
-        if not chunk:
-            raise ConnectionError("closed in body")
-        rest += chunk
-    return status, headers, rest[length:]
-
-def request(port, cookie):
-    r = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-    if cookie:
-        r += f"Cookie: {cookie}\r\n"
-    return (r + "\r\n").encode()
-
-def get_cookie(port):
-    """Prints name=value of the first Set-Cookie of GET / without a cookie (empty if none)."""
-    s = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
-    s.sendall(request(port, ""))
-    status, headers, _ = read_response(s, b"")
-    s.close()
-    for k, v in headers:
-        if k.lower() == "set-cookie":
-            print(v.split(";", 1)[0].strip())
-            return
-    print("")
-
+# Python helpers (standard library only): bench_lib.sh's, and these.
+bench_helper <<'PY'
 def check_returning(port, cookie):
     """Warns when a request with the target's own cookie still gets a Set-Cookie."""
     s = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
@@ -201,17 +81,8 @@ def check_returning(port, cookie):
 
 def keepalive(port, n, cookie):
     """n keep-alive requests on one connection, one at a time; exits 1 unless all got 200."""
-    n = int(n)
-    s = socket.create_connection(("127.0.0.1", int(port)), timeout=120)
-    req = request(port, cookie)
-    buf = b""
-    bad = 0
-    for _ in range(n):
-        s.sendall(req)
-        status, _, buf = read_response(s, buf)
-        bad += status != 200
-    s.close()
-    print(f"{n} requests, {bad} not 200")
+    bad, _ = keepalive_run(port, n, cookie)
+    print(f"{int(n)} requests, {bad} not 200")
     return 1 if bad else 0
 
 def vm(pid, key):
@@ -258,34 +129,6 @@ def idle(port, n, cookie, pid):
     per = (after - before) / max(alive, 1)
     print(f"{per:.0f} {alive} {failed} {before} {after}")
 
-def ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-
-UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
-
-def parse_dur(text):
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
-    return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
-
-def parse_wrk(path):
-    """Prints: requests req_per_s p50_us p99_us errors non2xx (nan when absent)."""
-    text = open(path, errors="replace").read()
-    def grab(pattern, conv=float, default=float("nan")):
-        m = re.search(pattern, text, re.M)
-        return conv(m.group(1)) if m else default
-    requests = grab(r"^\s*(\d+) requests in", int, 0)
-    rps = grab(r"^Requests/sec:\s*([\d.]+)")
-    p50 = grab(r"^\s*50%\s+(\S+)", parse_dur)
-    p99 = grab(r"^\s*99%\s+(\S+)", parse_dur)
-    errors = 0
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    if m:
-        errors = sum(int(x) for x in m.groups())
-    non2xx = grab(r"Non-2xx or 3xx responses:\s*(\d+)", int, 0)
-    print(requests, rps, p50, p99, errors, non2xx)
-
 def callgrind_total(path):
     total = None
     for line in open(path, errors="replace"):
@@ -314,22 +157,10 @@ def strace_summary(path, requests, top_out):
         f.write(", ".join(f"{name} {calls / requests:.2f}" for calls, name in rows[:6]))
     print(total if total is not None else "nan")
 
-if __name__ == "__main__":
-    cmd, *args = sys.argv[1:]
-    rc = {"free_ports": lambda: free_ports(int(args[0])),
-          "wait_port": lambda: wait_port(*args),
-          "get_cookie": lambda: get_cookie(*args),
-          "keepalive": lambda: keepalive(*args),
-          "check_returning": lambda: check_returning(*args),
-          "idle": lambda: idle(*args),
-          "ticks": lambda: print(ticks(*args)),
-          "vm": lambda: print(vm(args[0], args[1])),
-          "parse_wrk": lambda: parse_wrk(*args),
-          "callgrind_total": lambda: callgrind_total(*args),
-          "strace_summary": lambda: strace_summary(*args)}[cmd]()
-    sys.exit(rc or 0)
+COMMANDS.update({"check_returning": check_returning, "keepalive": keepalive, "idle": idle,
+                 "vm": lambda pid, key: print(vm(pid, key)),
+                 "callgrind_total": callgrind_total, "strace_summary": strace_summary})
 PY
-py() { python3 "$helper" "$@"; }
 
 # ---------------------------------------------------------------------------------------------
 # Configurations.
@@ -337,68 +168,27 @@ read -r P_ORIGIN P_SG P_NGINX P_HAPROXY P_CG P_CG_ORIGIN < <(py free_ports 6)
 head -c 1048576 /dev/urandom >"$tmp/www/1m"
 body=$(printf '%-99s' 'sessiongate benchmark origin: the same fixed body for every target')  # + "\n": 100 bytes
 # Generous keep-alive limits everywhere so no peer closes a wrk connection every 1000 requests
-# (nginx's default keepalive_requests); the gateway and HAProxy have no such limit.
-nginx_common="worker_processes 1;
-daemon off;
-error_log $tmp/NAME.err warn;
-pid $tmp/NAME.pid;
-worker_rlimit_nofile $(ulimit -n);
-$( ((EUID == 0)) && echo 'user root;')
-events { worker_connections $(($(ulimit -n) - 100)); multi_accept off; }"
-nginx_http_common="access_log off;
-  client_body_temp_path $tmp/temp/NAME-body;
-  proxy_temp_path $tmp/temp/NAME-proxy;
-  fastcgi_temp_path $tmp/temp/NAME-fastcgi;
-  uwsgi_temp_path $tmp/temp/NAME-uwsgi;
-  scgi_temp_path $tmp/temp/NAME-scgi;
-  keepalive_requests 100000000;
-  keepalive_timeout 120s;"
+# (nginx's default keepalive_requests, raised in bench_lib.sh's nginx pieces); the gateway and
+# HAProxy have no such limit.
+NGINX_CONNS=$(($(ulimit -n) - 100))
 
-write_origin_conf() {  # file port extra-main-directives
-  cat >"$1" <<EOF
-${nginx_common//NAME/origin-$2}
-$3
-http {
-  ${nginx_http_common//NAME/origin-$2}
-  default_type application/octet-stream;
-  sendfile on;
-  server {
-    listen 127.0.0.1:$2 backlog=4096;
-    root $tmp/www;
-    location = /1m { }
-    location / { return 200 "$body\n"; }
-  }
-}
-EOF
+write_1m_origin_conf() {  # file port extra-main-directives: the origin, also serving /1m
+  write_origin_conf "$1" "origin-$2" "$2" "$NGINX_CONNS" "$3" "default_type application/octet-stream;
+  sendfile on;" "root $tmp/www;
+    location = /1m { }"
 }
 
 write_nginx_conf() {  # file port extra-main-directives
   cat >"$1" <<EOF
-${nginx_common//NAME/proxy-$2}
+$(nginx_main "proxy-$2" "$NGINX_CONNS")
 $3
 http {
-  ${nginx_http_common//NAME/proxy-$2}
-  upstream origin {
-    server 127.0.0.1:$P_ORIGIN;
-    keepalive 64;
-    keepalive_requests 100000000;
-  }
+$(nginx_http_common "proxy-$2")
+  access_log off;
+$(nginx_upstream_origin)
   server {
     listen 127.0.0.1:$2 backlog=4096;
-    userid on;
-    userid_name uid;
-    userid_path /;
-    userid_flags httponly samesite=lax;
-    location / {
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$http_host;
-      proxy_set_header X-Session-Id \$uid_got\$uid_set;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto \$scheme;
-      proxy_set_header X-Forwarded-Host \$host;
-    }
+$(nginx_session_proxy "httponly samesite=lax")
   }
 }
 EOF
@@ -433,21 +223,11 @@ EOF
 }
 
 write_sg_conf() {  # file port origin-port
-  cat >"$1" <<EOF
-[server]
-listen = ["127.0.0.1:$2"]
-workers = 1
-drain_timeout = "1s"
-max_connections = 30000
-[upstream]
-servers = ["127.0.0.1:$3"]
-[log]
-access = "off"
-level = "warn"
-EOF
+  gateway_toml "$2" "$3" 'drain_timeout = "1s"
+max_connections = 30000' >"$1"
 }
 
-write_origin_conf "$tmp/origin.conf" "$P_ORIGIN" ""
+write_1m_origin_conf "$tmp/origin.conf" "$P_ORIGIN" ""
 write_nginx_conf "$tmp/nginx.conf" "$P_NGINX" ""
 write_haproxy_conf "$tmp/haproxy.cfg" "$P_HAPROXY" "$P_ORIGIN"
 write_sg_conf "$tmp/sessiongate.toml" "$P_SG" "$P_ORIGIN"
@@ -585,7 +365,7 @@ run_wrk() {  # workload target cookie duration outfile
     close) hdr=(-H "Cookie: $3" -H "Connection: close") ;;
     1mib) hdr=(-H "Cookie: $3"); path=/1m ;;
   esac
-  "${PIN_LOAD[@]}" wrk -t1 -c50 -d"$4" --latency "${hdr[@]}" "http://127.0.0.1:$PORT$path" >"$5" 2>&1
+  bench_wrk "$5" "http://127.0.0.1:$PORT$path" "$4" 50 "${hdr[@]}"
 }
 
 if ! skipped wrk; then
@@ -651,7 +431,7 @@ cg_run() {  # name n -> sets CG_IR to the Ir total (nan on failure)
       "${PIN_SRV[@]}" "${vg[@]}" "$HAPROXY" -db -f "$tmp/cg-haproxy.cfg" >"$out.log" 2>&1 &
       ;;
     origin)
-      write_origin_conf "$tmp/cg-origin.conf" "$port" "master_process off;"
+      write_1m_origin_conf "$tmp/cg-origin.conf" "$port" "master_process off;"
       "${PIN_SRV[@]}" "${vg[@]}" "$NGINX" -c "$tmp/cg-origin.conf" -p "$tmp" >"$out.log" 2>&1 &
       ;;
   esac
@@ -685,16 +465,20 @@ if ! skipped callgrind; then
   done
 fi
 
+start_with_cookie() {  # target key: start_target, its cookie in $cookie; on failure "key_target nan"
+  if ! start_target "$1"; then
+    echo -e "$2_$1\tnan" >>"$extra"
+    return 1
+  fi
+  cookie=$(target_cookie "$1" "$PORT")
+}
+
 # ---------------------------------------------------------------------------------------------
 # Syscalls per request under load: strace -c -f attached for one wrk run (keep-alive, returning).
 if ! skipped strace; then
   for t in sessiongate nginx haproxy; do
     log "strace $t: wrk -d$DURATION keep-alive returning session"
-    if ! start_target "$t"; then
-      echo -e "sys_$t\tnan" >>"$extra"
-      continue
-    fi
-    cookie=$(target_cookie "$t" "$PORT")
+    start_with_cookie "$t" sys || continue
     strace -c -f -q -o "$tmp/out/strace-$t.txt" -p "$MEASURE_PID" &
     spid=$!
     pids+=("$spid")
@@ -717,11 +501,7 @@ fi
 if ! skipped idle; then
   for t in sessiongate nginx haproxy; do
     log "idle: $IDLE_CONNS keep-alive connections to $t"
-    if ! start_target "$t"; then
-      echo -e "idle_$t\tnan" >>"$extra"
-      continue
-    fi
-    cookie=$(target_cookie "$t" "$PORT")
+    start_with_cookie "$t" idle || continue
     n=$IDLE_CONNS
     [[ $t == haproxy ]] && ((n > HA_MAXCONN - 100)) && n=$((HA_MAXCONN - 100))
     read -r per alive failed before after < <("${PIN_LOAD[@]}" python3 "$helper" idle "$PORT" "$n" "$cookie" "$MEASURE_PID" 2>"$tmp/out/idle-$t.err")

@@ -12,10 +12,11 @@
 # `testssl --quiet --color 0` on the TLS port, prints its output, then a summary: the rating
 # section and every finding above OK/INFO severity (from testssl's JSON). Everything started is
 # stopped at exit. Environment: SG_BIN, KEY=ec|rsa, FAST=1, KEEP_TMP=1, TESTSSL (the command).
+# Sources bench_lib.sh (this folder) for the parts shared with the benchmarks.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
+. "$here/bench_lib.sh"  # root, stop_pid, py, the Python helper, the configuration pieces
 SG_BIN=${SG_BIN:-$root/build/sessiongate}
 KEY=${KEY:-ec}
 TESTSSL=${TESTSSL:-$(command -v testssl || command -v testssl.sh || true)}
@@ -27,31 +28,12 @@ fi
 [[ -x $SG_BIN ]] || { echo "run_testssl.sh: build the gateway first ($SG_BIN)" >&2; exit 2; }
 
 tmp=$(mktemp -d /tmp/sg-testssl.XXXXXX)
-pids=()
-cleanup() {
-  local pid i
-  for pid in "${pids[@]}"; do
-    kill -TERM "$pid" 2>/dev/null
-    for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-  done
-  if [[ ${KEEP_TMP:-0} == 1 ]]; then echo "kept $tmp" >&2; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_traps
+bench_kept_note() { echo "kept $tmp" >&2; }
+bench_helper </dev/null
 
-read -r P_ORIGIN P_TLS P_REDIRECT < <(python3 -c '
-import socket
-ss = [socket.socket() for _ in range(3)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in ss))')
-
-if [[ $KEY == rsa ]]; then newkey=(-newkey rsa:2048); else newkey=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1); fi
-openssl req -x509 "${newkey[@]}" -nodes -keyout "$tmp/key.pem" -out "$tmp/cert.pem" -days 90 \
-  -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null ||
-  { echo "openssl req failed" >&2; exit 1; }
-chmod 600 "$tmp/key.pem"
+read -r P_ORIGIN P_TLS P_REDIRECT < <(py free_ports 3)
+bench_cert "$KEY" "$tmp/cert.pem" "$tmp/key.pem" 90
 
 cat >"$tmp/origin.py" <<'PY'
 import http.server, sys
@@ -71,37 +53,20 @@ PY
 python3 "$tmp/origin.py" "$P_ORIGIN" &
 pids+=($!)
 
-cat >"$tmp/gateway.toml" <<EOF
-[server]
-listen = ["127.0.0.1:$P_TLS"]
-workers = 1
-redirect_listen = "127.0.0.1:$P_REDIRECT"
-drain_timeout = "2s"
+{
+  gateway_toml "$P_TLS" "$P_ORIGIN" "redirect_listen = \"127.0.0.1:$P_REDIRECT\"
+drain_timeout = \"2s\""
+  cat <<EOF
 [tls]
 certificate = "$tmp/cert.pem"
 private_key = "$tmp/key.pem"
 strict_transport_security = "max-age=31536000; includeSubDomains"
-[upstream]
-servers = ["127.0.0.1:$P_ORIGIN"]
-[log]
-access = "off"
-level = "warn"
 EOF
+} >"$tmp/gateway.toml"
 "$SG_BIN" --config "$tmp/gateway.toml" >"$tmp/sg.out" 2>"$tmp/sg.err" &
 SG_PID=$!
 pids+=("$SG_PID")
-python3 - "$P_TLS" <<'PY' || { echo "gateway did not start: $(cat "$tmp/sg.err")" >&2; exit 1; }
-import socket, ssl, sys, time
-c = ssl.create_default_context(); c.check_hostname = False; c.verify_mode = ssl.CERT_NONE
-end = time.time() + 10
-while time.time() < end:
-    try:
-        c.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.05)
-sys.exit(1)
-PY
+py wait_tls "$P_TLS" 10 || { echo "gateway did not start: $(cat "$tmp/sg.err")" >&2; exit 1; }
 
 args=(--quiet --color 0 --warnings off --ip 127.0.0.1 --jsonfile "$tmp/testssl.json")
 [[ ${FAST:-0} == 1 ]] && args+=(--fast)

@@ -37,10 +37,11 @@
 #          seconds (Python ssl): handshakes/s, bound by handshake latency
 # Figures: requests/s, p50/p99 latency, the target's CPU microseconds per request
 # (utime+stime from /proc/PID/stat over the run / requests), and ratios sessiongate / nginx.
+# Sources bench_lib.sh (this folder) for the parts shared with the other benchmark scripts.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
+. "$here/bench_lib.sh"  # root, log, stop_pid, py, the Python helper, the configuration pieces
 DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-1s}
@@ -49,90 +50,17 @@ KEY=${KEY:-ec}
 STIME=${STIME:-3}
 SG_BIN=${SG_BIN:-$root/build/sessiongate}
 
-start_time=$(date +%s)
-log() { printf '[%4ds] %s\n' $(($(date +%s) - start_time)) "$*" >&2; }
-
-missing=()
-for tool in nginx wrk openssl python3 taskset; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-[[ -x $SG_BIN ]] || missing+=("$SG_BIN (cmake --build build --target sessiongate)")
-if ((${#missing[@]})); then
-  echo "tls_bench.sh: missing: ${missing[*]}" >&2
-  exit 2
-fi
+bench_require tls_bench.sh nginx wrk openssl python3 taskset
 NGINX=$(command -v nginx)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 
-if (($(nproc) >= 2)); then LOAD_CPU=0 SRV_CPU=1; else LOAD_CPU=0 SRV_CPU=0; fi
-PIN_LOAD=(taskset -c "$LOAD_CPU")
-PIN_SRV=(taskset -c "$SRV_CPU")
-CLK_TCK=$(getconf CLK_TCK)
-
-tmp=$(mktemp -d /tmp/sg-tls-bench.XXXXXX)
-chmod 755 "$tmp"
-mkdir -p "$tmp/out" "$tmp/temp"
-pids=()
-
-stop_pid() {  # pid: SIGTERM, wait up to 10 s, then SIGKILL
-  local pid=$1 i
-  [[ -n $pid ]] || return 0
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-  return 0
-}
-
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do stop_pid "$pid"; done
-  if [[ ${KEEP_TMP:-0} == 1 ]]; then log "temporary files kept in $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_pin_cpus
+bench_tmpdir sg-tls-bench out temp
 
 # ---------------------------------------------------------------------------------------------
-helper=$tmp/helper.py
-cat >"$helper" <<'PY'
-import re, socket, ssl, statistics, sys, time
-
-def free_ports(n):
-    socks = []
-    for _ in range(int(n)):
-        s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-    print(" ".join(str(s.getsockname()[1]) for s in socks))
-    for s in socks: s.close()
-
-def ctx():
-    c = ssl.create_default_context(); c.check_hostname = False; c.verify_mode = ssl.CERT_NONE
-    return c
-
-def wait_tls(port, timeout):
-    end = time.time() + float(timeout)
-    while time.time() < end:
-        try:
-            with ctx().wrap_socket(socket.create_connection(("127.0.0.1", int(port)), timeout=1)):
-                return 0
-        except OSError:
-            time.sleep(0.05)
-    return 1
-
-def wait_port(port, timeout):
-    end = time.time() + float(timeout)
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", int(port)), timeout=1).close(); return 0
-        except OSError:
-            time.sleep(0.05)
-    return 1
-
+bench_helper <<'PY'
 def get(port, cookie=""):
-    s = ctx().wrap_socket(socket.create_connection(("127.0.0.1", int(port)), timeout=10))
+    s = tls_ctx().wrap_socket(socket.create_connection(("127.0.0.1", int(port)), timeout=10))
     req = f"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
     if cookie: req += f"Cookie: {cookie}\r\n"
     s.sendall((req + "\r\n").encode())
@@ -145,7 +73,7 @@ def get(port, cookie=""):
     head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
     return int(head[0].split()[1]), [tuple(x.split(":", 1)) for x in head[1:] if ":" in x], s
 
-def get_cookie(port):
+def tls_get_cookie(port):
     status, headers, _ = get(port)
     for k, v in headers:
         if k.lower() == "set-cookie":
@@ -157,34 +85,12 @@ def check(port, cookie):
     sc = [v for k, v in headers if k.lower() == "set-cookie"]
     print(f"status {status}, " + ("still sets a cookie" if sc else "no Set-Cookie"))
 
-def ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    print(int(fields[11]) + int(fields[12]))
-
-UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
-def dur(t):
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", t)
-    return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
-
-def parse_wrk(path):
-    """requests rps p50_us p99_us socket_errors non2xx"""
-    text = open(path, errors="replace").read()
-    def grab(p, conv=float, d=float("nan")):
-        m = re.search(p, text, re.M); return conv(m.group(1)) if m else d
-    errors = 0
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    if m: errors = sum(int(x) for x in m.groups())
-    print(grab(r"^\s*(\d+) requests in", int, 0), grab(r"^Requests/sec:\s*([\d.]+)"),
-          grab(r"^\s*50%\s+(\S+)", dur), grab(r"^\s*99%\s+(\S+)", dur), errors,
-          grab(r"Non-2xx or 3xx responses:\s*(\d+)", int, 0))
-
 def full_handshakes(port, seconds):
     """Sequential full TLS handshakes (a new context each time: no session to resume) for
     `seconds`; prints handshakes per wall-clock second. One client, so latency-bound."""
     end = time.monotonic() + float(seconds)
     n, t0 = 0, time.monotonic()
-    c = ctx()  # one context (loading it is costly); Python resumes only when given a session
+    c = tls_ctx()  # one context (loading it is costly); Python resumes only when given a session
     while time.monotonic() < end:
         with c.wrap_socket(socket.create_connection(("127.0.0.1", int(port)), timeout=10),
                            server_hostname="localhost") as s:
@@ -197,78 +103,25 @@ def reused_share(path):
     r = sum(1 for l in lines if l == "r")
     print(f"{r} of {len(lines)} handshakes resumed ({100.0 * r / max(len(lines), 1):.0f}%)")
 
-def median(*xs):
-    v = [float(x) for x in xs if x not in ("nan", "")]
-    print(f"{statistics.median(v):.1f}" if v else "nan")
-
-def ratio(a, b):
-    try: print(f"{float(a) / float(b):.2f}")
-    except (ValueError, ZeroDivisionError): print("nan")
-
-if __name__ == "__main__":
-    cmd, *a = sys.argv[1:]
-    sys.exit({"free_ports": free_ports, "wait_tls": wait_tls, "wait_port": wait_port,
-              "get_cookie": get_cookie, "check": check, "ticks": ticks, "parse_wrk": parse_wrk,
-              "full_handshakes": full_handshakes, "reused_share": reused_share, "median": median,
-              "ratio": ratio}[cmd](*a) or 0)
+COMMANDS.update({"tls_get_cookie": tls_get_cookie, "check": check,
+                 "full_handshakes": full_handshakes, "reused_share": reused_share})
 PY
-py() { python3 "$helper" "$@"; }
 
 # ---------------------------------------------------------------------------------------------
 read -r P_ORIGIN P_SG P_NGINX P_PROBE < <(py free_ports 4)
 cert=$tmp/cert.pem key=$tmp/key.pem
-if [[ $KEY == rsa ]]; then newkey=(-newkey rsa:2048); else newkey=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1); fi
-openssl req -x509 "${newkey[@]}" -nodes -keyout "$key" -out "$cert" -days 2 -subj /CN=localhost \
-  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null || { echo "openssl req failed" >&2; exit 1; }
-chmod 600 "$key"
+bench_cert "$KEY" "$cert" "$key" 2
 
 body=$(printf '%-99s' 'sessiongate TLS benchmark origin: the same fixed body for every target')
-nginx_main() {  # name
-  cat <<EOF
-worker_processes 1;
-daemon off;
-error_log $tmp/$1.err warn;
-pid $tmp/$1.pid;
-worker_rlimit_nofile $(ulimit -n);
-$( ((EUID == 0)) && echo 'user root;')
-events { worker_connections 8192; multi_accept off; }
-EOF
-}
-nginx_http_common() {  # name
-  cat <<EOF
-  client_body_temp_path $tmp/temp/$1-body;
-  proxy_temp_path $tmp/temp/$1-proxy;
-  fastcgi_temp_path $tmp/temp/$1-fastcgi;
-  uwsgi_temp_path $tmp/temp/$1-uwsgi;
-  scgi_temp_path $tmp/temp/$1-scgi;
-  keepalive_requests 100000000;
-  keepalive_timeout 120s;
-EOF
-}
-
-cat >"$tmp/origin.conf" <<EOF
-$(nginx_main origin)
-http {
-$(nginx_http_common origin)
-  access_log off;
-  server {
-    listen 127.0.0.1:$P_ORIGIN backlog=4096;
-    location / { return 200 "$body\n"; }
-  }
-}
-EOF
+write_origin_conf "$tmp/origin.conf" origin "$P_ORIGIN" 8192
 
 write_nginx_tls() {  # file name port access-log-line
   cat >"$1" <<EOF
-$(nginx_main "$2")
+$(nginx_main "$2" 8192)
 http {
 $(nginx_http_common "$2")
   $4
-  upstream origin {
-    server 127.0.0.1:$P_ORIGIN;
-    keepalive 64;
-    keepalive_requests 100000000;
-  }
+$(nginx_upstream_origin)
   server {
     listen 127.0.0.1:$3 ssl backlog=4096;
     ssl_certificate $cert;
@@ -276,20 +129,7 @@ $(nginx_http_common "$2")
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_session_cache shared:SSL:10m;
     ssl_session_tickets on;
-    userid on;
-    userid_name uid;
-    userid_path /;
-    userid_flags httponly samesite=lax secure;
-    location / {
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$http_host;
-      proxy_set_header X-Session-Id \$uid_got\$uid_set;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto \$scheme;
-      proxy_set_header X-Forwarded-Host \$host;
-    }
+$(nginx_session_proxy "httponly samesite=lax secure")
   }
 }
 EOF
@@ -297,20 +137,14 @@ EOF
 write_nginx_tls "$tmp/nginx.conf" nginx "$P_NGINX" "access_log off;"
 write_nginx_tls "$tmp/probe.conf" probe "$P_PROBE" "log_format reused '\$ssl_session_reused'; access_log $tmp/probe.log reused;"
 
-cat >"$tmp/gateway.toml" <<EOF
-[server]
-listen = ["127.0.0.1:$P_SG"]
-workers = 1
-drain_timeout = "2s"
+{
+  gateway_toml "$P_SG" "$P_ORIGIN" 'drain_timeout = "2s"'
+  cat <<EOF
 [tls]
 certificate = "$cert"
 private_key = "$key"
-[upstream]
-servers = ["127.0.0.1:$P_ORIGIN"]
-[log]
-access = "off"
-level = "warn"
 EOF
+} >"$tmp/gateway.toml"
 
 start_nginx() {  # name conf port -> pid in $started
   "${PIN_SRV[@]}" "$NGINX" -c "$2" -p "$tmp" >"$tmp/$1.out" 2>&1 &
@@ -337,21 +171,25 @@ declare -A PORT=([sessiongate]=$P_SG [nginx]=$P_NGINX)
 declare -A PID=([sessiongate]=$SG_PID [nginx]=$NGINX_WORKER)
 declare -A COOKIE
 for t in sessiongate nginx; do
-  COOKIE[$t]=$(py get_cookie "${PORT[$t]}")
+  COOKIE[$t]=$(py tls_get_cookie "${PORT[$t]}")
   log "$t cookie ${COOKIE[$t]%%=*}=...; returning: $(py check "${PORT[$t]}" "${COOKIE[$t]}")"
 done
 
 # How wrk reconnects: resumed or full handshakes (on the probe nginx, same settings).
-"${PIN_LOAD[@]}" wrk -t1 -c2 -d1s -H "Connection: close" "https://127.0.0.1:$P_PROBE/" >/dev/null 2>&1
+bench_wrk /dev/null "https://127.0.0.1:$P_PROBE/" 1s 2 -H "Connection: close"
 RESUMED=$(py reused_share "$tmp/probe.log")
 log "wrk -H 'Connection: close': $RESUMED"
 
+tls_wrk() {  # target workload duration out
+  local hdr=(-H "Cookie: ${COOKIE[$1]}")
+  [[ $2 == close ]] && hdr+=(-H "Connection: close")
+  bench_wrk "$4" "https://127.0.0.1:${PORT[$1]}/" "$3" "$CONNS" "${hdr[@]}"
+}
+
 run_wrk() {  # target workload out
-  local args=(-t1 "-c$CONNS" "-d$DURATION" --latency -H "Cookie: ${COOKIE[$1]}")
-  [[ $2 == close ]] && args+=(-H "Connection: close")
   local t0 t1
   t0=$(py ticks "${PID[$1]}")
-  "${PIN_LOAD[@]}" wrk "${args[@]}" "https://127.0.0.1:${PORT[$1]}/" >"$3" 2>&1
+  tls_wrk "$1" "$2" "$DURATION" "$3"
   t1=$(py ticks "${PID[$1]}")
   echo "$((t1 - t0))" >"$3.ticks"
 }
@@ -359,9 +197,7 @@ run_wrk() {  # target workload out
 declare -A R  # R[target,workload] = "rps ..." per round, space separated lists
 for w in ka close; do
   for t in sessiongate nginx; do  # warm-up
-    warm=(-t1 "-c$CONNS" "-d$WARMUP" -H "Cookie: ${COOKIE[$t]}")
-    [[ $w == close ]] && warm+=(-H "Connection: close")
-    "${PIN_LOAD[@]}" wrk "${warm[@]}" "https://127.0.0.1:${PORT[$t]}/" >/dev/null 2>&1
+    tls_wrk "$t" "$w" "$WARMUP" /dev/null
   done
   for ((r = 1; r <= ROUNDS; r++)); do
     order=(sessiongate nginx)
