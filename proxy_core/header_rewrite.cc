@@ -48,20 +48,26 @@ struct ConnectionTokens {
 }  // namespace
 
 bool is_hop_by_hop(std::string_view name) {
+  bool named = false;
   switch (name.size()) {
     case 2:
-      return iequals(name, "te");
+      named = iequals(name, "te");
+      break;
     case 7:
-      return iequals(name, "trailer") || iequals(name, "upgrade");
+      named = iequals(name, "trailer") || iequals(name, "upgrade");
+      break;
     case 10:
-      return iequals(name, "connection") || iequals(name, "keep-alive");
+      named = iequals(name, "connection") || iequals(name, "keep-alive");
+      break;
     case 17:
-      return iequals(name, "transfer-encoding");
+      named = iequals(name, "transfer-encoding");
+      break;
     default:
       break;
   }
-  // Proxy-Authorization, Proxy-Connection, ...: meant for us, never for the application.
-  return name.size() > 6 && iequals(name.substr(0, 6), "proxy-");
+  // Proxy-Authorization, Proxy-Connection, ...: meant for us, never for the application, whatever
+  // their length ("Proxy-Foo-Bar-Baz" has as many characters as Transfer-Encoding).
+  return named || (name.size() > 6 && iequals(name.substr(0, 6), "proxy-"));
 }
 
 bool under_prefix(std::string_view name, std::string_view prefix) {

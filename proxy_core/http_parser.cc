@@ -94,6 +94,14 @@ int HttpParser::on_url(llhttp_t* p, const char* at, size_t len) {
 int HttpParser::on_status(llhttp_t* p, const char* at, size_t len) {
   HttpParser* h = self(p);
   if (!h->count_head_bytes(len)) return h->fail(502, "response head too large");
+  // RFC 9112 §4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ). llhttp 9.2 checks that for
+  // field values but lets NUL and other controls through here, and the phrase is forwarded to the
+  // client as it came (found by tests/fuzz/fuzz_response_parser.cc).
+  for (size_t i = 0; i < len; ++i) {
+    const auto c = static_cast<unsigned char>(at[i]);
+    if ((c < 0x20 && c != '\t') || c == 0x7f)
+      return h->fail(502, "control byte in the reason phrase");
+  }
   h->head_.reason.append(at, len);
   return 0;
 }

@@ -494,6 +494,16 @@ TEST_CASE("a bare CR, a bare LF and whitespace before the colon are refused") {
   check_request("GET / HTTP/1.1\r\nHost: a\x01\r\n\r\n", request_error(400));
 }
 
+TEST_CASE("a control byte in the reason phrase is refused, HTAB and obs-text are not") {
+  // llhttp lets these through; the phrase is forwarded to the client (found by fuzzing).
+  check_response("HTTP/1.1 200 O" + std::string(1, '\0') + "K\r\nContent-Length: 0\r\n\r\n",
+                 {"error 502"});
+  check_response("HTTP/1.1 200 O\x01K\r\nContent-Length: 0\r\n\r\n", {"error 502"});
+  check_response("HTTP/1.1 200 O\x7fK\r\nContent-Length: 0\r\n\r\n", {"error 502"});
+  check_response("HTTP/1.1 200 O\tK\xe9\r\nContent-Length: 0\r\n\r\n",
+                 {"head-done HTTP/1.1 200 O\tK\xe9 [Content-Length: 0]"});
+}
+
 TEST_CASE("Content-Length together with Transfer-Encoding is refused") {
   check_request(
       "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"

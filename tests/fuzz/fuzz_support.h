@@ -1,0 +1,109 @@
+// Shared pieces of the fuzz targets in tests/fuzz/.
+//
+// Each target defines its entry point with SG_FUZZ_ENTRY(name). Built for libFuzzer (SG_LIBFUZZER
+// defined, one binary per target) that is LLVMFuzzerTestOneInput; otherwise it is fuzz_<name>, so
+// that fuzz_regression can link every target into one binary and replay the corpus through each.
+//
+// Invariants are checked with SG_FUZZ_CHECK, which aborts in every build type (assert() is
+// compiled out in RelWithDebInfo): libFuzzer then saves the input, fuzz_regression writes it to
+// fuzz-regression-crash-<target>.bin.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "proxy_core/http_message.h"
+#include "proxy_core/session_attributes.h"
+
+#ifdef SG_LIBFUZZER
+#define SG_FUZZ_ENTRY(name) extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
+#else
+#define SG_FUZZ_ENTRY(name) extern "C" int fuzz_##name(const uint8_t* data, size_t size)
+#endif
+
+#define SG_FUZZ_CHECK(cond) \
+  ((cond) ? static_cast<void>(0) : ::sg_fuzz::check_failed(#cond, __FILE__, __LINE__))
+
+namespace sg_fuzz {
+
+[[noreturn]] inline void check_failed(const char* what, const char* file, int line) {
+  std::fprintf(stderr, "%s:%d: fuzz invariant violated: %s\n", file, line, what);
+  std::abort();
+}
+
+inline std::string_view as_text(const uint8_t* data, size_t size) {
+  return {reinterpret_cast<const char*>(data), size};
+}
+
+// A message head as written on the wire by header_rewrite.cc, split into its lines.
+struct WireHead {
+  std::string_view start_line;
+  std::vector<std::pair<std::string_view, std::string_view>> fields;  // name, value
+
+  size_t count(std::string_view name) const {
+    size_t n = 0;
+    for (const auto& f : fields)
+      if (sg::iequals(f.first, name)) ++n;
+    return n;
+  }
+  std::vector<std::string_view> values(std::string_view name) const {
+    std::vector<std::string_view> v;
+    for (const auto& f : fields)
+      if (sg::iequals(f.first, name)) v.push_back(f.second);
+    return v;
+  }
+};
+
+// Checks the syntax of a head we built and splits it. Independent of header_rewrite.cc on
+// purpose: the head ends with the only empty line; every line is free of CR, LF and NUL (RFC 9110
+// §5.5: those are never valid in a field value, and forwarding them is how responses are split);
+// every field line is `token ": " value`.
+inline WireHead split_wire_head(std::string_view out) {
+  SG_FUZZ_CHECK(out.size() >= 4 && out.substr(out.size() - 4) == "\r\n\r\n");
+  SG_FUZZ_CHECK(out.find("\r\n\r\n") == out.size() - 4);
+  WireHead head;
+  std::string_view rest = out.substr(0, out.size() - 2);  // every line, each with its CRLF
+  bool first = true;
+  while (!rest.empty()) {
+    size_t eol = rest.find("\r\n");
+    SG_FUZZ_CHECK(eol != std::string_view::npos);
+    std::string_view line = rest.substr(0, eol);
+    rest.remove_prefix(eol + 2);
+    SG_FUZZ_CHECK(!line.empty());
+    SG_FUZZ_CHECK(line.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos);
+    if (first) {
+      head.start_line = line;
+      first = false;
+      continue;
+    }
+    size_t colon = line.find(':');
+    SG_FUZZ_CHECK(colon != std::string_view::npos);
+    std::string_view name = line.substr(0, colon);
+    SG_FUZZ_CHECK(sg::is_http_token(name));
+    std::string_view value = line.substr(colon + 1);
+    // The builder writes ": " then the value (possibly empty).
+    SG_FUZZ_CHECK(!value.empty() && value[0] == ' ');
+    value.remove_prefix(1);
+    head.fields.emplace_back(name, value);
+  }
+  SG_FUZZ_CHECK(!first);
+  return head;
+}
+
+// Lowercase with '_' read as '-': how CGI-style applications see a header name.
+inline std::string fold_name(std::string_view name) {
+  std::string s(name);
+  for (char& c : s) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+    if (c == '_') c = '-';
+  }
+  return s;
+}
+
+}  // namespace sg_fuzz
