@@ -248,6 +248,15 @@ int main(int argc, char** argv) {
   uv_run(&rt->loop, UV_RUN_DEFAULT);
   rt->server.join();
   rt->server.save_snapshot();  // after the drain: every session of the run is in it
+  // Close what is left on the main loop (signals, timers) so that it ends cleanly.
+  uv_walk(
+      &rt->loop,
+      [](uv_handle_t* h, void*) {
+        if (!uv_is_closing(h)) uv_close(h, nullptr);
+      },
+      nullptr);
+  uv_run(&rt->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&rt->loop);
   SG_LOG_INFO("drained; exiting");
   return 0;
 }
