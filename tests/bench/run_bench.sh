@@ -15,8 +15,10 @@
 #   CG_REQUESTS=2000 keep-alive requests (returning session) under callgrind
 #   IDLE_CONNS=10000 idle keep-alive connections for the memory-per-connection figure
 #   SG_BIN, SG_STORE_BENCH   the gateway and session_store_bench binaries (default build/...)
-#   SKIP=...         space-separated phases to skip: wrk callgrind strace idle store
+#   SKIP=...         space-separated phases to skip: wrk callgrind strace perf idle store
+#   PERF_DURATION=5s the wrk run sampled by `perf record` per target and workload
 #   KEEP_TMP=1       keep the temporary directory (configs, wrk outputs, logs)
+#   RESULTS=FILE     where the results go (default tests/bench/results/YYYY-MM-DD-<host>.md)
 #
 # What it does. The origin is nginx (1 worker) answering `return 200` with a 100-byte body, and a
 # 1 MiB file on /1m. Targets, each 1 worker/thread, each restarted for every workload:
@@ -33,7 +35,10 @@
 # microseconds per request (utime+stime from /proc/PID/stat over the run / requests), peak RSS
 # (VmHWM), ratios to nginx and HAProxy; user-space instructions per request under callgrind
 # ((Ir of a run with N requests - Ir of the same run with none) / N); syscalls per request under
-# load (strace -c -f); bytes per idle keep-alive connection (VmRSS delta over IDLE_CONNS
+# load (strace -c -f); where each proxy's CPU goes (`perf record -e cpu-clock` attached for one
+# keep-alive and one 1 MiB run, samples grouped into user space and kernel work: TCP/IP including
+# the loopback delivery, copies, epoll and wake-ups, scheduling, syscall entry, memory); bytes per
+# idle keep-alive connection (VmRSS delta over IDLE_CONNS
 # connections, each after one request); bytes per stored session at 1M sessions
 # (session_store_bench). Prints a table and writes tests/bench/results/YYYY-MM-DD-<host>.md.
 # Never fails on a timing: a target that fails is reported as such and the run goes on.
@@ -157,6 +162,49 @@ def strace_summary(path, requests, top_out):
         f.write(", ".join(f"{name} {calls / requests:.2f}" for calls, name in rows[:6]))
     print(total if total is not None else "nan")
 
+# Kernel symbols by the work they do; the first matching group wins. Self samples only.
+PERF_GROUPS = [
+    ("copy", r"copy_user|_copy_to_iter|_copy_from_iter|copy_page|memcpy|memmove|skb_copy_datagram|simple_copy_to_iter|csum_partial_copy"),
+    ("epoll+wake-up", r"^ep_|epoll|__wake_up|try_to_wake_up|sock_def_readable|ttwu|wake_up_q|select_task_rq"),
+    ("scheduler", r"schedule|finish_task_switch|pick_next|enqueue_|dequeue_|update_curr|update_load|psi_|sched_|switch_mm|__switch_to|reweight|set_next|put_prev|cpuacct|account_"),
+    ("memory (skb, slab, pages, memcg)", r"kmem_cache|kmalloc|kfree|slab|alloc_skb|skb_release|__skb_clone|skb_free|_page|page_|folio|memcg|mem_cgroup|obj_cgroup|refill_stock|charge|pcp|rmqueue|ksize"),
+    ("TCP/IP + loopback delivery", r"tcp|^ip_|__ip_|^ipv4|^inet|^sk_|__sk_|^sock_|__sock_|^skb_|__skb|loopback|dev_|netif_|net_rx|napi|process_backlog|^nf_|ip_finish|ip_output|neigh|validate_xmit|raw_local|lock_sock|release_sock|__release_sock|eth_|dst_|fib_|security_sock|bpf|__netdev|qdisc|rps_"),
+    ("syscall entry/exit, fd, vfs", r"entry_SYSCALL|syscall|exit_to_user|do_syscall|__x64_sys|ksys_|vfs_|fdget|__fget|fput|__fsnotify|rw_verify|security_|apparmor|aa_|sockfd_lookup|__sys_|sock_read_iter|sock_write_iter|import_iovec|iovec|__import|rcu_read|__rcu"),
+    ("irq/timers (VM)", r"irq|_raw_spin|native_|hrtimer|timer|tick|clockevents|apic|__softirqentry|do_softirq|__do_softirq|ktime"),
+]
+
+def perf_summary(report, top_out):
+    """Groups `perf report --sort dso,sym` self samples; prints "user% kernel% group=% ..."."""
+    import re
+    groups = {name: 0.0 for name, _ in PERF_GROUPS}
+    groups["other kernel"] = 0.0
+    user, kernel, dsos, syms = 0.0, 0.0, {}, []
+    for line in open(report, errors="replace"):
+        m = re.match(r"\s*([0-9.]+)%\s+(\S+)\s+\[([k.])\]\s+(\S+)", line)
+        if not m:
+            continue
+        pct, dso, kind, sym = float(m.group(1)), m.group(2), m.group(3), m.group(4)
+        syms.append((pct, sym))
+        if kind == "k":
+            kernel += pct
+            for name, rx in PERF_GROUPS:
+                if re.search(rx, sym):
+                    groups[name] += pct
+                    break
+            else:
+                groups["other kernel"] += pct
+        else:
+            user += pct
+            dso = dso.rsplit("/", 1)[-1].split(".so")[0]
+            dsos[dso] = dsos.get(dso, 0.0) + pct
+    with open(top_out, "w") as f:
+        f.write("; ".join(f"{s} {p:.1f}%" for p, s in sorted(syms, reverse=True)[:8]))
+    parts = [f"user {user:.1f}% ({', '.join(f'{d} {p:.1f}' for d, p in sorted(dsos.items(), key=lambda x: -x[1])[:4])})",
+             f"kernel {kernel:.1f}%"]
+    parts += [f"{n} {p:.1f}%" for n, p in sorted(groups.items(), key=lambda x: -x[1]) if p >= 0.5]
+    print(" · ".join(parts))
+
+COMMANDS.update({"perf_summary": perf_summary})
 COMMANDS.update({"check_returning": check_returning, "keepalive": keepalive, "idle": idle,
                  "vm": lambda pid, key: print(vm(pid, key)),
                  "callgrind_total": callgrind_total, "strace_summary": strace_summary})
@@ -497,6 +545,37 @@ if ! skipped strace; then
 fi
 
 # ---------------------------------------------------------------------------------------------
+# Where the CPU goes: `perf record -e cpu-clock` (a software clock, which works in VMs without
+# hardware counters) attached to the proxy process for one wrk run per workload.
+PERF_DURATION=${PERF_DURATION:-5s}
+if ! skipped perf; then
+  if ! command -v perf >/dev/null || ! perf record -q -e cpu-clock -o "$tmp/out/perf-probe.data" true >/dev/null 2>&1; then
+    log "perf: not available here (Debian linux-perf, perf_event_paranoid <= 2); skipped"
+  else
+    for wl in ka-session 1mib; do
+      for t in sessiongate nginx haproxy; do
+        log "perf $t: wrk -d$PERF_DURATION $wl"
+        start_with_cookie "$t" "perf_$wl" || continue
+        perf record -q -e cpu-clock -F 2000 -o "$tmp/out/perf-$wl-$t.data" -p "$MEASURE_PID" \
+          >"$tmp/out/perf-$wl-$t.log" 2>&1 &
+        ppid=$!
+        pids+=("$ppid")
+        sleep 0.5
+        run_wrk "$wl" "$t" "$cookie" "$PERF_DURATION" "$tmp/out/perf-wrk-$wl-$t.txt"
+        stop_pid "$ppid" INT
+        perf report -i "$tmp/out/perf-$wl-$t.data" --stdio --no-children --sort dso,sym \
+          >"$tmp/out/perf-$wl-$t.txt" 2>/dev/null
+        summary=$(py perf_summary "$tmp/out/perf-$wl-$t.txt" "$tmp/out/perf-top-$wl-$t.txt")
+        echo -e "perf_${wl}_$t\t$summary" >>"$extra"
+        echo -e "perftop_${wl}_$t\t$(cat "$tmp/out/perf-top-$wl-$t.txt")" >>"$extra"
+        log "  $t: $summary"
+        stop_target "$t"
+      done
+    done
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------
 # Bytes per idle keep-alive connection.
 if ! skipped idle; then
   for t in sessiongate nginx haproxy; do
@@ -534,7 +613,7 @@ echo "elapsed=${elapsed}s" >>"$meta"
 # ---------------------------------------------------------------------------------------------
 # Report.
 mkdir -p "$here/results"
-results=$here/results/$(date +%F)-$host.md
+results=${RESULTS:-$here/results/$(date +%F)-$host.md}
 python3 - "$meta" "$data" "$hwm" "$extra" "$results" "$CG_REQUESTS" "$IDLE_CONNS" <<'PY'
 import math, statistics, sys
 meta_p, data_p, hwm_p, extra_p, out_p, cg_n, idle_n = sys.argv[1:]
@@ -636,6 +715,16 @@ if have_other:
     tops = [(t, extra[f"systop_{t}"]) for t in ("sessiongate", "nginx", "haproxy") if extra.get(f"systop_{t}")]
     if tops:
         lines.append("Top syscalls per request under strace: " + "; ".join(f"{t}: {v}" for t, v in tops) + ".\n")
+
+perf_rows = [(wl, t) for wl in ("ka-session", "1mib") for t in ("sessiongate", "nginx", "haproxy")
+             if extra.get(f"perf_{wl}_{t}")]
+if perf_rows:
+    lines.append("### Where the proxy's CPU goes (perf record -e cpu-clock, self samples)\n")
+    lines.append("| workload | target | samples by group | top symbols |")
+    lines.append("|---|---|---|---|")
+    for wl, t in perf_rows:
+        lines.append(f"| {wl} | {t} | {extra[f'perf_{wl}_{t}']} | {extra.get(f'perftop_{wl}_{t}', '')} |")
+    lines.append("")
 
 # The issue's targets, informational only.
 def chk(ok):
