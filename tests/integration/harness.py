@@ -11,7 +11,8 @@
 
 Environment: SESSIONGATE_BIN (the binary; default /work/main/build/sessiongate; a missing binary
 skips the tests unless the variable is set), SG_KEEP_LOGS=1 keeps each gateway's temp dir (config,
-stdout, stderr) and prints its path.
+stdout, stderr) and prints its path, SG_TEST_WORKERS (N or "auto") sets server.workers where a test
+does not.
 """
 
 from __future__ import annotations
@@ -353,9 +354,16 @@ def simple_get(port: int, target: str, timeout: float = 5.0, headers=None) -> Re
 
 # -- the gateway process ------------------------------------------------------------------------
 
+def default_workers():
+    """server.workers for gateways whose test does not choose: SG_TEST_WORKERS (a number or "auto";
+    the TSan run uses 2 so that every test exercises cross-worker sharing), else 1."""
+    value = os.environ.get("SG_TEST_WORKERS", "1")
+    return value if value == "auto" else int(value)
+
+
 def base_config(port: int, upstream_port: int) -> dict:
     return {
-        "server": {"listen": [f"127.0.0.1:{port}"], "workers": 1, "drain_timeout": "3s"},
+        "server": {"listen": [f"127.0.0.1:{port}"], "workers": default_workers(), "drain_timeout": "3s"},
         "upstream": {"servers": [f"127.0.0.1:{upstream_port}"], "response_timeout": "5s"},
         "limits": {},
         "health": {"path": "/healthz", "ready_path": "/readyz"},
