@@ -126,9 +126,16 @@ void AccessLog::write(const AccessRecord& r) {
     append_json_escaped(line, r.method);
     line.push_back(' ');
     append_json_escaped(line, path);
-    snprintf(num, sizeof num, " HTTP/1.1\" %d %llu \"-\" \"-\"\n", r.status,
+    snprintf(num, sizeof num, " HTTP/1.%d\" %d %llu \"", r.version_minor == 0 ? 0 : 1, r.status,
              static_cast<unsigned long long>(r.bytes_sent));
     line.append(num);
+    std::string_view referer = r.referer.substr(0, r.referer.find_first_of("?#"));
+    if (referer.empty()) line.push_back('-');
+    append_json_escaped(line, referer);
+    line.append("\" \"");
+    if (r.user_agent.empty()) line.push_back('-');
+    append_json_escaped(line, r.user_agent);
+    line.append("\"\n");
   }
   ssize_t ignored = ::write(fd, line.data(), line.size());
   (void)ignored;

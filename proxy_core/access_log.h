@@ -19,7 +19,10 @@ struct AccessRecord {
   std::string_view request_id;
   std::string_view client;
   std::string_view method;
-  std::string_view target;  // only its path is logged: query strings often carry secrets
+  std::string_view target;      // only its path is logged: query strings often carry secrets
+  int version_minor = 1;        // HTTP/1.x of the request
+  std::string_view referer;     // combined format only; logged without its query string
+  std::string_view user_agent;  // combined format only
   int status = 0;
   uint64_t bytes_sent = 0;      // response body bytes sent to the client
   uint64_t bytes_received = 0;  // request body bytes read from the client
@@ -36,6 +39,7 @@ class AccessLog {
   bool reopen(std::string& error);
   void write(const AccessRecord& record);
   bool enabled() const { return fd_.load(std::memory_order_relaxed) >= 0; }
+  bool combined() const { return format_ == AccessLogFormat::kCombined; }
   ~AccessLog();
 
  private:

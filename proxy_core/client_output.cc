@@ -193,6 +193,11 @@ void ClientConnection::log_exchange() {
   r.client = peer_ip_;
   r.method = req.method;
   r.target = req.target;
+  r.version_minor = req.version_minor;
+  if (worker_->state().access_log.combined()) {
+    if (const HeaderField* h = req.find("referer")) r.referer = h->value;
+    if (const HeaderField* h = req.find("user-agent")) r.user_agent = h->value;
+  }
   r.status = status_;
   r.bytes_sent = response_body_bytes_;
   r.bytes_received = request_body_bytes_;

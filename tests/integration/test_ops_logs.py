@@ -39,7 +39,9 @@ class CombinedFormat(unittest.TestCase):
         up = start_upstream(self)
         gw = Gateway(self, up.port, {"log": {"format": "combined"}})
         c = HttpClient(gw.port, self)
-        r1 = c.roundtrip("GET", "/echo/combined?q=1")
+        r1 = c.roundtrip("GET", "/echo/combined?q=1",
+                         headers=[("Referer", "http://app.test/from/page?code=s3cret#frag"),
+                                  ("User-Agent", "test-agent/1.0 (x)")])
         self.assertEqual(r1.status, 200)
         handle = [v for k, v in r1.json()["headers"] if k.lower() == "x-session-id"][0]
         token = re.match(rf"{COOKIE}=([^;]+)", r1.header("Set-Cookie")).group(1)
@@ -63,12 +65,26 @@ class CombinedFormat(unittest.TestCase):
         self.assertEqual((e["client"], e["session"], e["method"], e["status"]), ("127.0.0.1", handle, "GET", "200"))
         self.assertEqual(int(e["bytes"]), len(r1.body))
         self.assertNotIn("q=1", "\n".join(out), "the query string is logged in combined lines")
+        self.assertEqual((e["referer"], e["agent"]), ("http://app.test/from/page", "test-agent/1.0 (x)"),
+                         "Referer (without its query) and User-Agent, as in nginx's combined format")
+        self.assertNotIn("s3cret", "\n".join(out), "the Referer's query string is logged")
+        self.assertIn('"GET /echo/combined HTTP/1.1"', out[[i for i, l in enumerate(out) if "/echo/combined" in l][0]])
         e = parsed["/status/404"]
-        self.assertEqual((e["session"], e["status"]), (handle, "404"))
+        self.assertEqual((e["session"], e["status"], e["referer"]), (handle, "404", "-"))
         e = parsed["/static/app.js"]
         self.assertEqual((e["session"], e["method"], e["status"]), ("-", "POST", "200"),
                          "an excluded path has no session")
         self.assertNotIn(token, gw.logs()[0] + gw.logs()[1])
+
+    def test_combined_line_gives_the_request_version(self):
+        up = start_upstream(self)
+        gw = Gateway(self, up.port, {"log": {"format": "combined"}})
+        c = HttpClient(gw.port, self)
+        c.sock.sendall(b"GET /echo/http10 HTTP/1.0\r\nHost: a\r\n\r\n")
+        self.assertEqual(c.read_response().status, 200)
+        line = wait_until(lambda: next((l for l in gw.logs()[0].splitlines() if "/echo/http10" in l), None),
+                          5.0, message="the combined line for the HTTP/1.0 request")
+        self.assertIn('"GET /echo/http10 HTTP/1.0" 200', line)
 
 
 class FileTargetReopen(unittest.TestCase):
