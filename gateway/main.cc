@@ -8,6 +8,10 @@
 // SIGTERM/SIGINT drain (stop accepting, readiness 503, in-flight requests finish up to
 // server.drain_timeout) then exit 0. SIGHUP reloads the file; an invalid file is logged and the
 // running configuration stays. SIGUSR1 reopens the access log (logrotate).
+//
+// Under systemd (Type=notify) the service manager hears READY=1 once every listener accepts,
+// RELOADING=1 ... READY=1 around a SIGHUP reload, STOPPING=1 when the drain starts, STATUS=
+// lines, and WATCHDOG=1 every half WatchdogSec= while the main loop turns.
 #include <signal.h>
 #include <uv.h>
 
@@ -20,6 +24,7 @@
 #include "proxy_core/config_loader.h"
 #include "proxy_core/log.h"
 #include "proxy_core/server.h"
+#include "proxy_core/systemd_notify.h"
 
 namespace {
 
@@ -102,6 +107,9 @@ struct Runtime {
   uv_signal_t sigterm, sigint, sighup, sigusr1;
   uv_timer_t drain_poll;
   uv_timer_t snapshot;
+  uv_timer_t reload_poll;  // a reload is announced as done once every worker has taken it up
+  uv_timer_t watchdog;
+  sg::SystemdNotifier notifier;
   uint64_t drain_deadline = 0;
   bool draining = false;
   bool forced = false;
@@ -122,6 +130,38 @@ void on_drain_poll(uv_timer_t* t) {
   }
 }
 
+// The one-line summary systemctl status shows.
+std::string serving_status(const sg::Config& c, const char* what) {
+  std::string s = std::string(what) + " on";
+  for (const std::string& a : c.server.listen)
+    s += " " + a;
+  s += ", " + std::to_string(c.server.workers) + " worker(s), store " +
+       (c.session.store == sg::StoreKind::kRedis ? "redis" : "memory");
+  if (!c.admin.listen.empty()) s += ", admin " + c.admin.listen;
+  return s;
+}
+
+void notify(Runtime* rt, const std::string& message) {
+  std::string error;
+  if (rt->notifier.enabled() && !rt->notifier.send(message, &error))
+    SG_LOG_WARN("sd_notify: %s", error.c_str());
+}
+
+void reload_finished(Runtime* rt, const std::string& status) {
+  uv_timer_stop(&rt->reload_poll);
+  if (!rt->draining) notify(rt, "READY=1\n" + sg::status_message(status));
+}
+
+void on_reload_poll(uv_timer_t* t) {
+  auto* rt = static_cast<Runtime*>(t->data);
+  if (rt->server.config_applied())
+    reload_finished(rt, serving_status(*rt->server.config(), "reloaded; serving"));
+}
+
+void on_watchdog(uv_timer_t* t) {
+  notify(static_cast<Runtime*>(t->data), "WATCHDOG=1");
+}
+
 void on_snapshot(uv_timer_t* t) {
   static_cast<Runtime*>(t->data)->server.save_snapshot();
 }
@@ -130,11 +170,16 @@ void on_signal(uv_signal_t* s, int signum) {
   auto* rt = static_cast<Runtime*>(s->data);
   if (signum == SIGHUP) {
     SG_LOG_INFO("SIGHUP: reloading %s", rt->options.config_path.c_str());
+    if (!rt->draining)
+      notify(rt, sg::reloading_message(sg::monotonic_usec()) + "\n" +
+                     sg::status_message("reloading " + rt->options.config_path));
     auto config = load(rt->options.config_path, true);
     if (!config) {
       ++rt->reloads_failed;
       rt->server.state().process_metrics.reloads_failed++;
       SG_LOG_ERROR("reload failed: the running configuration stays");
+      reload_finished(rt, serving_status(*rt->server.config(),
+                                         "reload failed (invalid file, see the log); serving"));
       return;
     }
     std::string error;
@@ -142,8 +187,12 @@ void on_signal(uv_signal_t* s, int signum) {
       ++rt->reloads_failed;
       rt->server.state().process_metrics.reloads_failed++;
       SG_LOG_ERROR("reload failed: %s; the running configuration stays", error.c_str());
+      reload_finished(rt, serving_status(*rt->server.config(),
+                                         ("reload failed (" + error + "); serving").c_str()));
       return;
     }
+    // READY=1 once every worker has taken the new configuration up (new listeners listen).
+    uv_timer_start(&rt->reload_poll, on_reload_poll, 0, 5);
     ++rt->reloads_ok;
     rt->server.state().process_metrics.reloads_ok++;
     sg::LogLevel level;
@@ -166,6 +215,12 @@ void on_signal(uv_signal_t* s, int signum) {
   }
   rt->draining = true;
   uv_timer_stop(&rt->snapshot);
+  uv_timer_stop(&rt->reload_poll);
+  notify(rt,
+         "STOPPING=1\n" +
+             sg::status_message("draining (up to " +
+                                std::to_string(rt->server.config()->server.drain_timeout.count()) +
+                                " ms for in-flight requests)"));
   // The admin listener stays open while draining, so that probes see /readyz answer 503.
   SG_LOG_INFO("%s: draining (up to %lld ms)", signum == SIGTERM ? "SIGTERM" : "SIGINT",
               static_cast<long long>(rt->server.config()->server.drain_timeout.count()));
@@ -221,10 +276,19 @@ int main(int argc, char** argv) {
   }
   uv_timer_init(&rt->loop, &rt->drain_poll);
   rt->drain_poll.data = rt.get();
+  uv_timer_init(&rt->loop, &rt->reload_poll);
+  rt->reload_poll.data = rt.get();
+  uv_timer_init(&rt->loop, &rt->watchdog);
+  rt->watchdog.data = rt.get();
+  // Before any thread starts: this unsets NOTIFY_SOCKET and WATCHDOG_* for our children.
+  std::string notify_warning;
+  rt->notifier.init_from_environment(notify_warning);
+  if (!notify_warning.empty()) SG_LOG_WARN("%s", notify_warning.c_str());
 
   std::string error;
   if (!rt->server.start(config, error)) {
     std::fprintf(stderr, "sessiongate: %s\n", error.c_str());
+    notify(rt.get(), sg::status_message("start failed: " + error));
     return 1;
   }
   rt->server.state().process_metrics.start_time_s = sg::unix_now_ms() / 1000;
@@ -232,6 +296,7 @@ int main(int argc, char** argv) {
     rt->admin = std::make_unique<sg::AdminServer>(&rt->loop, &rt->server);
     if (!rt->admin->start(config->admin.listen, error)) {
       std::fprintf(stderr, "sessiongate: %s\n", error.c_str());
+      notify(rt.get(), sg::status_message("start failed: " + error));
       rt->server.begin_drain();
       rt->server.force_stop();
       rt->server.join();
@@ -239,6 +304,17 @@ int main(int argc, char** argv) {
     }
   }
   SG_LOG_INFO("sessiongate %s started (config %s)", SG_VERSION, rt->options.config_path.c_str());
+  // Every listener accepts (Server::start returns after the workers listen; the admin listener
+  // is bound): the service manager may start what is ordered after us.
+  notify(rt.get(),
+         "READY=1\n" + sg::status_message(serving_status(*rt->server.config(), "serving")));
+  if (uint64_t usec = rt->notifier.watchdog_usec()) {
+    uint64_t every_ms =
+        usec / 2000 > 0 ? usec / 2000 : 1;  // half the interval, as sd_watchdog_enabled(3) advises
+    SG_LOG_INFO("systemd watchdog: WATCHDOG=1 every %llu ms",
+                static_cast<unsigned long long>(every_ms));
+    uv_timer_start(&rt->watchdog, on_watchdog, 0, every_ms);
+  }
   uv_timer_init(&rt->loop, &rt->snapshot);
   rt->snapshot.data = rt.get();
   if (!config->memory_store.snapshot_path.empty()) {

@@ -158,6 +158,12 @@ bool Server::apply(std::shared_ptr<const Config> config, std::string& error) {
   return true;
 }
 
+bool Server::config_applied() const {
+  for (auto& w : workers_)
+    if (!w->finished() && w->applied_config() != config_.get()) return false;
+  return true;
+}
+
 void Server::begin_drain() {
   state_.draining.store(true);
   for (auto& w : workers_)

@@ -32,6 +32,10 @@ class Server {
   // added addresses, closes removed ones. False (nothing changed) when a new address cannot be
   // bound. server.workers and the session store cannot change without a restart (logged).
   bool apply(std::shared_ptr<const Config> config, std::string& error);
+  // True once every worker has taken up the configuration of the last start() or apply(),
+  // listeners included (a worker that has finished counts as done). Polled by main to announce
+  // the end of a reload (sd_notify READY=1).
+  bool config_applied() const;
   // Stops accepting, turns readiness to 503, lets in-flight requests finish.
   void begin_drain();
   // Drain deadline passed: close whatever is still open.

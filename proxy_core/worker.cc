@@ -126,20 +126,26 @@ void Worker::start() {
   unsigned workers = static_cast<unsigned>(config_->server.workers);
   if (workers == 0) workers = 1;
   max_connections_ = (config_->server.max_connections + workers - 1) / workers;
-  thread_ = std::thread([this] { run(); });
+  std::promise<void> listening;
+  std::future<void> listening_done = listening.get_future();
+  thread_ = std::thread([this, &listening] { run(&listening); });
+  // Readiness (sd_notify READY=1) may be announced only once every listener accepts.
+  listening_done.wait();
 }
 
 void Worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Worker::run() {
+void Worker::run(std::promise<void>* listening) {
   for (auto& l : listeners_)
     start_listener(l.get());
   if (index_ == 0) {
     probe_ = std::make_unique<HealthProbe>(&loop_, state_);
     probe_->start(config_);
   }
+  applied_config_.store(config_.get());
+  listening->set_value();  // start() returns: `listening` is gone after this line
   uv_timer_start(&sweep_, &Worker::on_sweep, kSweepIntervalMs, kSweepIntervalMs);
   uv_run(&loop_, UV_RUN_DEFAULT);
   probe_.reset();
@@ -260,6 +266,7 @@ void Worker::on_async(uv_async_t* a) {
     w->set_listeners({std::move(s)});
     w->start_listener(w->listeners_.back().get());
   }
+  w->applied_config_.store(w->config_.get());  // a reload is complete once every worker is here
   if (drain || stop) w->begin_drain();
   if (stop) {
     w->stopping_ = true;

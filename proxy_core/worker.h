@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -52,6 +53,7 @@ class Worker {
   };
   // Main thread, before start(): adopt this worker's listening sockets.
   void set_listeners(std::vector<OpenedListener> sockets);
+  // Starts the thread and returns once its listeners listen (the port accepts connections).
   void start();
   void join();
   bool finished() const { return finished_.load(); }
@@ -60,6 +62,9 @@ class Worker {
   // listeners whose address is not in the new config's server.listen are closed.
   void post_config(std::shared_ptr<const Config> config, TlsContexts tls,
                    std::vector<OpenedListener> added = {});
+  // Any thread: the configuration this worker's loop has taken up, listeners included (the last
+  // post_config() is in force once this equals it). Compared, never dereferenced.
+  const Config* applied_config() const { return applied_config_.load(); }
   // Main thread, before start().
   void set_tls(TlsContexts tls) { tls_ = std::move(tls); }
   // Main thread, before start(): this worker's own store (Redis), started on its loop.
@@ -103,7 +108,7 @@ class Worker {
     Worker* worker = nullptr;
   };
 
-  void run();
+  void run(std::promise<void>* listening);
   static void on_async(uv_async_t* a);
   static void on_connection(uv_stream_t* server, int status);
   static void on_sweep(uv_timer_t* t);
@@ -139,6 +144,7 @@ class Worker {
   bool closed_ = false;
   std::thread thread_;
   std::atomic<bool> finished_{false};
+  std::atomic<const Config*> applied_config_{nullptr};
 
   std::mutex mailbox_mutex_;
   std::shared_ptr<const Config> mailbox_config_;
