@@ -57,7 +57,8 @@ pkgs=(build-essential cmake pkg-config libuv1-dev libllhttp-dev libssl-dev libto
       libhiredis-dev doctest-dev python3 curl ca-certificates openssl)
 if [ "$want" = test ]; then
   pkgs+=(redis-server redis-tools wrk nginx-light haproxy valgrind clang-14 libclang-rt-14-dev
-         clang-format strace procps prometheus chromium)  # chromium: tests/integration/test_browser.py
+         clang-format strace procps prometheus chromium  # chromium: tests/integration/test_browser.py
+         slowhttptest)  # tests/bench/slowhttp.sh
 fi
 
 missing=()
