@@ -29,20 +29,36 @@ void append_number(std::string& out, uint64_t n) {
 }
 
 // The values of the message's Connection header(s): the names they list are hop-by-hop too
-// (RFC 9110 §7.6.1). Collected once per message; most messages have none.
+// (RFC 9110 §7.6.1). Collected once per message; most messages have none. A message with more
+// Connection fields than fit is rare (and suspect): it falls back to scanning the whole head.
 struct ConnectionTokens {
-  explicit ConnectionTokens(const MessageHead& head) {
-    for (size_t i = 0; i < head.header_count && count < kMax; ++i)
-      if (iequals(head.headers[i].name, "connection")) values[count++] = head.headers[i].value;
+  explicit ConnectionTokens(const MessageHead& head) : head(head) {
+    for (size_t i = 0; i < head.header_count; ++i) {
+      if (!iequals(head.headers[i].name, "connection")) continue;
+      if (count == kMax) {
+        overflow = true;
+        break;
+      }
+      values[count++] = head.headers[i].value;
+    }
   }
   bool names(std::string_view name) const {
+    if (overflow) {
+      for (size_t i = 0; i < head.header_count; ++i)
+        if (iequals(head.headers[i].name, "connection") &&
+            list_contains_token(head.headers[i].value, name))
+          return true;
+      return false;
+    }
     for (size_t i = 0; i < count; ++i)
       if (list_contains_token(values[i], name)) return true;
     return false;
   }
-  static constexpr size_t kMax = 8;  // more Connection fields than this are not honoured
+  static constexpr size_t kMax = 8;
+  const MessageHead& head;
   std::string_view values[kMax];
   size_t count = 0;
+  bool overflow = false;
 };
 
 }  // namespace

@@ -144,6 +144,18 @@ TEST_CASE("headers named in any Connection field are removed, whatever their cas
         "GET /path?q=1 HTTP/1.1\r\nHost: example.com\r\nX-D: 4\r\n" + kForwarded + "\r\n");
 }
 
+TEST_CASE("names in a ninth or later Connection field are honoured too") {
+  std::vector<HeaderField> fields = {{"Host", "example.com"}};
+  for (int i = 0; i < 12; ++i)
+    fields.push_back({"Connection", "x-hop-" + std::to_string(i)});
+  for (int i = 0; i < 12; ++i)
+    fields.push_back({"X-Hop-" + std::to_string(i), "v"});
+  fields.push_back({"X-Kept", "k"});
+  MessageHead h = request(fields);
+  CHECK(upstream(h, upstream_options()) ==
+        "GET /path?q=1 HTTP/1.1\r\nHost: example.com\r\nX-Kept: k\r\n" + kForwarded + "\r\n");
+}
+
 TEST_CASE("a client cannot strip an injected header by naming it in Connection") {
   MessageHead h = request({{"Host", "example.com"},
                            {"Connection", "X-Session-Id, X-Request-Id, X-Forwarded-For"},
