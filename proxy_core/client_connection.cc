@@ -163,6 +163,10 @@ void ClientConnection::process(const char* data, size_t len) {
   while (len > 0 && !closing_) {
     if (state_ == State::kIdle) {
       state_ = State::kHead;
+      // A new exchange: a head rejected before on_request_head (parse error, header timeout)
+      // must get its error response after the previous, possibly still corked, answer; a stale
+      // flag would make reject() abort the connection and drop that answer.
+      response_started_ = response_done_ = false;
       started_ms_ = unix_now_ms();
       started_hr_ = uv_hrtime();
       worker_->next_request_id(request_id_);  // rejected requests are logged with an id too

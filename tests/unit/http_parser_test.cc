@@ -504,6 +504,13 @@ TEST_CASE("a control byte in the reason phrase is refused, HTAB and obs-text are
                  {"head-done HTTP/1.1 200 O\tK\xe9 [Content-Length: 0]"});
 }
 
+TEST_CASE("a response whose status line is not HTTP/1.x is refused") {
+  // llhttp takes 2.0 and 0.9 status lines; relaying them as HTTP/1.1 would be a lie.
+  check_response("HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n", {"error 502"});
+  check_response("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+                 {"head-done HTTP/1.0 200 OK [Content-Length: 0]"});
+}
+
 TEST_CASE("Content-Length together with Transfer-Encoding is refused") {
   check_request(
       "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"

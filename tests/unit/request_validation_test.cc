@@ -268,5 +268,22 @@ TEST_CASE("MessageHead finds and counts headers case-insensitively among the val
   CHECK(h.keep_alive);
 }
 
+TEST_CASE("a Transfer-Encoding with a coding besides chunked is 501, an empty one 400") {
+  // We re-chunk bodies and send only "chunked" upstream: another coding would be dropped silently.
+  auto post = [](std::vector<HeaderField> te) {
+    te.insert(te.begin(), {"Host", "example.com"});
+    return request("POST", "/", std::move(te));
+  };
+  CHECK(status_of(post({{"Transfer-Encoding", "chunked"}})) == 0);
+  CHECK(status_of(post({{"Transfer-Encoding", " CHUNKED "}})) == 0);
+  CHECK(status_of(post({{"Transfer-Encoding", "x, chunked"}})) == 501);
+  CHECK(status_of(post({{"Transfer-Encoding", "gzip"}, {"Transfer-Encoding", "chunked"}})) == 501);
+  CHECK(status_of(post({{"Transfer-Encoding", ""}})) == 400);
+  CHECK(status_of(post({{"Transfer-Encoding", " , "}})) == 400);
+  CHECK(parse_and_validate("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: x, chunked\r\n\r\n") ==
+        501);
+  CHECK(parse_and_validate("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\n\r\n") == 400);
+}
+
 }  // namespace
 }  // namespace sg
