@@ -4,6 +4,8 @@
 //   sessiongate --check --config FILE  validate; print FILE:LINE:COL: message lines; exit 0 or 1
 //   sessiongate --print-config         print the effective configuration and exit
 //   sessiongate --version
+//   sessiongate --health-check --config FILE   GET /healthz on this configuration's own listener
+//                                              (admin if set); exit 0 on 200, else 1
 //
 // SIGTERM/SIGINT drain (stop accepting, readiness 503, in-flight requests finish up to
 // server.drain_timeout) then exit 0. SIGHUP reloads the file; an invalid file is logged and the
@@ -15,6 +17,7 @@
 #include <signal.h>
 #include <uv.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -22,6 +25,7 @@
 
 #include "proxy_core/admin_server.h"
 #include "proxy_core/config_loader.h"
+#include "proxy_core/health_check.h"
 #include "proxy_core/log.h"
 #include "proxy_core/server.h"
 #include "proxy_core/systemd_notify.h"
@@ -33,12 +37,13 @@ struct Options {
   bool check = false;
   bool print_config = false;
   bool version = false;
+  bool health_check = false;
   std::string log_level;
 };
 
 void usage(FILE* out) {
   std::fprintf(out,
-               "usage: sessiongate [--config FILE] [--check] [--print-config] "
+               "usage: sessiongate [--config FILE] [--check] [--print-config] [--health-check] "
                "[--log-level debug|info|warn|error] [--version]\n");
 }
 
@@ -58,6 +63,8 @@ bool parse_args(int argc, char** argv, Options& o) {
       o.check = true;
     } else if (a == "--print-config") {
       o.print_config = true;
+    } else if (a == "--health-check") {
+      o.health_check = true;
     } else if (a == "--version" || a == "-v") {
       o.version = true;
     } else if (a == "--log-level") {
@@ -258,6 +265,17 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!config) return 1;
+  if (rt->options.health_check) {
+    // A container HEALTHCHECK: short, so that a hung gateway counts as unhealthy.
+    constexpr std::chrono::milliseconds kHealthCheckTimeout{3000};
+    std::string error;
+    auto target = sg::health_check_target(*config, error);
+    int status = target ? sg::run_health_check(*target, kHealthCheckTimeout, error) : 0;
+    if (status == 200) return 0;
+    if (status != 0) error = target->address + target->path + " answered " + std::to_string(status);
+    std::fprintf(stderr, "sessiongate: unhealthy: %s\n", error.c_str());
+    return 1;
+  }
   if (rt->options.print_config) {
     std::fputs(sg::render_effective_config(*config).c_str(), stdout);
     return 0;
