@@ -58,7 +58,8 @@ pkgs=(build-essential cmake pkg-config libuv1-dev libllhttp-dev libssl-dev libto
 if [ "$want" = test ]; then
   pkgs+=(redis-server redis-tools wrk nginx-light haproxy valgrind clang-14 libclang-rt-14-dev
          clang-format strace procps prometheus chromium  # chromium: tests/integration/test_browser.py
-         slowhttptest)  # tests/bench/slowhttp.sh
+         slowhttptest  # tests/bench/slowhttp.sh
+         python3-yaml)  # tests/integration/test_deploy.py parses the Kubernetes manifests
 fi
 
 missing=()
