@@ -12,6 +12,14 @@
 //   drawn from the values, and all of them when there are at most kMaxTokenCandidates;
 // - is_token_shaped agrees with the naive check on every value;
 // - set_cookie_names_cookie agrees with the naive RFC 6265 §5.2 reading on every field.
+// And the token codec (token.h), on every field and value and on the input's first 32 bytes:
+// - a token-shaped text decodes (naive base64url, RFC 4648 §5) to 32 bytes that encode back to
+//   the same text (one spelling per token), and the naive encoding of any 32 bytes is accepted;
+// - hash_token is the SHA-256 of the text, computed here with OpenSSL's one-shot EVP_Digest;
+// - constant_time_equal agrees with ==; handle_to_hex with a naive lowercase hex;
+// - generate_token gives token-shaped text and generate_handle a handle.
+#include <openssl/evp.h>
+
 #include <algorithm>
 #include <string>
 #include <string_view>
@@ -85,6 +93,91 @@ bool naive_set_cookie_names(std::string_view value, std::string_view name) {
   return eq != std::string_view::npos && !name.empty() && trim_wsp(pair.substr(0, eq)) == name;
 }
 
+constexpr std::string_view kAlphabet =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+std::string naive_encode(const uint8_t* bytes, size_t n) {
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < n; ++i) {
+    acc = (acc << 8) | bytes[i];
+    bits += 8;
+    while (bits >= 6) {
+      out.push_back(kAlphabet[(acc >> (bits - 6)) & 63]);
+      bits -= 6;
+    }
+  }
+  if (bits > 0) out.push_back(kAlphabet[(acc << (6 - bits)) & 63]);
+  return out;
+}
+
+// Decodes 43 characters to 32 bytes; false when a character is outside the alphabet.
+bool naive_decode(std::string_view text, std::vector<uint8_t>& out) {
+  out.clear();
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : text) {
+    const size_t v = kAlphabet.find(c);
+    if (v == std::string_view::npos) return false;
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      out.push_back(static_cast<uint8_t>(acc >> (bits - 8)));
+      bits -= 8;
+    }
+  }
+  return true;
+}
+
+void check_token_codec(std::string_view text) {
+  const bool shaped = sg::is_token_shaped(text);
+  SG_FUZZ_CHECK(shaped == naive_token_shaped(text));
+  std::vector<uint8_t> raw;
+  if (text.size() == sg::kTokenChars && naive_decode(text, raw)) {
+    SG_FUZZ_CHECK(raw.size() == sg::kTokenBytes);
+    // Canonical exactly when re-encoding gives the same text back.
+    SG_FUZZ_CHECK((naive_encode(raw.data(), raw.size()) == text) == shaped);
+  }
+  const sg::TokenHash hash = sg::hash_token(text);
+  unsigned char expected[EVP_MAX_MD_SIZE];
+  unsigned int expected_len = 0;
+  SG_FUZZ_CHECK(
+      EVP_Digest(text.data(), text.size(), expected, &expected_len, EVP_sha256(), nullptr) == 1);
+  SG_FUZZ_CHECK(expected_len == hash.size());
+  SG_FUZZ_CHECK(std::equal(hash.begin(), hash.end(), expected));
+  SG_FUZZ_CHECK(sg::constant_time_equal(hash, sg::hash_token(text)));
+  SG_FUZZ_CHECK(sg::constant_time_equal(text, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA") ==
+                (text == "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+}
+
+void check_token_bytes(const uint8_t* data, size_t size) {
+  uint8_t raw[sg::kTokenBytes] = {};
+  std::copy(data, data + std::min(size, sizeof raw), raw);
+  const std::string text = naive_encode(raw, sizeof raw);
+  SG_FUZZ_CHECK(text.size() == sg::kTokenChars);
+  SG_FUZZ_CHECK(sg::is_token_shaped(text));
+  std::vector<uint8_t> back;
+  SG_FUZZ_CHECK(naive_decode(text, back) && std::equal(back.begin(), back.end(), raw));
+  // The 43rd character carries 4 data bits and 2 padding bits: only those with zero padding
+  // bits are accepted, so each 32 bytes have one accepted spelling.
+  std::string other = text;
+  for (char c : kAlphabet) {
+    other.back() = c;
+    SG_FUZZ_CHECK(sg::is_token_shaped(other) == (kAlphabet.find(c) % 4 == 0));
+  }
+
+  sg::SessionHandle handle{};
+  std::copy(raw, raw + handle.size(), handle.begin());
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (uint8_t b : handle) {
+    hex.push_back(kHex[b >> 4]);
+    hex.push_back(kHex[b & 15]);
+  }
+  SG_FUZZ_CHECK(sg::handle_to_hex(handle) == hex);
+}
+
 }  // namespace
 
 SG_FUZZ_ENTRY(cookie) {
@@ -143,5 +236,15 @@ SG_FUZZ_ENTRY(cookie) {
 
   for (std::string_view field : fields)
     SG_FUZZ_CHECK(sg::set_cookie_names_cookie(field, name) == naive_set_cookie_names(field, name));
+
+  for (std::string_view field : fields)
+    check_token_codec(field);
+  for (std::string_view v : values)
+    check_token_codec(v);
+  check_token_bytes(data + 1, size - 1);
+  std::string fresh;
+  SG_FUZZ_CHECK(sg::generate_token(fresh) && sg::is_token_shaped(fresh));
+  sg::SessionHandle handle{};
+  SG_FUZZ_CHECK(sg::generate_handle(handle));
   return 0;
 }

@@ -60,14 +60,11 @@ Options decode_options(uint8_t bits) {
   return o;
 }
 
-// The names the client's Connection fields list (the first ConnectionTokens::kMax fields only:
-// header_rewrite.cc documents that more are not honoured).
+// The names the client's Connection fields list (every field: header_rewrite.cc honours them all).
 std::vector<std::string> connection_tokens(const sg::MessageHead& head) {
   std::vector<std::string> tokens;
-  size_t fields = 0;
-  for (size_t i = 0; i < head.header_count && fields < 8; ++i) {
+  for (size_t i = 0; i < head.header_count; ++i) {
     if (!sg::iequals(head.headers[i].name, "connection")) continue;
-    ++fields;
     std::string_view list = head.headers[i].value;
     while (!list.empty()) {
       size_t comma = list.find(',');
