@@ -163,14 +163,17 @@ class Handler(BaseHTTPRequestHandler):
     # -- requests ----------------------------------------------------------------------------
     def _form(self) -> dict:
         """The urlencoded request body as {name: first value}; BadRequest when it is not one."""
-        length = self.headers.get("Content-Length")
-        if self.headers.get("Transfer-Encoding") is not None or length is None:
-            raise BadRequest(411, "a Content-Length body is required")
+        if self.headers.get("Transfer-Encoding") is not None:
+            raise BadRequest(411, "send the form with a Content-Length")
+        # No Content-Length on a request means an empty body (RFC 9112 section 6.3): curl -X POST.
+        length = self.headers.get("Content-Length", "0")
         if not length.isdigit():
             raise BadRequest(400, "bad Content-Length")
         if int(length) > MAX_FORM_BYTES:
             raise BadRequest(413, "form too large")
         raw = self.rfile.read(int(length))
+        if not raw:
+            return {}
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if ctype != "application/x-www-form-urlencoded":
             raise BadRequest(415, "expected an HTML form (application/x-www-form-urlencoded)")
@@ -197,11 +200,13 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)
         view = session_view(self.headers)
+        message = MESSAGES.get(urllib.parse.parse_qs(url.query).get("m", [""])[0])
+        if message is MESSAGES["signed-out"] and "user" in view["attributes"]:
+            message = None  # a stale or hand-made link: the page must not contradict itself
         if url.path == "/":
-            message = MESSAGES.get(urllib.parse.parse_qs(url.query).get("m", [""])[0])
-            self._page(200, view, "Home", home(view, message))
+            self._page(200, view, "Home", note(message) + home(view))
         elif url.path == "/cart":
-            self._page(200, view, "Cart", cart_section(view))
+            self._page(200, view, "Cart", note(message) + cart_section(view))
         elif url.path == "/login":
             self._page(200, view, "Log in", login_form())
         elif url.path == "/whoami":
@@ -309,12 +314,14 @@ def cart_section(view: dict) -> str:
 <button id="add" type="submit">Add to cart</button></form>"""
 
 
-def home(view: dict, message: str | None) -> str:
-    note = f'<p class="note" id="message">{e(message)}</p>' if message else ""
+def note(message: str | None) -> str:
+    return f'<p class="note" id="message">{e(message)}</p>\n' if message else ""
+
+
+def home(view: dict) -> str:
     rows = "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in sorted(view["attributes"].items()))
     handle = view["handle"] or "(none: path excluded or gateway absent)"
-    return f"""{note}
-<p>Session handle (<code>X-Session-Id</code>): <code id="handle">{e(handle)}</code></p>
+    return f"""<p>Session handle (<code>X-Session-Id</code>): <code id="handle">{e(handle)}</code></p>
 <table><tr><th>attribute (<code>X-Session-*</code>)</th><th>value</th></tr>
 {rows or '<tr><td colspan="2">(none)</td></tr>'}</table>
 {cart_section(view)}

@@ -110,11 +110,25 @@ class DemoBehindGateway(unittest.TestCase):
         other, _ = self.visit()
         self.assertIn('<p id="cart-empty">', self.page("/cart", other)[1])
 
+    def test_the_cart_is_bounded(self):
+        t0, _ = self.visit()
+        for i in range(20):
+            self.assertEqual(self.request("POST", "/cart", t0, {"item": f"item {i}"}).header("Location"), "/cart")
+        r = self.request("POST", "/cart", t0, {"item": "one too many"})
+        self.assertEqual((r.status, r.header("Location")), (303, "/cart?m=cart-full"), r)
+        _, text = self.page("/cart?m=cart-full", t0)
+        self.assertIn("The cart holds at most 20 items.", text)
+        self.assertEqual(text.count("<li>"), 20)
+        self.assertNotIn("one too many", text)
+        for item in ("", "x" * 61, "tab\there"):
+            with self.subTest(item=item):
+                self.assertEqual(self.request("POST", "/cart", t0, {"item": item}).status, 400)
+
     def test_logout_destroys_the_session_and_the_cart(self):
         t0, handle = self.visit()
         t1 = self.issued(self.login(t0, "bob"))
         self.request("POST", "/cart", t1, {"item": "hammer"})
-        r = self.request("POST", "/logout", t1, {})
+        r = self.request("POST", "/logout", t1)  # no body at all, as `curl -X POST` sends
         self.assertEqual((r.status, r.header("Location")), (303, "/?m=signed-out"), r)
         self.assertRegex(r.header("Set-Cookie", ""), EXPIRED_COOKIE_RE)
         r, text = self.page("/?m=signed-out", t1)
