@@ -36,7 +36,7 @@ EXIT_TIMEOUT_S = 10.0     # Browser.close until the whole process group is gone
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--no-default-browser-check", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--disable-extensions", "--disable-default-apps", "--no-proxy-server",
+    "--disable-sync", "--disable-breakpad", "--disable-extensions", "--disable-default-apps", "--no-proxy-server",
     "--password-store=basic", "--use-mock-keychain", "--mute-audio", "--window-size=1024,900",
     "--remote-debugging-pipe",
 ]
@@ -73,7 +73,7 @@ class Browser:
     """One Chromium process (and its children) with a temporary profile."""
 
     def __init__(self, executable: str, log_dir: str):
-        self.profile = tempfile.mkdtemp(prefix="sg-chromium-")
+        self.profile = tempfile.mkdtemp(prefix="sg-chromium-")  # profile, and a home for Chromium
         self.stderr_path = os.path.join(log_dir, "chromium-stderr.log")
         self._lock = threading.Condition()
         self._next_id = 0
@@ -89,11 +89,16 @@ class Browser:
         child_out = fcntl.fcntl(from_child_w, fcntl.F_DUPFD_CLOEXEC, 10)
         os.close(to_child_r)
         os.close(from_child_w)
-        args = [*CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", "about:blank"]
+        args = [*CHROMIUM_FLAGS, f"--user-data-dir={os.path.join(self.profile, 'data')}", "about:blank"]
+        # Chromium also writes outside its profile (crash report settings under ~/.config, dconf
+        # under ~/.cache): a home of its own inside the temporary directory keeps the real one clean.
+        home = os.path.join(self.profile, "home")
+        env = dict(os.environ, HOME=home, XDG_CONFIG_HOME=os.path.join(home, ".config"),
+                   XDG_CACHE_HOME=os.path.join(home, ".cache"))
         script = f'exec "$0" "$@" 3<&{child_in} 4>&{child_out} {child_in}<&- {child_out}>&-'
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(["/bin/bash", "-c", script, executable, *args], pass_fds=(child_in, child_out),
-                                         stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True, env=env)
         os.close(child_in)
         os.close(child_out)
         self.pgid = self.proc.pid  # start_new_session: the child leads its own process group
