@@ -57,7 +57,8 @@ MESSAGES = {
 }
 
 STYLESHEET = b"""body{font-family:sans-serif;max-width:44em;margin:2em auto;padding:0 1em;color:#222}
-nav a{margin-right:1em}nav form{display:inline;margin:0}#status{padding:.5em .8em;background:#eef4ff;border-left:4px solid #36c}
+nav a{margin-right:1em}nav form{display:inline;margin:0}
+#status{padding:.5em .8em;background:#eef4ff;border-left:4px solid #36c}
 .note{padding:.5em .8em;background:#efe;border-left:4px solid #3a3}.error{background:#fee;border-color:#c33}
 td,th{padding:.2em .8em;border:1px solid #ccc;text-align:left}form{margin:.6em 0}
 code{background:#f4f4f4;padding:0 .2em}label{display:inline-block;min-width:6em}

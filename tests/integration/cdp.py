@@ -80,9 +80,9 @@ class Browser:
         self._replies: dict[int, dict] = {}
         self._events: list[dict] = []
         self._closed_reason: str | None = None
-        # Our ends stay close-on-exec; Chromium's ends are moved to 3 and 4 by bash below (dash cannot
-        # redirect descriptors above 9).
-        # They are first duplicated to 10 and up so that the redirections cannot clobber each other.
+        # Our ends stay close-on-exec. Chromium's ends are first duplicated to 10 and up, so that
+        # moving them to 3 and 4 (bash below; dash cannot name descriptors above 9) cannot clobber one
+        # with the other.
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
         child_in = fcntl.fcntl(to_child_r, fcntl.F_DUPFD_CLOEXEC, 10)
@@ -97,8 +97,9 @@ class Browser:
                    XDG_CACHE_HOME=os.path.join(home, ".cache"))
         script = f'exec "$0" "$@" 3<&{child_in} 4>&{child_out} {child_in}<&- {child_out}>&-'
         with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(["/bin/bash", "-c", script, executable, *args], pass_fds=(child_in, child_out),
-                                         stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True, env=env)
+            self.proc = subprocess.Popen(["/bin/bash", "-c", script, executable, *args],
+                                         pass_fds=(child_in, child_out), stdin=subprocess.DEVNULL, stdout=err,
+                                         stderr=err, start_new_session=True, env=env)
         os.close(child_in)
         os.close(child_out)
         self.pgid = self.proc.pid  # start_new_session: the child leads its own process group
@@ -151,8 +152,10 @@ class Browser:
         msg = {"id": msg_id, "method": method, "params": params or {}}
         if session_id is not None:
             msg["sessionId"] = session_id
+        data = memoryview(json.dumps(msg).encode() + b"\0")
         try:
-            os.write(self._to_child, json.dumps(msg).encode() + b"\0")  # small: one write is atomic
+            while data:  # only this thread writes; a long message may take several writes
+                data = data[os.write(self._to_child, data):]
         except OSError as exc:
             raise CdpError(f"{method}: cannot write to Chromium ({exc!r}); stderr: {self._stderr_tail()}") from None
         deadline = time.monotonic() + timeout
@@ -231,12 +234,14 @@ class Browser:
             if time.monotonic() >= deadline:
                 raise AssertionError(f"Chromium processes {left_over} still alive {EXIT_TIMEOUT_S}s after kill")
             time.sleep(0.05)
+        # Every writer of the pipe is gone, so the reader has seen EOF (or soon will): join it before
+        # closing the descriptor it reads.
+        self._reader.join(timeout=EXIT_TIMEOUT_S)
         for fd in (self._to_child, self._from_child):
             try:
                 os.close(fd)
             except OSError:
                 pass
-        self._reader.join(timeout=EXIT_TIMEOUT_S)
         shutil.rmtree(self.profile, ignore_errors=True)
 
 

@@ -68,6 +68,7 @@ class BrowserEndToEnd(unittest.TestCase):
     # -- the walk ----------------------------------------------------------------------------
     def test_login_cart_logout_in_a_real_browser(self):
         started = time.monotonic()
+        print(f"\n{self.browser.version.get('product')}", file=sys.stderr)
         self.page = page = self.browser.new_page()
 
         # 1. First visit: an HttpOnly session cookie that page scripts cannot see.
