@@ -2,7 +2,8 @@
 # Installs what is missing, builds from scratch with warnings as errors, and runs every test
 # (unit, integration and fuzz-regression tests, all registered with ctest), then the same suite
 # again on an AddressSanitizer + UndefinedBehaviorSanitizer build (leak checking on), which is
-# how memory errors in the connection code would show. `.ci/run` calls exactly this.
+# how memory errors in the connection code would show, and every libFuzzer target for a fixed
+# number of inputs (clang-14). `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/install-deps.sh test
@@ -18,4 +19,14 @@ if [ "${SG_SKIP_SANITIZERS:-0}" != 1 ]; then
   cmake --build "$build-asan" -j"$jobs"
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$build-asan" --output-on-failure -j2 --timeout 300
+fi
+
+# libFuzzer: every target of tests/fuzz/ built with clang-14 and ASan+UBSan, run for a fixed number
+# of inputs (SG_FUZZ_CI_RUNS, 60000: all targets together about 60 s here) from the committed
+# seeds with a fixed seed. Only the fuzz targets are built in this directory.
+if [ "${SG_SKIP_FUZZ:-0}" != 1 ]; then
+  cmake -S . -B "$build-fuzz" -DSG_WERROR=ON -DSG_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++-14 \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  cmake --build "$build-fuzz" -j"$jobs" --target fuzz_targets
+  ctest --test-dir "$build-fuzz" -R '^fuzz\.libfuzzer\.' --output-on-failure -j2 --timeout 300
 fi

@@ -157,8 +157,8 @@ void mutate_once(std::string& s, const std::vector<std::string>& corpus, Rng& rn
       s = s.substr(0, rng.below(s.size() + 1)) + other.substr(rng.below(other.size() + 1));
       break;
     }
-    default:  // the control bytes at the front (split point, option bits)
-      if (!s.empty()) s[rng.below(std::min<size_t>(2, s.size()))] = static_cast<char>(rng.next());
+    default:  // the control bytes at the front (cut points, option bits: up to 4)
+      if (!s.empty()) s[rng.below(std::min<size_t>(4, s.size()))] = static_cast<char>(rng.next());
       break;
   }
   if (s.size() > kMaxInputBytes) s.resize(kMaxInputBytes);
