@@ -23,10 +23,21 @@ root=${DESTDIR:-}
 # The configuration the installed unit runs with, checked by the installed binary.
 unit="$root$prefix/lib/systemd/system/sessiongate.service"
 config=$(awk '/^ExecStart=/ { for (i = 1; i <= NF; i++) if ($i == "--config") print $(i + 1) }' "$unit")
-"$root$prefix/bin/sessiongate" --check --config "$root$config"
-if [ -z "$root" ] && [ -d /run/systemd/system ]; then
+if [ -d /var/lib/sessiongate ]; then
+  "$root$prefix/bin/sessiongate" --check --config "$root$config"
+else
+  # --check wants the snapshot's directory to exist, and /var/lib/sessiongate is systemd's to
+  # create (StateDirectory=) when the service starts: check a copy that keeps it elsewhere.
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  sed "s|\"/var/lib/sessiongate/|\"$tmp/|" "$root$config" >"$tmp/gateway.toml"
+  "$root$prefix/bin/sessiongate" --check --config "$tmp/gateway.toml"
+fi
+if [ -n "$root" ]; then
+  echo "staged into $root"
+elif [ -d /run/systemd/system ]; then
   systemctl daemon-reload
   echo "installed: edit $config, then: systemctl enable --now sessiongate"
 else
-  echo "installed into ${root:-/} (systemd not running here: no daemon-reload)"
+  echo "installed (systemd is not running here: no daemon-reload)"
 fi
