@@ -1,5 +1,6 @@
 #include "proxy_core/worker.h"
 
+#include <fcntl.h>
 #include <openssl/rand.h>
 #include <unistd.h>
 
@@ -54,8 +55,8 @@ void Worker::next_request_id(std::string& out) {
 
 Worker::~Worker() {
   join();
-  for (auto& l : listeners_)
-    if (l->fd >= 0 && !l->tcp.data) ::close(l->fd);
+  for (auto& l : listeners_)  // never started or suspended: no handle owns a descriptor
+    if (l->fd >= 0) ::close(l->fd);
   uv_loop_close(&loop_);
 }
 
@@ -91,9 +92,20 @@ void Worker::set_listeners(std::vector<OpenedListener> sockets) {
 }
 
 void Worker::start_listener(Listener* l) {
+  // libuv gets a duplicate: closing its handle (suspend_listener) leaves the socket with us.
+  int fd = ::fcntl(l->fd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) {
+    if (l->state == Listener::State::kNew)
+      SG_LOG_ERROR("worker %u: listen on %s: %s; retrying", index_, l->address.c_str(),
+                   strerror(errno));
+    l->state = Listener::State::kSuspended;  // the sweep timer tries again
+    return;
+  }
   uv_tcp_init(&loop_, &l->tcp);
   l->tcp.data = l;
-  int r = uv_tcp_open(&l->tcp, l->fd);
+  l->state = Listener::State::kListening;
+  int r = uv_tcp_open(&l->tcp, fd);
+  if (r != 0) ::close(fd);
   if (r == 0)
     r = uv_listen(reinterpret_cast<uv_stream_t*>(&l->tcp), kListenBacklog, &Worker::on_connection);
   if (r != 0)
@@ -102,19 +114,57 @@ void Worker::start_listener(Listener* l) {
 
 void Worker::close_listener(Listener* l) {
   auto* h = reinterpret_cast<uv_handle_t*>(&l->tcp);
-  if (l->tcp.data != nullptr && !uv_is_closing(h)) uv_close(h, &Worker::on_listener_closed);
+  switch (l->state) {
+    case Listener::State::kNew:
+      return;  // never started: the destructor closes its socket
+    case Listener::State::kListening:
+      if (!uv_is_closing(h)) uv_close(h, &Worker::on_listener_closed);
+      return;
+    case Listener::State::kSuspending:
+      l->remove = true;
+      return;
+    case Listener::State::kSuspended:
+      ::close(l->fd);
+      erase_listener(l);
+      return;
+  }
 }
 
 // The Listener is freed only once libuv is done with its handle.
 void Worker::on_listener_closed(uv_handle_t* h) {
   auto* l = static_cast<Listener*>(h->data);
-  Worker* w = l->worker;
-  for (auto it = w->listeners_.begin(); it != w->listeners_.end(); ++it) {
+  ::close(l->fd);
+  l->worker->erase_listener(l);
+}
+
+void Worker::erase_listener(Listener* l) {
+  for (auto it = listeners_.begin(); it != listeners_.end(); ++it) {
     if (it->get() == l) {
-      w->listeners_.erase(it);
+      listeners_.erase(it);
       break;
     }
   }
+}
+
+// Called from libuv's accept loop: closing the handle ends that loop (nginx likewise stops
+// accepting for a while when accept(2) fails with EMFILE).
+void Worker::suspend_listener(Listener* l) {
+  if (l->state != Listener::State::kListening) return;
+  SG_LOG_WARN("worker %u: out of file descriptors: not accepting on %s for about %llu ms", index_,
+              l->address.c_str(), static_cast<unsigned long long>(kSweepIntervalMs));
+  l->state = Listener::State::kSuspending;
+  l->paused = false;
+  uv_close(reinterpret_cast<uv_handle_t*>(&l->tcp), &Worker::on_listener_suspended);
+}
+
+void Worker::on_listener_suspended(uv_handle_t* h) {
+  auto* l = static_cast<Listener*>(h->data);
+  if (l->remove) {
+    ::close(l->fd);
+    l->worker->erase_listener(l);
+    return;
+  }
+  l->state = Listener::State::kSuspended;
 }
 
 void Worker::set_own_store(std::unique_ptr<SessionStore> store, std::function<void()> close_store) {
@@ -154,11 +204,15 @@ void Worker::run(std::promise<void>* listening) {
 
 void Worker::on_connection(uv_stream_t* server, int status) {
   auto* l = static_cast<Listener*>(server->data);
+  Worker* w = l->worker;
+  if (status == UV_EMFILE || status == UV_ENFILE) {
+    w->suspend_listener(l);
+    return;
+  }
   if (status < 0) {
     SG_LOG_WARN("accept: %s", uv_strerror(status));
     return;
   }
-  Worker* w = l->worker;
   if (w->draining_) return;
   if (w->connections_.size() >= w->max_connections_) {
     // Not accepting leaves the connection in libuv's hands: it stops polling this listener
@@ -279,6 +333,10 @@ void Worker::on_async(uv_async_t* a) {
 
 void Worker::on_sweep(uv_timer_t* t) {
   auto* w = static_cast<Worker*>(t->data);
+  if (!w->draining_) {
+    for (auto& l : w->listeners_)
+      if (l->state == Listener::State::kSuspended) w->start_listener(l.get());
+  }
   // Expired sessions are reclaimed a bounded batch at a time, never by a full scan on the request
   // path. Every worker takes a share; the store walks its shards round robin.
   if (MemoryStore* store = w->state_->memory_store)

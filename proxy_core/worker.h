@@ -102,9 +102,15 @@ class Worker {
   struct Listener {
     std::string address;
     bool redirect = false;
-    int fd = -1;
+    int fd = -1;  // ours for the Listener's whole life; the libuv handle holds a duplicate
     uv_tcp_t tcp;
     bool paused = false;  // at max_connections: accepting resumes when a connection closes
+    // Out of file descriptors (EMFILE/ENFILE) with libuv's reserve descriptor gone or no help
+    // (another worker took it; the limit is below it), libuv retries accept(2) in a tight loop
+    // that only closing the handle ends: the handle is closed then
+    // (`fd` keeps the socket, its port and its backlog) and the sweep timer listens again.
+    enum class State { kNew, kListening, kSuspending, kSuspended } state = State::kNew;
+    bool remove = false;  // close_listener() while suspending: freed once that close completes
     Worker* worker = nullptr;
   };
 
@@ -116,6 +122,9 @@ class Worker {
   void start_listener(Listener* l);
   void close_listener(Listener* l);
   static void on_listener_closed(uv_handle_t* h);
+  void suspend_listener(Listener* l);
+  static void on_listener_suspended(uv_handle_t* h);
+  void erase_listener(Listener* l);
   void begin_drain();
   void maybe_finish();
   void close_everything();
