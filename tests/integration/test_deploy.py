@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -134,6 +135,60 @@ class CommittedHAProxy(HAProxy):
         i_st, i_ck = header.index("status"), header.index("check_status")
         return {f[i_sv]: (f[i_st], f[i_ck]) for f in (line.split(",") for line in lines[1:])
                 if len(f) > i_ck and f[i_px] == "gateways" and f[i_sv] not in ("FRONTEND", "BACKEND")}
+
+
+def render_nginx(test, directory: str, listen_port: int, servers: list[int]) -> str:
+    """deploy/nginx/nginx.conf for a run in `directory`: no `user` (the test runs as whoever it
+    is), pid and logs there, listening on 127.0.0.1:listen_port, upstream servers on loopback.
+    Every other line is the committed one."""
+    text = read(DEPLOY, "nginx", "nginx.conf")
+    text = sub_exactly(test, r"^user .*\n", "", text, 1)
+    text = sub_exactly(test, r"^pid \S+;$", f"pid {directory}/nginx.pid;", text, 1)
+    text = sub_exactly(test, r"^error_log \S+ (\w+);$", rf"error_log {directory}/error.log info;", text, 1)
+    text = sub_exactly(test, r"access_log \S+;", f"access_log {directory}/access.log;", text, 1)
+    text = sub_exactly(test, r"^(\s*)listen 80;$", rf"\1listen 127.0.0.1:{listen_port};", text, 1)
+    ports = iter(servers)
+    return sub_exactly(test, r"^(\s*)server 10\.0\.0\.\d+:8080 ", lambda m: f"{m.group(1)}server 127.0.0.1:{next(ports)} ",
+                       text, len(servers))
+
+
+class CommittedNginx(_Process):
+    """nginx in the foreground running deploy/nginx/nginx.conf (see render_nginx)."""
+
+    name = "nginx"
+
+    def __init__(self, test: unittest.TestCase, servers: list[int]):
+        super().__init__(test)
+        self.config_path = os.path.join(self.dir, "nginx.conf")
+        deadline = time.monotonic() + 10.0
+        while True:
+            self.port = free_port()
+            with open(self.config_path, "w") as f:
+                f.write(render_nginx(test, self.dir, self.port, servers))
+            self._spawn(["nginx", "-c", self.config_path, "-p", self.dir + "/", "-e", f"{self.dir}/error.log",
+                         "-g", "daemon off;"])
+            if self._wait_ready(deadline):
+                return
+            self.kill()
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"nginx did not start: {self.output()[-2000:]} {self.error_log()[-2000:]}")
+
+    def _wait_ready(self, deadline: float) -> bool:
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return True
+            except OSError:
+                time.sleep(0.01)
+        return False
+
+    def error_log(self) -> str:
+        try:
+            return read(self.dir, "error.log")
+        except FileNotFoundError:
+            return ""
 
 
 # -- static checks ------------------------------------------------------------------------------
@@ -317,9 +372,9 @@ class Container(unittest.TestCase):
         for block in re.findall(r"apt-get install -y --no-install-recommends (.*?)(?:\\\n)? *&&", text, re.S):
             packages |= set(re.findall(r"[a-z0-9][a-z0-9.+-]+", block.replace("\\\n", " ")))
         self.assertIn("libllhttp9.2", packages)
-        for p in sorted(packages):
-            r = run(["apt-cache", "madison", p])
-            self.assertIn("trixie", r.stdout, f"{p} is not a trixie package: {r.stdout or r.stderr}")
+        r = run(["apt-cache", "madison", *sorted(packages)])  # one call: apt-cache is slow to start
+        in_trixie = {line.split("|")[0].strip() for line in r.stdout.splitlines() if "trixie" in line}
+        self.assertEqual(sorted(packages - in_trixie), [], "not trixie packages")
 
 
 class Install(unittest.TestCase):
@@ -461,34 +516,41 @@ class Load:
 
 
 class ReadinessAwareDrain(RedisTestCase):
-    def test_sigterm_behind_the_committed_haproxy_config_fails_no_request(self):
-        require_tools("redis-server", "haproxy")
+    def two_gateways(self, drain_timeout: str = "20s"):
+        """Two gateways (1 worker each, admin listener) sharing a fresh Redis."""
+        require_tools("redis-server")
         redis = RedisServer(self)
         gws = []
         for _ in range(2):
             admin = free_port()
-            # drain_timeout: A keeps draining while an 8 s request is in flight. A generous Redis
-            # timeout: a slow machine must not turn into fail_closed 503s.
+            # A generous Redis timeout: a slow machine must not turn into fail_closed 503s.
             gw = Gateway(self, self.up.port, {
-                "server": {"workers": 1, "drain_timeout": "20s"}, "upstream": {"response_timeout": "30s"},
+                "server": {"workers": 1, "drain_timeout": drain_timeout}, "upstream": {"response_timeout": "30s"},
                 "session": {"store": "redis"},
                 "store.redis": {"address": redis.address, "key_prefix": "sgit-deploy:", "timeout": "1s"},
                 "admin": {"listen": f"127.0.0.1:{admin}"}})
             gw.admin_port = admin
             gws.append(gw)
-        a, b = gws
-        hap = CommittedHAProxy(self, [(a.port, a.admin_port), (b.port, b.admin_port)])
-        hap.wait_all_up(timeout=10)
+        return gws
 
-        # A session, through HAProxy; then load with it.
-        c = HttpClient(hap.port, self)
+    def start_load(self, port: int) -> tuple[Load, str]:
+        """A session created through `port`, then Load with it; returns (load, token)."""
+        c = HttpClient(port, self)
         first = c.roundtrip("GET", "/echo/first")
         self.assertEqual(first.status, 200, first)
         token = self.issued_token(first)
-        handle = self.handle_of(self.seen(first))
-        load = Load(hap.port, token, handle).start()
+        load = Load(port, token, self.handle_of(self.seen(first))).start()
         self.addCleanup(load.finish)
         wait_until(lambda: load.count() >= 40, 15, message=lambda: f"load running: {load.count()} ok, {load.errors}")
+        return load, token
+
+    def test_sigterm_behind_the_committed_haproxy_config_fails_no_request(self):
+        require_tools("haproxy")
+        # drain_timeout: A keeps draining while an 8 s request is in flight.
+        a, b = self.two_gateways()
+        hap = CommittedHAProxy(self, [(a.port, a.admin_port), (b.port, b.admin_port)])
+        hap.wait_all_up(timeout=10)
+        load, token = self.start_load(hap.port)
 
         # Keep A draining: a slow request straight to it (not through HAProxy).
         slow = HttpClient(a.port, self, timeout=30)
@@ -521,6 +583,28 @@ class ReadinessAwareDrain(RedisTestCase):
         report(f"HAProxy (committed config, inter 1s fall 2) took the draining gateway out "
                f"{took * 1000:.0f} ms after SIGTERM (check {state[1]}), {during} requests meanwhile; "
                f"{load.count()} requests through HAProxy, 0 failed")
+
+
+    def test_sigterm_behind_the_committed_nginx_config_fails_no_request(self):
+        # nginx has passive checks only: it cannot see /readyz, but it retries a refused or
+        # closed connection on the other gateway, so a stopping gateway costs no GET.
+        require_tools("nginx")
+        a, b = self.two_gateways(drain_timeout="5s")
+        nginx = CommittedNginx(self, [a.port, b.port])
+        load, _ = self.start_load(nginx.port)
+        before = load.count()
+        a.signal(signal.SIGTERM)
+        self.assertEqual(a.wait_exit(15), 0)
+        after_exit = load.count()
+        # Long enough for nginx to try A again (and fall back to B) after it was refused.
+        wait_until(lambda: "Connection refused" in nginx.error_log() and load.count() >= after_exit + 200, 20,
+                   message=lambda: f"nginx to meet the refused gateway: {load.count() - after_exit} requests since")
+        load.finish()
+        self.assertEqual(load.errors, [], f"{len(load.errors)} failed request(s) of {load.count()}")
+        self.assertEqual(a.stop(), 0)
+        refused = nginx.error_log().count("Connection refused")
+        report(f"nginx (committed config, passive checks): {load.count()} requests, 0 failed; "
+               f"{load.count() - before} after SIGTERM, {refused} refused connection(s) retried on the other gateway")
 
 
 if __name__ == "__main__":
