@@ -42,8 +42,8 @@ class UpstreamFaults(unittest.TestCase):
 
         def late_extra(sock, req):
             # A complete response now; unsolicited bytes once the client has it (the test says when).
+            self.late_sock["sock"] = sock  # before the client can have the answer
             sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
-            self.late_sock["sock"] = sock
             return True
 
         self.up = RecordingUpstream(self, script={
