@@ -81,7 +81,7 @@ int run_health_check(const HealthCheckTarget& target, std::chrono::milliseconds 
     error = std::string("socket: ") + std::strerror(errno);
     return 0;
   }
-  auto fail = [&](std::string what) {
+  auto fail = [&](const std::string& what) {
     error = target.address + ": " + what;
     ::close(fd);
     return 0;
