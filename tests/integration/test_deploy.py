@@ -14,7 +14,10 @@
 - the committed haproxy.cfg (addresses and ports substituted) in front of two real gateways sharing
   Redis: SIGTERM to one while a client keeps sending requests through HAProxy. HAProxy takes the
   draining gateway out on its /readyz 503 (check status L7STS, the gateway still running), and
-  not one client request fails; the session stays the same throughout.
+  not one client request fails; the session stays the same throughout. The committed nginx.conf
+  the same way: passive checks only, yet no GET fails (refused connections are retried);
+- `sessiongate --health-check` (the image's HEALTHCHECK) exits 0 against a running gateway, on the
+  main or the admin listener as configured, and 1 once it has stopped.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import threading
 import time
 import unittest
 
-from harness import ConnectionClosed, Gateway, HttpClient, free_port, gateway_bin, wait_until
+from harness import ConnectionClosed, Gateway, HttpClient, free_port, gateway_bin, start_upstream, wait_until
 from redis_util import HAProxy, RedisServer, _Process, have, require_tools
 from test_redis import RedisTestCase
 
@@ -351,6 +354,21 @@ class Container(unittest.TestCase):
         self.assertEqual(set(env), {"SG_WORKERS", "SG_UPSTREAM"})
         r = check_config(self, text, d, env=env)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_health_check_probe_follows_the_configuration_and_fails_when_down(self):
+        up = start_upstream(self)
+        admin = free_port()
+        for overrides in ({}, {"admin": {"listen": f"127.0.0.1:{admin}"}}):
+            gw = Gateway(self, up.port, overrides)
+            probe = [binary(), "--health-check", "--config", gw.config_path]
+            r = run(probe)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(gw.stop(), 0)
+            r = run(probe)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("unhealthy", r.stderr)
+            # Health answers come from the main listener or the admin one, never the application.
+            self.assertFalse([p for p in up.paths() if "health" in p])
 
     def test_dockerfile_is_multi_stage_non_root_with_a_real_health_check(self):
         text = read(DEPLOY, "container", "Dockerfile")
