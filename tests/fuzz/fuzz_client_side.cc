@@ -210,6 +210,12 @@ void check_upstream_head(const sg::MessageHead& req, const sg::UpstreamRequestOp
   if (lengths == 1)
     SG_FUZZ_CHECK(wire.values("content-length")[0] == std::to_string(o.content_length));
 
+  // Hop by hop (RFC 9110 §7.6.1): Connection and Upgrade only as we write them for a WebSocket
+  // tunnel; an h2c or any other upgrade is forwarded as a plain request.
+  SG_FUZZ_CHECK(wire.count("connection") == (o.tunnel_websocket ? 1u : 0u));
+  SG_FUZZ_CHECK(wire.count("upgrade") == (o.tunnel_websocket ? 1u : 0u));
+  if (o.tunnel_websocket) SG_FUZZ_CHECK(wire.values("upgrade")[0] == "websocket");
+
   // The forwarded Cookie names no cookie of ours, in any field.
   const std::vector<std::string_view> cookies = wire.values("cookie");
   SG_FUZZ_CHECK(sg::find_cookie_values(cookies, opt.config.session.cookie_name).empty());
@@ -380,6 +386,10 @@ bool on_request_head(Run& r, HttpParser& parser) {
   SG_FUZZ_CHECK(req.version_major == 1 && req.version_minor <= 1);
   SG_FUZZ_CHECK(req.count("host") <= 1);
   SG_FUZZ_CHECK(!(req.chunked && req.has_content_length));
+  // RFC 9112 §6.3: a Transfer-Encoding whose final coding is not chunked leaves the request's end
+  // unknown; only chunked may pass, and (§6.1) not from an HTTP/1.0 client.
+  SG_FUZZ_CHECK(!req.has_transfer_encoding || req.chunked);
+  SG_FUZZ_CHECK(!req.has_transfer_encoding || req.version_minor == 1);
   SG_FUZZ_CHECK(!req.target.empty());
   SG_FUZZ_CHECK(req.target[0] == '/' || (req.target == "*" && req.method == "OPTIONS"));
 

@@ -62,7 +62,8 @@ struct WireHead {
 
 // Checks the syntax of a head we built and splits it. Independent of header_rewrite.cc on
 // purpose: the head ends with the only empty line; every line is free of CR, LF and NUL (RFC 9110
-// §5.5: those are never valid in a field value, and forwarding them is how responses are split);
+// §5.5: those are never valid in a field value, and forwarding them is how responses are split)
+// and of every other control byte but HTAB;
 // every field line is `token ": " value`.
 inline WireHead split_wire_head(std::string_view out) {
   SG_FUZZ_CHECK(out.size() >= 4 && out.substr(out.size() - 4) == "\r\n\r\n");
@@ -77,6 +78,11 @@ inline WireHead split_wire_head(std::string_view out) {
     rest.remove_prefix(eol + 2);
     SG_FUZZ_CHECK(!line.empty());
     SG_FUZZ_CHECK(line.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos);
+    // Nor any other control byte but HTAB (RFC 9110 §5.5: VCHAR, obs-text, SP and HTAB only).
+    for (char c : line) {
+      const auto u = static_cast<unsigned char>(c);
+      SG_FUZZ_CHECK(u == '\t' || (u >= 0x20 && u != 0x7f));
+    }
     if (first) {
       head.start_line = line;
       first = false;
