@@ -112,6 +112,8 @@ REJECT_IN_BODY = {
     "chunk_size_negative": (post("chunk_size_negative", CHUNKED, b"-5\r\nhello\r\n0\r\n\r\n"), {400}),
     "chunk_size_0x": (post("chunk_size_0x", CHUNKED, b"0x5\r\nhello\r\n0\r\n\r\n"), {400}),
     "chunk_size_leading_space": (post("chunk_size_leading_space", CHUNKED, b" 5\r\nhello\r\n0\r\n\r\n"), {400}),
+    "chunk_size_trailing_space": (post("chunk_size_trailing_space", CHUNKED, b"5 \r\nhello\r\n0\r\n\r\n"), {400}),
+    "chunk_size_tab": (post("chunk_size_tab", CHUNKED, b"5\t\r\nhello\r\n0\r\n\r\n"), {400}),
     "chunk_size_plus": (post("chunk_size_plus", CHUNKED, b"+5\r\nhello\r\n0\r\n\r\n"), {400}),
     "chunk_size_empty": (post("chunk_size_empty", CHUNKED, b"\r\nhello\r\n0\r\n\r\n"), {400}),
     "chunk_size_bare_lf": (post("chunk_size_bare_lf", CHUNKED, b"5\nhello\r\n0\r\n\r\n"), {400}),
