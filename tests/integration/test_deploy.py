@@ -37,7 +37,7 @@ import unittest
 
 from harness import ConnectionClosed, Gateway, HttpClient, free_port, gateway_bin, start_upstream, wait_until
 from redis_util import HAProxy, RedisServer, _Process, have, require_tools
-from test_redis import RedisTestCase
+from session_util import SessionTestCase
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEPLOY = os.path.join(REPO, "deploy")
@@ -533,7 +533,7 @@ class Load:
             client.close()
 
 
-class ReadinessAwareDrain(RedisTestCase):
+class ReadinessAwareDrain(SessionTestCase):
     def two_gateways(self, drain_timeout: str = "20s"):
         """Two gateways (1 worker each, admin listener) sharing a fresh Redis."""
         require_tools("redis-server")
