@@ -193,6 +193,31 @@ class CommittedNginx(_Process):
         except FileNotFoundError:
             return ""
 
+    def kill(self) -> None:
+        """nginx's workers outlive a SIGKILLed master: stop the master (SIGTERM, which stops its
+        workers) and, failing that, SIGKILL the whole process group (its own session)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            self.proc.terminate()
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+
+    def workers(self) -> list[int]:
+        """The pids left in nginx's process group (master and workers)."""
+        out = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.getpgid(int(pid)) == self.proc.pid:
+                    out.append(int(pid))
+            except ProcessLookupError:
+                pass
+        return out
+
 
 # -- static checks ------------------------------------------------------------------------------
 
@@ -621,6 +646,8 @@ class ReadinessAwareDrain(SessionTestCase):
         self.assertEqual(load.errors, [], f"{len(load.errors)} failed request(s) of {load.count()}")
         self.assertEqual(a.stop(), 0)
         refused = nginx.error_log().count("Connection refused")
+        nginx.kill()
+        wait_until(lambda: not nginx.workers(), 5, message=lambda: f"nginx processes gone: {nginx.workers()}")
         report(f"nginx (committed config, passive checks): {load.count()} requests, 0 failed; "
                f"{load.count() - before} after SIGTERM, {refused} refused connection(s) retried on the other gateway")
 
