@@ -47,4 +47,22 @@ bool list_contains_token(std::string_view list, std::string_view token) {
   return false;
 }
 
+TransferCodings transfer_codings(const MessageHead& head) {
+  for (size_t i = 0; i < head.header_count; ++i) {
+    if (!iequals(head.headers[i].name, "transfer-encoding")) continue;
+    std::string_view list = head.headers[i].value;
+    bool any = false;
+    while (!list.empty()) {
+      size_t comma = list.find(',');
+      std::string_view coding = trim_ows(list.substr(0, comma));
+      list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+      if (coding.empty()) continue;
+      if (!iequals(coding, "chunked")) return TransferCodings::kOther;
+      any = true;
+    }
+    if (!any) return TransferCodings::kEmpty;
+  }
+  return TransferCodings::kChunkedOnly;
+}
+
 }  // namespace sg

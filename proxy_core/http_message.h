@@ -60,4 +60,13 @@ inline bool iequals(std::string_view a, std::string_view b) {
 bool list_contains_token(std::string_view list, std::string_view token);
 std::string_view trim_ows(std::string_view s);
 
+// RFC 9112 §6.1: what the Transfer-Encoding fields of `head` ask for, as far as we implement it.
+// We decode only chunked and re-frame bodies, so any other coding would be silently dropped.
+enum class TransferCodings {
+  kChunkedOnly,  // no field, or every listed coding is "chunked"
+  kEmpty,        // a field that lists no coding at all
+  kOther,        // some coding other than chunked
+};
+TransferCodings transfer_codings(const MessageHead& head);
+
 }  // namespace sg

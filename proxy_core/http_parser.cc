@@ -154,6 +154,10 @@ int HttpParser::on_headers_complete(llhttp_t* p) {
     // llhttp takes "HTTP/2.0 200" (and 0.9) status lines; an HTTP/1.1 upstream sending one is
     // broken, and we would relay its framing as HTTP/1.1 (RFC 9112 §2.3).
     if (m.version_major != 1) return h->fail(502, "response is not HTTP/1.x");
+    // A coding besides chunked would reach the client undecoded under our re-framing (nginx
+    // answers 502 for an unknown upstream Transfer-Encoding too).
+    if (transfer_codings(m) != TransferCodings::kChunkedOnly)
+      return h->fail(502, "upstream transfer coding other than chunked");
     // A response to HEAD has no body, whatever Content-Length says (RFC 9110 §9.3.2).
     if (h->expect_no_body_) return 1;
     int status = m.status;

@@ -44,19 +44,13 @@ RequestVerdict validate_request(MessageHead& head, UnderscorePolicy underscore_p
   // RFC 9112 §6.1: we re-chunk the body and send only "chunked" upstream, so any other coding
   // in the list ("x, chunked") would silently change the body the application gets, and an empty
   // field is read as "no body" here but may not be by another hop. 501 like nginx; 400 for empty.
-  for (size_t i = 0; i < head.header_count; ++i) {
-    if (!iequals(head.headers[i].name, "transfer-encoding")) continue;
-    std::string_view list = head.headers[i].value;
-    bool any = false;
-    while (!list.empty()) {
-      size_t comma = list.find(',');
-      std::string_view coding = trim_ows(list.substr(0, comma));
-      list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
-      if (coding.empty()) continue;
-      if (!iequals(coding, "chunked")) return {501, "transfer coding other than chunked"};
-      any = true;
-    }
-    if (!any) return {400, "empty Transfer-Encoding"};
+  switch (transfer_codings(head)) {
+    case TransferCodings::kChunkedOnly:
+      break;
+    case TransferCodings::kEmpty:
+      return {400, "empty Transfer-Encoding"};
+    case TransferCodings::kOther:
+      return {501, "transfer coding other than chunked"};
   }
 
   size_t hosts = head.count("host");

@@ -297,6 +297,10 @@ BAD_RESPONSES = {
     "te_space_before_colon": b"HTTP/1.1 200 OK\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
     "te_control_byte": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: \x01chunked\r\n\r\n0\r\n\r\n",
     "te_obs_fold": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: x\r\n chunked\r\n\r\n0\r\n\r\n",
+    # Found by this suite: the gzip coding was dropped and its bytes relayed as the plain body.
+    "te_gzip_until_close": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nGZIPDATA",
+    "te_gzip_then_chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n8\r\nGZIPDATA\r\n0\r\n\r\n",
+    "te_empty": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: \r\nContent-Length: 5\r\n\r\nhello",
     "status_four_digits": b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n",
     "status_letters": b"HTTP/1.1 abc OK\r\nContent-Length: 0\r\n\r\n",
     "status_line_garbage": b"ICY 200 OK\r\nContent-Length: 0\r\n\r\n",
