@@ -56,42 +56,44 @@ void append_json_escaped(std::string& out, std::string_view s) {
 }
 
 bool AccessLog::open(const std::string& target, AccessLogFormat format, std::string& error) {
-  target_ = target;
-  format_ = format;
   int fd = open_target(target);
   if (fd < 0 && target != "off") {
     error = "cannot open access log " + target + ": " + strerror(errno);
     return false;
   }
-  int old = fd_.exchange(fd);
-  // A worker may have loaded the old descriptor just before the swap and be about to write:
-  // closing it now could let a new file reuse the number. It is closed at the next reopen,
-  // long after any such write.
-  if (retired_ >= 0) ::close(retired_);
-  retired_ = old;
+  target_ = target;
+  format_.store(format, std::memory_order_relaxed);
+  int old;
+  {
+    // No worker is inside write() while we hold the lock, and every later write() loads the new
+    // descriptor: the old one can be closed at once without its number being reused under a
+    // writer (which would send log lines into whatever file or socket got that number next).
+    std::lock_guard<std::mutex> lock(write_mutex_);
+    old = fd_.exchange(fd, std::memory_order_relaxed);
+  }
+  if (old >= 0) ::close(old);
   return true;
 }
 
 bool AccessLog::reopen(std::string& error) {
-  return open(target_, format_, error);
+  return open(target_, format_.load(std::memory_order_relaxed), error);
 }
 
 AccessLog::~AccessLog() {
   int fd = fd_.exchange(-1);
   if (fd >= 0) ::close(fd);
-  if (retired_ >= 0) ::close(retired_);
 }
 
 void AccessLog::write(const AccessRecord& r) {
-  int fd = fd_.load(std::memory_order_relaxed);
-  if (fd < 0) return;
+  if (fd_.load(std::memory_order_relaxed) < 0) return;  // off: no line built, no lock taken
+  const AccessLogFormat format = format_.load(std::memory_order_relaxed);
   std::string line;
   line.reserve(256);
   std::string_view path = target_path(r.target);
   char num[64];
-  if (format_ == AccessLogFormat::kJson) {
+  if (format == AccessLogFormat::kJson) {
     line.append("{\"time\":\"");
-    append_time(line, r.time_ms, format_);
+    append_time(line, r.time_ms, format);
     line.append("\",\"request_id\":\"");
     append_json_escaped(line, r.request_id);
     line.append("\",\"client\":\"");
@@ -121,7 +123,7 @@ void AccessLog::write(const AccessRecord& r) {
     line.append(" - ");
     line.append(r.session.empty() ? "-" : r.session);
     line.append(" [");
-    append_time(line, r.time_ms, format_);
+    append_time(line, r.time_ms, format);
     line.append("] \"");
     append_json_escaped(line, r.method);
     line.push_back(' ');
@@ -137,6 +139,11 @@ void AccessLog::write(const AccessRecord& r) {
     append_json_escaped(line, r.user_agent);
     line.append("\"\n");
   }
+  // One write(2) per line under the lock that open() takes to swap descriptors. Lines to one
+  // descriptor are serialised by the kernel anyway (O_APPEND, pipe), so the lock adds little.
+  std::lock_guard<std::mutex> lock(write_mutex_);
+  int fd = fd_.load(std::memory_order_relaxed);
+  if (fd < 0) return;
   ssize_t ignored = ::write(fd, line.data(), line.size());
   (void)ignored;
 }

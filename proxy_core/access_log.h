@@ -2,11 +2,13 @@
 // never the Cookie header: only what is listed in AccessRecord goes out.
 //
 // Thread-safe: each line is one write(2) to an O_APPEND descriptor (or stdout), so lines from
-// several workers never interleave. reopen() swaps the descriptor for logrotate (SIGUSR1).
+// several workers never interleave. reopen() swaps the descriptor for logrotate (SIGUSR1) and
+// closes the old one at once: a mutex keeps the swap apart from every write(2).
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -39,14 +41,18 @@ class AccessLog {
   bool reopen(std::string& error);
   void write(const AccessRecord& record);
   bool enabled() const { return fd_.load(std::memory_order_relaxed) >= 0; }
-  bool combined() const { return format_ == AccessLogFormat::kCombined; }
+  bool combined() const {
+    return format_.load(std::memory_order_relaxed) == AccessLogFormat::kCombined;
+  }
   ~AccessLog();
 
  private:
-  std::string target_;
-  AccessLogFormat format_ = AccessLogFormat::kJson;
+  std::string target_;  // main thread only
+  // Written by the main thread (open at start and reload), read by every worker. fd_ is read
+  // without the lock only to skip a disabled log; the descriptor written to is loaded under it.
+  std::atomic<AccessLogFormat> format_{AccessLogFormat::kJson};
   std::atomic<int> fd_{-1};
-  int retired_ = -1;  // the previous descriptor, closed at the next open (main thread only)
+  std::mutex write_mutex_;
 };
 
 // Appends `s` as the inside of a JSON string (quotes not included).
