@@ -434,13 +434,26 @@ class Gateway:
                 return False, f"exited with {self.proc.returncode}; stderr: {err[-3000:]} stdout: {out[-1000:]}"
             try:
                 r = simple_get(self.port, "/healthz", timeout=1.0)
-                if r.status == 200:
+                if r.status == 200 and self._admin_accepts():
                     return True, ""
             except (OSError, ConnectionClosed, AssertionError):
                 pass
             time.sleep(0.02)
         out, err = self.logs()
         return False, f"no 200 from /healthz within {READY_DEADLINE_S}s; stderr: {err[-3000:]}"
+
+    def _admin_accepts(self) -> bool:
+        """True when no [admin] listen is configured, or it accepts connections: the admin listener
+        opens after the workers' listeners (what systemd's READY=1 waits for, too)."""
+        listen = self.config().get("admin", {}).get("listen")
+        if not listen:
+            return True
+        host, _, port = listen.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=1.0).close()
+            return True
+        except OSError:
+            return False
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -119,10 +119,16 @@ class RedisFaults(SessionTestCase):
         self.redis = RedisServer(self)
 
     def redis_gateway(self, on_unavailable: str, timeout: str | None = None) -> Gateway:
-        return self.gateway({"session": {"store": "redis"},
-                             "store.redis": {"address": self.redis.address, "key_prefix": "sgf:",
-                                             "timeout": timeout or self.TIMEOUT,
-                                             "on_unavailable": on_unavailable}})
+        # One worker, whatever SG_TEST_WORKERS says: these tests follow one Redis connection through
+        # its fault and back (a second worker would reconnect on its own schedule).
+        gw = self.gateway({"server": {"workers": 1}, "session": {"store": "redis"},
+                           "store.redis": {"address": self.redis.address, "key_prefix": "sgf:",
+                                           "timeout": timeout or self.TIMEOUT,
+                                           "on_unavailable": on_unavailable}})
+        # /healthz answers before the worker's Redis connection is up.
+        wait_until(lambda: "redis store: connected to" in gw.logs()[1], 10.0,
+                   message=lambda: f"the worker connected to Redis: {gw.logs()[1][-2000:]}")
+        return gw
 
     def user_session(self, gw, user="alice"):
         r = self.get(gw, respond_target(("X-Session-Set-User", user)))

@@ -90,7 +90,7 @@ class ProxyBasics(unittest.TestCase):
                          "the 20 requests used several upstream connections")
 
     def test_upstream_connection_reused_across_client_connections(self):
-        gw = self.gateway()
+        gw = self.gateway({"server": {"workers": 1}})  # one pool: every client lands on it
         for i in range(5):
             c = HttpClient(gw.port, self)
             self.assertEqual(c.roundtrip("GET", f"/echo?c={i}").status, 200)
@@ -360,7 +360,7 @@ class ProxyBasics(unittest.TestCase):
 
     def test_max_connections_defers_accepting_until_one_closes(self):
         # gateway.toml: "at the limit a worker stops accepting until a connection closes".
-        gw = self.gateway({"server": {"max_connections": 3}})
+        gw = self.gateway({"server": {"max_connections": 3, "workers": 1}})  # one worker: all 3 are its share
         held = [HttpClient(gw.port, self) for _ in range(3)]
         for i, c in enumerate(held):
             self.assertEqual(c.roundtrip("GET", f"/echo?held={i}").status, 200)

@@ -57,6 +57,10 @@ class RedisTestCase(SessionTestCase):
             ov = merge(ov, {"admin": {"listen": f"127.0.0.1:{admin_port}"}})
         gw = Gateway(self, self.up.port, ov)
         gw.admin_port = admin_port
+        # /healthz answers before the workers' Redis connections are up; a request that reaches a
+        # worker still connecting gets 503 (fail_closed). Each worker logs its connection.
+        wait_until(lambda: gw.logs()[1].count("redis store: connected to") >= workers, 10.0,
+                   message=lambda: f"{workers} workers connected to Redis: {gw.logs()[1][-2000:]}")
         return gw
 
     # -- small helpers -----------------------------------------------------------------------

@@ -23,6 +23,8 @@ class Robustness(unittest.TestCase):
     def setUp(self):
         self.up = start_upstream(self)
         self.gw = Gateway(self, self.up.port, {"upstream": {"max_idle_connections": MAX_IDLE}})
+        workers = self.gw.config()["server"]["workers"]  # SG_TEST_WORKERS may make it several
+        self.max_idle = MAX_IDLE * (os.cpu_count() if workers == "auto" else workers)  # per worker
         c = HttpClient(self.gw.port, self)
         self.assertEqual(c.roundtrip("GET", "/echo?warm").status, 200)
         c.close()
@@ -45,9 +47,9 @@ class Robustness(unittest.TestCase):
         self.assertEqual(r.json()["target"], "/echo?after")
         c.close()
         # Nothing leaked: every client socket gone, upstream connections back to the idle pool.
-        wait_until(lambda: self.gw.fd_count() <= self.base_fds + MAX_IDLE, 5.0,
+        wait_until(lambda: self.gw.fd_count() <= self.base_fds + self.max_idle, 5.0,
                    message=lambda: f"gateway fds back near baseline ({self.gw.fd_count()} vs {self.base_fds})")
-        wait_until(lambda: self.up.open_connections() <= MAX_IDLE, 5.0,
+        wait_until(lambda: self.up.open_connections() <= self.max_idle, 5.0,
                    message=lambda: f"upstream connections released ({self.up.open_connections()} open)")
         self.assertTrue(self.gw.alive())
 
