@@ -284,6 +284,21 @@ class FileDescriptorExhaustion(unittest.TestCase):
                 waiting.clear()
                 self.assertEqual(gw.stop(), 0)
 
+    def test_sigterm_while_out_of_descriptors_drains_and_exits(self):
+        # The listener is suspended (its handle closed, the socket kept): draining must still close
+        # it and end the worker loops (before the fix a spinning worker never saw the drain).
+        up = start_upstream(self)
+        gw = Gateway(self, up.port, {"server": {"workers": 2}})
+        held = HttpClient(gw.port, self)
+        self.assertEqual(held.roundtrip("GET", "/echo?held").status, 200)
+        resource.prlimit(gw.pid, resource.RLIMIT_NOFILE, (8, resource.prlimit(gw.pid, resource.RLIMIT_NOFILE)[1]))
+        knocking = [socket.create_connection(("127.0.0.1", gw.port), timeout=1) for _ in range(10)]
+        self.addCleanup(lambda: [s.close() for s in knocking])
+        wait_until(lambda: "out of file descriptors" in gw.logs()[1], 5, message="a listener suspended")
+        t0 = time.monotonic()
+        self.assertEqual(gw.stop(), 0)
+        report(f"SIGTERM while out of descriptors: exited 0 after {time.monotonic() - t0:.2f} s")
+
 
 if __name__ == "__main__":
     unittest.main()
