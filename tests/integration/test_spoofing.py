@@ -86,6 +86,20 @@ class SpoofingEdges(SessionTestCase):
         r = c.roundtrip("GET", "/echo", headers=[("Cookie", f"{COOKIE}={token}")])
         self.assert_only_ours(self.seen(r), handle)
 
+    def test_websocket_upgrade_request_is_sanitized_too(self):
+        # The tunnelled path builds its upstream request separately from plain requests.
+        gw = self.gateway()
+        token, handle = self.user_session(gw)
+        c = HttpClient(gw.port, self)
+        c.send(f"GET /ws HTTP/1.1\r\nHost: gw.test\r\nUpgrade: websocket\r\nConnection: Upgrade, X-Session-User\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+               f"X-Session-User: admin\r\nX-Session-Id: evil\r\nCookie: {COOKIE}={token}; a=1\r\n\r\n")
+        self.assertEqual(c.read_head().status, 101)
+        seen = [tuple(h) for h in self.up.requests[-1]["headers"]]
+        self.assert_only_ours(seen, handle)
+        self.assertEqual(header_values(seen, "Cookie"), ["a=1"])
+        self.assertNotIn(token, json.dumps(seen))
+
     def test_obs_fold_continuations_are_refused(self):
         gw = self.gateway()
         token, _ = self.user_session(gw)
