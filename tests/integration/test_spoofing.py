@@ -12,7 +12,8 @@ Cookie header (FirstVisit.test_other_cookies_forwarded), duplicate session cooki
 import json
 import unittest
 
-from harness import HttpClient
+from harness import Gateway, HttpClient
+from raw_upstream import RecordingUpstream
 from session_util import COOKIE, SessionTestCase, header_values, prefixed, respond_target
 
 EVIL = ["evil", "admin", "root", "0123456789abcdef0123456789abcdef"]
@@ -167,6 +168,26 @@ class SpoofingEdges(SessionTestCase):
         self.assertNotEqual(self.handle_of(seen), handle)
         self.issued_token(r, not_in=[token])
         self.assertEqual(header_values(seen, "Cookie"), [f"{COOKIE.upper()}={token}"])
+
+
+class ResponseTrailers(unittest.TestCase):
+    def test_application_trailers_cannot_set_our_cookie_or_send_directives(self):
+        # The client sees no trailer at all: a Set-Cookie for the session cookie or a session
+        # directive in a chunked response's trailer section would otherwise bypass the head rules.
+        up = RecordingUpstream(self, script={"/t": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                                                  b"Trailer: Set-Cookie, X-Session-Control\r\n\r\n5\r\nhello\r\n0\r\n"
+                                                  b"Set-Cookie: " + COOKIE.encode() + b"=evil; Path=/\r\n"
+                                                  b"X-Session-Control: destroy\r\n\r\n"})
+        gw = Gateway(self, up.port)
+        c = HttpClient(gw.port, self)
+        r = c.roundtrip("GET", "/t")
+        self.assertEqual((r.status, r.body), (200, b"hello"))
+        self.assertEqual(r.trailers, [])
+        self.assertEqual(r.headers_all("Trailer"), [])
+        self.assertNotIn("evil", json.dumps(r.headers))
+        # The connection stays in step.
+        r = c.roundtrip("GET", "/next")
+        self.assertEqual(r.json()["target"], "/next")
 
 
 if __name__ == "__main__":
