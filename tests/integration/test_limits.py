@@ -15,7 +15,7 @@ import sys
 import time
 import unittest
 
-from harness import Gateway, HttpClient, simple_get, start_upstream, wait_until
+from harness import ConnectionClosed, Gateway, HttpClient, simple_get, start_upstream, wait_until
 
 IDLE_CONNECTIONS = 10_000
 POOL = 64  # upstream.max_idle_connections: pooled upstream connections stay open after the test
@@ -240,7 +240,7 @@ class FileDescriptorExhaustion(unittest.TestCase):
         def serves():
             try:
                 r = simple_get(gw.port, "/echo?after", timeout=2)
-            except (OSError, ConnectionError, AssertionError):
+            except (OSError, ConnectionClosed, AssertionError):  # closed unanswered: not yet
                 return False
             return r.status == 200 and r.json()["target"] == "/echo?after"
 
