@@ -31,6 +31,7 @@ import hashlib
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -548,7 +549,10 @@ def main() -> int:
         f.write("seconds\trss_kib\tfds\n")
         f.writelines(f"{t:.0f}\t{r}\t{n}\n" for t, r, n in rss_samples)
     print(f"RSS samples in {os.path.join(workdir, 'rss.tsv')}")
-    return 0 if stats.unexplained_count == 0 and rc == 0 else 1
+    ok = stats.unexplained_count == 0 and rc == 0
+    if ok and not os.environ.get("SG_KEEP_LOGS"):
+        shutil.rmtree(gw.dir, ignore_errors=True)  # the gateway's config and logs (kept on failure)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

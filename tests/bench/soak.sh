@@ -7,7 +7,8 @@
 #                       [--restart-gap 2] [--workers 2]
 #
 # Environment: SESSIONGATE_BIN (default: build-soak/sessiongate, configured and built here),
-# SG_SOAK_DIR (work dir for upstream log and rss.tsv; default /tmp/sg-soak-PID).
+# SG_SOAK_DIR (work dir for upstream log and rss.tsv; default /tmp/sg-soak-PID), SG_KEEP_LOGS=1
+# keeps the gateway's temporary directory (config, stderr) even after a clean run.
 # Exit status 0 when no error was left unexplained by the injected upstream outages.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
