@@ -103,8 +103,9 @@ void SessionGate::lookup_next(Done done) {
     if (valid_found_ == 1) {
       on_found(std::move(done));
     } else if (logout_) {
-      add_set_cookie(/*expire=*/true);
-      done(Outcome::kLogout);
+      // Several live sessions in one request (a cookie planted from a sibling domain, say):
+      // logging out must not leave any of them alive on the server.
+      destroy_live(0, std::move(done));
     } else {
       create_session(std::move(done));
     }
@@ -120,6 +121,7 @@ void SessionGate::lookup_next(Done done) {
       return;
     }
     if (r.status == StoreStatus::kOk && r.record) {
+      live_keys_[valid_found_] = key;
       if (++valid_found_ == 1) {
         key_ = key;
         token_.assign(candidates_[index]);
@@ -127,6 +129,20 @@ void SessionGate::lookup_next(Done done) {
       }
     }
     lookup_next(std::move(done));
+  });
+}
+
+void SessionGate::destroy_live(unsigned index, Done done) {
+  if (index >= valid_found_) {
+    if (index > 0) event_ = "destroyed";
+    add_set_cookie(/*expire=*/true);
+    done(Outcome::kLogout);
+    return;
+  }
+  Ticket epoch = ticket();
+  store_->destroy(live_keys_[index], [this, epoch, index, done](StoreStatus) mutable {
+    if (stale(epoch)) return;
+    destroy_live(index + 1, std::move(done));
   });
 }
 

@@ -81,12 +81,14 @@ class SessionGate {
     return g == nullptr || *g != t.generation;
   }
   void set_handle_hex();
+  void destroy_live(unsigned index, Done done);  // logout with several live sessions: all of them
   std::shared_ptr<uint64_t> alive_ = std::make_shared<uint64_t>(0);
   uint64_t& generation_ = *alive_;
   bool active_ = false;  // this request has a session (not excluded, store usable)
   bool is_new_ = false;
   bool logout_ = false;
   std::string candidates_[kMaxTokenCandidates];  // copied out of the request head
+  TokenHash live_keys_[kMaxTokenCandidates];     // the candidates that are live sessions
   size_t candidate_count_ = 0;
   std::vector<std::string_view> fields_, values_, shaped_;  // scratch, reused
   size_t injected_count_ = 0;

@@ -464,6 +464,20 @@ class Directives(SessionTestCase):
         self.assertEqual(header_values(seen, "X-Session-User"), [])
         self.log_events(gw, [(handle, "destroyed")])
 
+    def test_logout_with_several_live_sessions_destroys_them_all(self):
+        # A second live cookie (planted from a sibling domain, say) makes the request ambiguous:
+        # it gets no session, but the logout must still end every session it presented.
+        gw = self.gateway(logout_path="/logout")
+        ta, ha = self.new_session(gw)
+        tb, hb = self.new_session(gw)
+        r = self.get(gw, "/logout", headers=[cookie_header(ta, tb)])
+        self.assertEqual(r.status, 303)
+        self.assertRegex(self.our_set_cookies(r)[0], f"^{EXPIRED_COOKIE_RE.pattern}$")
+        for token, handle in ((ta, ha), (tb, hb)):
+            r = self.get(gw, "/echo", token=token)
+            self.issued_token(r, not_in=[ta, tb])
+            self.assertNotEqual(self.handle_of(self.seen(r)), handle, "a session outlived the logout")
+
     def test_logout_without_session(self):
         gw = self.gateway(logout_path="/logout")
         for headers in ([], [cookie_header(random_token())]):
