@@ -28,6 +28,7 @@ namespace {
 using sg::HttpParser;
 using Event = HttpParser::Event;
 using sg_fuzz::fold_name;
+using sg_fuzz::sets_cookie_named;
 using sg_fuzz::WireHead;
 
 constexpr std::string_view kCookieName = "session_id";
@@ -54,20 +55,6 @@ Options decode_options(uint8_t bits) {
   if (bits & 32) o.limits = {256, 8, 16};
   o.peer_closes = (bits & 64) != 0;
   return o;
-}
-
-// RFC 6265 §5.2, written apart from set_cookie.cc: the cookie name a Set-Cookie value sets, or
-// nothing when the user agent ignores it (no '=' in the name-value pair).
-bool sets_cookie_named(std::string_view value, std::string_view name) {
-  std::string_view pair = value.substr(0, value.find(';'));
-  const size_t eq = pair.find('=');
-  if (eq == std::string_view::npos) return false;
-  std::string_view n = pair.substr(0, eq);
-  while (!n.empty() && (n.front() == ' ' || n.front() == '\t'))
-    n.remove_prefix(1);
-  while (!n.empty() && (n.back() == ' ' || n.back() == '\t'))
-    n.remove_suffix(1);
-  return n == name;
 }
 
 void check_client_head(const sg::MessageHead& resp, const sg::ClientResponseOptions& o,

@@ -112,4 +112,18 @@ inline std::string fold_name(std::string_view name) {
   return s;
 }
 
+// RFC 6265 §5.2, written apart from set_cookie.cc: does this Set-Cookie value set `name`? (A
+// value without '=' in its name-value pair is ignored by user agents: it sets nothing.)
+inline bool sets_cookie_named(std::string_view value, std::string_view name) {
+  std::string_view pair = value.substr(0, value.find(';'));
+  const size_t eq = pair.find('=');
+  if (eq == std::string_view::npos) return false;
+  std::string_view n = pair.substr(0, eq);
+  while (!n.empty() && (n.front() == ' ' || n.front() == '\t'))
+    n.remove_prefix(1);
+  while (!n.empty() && (n.back() == ' ' || n.back() == '\t'))
+    n.remove_suffix(1);
+  return n == name;
+}
+
 }  // namespace sg_fuzz
