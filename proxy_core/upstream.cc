@@ -1,5 +1,9 @@
 #include "proxy_core/upstream.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 
 #include "proxy_core/log.h"
@@ -91,6 +95,20 @@ void UpstreamConnection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* 
     return;
   }
   c->user_->on_upstream_data(c, buf->base, static_cast<size_t>(nread));
+  c->ack_partial_response(static_cast<size_t>(nread));
+}
+
+// Many small applications (Python's http.server, CGI wrappers) write a response's head and body
+// separately with Nagle's algorithm on: the body waits until the head is acknowledged, and on a
+// pooled connection Linux delays that ACK by 40 ms or more, on every response (nginx shows the same
+// stall). After a small read that left the response unfinished, acknowledge at once. A response
+// that arrives whole, or in large reads, costs no extra system call.
+void UpstreamConnection::ack_partial_response(size_t nread) {
+  if (closing_ || user_ == nullptr || nread >= kQuickAckBelow) return;
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) != 0) return;
+  int one = 1;
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
 }
 
 void UpstreamConnection::fail(int status) {
@@ -135,6 +153,7 @@ void UpstreamConnection::on_ciphertext(const char* data, size_t len) {
       plain.clear();
       tls_plain_.swap(plain);  // keep the capacity
     }
+    ack_partial_response(len);
   }
   if (st == TlsStatus::kClosed && !closing_) fail(UV_EOF);
 }

@@ -70,6 +70,8 @@ class UpstreamConnection {
   static void on_timer(uv_timer_t* t);
   static void on_close(uv_handle_t* h);
   void on_ciphertext(const char* data, size_t len);
+  void ack_partial_response(size_t nread);
+  static constexpr size_t kQuickAckBelow = 4096;  // bytes in a read: "small"
   void handshake_failed();
   int write_raw(std::string_view bytes);
 
