@@ -520,54 +520,48 @@ std::string run(std::string_view stream, const std::vector<size_t>& cuts, const 
     from = cut;
   }
   reads.push_back(stream.substr(from));
-  size_t steps = 0;
-  for (std::string_view pending : reads) {
-    while (!pending.empty()) {
-      SG_FUZZ_CHECK(++steps <= 2 * stream.size() + 2 * reads.size() + 4);
-      size_t used = 0;
-      const Event ev = parser.execute(pending.data(), pending.size(), used);
-      SG_FUZZ_CHECK(used <= pending.size());
-      pending.remove_prefix(used);
-      switch (ev) {
-        case Event::kNeedMore:
-          SG_FUZZ_CHECK(pending.empty());
-          break;
-        case Event::kHead:
-          body_seen = 0;
-          if (!on_request_head(r, parser)) return r.transcript;
-          parser.resume();
-          break;
-        case Event::kHeadDone:
-          body_seen = 0;
-          if (!on_request_head(r, parser)) return r.transcript;
-          on_message_done(r, parser, 0);
-          parser.resume();
-          break;
-        case Event::kMessageDone:
-          on_message_done(r, parser, body_seen);
-          parser.resume();
-          break;
-        case Event::kUpgrade:
-          // CONNECT or an upgrade: what follows is not HTTP. Refused or tunnelled, the
-          // connection is never read as HTTP again.
-          if (!parser.head_reported()) {
-            on_request_head(r, parser);
-          } else if (r.forwarding && r.fwd.framing == sg::BodyFraming::kChunked) {
-            r.fwd.wire_body.append(sg::kLastChunk);
-          }
-          if (r.forwarding) check_forwarded_message(r.fwd);
-          r.transcript += "upgrade\n";
-          return r.transcript;
-        case Event::kError:
-          SG_FUZZ_CHECK(parser.error_status() == 400 || parser.error_status() == 431 ||
-                        parser.error_status() == 505);
-          // Not the status: which of two broken rules llhttp reports first can depend on where
-          // the reads end (fuzz_request_parser.cc).
-          r.transcript += "error\n";
-          return r.transcript;
-      }
+  const size_t max_steps = 2 * stream.size() + 2 * reads.size() + 4;
+  const bool whole = sg_fuzz::feed_reads(parser, reads, max_steps, [&](Event ev) {
+    switch (ev) {
+      case Event::kNeedMore:  // feed_reads keeps it to itself
+        return true;
+      case Event::kHead:
+        body_seen = 0;
+        if (!on_request_head(r, parser)) return false;
+        parser.resume();
+        return true;
+      case Event::kHeadDone:
+        body_seen = 0;
+        if (!on_request_head(r, parser)) return false;
+        on_message_done(r, parser, 0);
+        parser.resume();
+        return true;
+      case Event::kMessageDone:
+        on_message_done(r, parser, body_seen);
+        parser.resume();
+        return true;
+      case Event::kUpgrade:
+        // CONNECT or an upgrade: what follows is not HTTP. Refused or tunnelled, the
+        // connection is never read as HTTP again.
+        if (!parser.head_reported()) {
+          on_request_head(r, parser);
+        } else if (r.forwarding && r.fwd.framing == sg::BodyFraming::kChunked) {
+          r.fwd.wire_body.append(sg::kLastChunk);
+        }
+        if (r.forwarding) check_forwarded_message(r.fwd);
+        r.transcript += "upgrade\n";
+        return false;
+      case Event::kError:
+        SG_FUZZ_CHECK(parser.error_status() == 400 || parser.error_status() == 431 ||
+                      parser.error_status() == 505);
+        // Not the status: which of two broken rules llhttp reports first can depend on where
+        // the reads end (fuzz_request_parser.cc).
+        r.transcript += "error\n";
+        return false;
     }
-  }
+    return true;
+  });
+  if (!whole) return r.transcript;
   r.transcript += "eof in_message=" + std::to_string(parser.in_message()) + "\n";
   return r.transcript;
 }

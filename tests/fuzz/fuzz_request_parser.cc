@@ -234,56 +234,48 @@ std::string run(std::string_view stream, size_t cut, const Options& opt) {
   std::string body;
   parser.set_body_sink([&](const char* data, size_t len) { body.append(data, len); });
   const std::string_view reads[2] = {stream.substr(0, cut), stream.substr(cut)};
-  size_t steps = 0;
-  for (std::string_view pending : reads) {
-    while (!pending.empty()) {
-      // Every call consumes a byte or reports a pause that resume() lifts: no livelock.
-      SG_FUZZ_CHECK(++steps <= 2 * stream.size() + 4);
-      size_t used = 0;
-      const Event ev = parser.execute(pending.data(), pending.size(), used);
-      SG_FUZZ_CHECK(used <= pending.size());
-      pending.remove_prefix(used);
-      switch (ev) {
-        case Event::kNeedMore:
-          SG_FUZZ_CHECK(pending.empty());
-          break;
-        case Event::kHead:
-          SG_FUZZ_CHECK(parser.in_message());
-          if (!on_request_head(parser, opt, transcript)) return transcript;
-          parser.resume();
-          break;
-        case Event::kHeadDone:
-          SG_FUZZ_CHECK(!parser.in_message());
-          SG_FUZZ_CHECK(body.empty());
-          if (!on_request_head(parser, opt, transcript)) return transcript;
-          transcript += "done\n";
-          parser.resume();
-          break;
-        case Event::kMessageDone: {
-          const sg::MessageHead& head = parser.head();
-          SG_FUZZ_CHECK(parser.body_bytes() == body.size());
-          if (head.has_content_length && !head.chunked)
-            SG_FUZZ_CHECK(body.size() == head.content_length);
-          transcript += "body " + body + "\ndone\n";
-          body.clear();
-          parser.resume();
-          break;
-        }
-        case Event::kUpgrade:
-          if (!parser.head_reported()) on_request_head(parser, opt, transcript);
-          transcript += "upgrade\n";
-          return transcript;
-        case Event::kError:
-          SG_FUZZ_CHECK(parser.error_status() == 400 || parser.error_status() == 431 ||
-                        parser.error_status() == 505);
-          // Not the status: when a message breaks two rules, which one llhttp reports first
-          // depends on where the reads end (a field name over max_headers is seen at a read's
-          // end before the bad byte after it: 431 in two reads, 400 in one).
-          transcript += "error\n";
-          return transcript;
+  const bool whole = sg_fuzz::feed_reads(parser, reads, 2 * stream.size() + 4, [&](Event ev) {
+    switch (ev) {
+      case Event::kNeedMore:  // feed_reads keeps it to itself
+        return true;
+      case Event::kHead:
+        SG_FUZZ_CHECK(parser.in_message());
+        if (!on_request_head(parser, opt, transcript)) return false;
+        parser.resume();
+        return true;
+      case Event::kHeadDone:
+        SG_FUZZ_CHECK(!parser.in_message());
+        SG_FUZZ_CHECK(body.empty());
+        if (!on_request_head(parser, opt, transcript)) return false;
+        transcript += "done\n";
+        parser.resume();
+        return true;
+      case Event::kMessageDone: {
+        const sg::MessageHead& head = parser.head();
+        SG_FUZZ_CHECK(parser.body_bytes() == body.size());
+        if (head.has_content_length && !head.chunked)
+          SG_FUZZ_CHECK(body.size() == head.content_length);
+        transcript += "body " + body + "\ndone\n";
+        body.clear();
+        parser.resume();
+        return true;
       }
+      case Event::kUpgrade:
+        if (!parser.head_reported()) on_request_head(parser, opt, transcript);
+        transcript += "upgrade\n";
+        return false;
+      case Event::kError:
+        SG_FUZZ_CHECK(parser.error_status() == 400 || parser.error_status() == 431 ||
+                      parser.error_status() == 505);
+        // Not the status: when a message breaks two rules, which one llhttp reports first
+        // depends on where the reads end (a field name over max_headers is seen at a read's
+        // end before the bad byte after it: 431 in two reads, 400 in one).
+        transcript += "error\n";
+        return false;
     }
-  }
+    return true;
+  });
+  if (!whole) return transcript;
   transcript += "eof in_message=" + std::to_string(parser.in_message()) + " body " + body + "\n";
   return transcript;
 }

@@ -13,12 +13,14 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "proxy_core/http_message.h"
+#include "proxy_core/http_parser.h"
 #include "proxy_core/session_attributes.h"
 
 #ifdef SG_LIBFUZZER
@@ -110,6 +112,32 @@ inline std::string fold_name(std::string_view name) {
     if (c == '_') c = '-';
   }
   return s;
+}
+
+// Feeds `reads` to `parser` one after another, as the connection code does. `on_event` runs for
+// every event but kNeedMore and returns false to stop (then feed_reads returns false); it calls
+// resume() itself where a pause must be lifted. Checks what every harness relies on: no livelock
+// (at most `max_steps` calls), never more bytes used than given, kNeedMore only when a read is used
+// up.
+template <class OnEvent>
+bool feed_reads(sg::HttpParser& parser, std::span<const std::string_view> reads, size_t max_steps,
+                OnEvent&& on_event) {
+  size_t steps = 0;
+  for (std::string_view pending : reads) {
+    while (!pending.empty()) {
+      SG_FUZZ_CHECK(++steps <= max_steps);
+      size_t used = 0;
+      const sg::HttpParser::Event ev = parser.execute(pending.data(), pending.size(), used);
+      SG_FUZZ_CHECK(used <= pending.size());
+      pending.remove_prefix(used);
+      if (ev == sg::HttpParser::Event::kNeedMore) {
+        SG_FUZZ_CHECK(pending.empty());
+        continue;
+      }
+      if (!on_event(ev)) return false;
+    }
+  }
+  return true;
 }
 
 // RFC 6265 §5.2, written apart from set_cookie.cc: does this Set-Cookie value set `name`? (A

@@ -324,47 +324,40 @@ std::string run(std::string_view stream, size_t cut, const Options& opt) {
   std::string body;
   parser.set_body_sink([&](const char* data, size_t len) { body.append(data, len); });
   const std::string_view reads[2] = {stream.substr(0, cut), stream.substr(cut)};
-  size_t steps = 0;
   auto message_done = [&] {
     SG_FUZZ_CHECK(parser.body_bytes() == body.size());
     r.transcript += "body " + body + "\ndone\n";
     body.clear();
   };
-  for (std::string_view pending : reads) {
-    while (!pending.empty()) {
-      SG_FUZZ_CHECK(++steps <= 2 * stream.size() + 4);
-      size_t used = 0;
-      const Event ev = parser.execute(pending.data(), pending.size(), used);
-      SG_FUZZ_CHECK(used <= pending.size());
-      pending.remove_prefix(used);
-      switch (ev) {
-        case Event::kNeedMore:
-          SG_FUZZ_CHECK(pending.empty());
-          break;
-        case Event::kHead:
-          if (!on_response_head(r, parser)) return r.transcript;
-          parser.resume();
-          break;
-        case Event::kHeadDone:
-          if (!on_response_head(r, parser)) return r.transcript;
-          r.transcript += "done\n";
-          parser.resume();
-          break;
-        case Event::kMessageDone:
-          message_done();
-          parser.resume();
-          break;
-        case Event::kUpgrade:
-          if (!parser.head_reported()) on_response_head(r, parser);
-          r.transcript += "upgrade refused\n";
-          return r.transcript;
-        case Event::kError:
-          SG_FUZZ_CHECK(parser.error_status() == 502);
-          r.transcript += "error\n";
-          return r.transcript;
-      }
+  const bool whole = sg_fuzz::feed_reads(parser, reads, 2 * stream.size() + 4, [&](Event ev) {
+    switch (ev) {
+      case Event::kNeedMore:  // feed_reads keeps it to itself
+        return true;
+      case Event::kHead:
+        if (!on_response_head(r, parser)) return false;
+        parser.resume();
+        return true;
+      case Event::kHeadDone:
+        if (!on_response_head(r, parser)) return false;
+        r.transcript += "done\n";
+        parser.resume();
+        return true;
+      case Event::kMessageDone:
+        message_done();
+        parser.resume();
+        return true;
+      case Event::kUpgrade:
+        if (!parser.head_reported()) on_response_head(r, parser);
+        r.transcript += "upgrade refused\n";
+        return false;
+      case Event::kError:
+        SG_FUZZ_CHECK(parser.error_status() == 502);
+        r.transcript += "error\n";
+        return false;
     }
-  }
+    return true;
+  });
+  if (!whole) return r.transcript;
   if (opt.peer_closes && parser.in_message()) {
     const Event ev = parser.finish();
     SG_FUZZ_CHECK(ev == Event::kMessageDone || ev == Event::kError || ev == Event::kNeedMore);
