@@ -143,6 +143,43 @@ class _Process:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          cwd=self.dir, start_new_session=True)
 
+    def _start(self, argv, write_config=lambda: None, fixed_port: bool = False, retry_pause: float = 0.0) -> None:
+        """Spawn argv() until _ready() holds. Each attempt takes a free port (unless fixed_port) and
+        calls write_config() first: a port taken by someone else meanwhile is retried, until the
+        deadline."""
+        deadline = time.monotonic() + START_DEADLINE_S
+        while True:
+            if not fixed_port:
+                self.port = free_port()
+            write_config()
+            self._spawn(argv())
+            if self._wait_ready(deadline):
+                return
+            self.kill()
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{self.name} did not start on port {self.port}: {self.failure_details()}")
+            time.sleep(retry_pause)
+
+    def _ready(self) -> bool:
+        """Whether the started process serves; by default, its port accepts a connection."""
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+    def _wait_ready(self, deadline: float) -> bool:
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            if self._ready():
+                return True
+            time.sleep(0.01)
+        return False
+
+    def failure_details(self) -> str:
+        return self.output()[-2000:]
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -217,27 +254,11 @@ class RedisServer(_Process):
 
     def start(self) -> "RedisServer":
         """Start (again). A fixed port is retried for a while (it may still be in TIME_WAIT use)."""
-        fixed = self.port != 0
-        deadline = time.monotonic() + START_DEADLINE_S
-        while True:
-            if not fixed:
-                self.port = free_port()
-            self._spawn(self._argv())
-            if self._wait_ready(deadline):
-                return self
-            self.kill()
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"redis-server did not start on port {self.port}: {self.output()[-2000:]}")
-            time.sleep(0.1)
+        self._start(self._argv, fixed_port=self.port != 0, retry_pause=0.1)
+        return self
 
-    def _wait_ready(self, deadline: float) -> bool:
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            if resp_ok(self.port, "PING") == b"PONG":
-                return True
-            time.sleep(0.01)
-        return False
+    def _ready(self) -> bool:
+        return resp_ok(self.port, "PING") == b"PONG"
 
     def cmd(self, *args, timeout: float = 2.0):
         return resp(self.port, *args, timeout=timeout)
@@ -258,30 +279,18 @@ class Sentinel(_Process):
         super().__init__(test)
         self.master_name = name
         conf = os.path.join(self.dir, "sentinel.conf")
-        deadline = time.monotonic() + START_DEADLINE_S
-        while True:
-            self.port = free_port()
-            with open(conf, "w") as f:  # the sentinel rewrites it: a fresh copy per attempt
+
+        def write_config():  # the sentinel rewrites it: a fresh copy per attempt
+            with open(conf, "w") as f:
                 f.write(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
                         f"sentinel monitor {name} 127.0.0.1 {master_port} {quorum}\n"
                         f"sentinel down-after-milliseconds {name} {down_after_ms}\n"
                         f"sentinel failover-timeout {name} {failover_timeout_ms}\n"
                         f"sentinel parallel-syncs {name} 1\n")
-            self._spawn(["redis-server", conf, "--sentinel"])
-            if self._wait_ready(deadline):
-                return
-            self.kill()
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"sentinel did not start: {self.output()[-2000:]}")
+        self._start(lambda: ["redis-server", conf, "--sentinel"], write_config)
 
-    def _wait_ready(self, deadline: float) -> bool:
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            if resp_ok(self.port, "PING") == b"PONG":
-                return True
-            time.sleep(0.01)
-        return False
+    def _ready(self) -> bool:
+        return resp_ok(self.port, "PING") == b"PONG"
 
     def master_addr(self) -> str | None:
         r = resp_ok(self.port, "SENTINEL", "get-master-addr-by-name", self.master_name)
@@ -317,11 +326,10 @@ class HAProxy(_Process):
         self.backends = list(backends)
         self.socket_path = os.path.join(self.dir, "admin.sock")
         self.config_path = os.path.join(self.dir, "haproxy.cfg")
-        deadline = time.monotonic() + START_DEADLINE_S
-        while True:
-            self.port = free_port()
-            servers = "\n".join(f"  server gw{i} 127.0.0.1:{p} check inter {inter_ms}ms fall {fall} rise {rise}"
-                                for i, p in enumerate(self.backends))
+        servers = "\n".join(f"  server gw{i} 127.0.0.1:{p} check inter {inter_ms}ms fall {fall} rise {rise}"
+                            for i, p in enumerate(self.backends))
+
+        def write_config():
             with open(self.config_path, "w") as f:
                 f.write(f"""global
   stats socket {self.socket_path} mode 600 level admin
@@ -344,25 +352,10 @@ backend gateways
 {extra_backend}
 {servers}
 """)
-            self._spawn(["haproxy", "-db", "-f", self.config_path])
-            if self._wait_ready(deadline):
-                return
-            self.kill()
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"haproxy did not start: {self.output()[-2000:]}")
+        self._start(lambda: ["haproxy", "-db", "-f", self.config_path], write_config)
 
-    def _wait_ready(self, deadline: float) -> bool:
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                if os.path.exists(self.socket_path):
-                    return True
-            except OSError:
-                pass
-            time.sleep(0.01)
-        return False
+    def _ready(self) -> bool:
+        return super()._ready() and os.path.exists(self.socket_path)
 
     def admin(self, command: str) -> str:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:

@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -118,17 +117,11 @@ class CommittedHAProxy(HAProxy):
         self.backends = [main for main, _ in servers]
         self.socket_path = os.path.join(self.dir, "admin.sock")
         self.config_path = os.path.join(self.dir, "haproxy.cfg")
-        deadline = time.monotonic() + 10.0
-        while True:
-            self.port = free_port()
+
+        def write_config():
             with open(self.config_path, "w") as f:
                 f.write(render_haproxy(test, self.port, servers, self.socket_path))
-            self._spawn(["haproxy", "-db", "-f", self.config_path])
-            if self._wait_ready(deadline):
-                return
-            self.kill()
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"haproxy did not start: {self.output()[-2000:]}")
+        self._start(lambda: ["haproxy", "-db", "-f", self.config_path], write_config)
 
     def check_states(self) -> dict[str, tuple[str, str]]:
         """{server: (status, check_status)}, e.g. ("DOWN", "L7STS") after a 503 from /readyz."""
@@ -163,29 +156,15 @@ class CommittedNginx(_Process):
     def __init__(self, test: unittest.TestCase, servers: list[int]):
         super().__init__(test)
         self.config_path = os.path.join(self.dir, "nginx.conf")
-        deadline = time.monotonic() + 10.0
-        while True:
-            self.port = free_port()
+
+        def write_config():
             with open(self.config_path, "w") as f:
                 f.write(render_nginx(test, self.dir, self.port, servers))
-            self._spawn(["nginx", "-c", self.config_path, "-p", self.dir + "/", "-e", f"{self.dir}/error.log",
-                         "-g", "daemon off;"])
-            if self._wait_ready(deadline):
-                return
-            self.kill()
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"nginx did not start: {self.output()[-2000:]} {self.error_log()[-2000:]}")
+        self._start(lambda: ["nginx", "-c", self.config_path, "-p", self.dir + "/", "-e", f"{self.dir}/error.log",
+                             "-g", "daemon off;"], write_config)
 
-    def _wait_ready(self, deadline: float) -> bool:
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return True
-            except OSError:
-                time.sleep(0.01)
-        return False
+    def failure_details(self) -> str:
+        return f"{self.output()[-2000:]} {self.error_log()[-2000:]}"
 
     def error_log(self) -> str:
         try:
