@@ -236,6 +236,19 @@ void on_signal(uv_signal_t* s, int signum) {
   uv_timer_start(&rt->drain_poll, on_drain_poll, 0, 20);
 }
 
+// Closes what is left on the main loop (signals, timers, the admin listener) and the loop itself,
+// so that every exit, failed starts included, ends cleanly (LeakSanitizer checks it).
+void close_main_loop(uv_loop_t* loop) {
+  uv_walk(
+      loop,
+      [](uv_handle_t* h, void*) {
+        if (!uv_is_closing(h)) uv_close(h, nullptr);
+      },
+      nullptr);
+  uv_run(loop, UV_RUN_DEFAULT);
+  uv_loop_close(loop);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -307,6 +320,7 @@ int main(int argc, char** argv) {
   if (!rt->server.start(config, error)) {
     std::fprintf(stderr, "sessiongate: %s\n", error.c_str());
     notify(rt.get(), sg::status_message("start failed: " + error));
+    close_main_loop(&rt->loop);
     return 1;
   }
   rt->server.state().process_metrics.start_time_s = sg::unix_now_ms() / 1000;
@@ -318,6 +332,7 @@ int main(int argc, char** argv) {
       rt->server.begin_drain();
       rt->server.force_stop();
       rt->server.join();
+      close_main_loop(&rt->loop);
       return 1;
     }
   }
@@ -342,15 +357,7 @@ int main(int argc, char** argv) {
   uv_run(&rt->loop, UV_RUN_DEFAULT);
   rt->server.join();
   rt->server.save_snapshot();  // after the drain: every session of the run is in it
-  // Close what is left on the main loop (signals, timers) so that it ends cleanly.
-  uv_walk(
-      &rt->loop,
-      [](uv_handle_t* h, void*) {
-        if (!uv_is_closing(h)) uv_close(h, nullptr);
-      },
-      nullptr);
-  uv_run(&rt->loop, UV_RUN_DEFAULT);
-  uv_loop_close(&rt->loop);
+  close_main_loop(&rt->loop);
   SG_LOG_INFO("drained; exiting");
   return 0;
 }

@@ -57,6 +57,13 @@ Worker::~Worker() {
   join();
   for (auto& l : listeners_)  // never started or suspended: no handle owns a descriptor
     if (l->fd >= 0) ::close(l->fd);
+  if (!started_) {
+    // A start that failed after this worker was built (a later listen address would not bind):
+    // its loop still holds the handles the constructor made. Close them, or the loop leaks.
+    uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sweep_), nullptr);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+  }
   uv_loop_close(&loop_);
 }
 
@@ -180,6 +187,7 @@ void Worker::start() {
   unsigned workers = static_cast<unsigned>(config_->server.workers);
   if (workers == 0) workers = 1;
   max_connections_ = (config_->server.max_connections + workers - 1) / workers;
+  started_ = true;
   std::promise<void> listening;
   std::future<void> listening_done = listening.get_future();
   thread_ = std::thread([this, &listening] { run(&listening); });

@@ -152,6 +152,7 @@ class Worker {
   bool stopping_ = false;
   bool closed_ = false;
   std::thread thread_;
+  bool started_ = false;  // start() ran: the thread owns the loop's handles from then on
   std::atomic<bool> finished_{false};
   std::atomic<const Config*> applied_config_{nullptr};
 
