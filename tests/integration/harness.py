@@ -371,6 +371,11 @@ def base_config(port: int, upstream_port: int) -> dict:
     }
 
 
+# As `[admin] listen` in overrides: a free port, picked again on every start attempt (a port that
+# someone else took between picking and binding is retried like the main one); see gw.admin_port.
+FREE_ADMIN_LISTEN = "127.0.0.1:<free>"
+
+
 class Gateway:
     """A running sessiongate; `overrides` is {section: {key: value}} merged over base_config."""
 
@@ -385,6 +390,7 @@ class Gateway:
         self.stderr_path = os.path.join(self.dir, "stderr.log")
         self.proc: subprocess.Popen | None = None
         self.port = 0
+        self.admin_port: int | None = None  # with FREE_ADMIN_LISTEN
         self.stopped = False
         self.returncode: int | None = None
         if test is not None:
@@ -397,7 +403,10 @@ class Gateway:
         return self.proc.pid
 
     def config(self) -> dict:
-        return merge(base_config(self.port, self.upstream_port), self.overrides)
+        c = merge(base_config(self.port, self.upstream_port), self.overrides)
+        if c.get("admin", {}).get("listen") == FREE_ADMIN_LISTEN:
+            c["admin"]["listen"] = f"127.0.0.1:{self.admin_port}"
+        return c
 
     def start(self) -> "Gateway":
         binary = gateway_bin()
@@ -408,6 +417,8 @@ class Gateway:
         last_err = ""
         for _attempt in range(5):
             self.port = free_port()
+            if self.overrides.get("admin", {}).get("listen") == FREE_ADMIN_LISTEN:
+                self.admin_port = free_port()
             with open(self.config_path, "w") as f:
                 f.write(to_toml(self.config()))
             out = open(self.stdout_path, "wb")

@@ -1,7 +1,7 @@
 """Shared helpers for the operations tests (reload, admin listener, metrics, readiness, logs, CLI).
 
 - ``admin_gateway(test, upstream_port, overrides)``: a Gateway with ``[admin] listen`` on a free
-  port; returns (gateway, admin_port).
+  port (FREE_ADMIN_LISTEN: picked again on every start attempt); returns (gateway, admin_port).
 - ``write_config(gw, overrides)`` / ``write_raw(gw, text)``: replace the gateway's file atomically
   (then ``reload(gw, ...)``).
 - ``reload(gw, expect)``: SIGHUP and wait for the matching stderr line ("reload applied" or
@@ -18,7 +18,7 @@ import signal
 import subprocess
 import unittest
 
-from harness import Gateway, free_port, gateway_bin, merge, simple_get, to_toml, wait_until
+from harness import FREE_ADMIN_LISTEN, Gateway, gateway_bin, merge, simple_get, to_toml, wait_until
 
 RELOAD_APPLIED = "reload applied"
 RELOAD_FAILED = "reload failed"
@@ -26,10 +26,9 @@ RELOAD_FAILED = "reload failed"
 
 def admin_gateway(test: unittest.TestCase, upstream_port: int, overrides: dict | None = None,
                   start: bool = True) -> tuple[Gateway, int]:
-    admin_port = free_port()
-    ov = merge(overrides or {}, {"admin": {"listen": f"127.0.0.1:{admin_port}"}})
+    ov = merge(overrides or {}, {"admin": {"listen": FREE_ADMIN_LISTEN}})
     gw = Gateway(test, upstream_port, ov, start=start)
-    return gw, admin_port
+    return gw, gw.admin_port
 
 
 def _atomic_write(path: str, text: str) -> None:

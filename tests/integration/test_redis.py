@@ -24,7 +24,7 @@ import threading
 import time
 import unittest
 
-from harness import Gateway, free_port, merge, simple_get, wait_until
+from harness import FREE_ADMIN_LISTEN, Gateway, merge, simple_get, wait_until
 from ops_util import metric_value
 from redis_util import (HAProxy, RedisServer, Sentinel, require_tools, resp_ok, sentinel_failover,
                         session_key, wait_replica_online)
@@ -52,11 +52,9 @@ class RedisTestCase(SessionTestCase):
             r["address"] = redis.address
         r.update(redis_keys)
         ov = {"server": {"workers": workers}, "session": {"store": "redis"}, "store.redis": r}
-        admin_port = free_port() if admin else None
         if admin:
-            ov = merge(ov, {"admin": {"listen": f"127.0.0.1:{admin_port}"}})
+            ov = merge(ov, {"admin": {"listen": FREE_ADMIN_LISTEN}})
         gw = Gateway(self, self.up.port, ov)
-        gw.admin_port = admin_port
         # /healthz answers before the workers' Redis connections are up; a request that reaches a
         # worker still connecting gets 503 (fail_closed). Each worker logs its connection.
         wait_until(lambda: gw.logs()[1].count("redis store: connected to") >= workers, 10.0,
