@@ -34,7 +34,7 @@ import threading
 import time
 import unittest
 
-from harness import ConnectionClosed, Gateway, HttpClient, free_port, gateway_bin, start_upstream, wait_until
+from harness import FREE_ADMIN_LISTEN, ConnectionClosed, Gateway, HttpClient, gateway_bin, start_upstream, wait_until
 from redis_util import HAProxy, RedisServer, _Process, have, require_tools
 from session_util import SessionTestCase
 
@@ -361,8 +361,7 @@ class Container(unittest.TestCase):
 
     def test_health_check_probe_follows_the_configuration_and_fails_when_down(self):
         up = start_upstream(self)
-        admin = free_port()
-        for overrides in ({}, {"admin": {"listen": f"127.0.0.1:{admin}"}}):
+        for overrides in ({}, {"admin": {"listen": FREE_ADMIN_LISTEN}}):
             gw = Gateway(self, up.port, overrides)
             probe = [binary(), "--health-check", "--config", gw.config_path]
             r = run(probe)
@@ -544,14 +543,12 @@ class ReadinessAwareDrain(SessionTestCase):
         redis = RedisServer(self)
         gws = []
         for _ in range(2):
-            admin = free_port()
             # A generous Redis timeout: a slow machine must not turn into fail_closed 503s.
             gw = Gateway(self, self.up.port, {
                 "server": {"workers": 1, "drain_timeout": drain_timeout}, "upstream": {"response_timeout": "30s"},
                 "session": {"store": "redis"},
                 "store.redis": {"address": redis.address, "key_prefix": "sgit-deploy:", "timeout": "1s"},
-                "admin": {"listen": f"127.0.0.1:{admin}"}})
-            gw.admin_port = admin
+                "admin": {"listen": FREE_ADMIN_LISTEN}})
             gws.append(gw)
         return gws
 

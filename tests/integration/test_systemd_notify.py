@@ -16,7 +16,7 @@ import time
 import unittest
 from unittest import mock
 
-from harness import ConnectionClosed, Gateway, free_port, simple_get, start_upstream, wait_until
+from harness import FREE_ADMIN_LISTEN, ConnectionClosed, Gateway, free_port, simple_get, start_upstream, wait_until
 from ops_util import write_config, write_raw
 
 DEADLINE_S = 10.0
@@ -103,9 +103,8 @@ class SystemdNotify(unittest.TestCase):
 
     def test_ready_only_once_listening_then_reload_then_stopping(self):
         listener = NotifyListener(self)
-        admin_port = free_port()
-        gw = self.start_gateway(listener, {"server": {"workers": 2},
-                                           "admin": {"listen": f"127.0.0.1:{admin_port}"}})
+        gw = self.start_gateway(listener, {"server": {"workers": 2}, "admin": {"listen": FREE_ADMIN_LISTEN}})
+        admin_port = gw.admin_port
         ready = listener.wait_for("READY")[0]
         first = listener.all()[0]
         self.assertIs(first, ready, f"READY=1 is the first message: {listener.all()}")
