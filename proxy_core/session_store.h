@@ -6,6 +6,21 @@
 // worker) or is internally thread-safe (memory store, shared by all workers, sharded locks).
 // Callbacks: may run synchronously inside the call (memory store) or later on the caller's loop
 // (Redis). Callers must handle both.
+//
+// Integrity rules every implementation keeps (the gateway's promise that logout and revocation
+// are real):
+// - Writes are per-field changes (SessionChange) applied atomically in the store, and only to a
+//   session that still exists under that key: no write ever re-creates a destroyed session, and a
+//   slow request can never put back an attribute that another request removed meanwhile.
+// - A refresh writes only last-seen (and the expiry that follows from it).
+// - rotate() leaves the old key behind as a rotation marker: for `grace_ms` it still resolves to
+//   the same session (parallel requests of a page that left with the old token); after that, and
+//   until the session's idle timeout from the rotation, a lookup of it is reported as a replay so
+//   that the caller can count it, log it and, by policy, end the session.
+// - destroy() reports kOk only when the store confirmed the session is gone.
+// - Records read back from storage (snapshot file, Redis) are checked like directives before they
+//   are returned (session_record_check.h): a record that fails is skipped and counted, never
+//   returned.
 #pragma once
 
 #include <array>
@@ -28,18 +43,44 @@ struct SessionRecord {
   std::vector<std::pair<std::string, std::string>> attributes;  // sorted by name, unique names
 };
 
+// A change to one stored session, applied atomically by the store and only while the session
+// exists under the key given. Attribute names are already folded and validated (the gate applies
+// session_attributes.h's rules); the store enforces the count and byte bounds on the result,
+// because two concurrent changes that each fit may not fit together.
+struct SessionChange {
+  int64_t last_seen_ms = 0;  // > 0: new last-seen time (the idle expiry moves with it)
+  std::vector<std::pair<std::string, std::string>> set;  // attributes to set (name, value)
+  std::vector<std::string> remove;                       // attribute names to remove
+  uint32_t max_attributes = 0;       // bounds on the result; 0 = unbounded (tests, tools)
+  uint32_t max_attribute_bytes = 0;  // names + values of the whole session
+  bool empty() const { return last_seen_ms <= 0 && set.empty() && remove.empty(); }
+};
+
 enum class StoreStatus {
-  kOk,           // done; for lookup, `record` holds the valid session
-  kNotFound,     // unknown, or expired (idle or absolute): treat as no session
+  kOk,        // done; for lookup, `record` holds the valid session
+  kNotFound,  // unknown, expired, or (for writes) no live session under that key: nothing written
   kUnavailable,  // the store could not answer (Redis down, timeout): apply on_unavailable
+  kRejected,     // modify/rotate: the result would exceed the attribute bounds; nothing written
 };
 
 enum class ExpiryKind { kNone, kIdle, kAbsolute };
+
+// How the key a lookup was given relates to rotation.
+enum class RotatedKey {
+  kNo,       // the key is the session's live key (or unknown)
+  kInGrace,  // rotated away less than grace_ms ago: status kOk, `record` is the live session
+  kReplay,   // rotated away and the grace window is over: status kNotFound (a possible stolen
+             // cookie); `record`, when the session still lives, says whose it was
+};
 
 struct LookupResult {
   StoreStatus status = StoreStatus::kNotFound;
   std::optional<SessionRecord> record;
   ExpiryKind expired = ExpiryKind::kNone;  // set with kNotFound when the session had expired
+  RotatedKey rotated = RotatedKey::kNo;
+  // With kInGrace, and with kReplay when `record` is set: the session's live key now. Writes for
+  // that session go to this key (modify/destroy on a rotated key find nothing).
+  TokenHash live_key{};
 };
 
 class SessionStore {
@@ -49,16 +90,40 @@ class SessionStore {
 
   virtual ~SessionStore() = default;
 
-  // Finds a valid session. Expired sessions are reported as kNotFound (with `expired` set) and
-  // removed. Does not refresh last-seen: that is touch().
+  // Finds a valid session, following a rotation marker inside its grace window (see
+  // LookupResult). Expired sessions are reported as kNotFound (with `expired` set) and removed.
+  // Never writes last-seen: that is modify().
   virtual void lookup(const TokenHash& key, int64_t now_ms, LookupCallback done) = 0;
   // Stores a new session under `key` (replacing nothing: keys are fresh random tokens).
+  // kUnavailable if `key` is already present (a 256-bit collision: fail closed).
   virtual void create(const TokenHash& key, const SessionRecord& record, DoneCallback done) = 0;
-  // Writes last_seen_ms and attributes of an existing session (refresh and attribute changes).
+  // Applies `change` atomically to the live session under `key`. kNotFound (nothing written) when
+  // no live session has that key: destroyed, expired, or rotated away (a rotation marker is not a
+  // live key). kRejected when the result would break the bounds. now_ms sets the new expiry.
+  virtual void modify(const TokenHash& key, const SessionChange& change, int64_t now_ms,
+                      DoneCallback done) {
+    (void)key, (void)change, (void)now_ms;  // TRANSITION: removed once both stores implement it
+    done(StoreStatus::kUnavailable);
+  }
+  // Atomically moves the live session from old_key to new_key with `change` applied (login:
+  // rotate and set the user in one step), keeping the stored handle and created time; old_key
+  // becomes a rotation marker (grace_ms may be 0: then it is a replay marker at once).
+  // kNotFound when old_key is not a live session's key (nothing changes), kUnavailable when
+  // new_key is taken or the store cannot answer, kRejected as for modify.
+  virtual void rotate(const TokenHash& old_key, const TokenHash& new_key,
+                      const SessionChange& change, int64_t grace_ms, int64_t now_ms,
+                      DoneCallback done) {
+    (void)old_key, (void)new_key, (void)change, (void)grace_ms, (void)now_ms;  // TRANSITION
+    done(StoreStatus::kUnavailable);
+  }
+  // TRANSITION: the whole-record writes the integrity work replaces; removed with the defaults
+  // above once the session gate uses modify() and the new rotate().
   virtual void update(const TokenHash& key, const SessionRecord& record, DoneCallback done) = 0;
-  // Atomically moves the session from old_key to new_key: afterwards old_key finds nothing.
   virtual void rotate(const TokenHash& old_key, const TokenHash& new_key,
                       const SessionRecord& record, DoneCallback done) = 0;
+  // Removes the session under `key` (its live key). kOk when the store confirmed it is gone (or
+  // it was already absent); kUnavailable when that is not confirmed: the caller must not tell the
+  // client it is logged out as if it were.
   virtual void destroy(const TokenHash& key, DoneCallback done) = 0;
   // True while the store can answer (readiness).
   virtual bool usable() const = 0;
