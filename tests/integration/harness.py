@@ -13,7 +13,8 @@ Environment: SESSIONGATE_BIN (the binary; default <repository>/build/sessiongate
 <repository>/build-test/sessiongate, the directories tests/run.sh and the README build into; a missing
 binary skips the tests unless the variable is set), SG_KEEP_LOGS=1 keeps each gateway's temp dir (config,
 stdout, stderr) and prints its path, SG_TEST_WORKERS (N or "auto") sets server.workers where a test
-does not, SG_TESTS_REQUIRE_TOOLS=1 (set by ctest) turns a missing test tool into a failure.
+does not, SG_TESTS_REQUIRE_TOOLS=1 (set by ctest) turns a missing test tool into a failure,
+SG_TEST_DEADLINE_SCALE (a factor, default 1) lengthens the deadlines of conditions waited for.
 """
 
 from __future__ import annotations
@@ -33,8 +34,13 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 # Build directories relative to the repository, in order of preference: a plain developer build,
 # then the one tests/run.sh makes. Never a machine-specific absolute path.
 DEFAULT_BUILD_DIRS = ("build", "build-test")
-READY_DEADLINE_S = 10.0
-STOP_GRACE_S = 10.0  # after SIGTERM, on top of the configured drain_timeout
+# Deadlines of conditions that must come true (wait_until, start, stop) are multiplied by
+# SG_TEST_DEADLINE_SCALE: tests/run.sh sets it for the sanitizer runs, whose gateways are several
+# times slower on a loaded machine. A longer deadline never fails a correct run; it only makes a
+# broken one take longer to fail.
+DEADLINE_SCALE = max(1.0, float(os.environ.get("SG_TEST_DEADLINE_SCALE", "1") or 1))
+READY_DEADLINE_S = 10.0 * DEADLINE_SCALE
+STOP_GRACE_S = 10.0 * DEADLINE_SCALE  # after SIGTERM, on top of the configured drain_timeout
 IO_TIMEOUT_S = 15.0
 
 
@@ -73,7 +79,9 @@ def missing_tool(what: str):
 
 
 def wait_until(predicate, timeout: float = 5.0, interval: float = 0.01, message: str = ""):
-    """Return predicate()'s first truthy value; raise AssertionError after `timeout` seconds."""
+    """Return predicate()'s first truthy value; raise AssertionError after `timeout` seconds
+    (times SG_TEST_DEADLINE_SCALE)."""
+    timeout *= DEADLINE_SCALE
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
