@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "proxy_core/admin_server.h"
@@ -95,14 +96,13 @@ bool parse_level(const std::string& s, sg::LogLevel& out) {
 }
 
 // Loads and reports; returns the config or nullptr.
-std::shared_ptr<const sg::Config> load(const std::string& path, bool quiet_ok) {
+std::shared_ptr<const sg::Config> load(const std::string& path) {
   sg::ConfigLoadResult r = sg::load_config_file(path);
   for (const auto& w : r.warnings)
     std::fprintf(stderr, "%s (warning)\n", w.format().c_str());
   for (const auto& e : r.errors)
     std::fprintf(stderr, "%s\n", e.format().c_str());
   if (!r.config) return nullptr;
-  (void)quiet_ok;
   return std::make_shared<const sg::Config>(std::move(*r.config));
 }
 
@@ -120,7 +120,6 @@ struct Runtime {
   uint64_t drain_deadline = 0;
   bool draining = false;
   bool forced = false;
-  unsigned reloads_ok = 0, reloads_failed = 0;
 };
 
 void on_drain_poll(uv_timer_t* t) {
@@ -161,8 +160,11 @@ void reload_finished(Runtime* rt, const std::string& status) {
 
 void on_reload_poll(uv_timer_t* t) {
   auto* rt = static_cast<Runtime*>(t->data);
-  if (rt->server.config_applied())
-    reload_finished(rt, serving_status(*rt->server.config(), "reloaded; serving"));
+  if (!rt->server.config_applied()) return;
+  // From here on no new connection gets the old configuration or certificates (the TLS reload
+  // test waits for this line).
+  SG_LOG_INFO("reload taken up by every worker");
+  reload_finished(rt, serving_status(*rt->server.config(), "reloaded; serving"));
 }
 
 void on_watchdog(uv_timer_t* t) {
@@ -173,39 +175,41 @@ void on_snapshot(uv_timer_t* t) {
   static_cast<Runtime*>(t->data)->server.save_snapshot();
 }
 
+// SIGHUP: an invalid file or a configuration the server refuses leaves the running one in place.
+void reload(Runtime* rt) {
+  SG_LOG_INFO("SIGHUP: reloading %s", rt->options.config_path.c_str());
+  if (!rt->draining)
+    notify(rt, sg::reloading_message(sg::monotonic_usec()) + "\n" +
+                   sg::status_message("reloading " + rt->options.config_path));
+  auto config = load(rt->options.config_path);
+  if (!config) {
+    rt->server.state().process_metrics.reloads_failed++;
+    SG_LOG_ERROR("reload failed: the running configuration stays");
+    reload_finished(rt, serving_status(*rt->server.config(),
+                                       "reload failed (invalid file, see the log); serving"));
+    return;
+  }
+  std::string error;
+  if (!rt->server.apply(config, error)) {
+    rt->server.state().process_metrics.reloads_failed++;
+    SG_LOG_ERROR("reload failed: %s; the running configuration stays", error.c_str());
+    reload_finished(rt, serving_status(*rt->server.config(),
+                                       ("reload failed (" + error + "); serving").c_str()));
+    return;
+  }
+  // READY=1 once every worker has taken the new configuration up (new listeners listen).
+  uv_timer_start(&rt->reload_poll, on_reload_poll, 0, 5);
+  rt->server.state().process_metrics.reloads_ok++;
+  sg::LogLevel level;
+  if (!rt->options.log_level.empty() && parse_level(rt->options.log_level, level))
+    sg::set_log_level(level);  // --log-level outranks the file
+  SG_LOG_INFO("reload applied to new requests and connections");
+}
+
 void on_signal(uv_signal_t* s, int signum) {
   auto* rt = static_cast<Runtime*>(s->data);
   if (signum == SIGHUP) {
-    SG_LOG_INFO("SIGHUP: reloading %s", rt->options.config_path.c_str());
-    if (!rt->draining)
-      notify(rt, sg::reloading_message(sg::monotonic_usec()) + "\n" +
-                     sg::status_message("reloading " + rt->options.config_path));
-    auto config = load(rt->options.config_path, true);
-    if (!config) {
-      ++rt->reloads_failed;
-      rt->server.state().process_metrics.reloads_failed++;
-      SG_LOG_ERROR("reload failed: the running configuration stays");
-      reload_finished(rt, serving_status(*rt->server.config(),
-                                         "reload failed (invalid file, see the log); serving"));
-      return;
-    }
-    std::string error;
-    if (!rt->server.apply(config, error)) {
-      ++rt->reloads_failed;
-      rt->server.state().process_metrics.reloads_failed++;
-      SG_LOG_ERROR("reload failed: %s; the running configuration stays", error.c_str());
-      reload_finished(rt, serving_status(*rt->server.config(),
-                                         ("reload failed (" + error + "); serving").c_str()));
-      return;
-    }
-    // READY=1 once every worker has taken the new configuration up (new listeners listen).
-    uv_timer_start(&rt->reload_poll, on_reload_poll, 0, 5);
-    ++rt->reloads_ok;
-    rt->server.state().process_metrics.reloads_ok++;
-    sg::LogLevel level;
-    if (!rt->options.log_level.empty() && parse_level(rt->options.log_level, level))
-      sg::set_log_level(level);  // --log-level outranks the file
-    SG_LOG_INFO("reload applied to new requests and connections");
+    reload(rt);
     return;
   }
   if (signum == SIGUSR1) {
@@ -249,6 +253,111 @@ void close_main_loop(uv_loop_t* loop) {
   uv_loop_close(loop);
 }
 
+// --check: the file loads and its TLS material is usable.
+int check_only(const Options& o, const sg::Config* config) {
+  if (config == nullptr) return 1;
+  std::string tls_error;
+  if (!sg::check_tls(*config, tls_error)) {
+    std::fprintf(stderr, "%s: %s\n", o.config_path.c_str(), tls_error.c_str());
+    return 1;
+  }
+  std::printf("%s: configuration ok\n", o.config_path.c_str());
+  return 0;
+}
+
+// --health-check: a container HEALTHCHECK against this configuration's own listener.
+int health_check_only(const sg::Config& config) {
+  // Short, so that a hung gateway counts as unhealthy.
+  constexpr std::chrono::milliseconds kHealthCheckTimeout{3000};
+  std::string error;
+  auto target = sg::health_check_target(config, error);
+  int status = target ? sg::run_health_check(*target, kHealthCheckTimeout, error) : 0;
+  if (status == 200) return 0;
+  if (status != 0) error = target->address + target->path + " answered " + std::to_string(status);
+  std::fprintf(stderr, "sessiongate: unhealthy: %s\n", error.c_str());
+  return 1;
+}
+
+// The modes that answer and exit (--check, --health-check, --print-config) and a file that did
+// not load: the exit code. Nothing when the gateway is to serve.
+std::optional<int> run_one_shot(const Options& o, const sg::Config* config) {
+  if (o.check) return check_only(o, config);
+  if (config == nullptr) return 1;
+  if (o.health_check) return health_check_only(*config);
+  if (o.print_config) {
+    std::fputs(sg::render_effective_config(*config).c_str(), stdout);
+    return 0;
+  }
+  return std::nullopt;
+}
+
+// Signals and timers on the main loop, and the systemd notifier (before any thread starts: it
+// unsets NOTIFY_SOCKET and WATCHDOG_* for our children).
+void init_main_loop(Runtime* rt) {
+  // Writes to a closed client socket must be an error return, never a process kill.
+  signal(SIGPIPE, SIG_IGN);
+  uv_loop_init(&rt->loop);
+  uv_signal_t* signals[] = {&rt->sigterm, &rt->sigint, &rt->sighup, &rt->sigusr1};
+  int numbers[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+  for (int i = 0; i < 4; ++i) {
+    uv_signal_init(&rt->loop, signals[i]);
+    signals[i]->data = rt;
+    uv_signal_start(signals[i], on_signal, numbers[i]);
+  }
+  for (uv_timer_t* t : {&rt->drain_poll, &rt->reload_poll, &rt->watchdog, &rt->snapshot}) {
+    uv_timer_init(&rt->loop, t);
+    t->data = rt;
+  }
+  std::string notify_warning;
+  rt->notifier.init_from_environment(notify_warning);
+  if (!notify_warning.empty()) SG_LOG_WARN("%s", notify_warning.c_str());
+}
+
+// Workers and their listeners, then the admin listener; READY=1 once all accept. On failure
+// everything started is stopped and the main loop closed (LeakSanitizer checks every exit).
+bool start_serving(Runtime* rt, const std::shared_ptr<const sg::Config>& config) {
+  std::string error;
+  if (!rt->server.start(config, error)) {
+    std::fprintf(stderr, "sessiongate: %s\n", error.c_str());
+    notify(rt, sg::status_message("start failed: " + error));
+    close_main_loop(&rt->loop);
+    return false;
+  }
+  rt->server.state().process_metrics.start_time_s = sg::unix_now_ms() / 1000;
+  if (!config->admin.listen.empty()) {
+    rt->admin = std::make_unique<sg::AdminServer>(&rt->loop, &rt->server);
+    if (!rt->admin->start(config->admin.listen, error)) {
+      std::fprintf(stderr, "sessiongate: %s\n", error.c_str());
+      notify(rt, sg::status_message("start failed: " + error));
+      rt->server.begin_drain();
+      rt->server.force_stop();
+      rt->server.join();
+      close_main_loop(&rt->loop);
+      return false;
+    }
+  }
+  SG_LOG_INFO("sessiongate %s started (config %s)", SG_VERSION, rt->options.config_path.c_str());
+  // Every listener accepts (Server::start returns after the workers listen; the admin listener
+  // is bound): the service manager may start what is ordered after us.
+  notify(rt, "READY=1\n" + sg::status_message(serving_status(*rt->server.config(), "serving")));
+  return true;
+}
+
+// The systemd watchdog ping and the periodic session snapshot.
+void start_timers(Runtime* rt, const sg::Config& config) {
+  if (uint64_t usec = rt->notifier.watchdog_usec()) {
+    // Half the interval, as sd_watchdog_enabled(3) advises.
+    uint64_t every_ms = usec / 2000 > 0 ? usec / 2000 : 1;
+    SG_LOG_INFO("systemd watchdog: WATCHDOG=1 every %llu ms",
+                static_cast<unsigned long long>(every_ms));
+    uv_timer_start(&rt->watchdog, on_watchdog, 0, every_ms);
+  }
+  if (!config.memory_store.snapshot_path.empty()) {
+    uint64_t every = static_cast<uint64_t>(config.memory_store.snapshot_interval.count());
+    uv_timer_start(&rt->snapshot, on_snapshot, every, every);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -266,94 +375,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sessiongate: --log-level must be debug, info, warn or error\n");
     return 2;
   }
-  auto config = load(rt->options.config_path, false);
-  if (rt->options.check) {
-    if (!config) return 1;
-    std::string tls_error;
-    if (!sg::check_tls(*config, tls_error)) {
-      std::fprintf(stderr, "%s: %s\n", rt->options.config_path.c_str(), tls_error.c_str());
-      return 1;
-    }
-    std::printf("%s: configuration ok\n", rt->options.config_path.c_str());
-    return 0;
-  }
-  if (!config) return 1;
-  if (rt->options.health_check) {
-    // A container HEALTHCHECK: short, so that a hung gateway counts as unhealthy.
-    constexpr std::chrono::milliseconds kHealthCheckTimeout{3000};
-    std::string error;
-    auto target = sg::health_check_target(*config, error);
-    int status = target ? sg::run_health_check(*target, kHealthCheckTimeout, error) : 0;
-    if (status == 200) return 0;
-    if (status != 0) error = target->address + target->path + " answered " + std::to_string(status);
-    std::fprintf(stderr, "sessiongate: unhealthy: %s\n", error.c_str());
-    return 1;
-  }
-  if (rt->options.print_config) {
-    std::fputs(sg::render_effective_config(*config).c_str(), stdout);
-    return 0;
-  }
+  auto config = load(rt->options.config_path);
+  if (std::optional<int> code = run_one_shot(rt->options, config.get())) return *code;
   sg::set_log_level(rt->options.log_level.empty() ? config->log.level : override_level);
 
-  // Writes to a closed client socket must be an error return, never a process kill.
-  signal(SIGPIPE, SIG_IGN);
-  uv_loop_init(&rt->loop);
-  uv_signal_t* signals[] = {&rt->sigterm, &rt->sigint, &rt->sighup, &rt->sigusr1};
-  int numbers[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
-  for (int i = 0; i < 4; ++i) {
-    uv_signal_init(&rt->loop, signals[i]);
-    signals[i]->data = rt.get();
-    uv_signal_start(signals[i], on_signal, numbers[i]);
-  }
-  uv_timer_init(&rt->loop, &rt->drain_poll);
-  rt->drain_poll.data = rt.get();
-  uv_timer_init(&rt->loop, &rt->reload_poll);
-  rt->reload_poll.data = rt.get();
-  uv_timer_init(&rt->loop, &rt->watchdog);
-  rt->watchdog.data = rt.get();
-  // Before any thread starts: this unsets NOTIFY_SOCKET and WATCHDOG_* for our children.
-  std::string notify_warning;
-  rt->notifier.init_from_environment(notify_warning);
-  if (!notify_warning.empty()) SG_LOG_WARN("%s", notify_warning.c_str());
-
-  std::string error;
-  if (!rt->server.start(config, error)) {
-    std::fprintf(stderr, "sessiongate: %s\n", error.c_str());
-    notify(rt.get(), sg::status_message("start failed: " + error));
-    close_main_loop(&rt->loop);
-    return 1;
-  }
-  rt->server.state().process_metrics.start_time_s = sg::unix_now_ms() / 1000;
-  if (!config->admin.listen.empty()) {
-    rt->admin = std::make_unique<sg::AdminServer>(&rt->loop, &rt->server);
-    if (!rt->admin->start(config->admin.listen, error)) {
-      std::fprintf(stderr, "sessiongate: %s\n", error.c_str());
-      notify(rt.get(), sg::status_message("start failed: " + error));
-      rt->server.begin_drain();
-      rt->server.force_stop();
-      rt->server.join();
-      close_main_loop(&rt->loop);
-      return 1;
-    }
-  }
-  SG_LOG_INFO("sessiongate %s started (config %s)", SG_VERSION, rt->options.config_path.c_str());
-  // Every listener accepts (Server::start returns after the workers listen; the admin listener
-  // is bound): the service manager may start what is ordered after us.
-  notify(rt.get(),
-         "READY=1\n" + sg::status_message(serving_status(*rt->server.config(), "serving")));
-  if (uint64_t usec = rt->notifier.watchdog_usec()) {
-    uint64_t every_ms =
-        usec / 2000 > 0 ? usec / 2000 : 1;  // half the interval, as sd_watchdog_enabled(3) advises
-    SG_LOG_INFO("systemd watchdog: WATCHDOG=1 every %llu ms",
-                static_cast<unsigned long long>(every_ms));
-    uv_timer_start(&rt->watchdog, on_watchdog, 0, every_ms);
-  }
-  uv_timer_init(&rt->loop, &rt->snapshot);
-  rt->snapshot.data = rt.get();
-  if (!config->memory_store.snapshot_path.empty()) {
-    uint64_t every = static_cast<uint64_t>(config->memory_store.snapshot_interval.count());
-    uv_timer_start(&rt->snapshot, on_snapshot, every, every);
-  }
+  init_main_loop(rt.get());
+  if (!start_serving(rt.get(), config)) return 1;
+  start_timers(rt.get(), *config);
   uv_run(&rt->loop, UV_RUN_DEFAULT);
   rt->server.join();
   rt->server.save_snapshot();  // after the drain: every session of the run is in it

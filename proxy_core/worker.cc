@@ -19,10 +19,10 @@ namespace sg {
 namespace {
 // How often the worker looks for idle pooled connections and other housekeeping.
 constexpr uint64_t kSweepIntervalMs = 1000;
-constexpr int kListenBacklog = 511;
+constexpr int kListenBacklog = 511;  // nginx's default; the kernel caps it at somaxconn
 // Sessions examined per worker per sweep: 4 workers reclaim up to ~160k expired sessions a
 // minute while spending well under a millisecond a second on it.
-constexpr size_t kReclaimBudget = 1024;  // nginx's default; the kernel caps it at somaxconn
+constexpr size_t kReclaimBudget = 1024;
 }  // namespace
 
 Worker::Worker(unsigned index, std::shared_ptr<const Config> config, GatewayState* state)

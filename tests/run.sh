@@ -19,7 +19,9 @@ ctest --test-dir "$build" --output-on-failure -j2 --timeout 300
 if [ "${SG_SKIP_SANITIZERS:-0}" != 1 ]; then
   cmake -S . -B "$build-asan" -DSG_WERROR=ON -DSG_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
   cmake --build "$build-asan" -j"$jobs"
-  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  # SG_TEST_DEADLINE_SCALE: the integration tests wait three times longer for their conditions
+  # (never for a timing under test) with these slower gateways.
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 SG_TEST_DEADLINE_SCALE=3 \
     ctest --test-dir "$build-asan" --output-on-failure -j2 --timeout 300
 fi
 
@@ -32,7 +34,7 @@ if [ "${SG_SKIP_SANITIZERS:-0}" != 1 ] && [ "${SG_WITH_TSAN:-0}" = 1 ]; then
   cmake -S . -B "$build-tsan" -DSG_WERROR=ON -DSG_TSAN=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
   cmake --build "$build-tsan" -j"$jobs"
   TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp:second_deadlock_stack=1:history_size=4" \
-    SG_TEST_WORKERS=2 SG_RSS_GROWTH_LIMIT_KIB=65536 \
+    SG_TEST_WORKERS=2 SG_RSS_GROWTH_LIMIT_KIB=65536 SG_TEST_DEADLINE_SCALE=3 \
     ctest --test-dir "$build-tsan" --output-on-failure -j2 --timeout 900
 fi
 

@@ -9,10 +9,12 @@
   chunked / close framing, keep-alive and pipelining, ``assert_closed()``.
 - ``wait_until(predicate, timeout)``: poll with a deadline instead of sleeping.
 
-Environment: SESSIONGATE_BIN (the binary; default /work/main/build/sessiongate; a missing binary
-skips the tests unless the variable is set), SG_KEEP_LOGS=1 keeps each gateway's temp dir (config,
+Environment: SESSIONGATE_BIN (the binary; default <repository>/build/sessiongate, else
+<repository>/build-test/sessiongate, the directories tests/run.sh and the README build into; a missing
+binary skips the tests unless the variable is set), SG_KEEP_LOGS=1 keeps each gateway's temp dir (config,
 stdout, stderr) and prints its path, SG_TEST_WORKERS (N or "auto") sets server.workers where a test
-does not.
+does not, SG_TESTS_REQUIRE_TOOLS=1 (set by ctest) turns a missing test tool into a failure,
+SG_TEST_DEADLINE_SCALE (a factor, default 1) lengthens the deadlines of conditions waited for.
 """
 
 from __future__ import annotations
@@ -28,14 +30,31 @@ import tempfile
 import time
 import unittest
 
-DEFAULT_BIN = "/work/main/build/sessiongate"
-READY_DEADLINE_S = 10.0
-STOP_GRACE_S = 10.0  # after SIGTERM, on top of the configured drain_timeout
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Build directories relative to the repository, in order of preference: a plain developer build,
+# then the one tests/run.sh makes. Never a machine-specific absolute path.
+DEFAULT_BUILD_DIRS = ("build", "build-test")
+# Deadlines of conditions that must come true (wait_until, start, stop) are multiplied by
+# SG_TEST_DEADLINE_SCALE: tests/run.sh sets it for the sanitizer runs, whose gateways are several
+# times slower on a loaded machine. A longer deadline never fails a correct run; it only makes a
+# broken one take longer to fail.
+DEADLINE_SCALE = max(1.0, float(os.environ.get("SG_TEST_DEADLINE_SCALE", "1") or 1))
+READY_DEADLINE_S = 10.0 * DEADLINE_SCALE
+STOP_GRACE_S = 10.0 * DEADLINE_SCALE  # after SIGTERM, on top of the configured drain_timeout
 IO_TIMEOUT_S = 15.0
 
 
+def default_gateway_bin() -> str:
+    """The first built <repo>/<build dir>/sessiongate, else the first candidate (reported as missing)."""
+    candidates = [os.path.join(REPO_ROOT, d, "sessiongate") for d in DEFAULT_BUILD_DIRS]
+    for path in candidates:
+        if os.access(path, os.X_OK):
+            return path
+    return candidates[0]
+
+
 def gateway_bin() -> str:
-    return os.environ.get("SESSIONGATE_BIN", DEFAULT_BIN)
+    return os.environ.get("SESSIONGATE_BIN") or default_gateway_bin()
 
 
 def free_port() -> int:
@@ -46,8 +65,23 @@ def free_port() -> int:
     return port
 
 
+# Set by ctest (CMakeLists.txt): the tools that `deploy/install-deps.sh test` installs (redis-server,
+# haproxy, promtool, kubectl, PyYAML...) are then required, so that a CI machine without one fails
+# instead of skipping whole suites and reporting success. A manual run skips what it cannot run.
+TOOLS_REQUIRED = os.environ.get("SG_TESTS_REQUIRE_TOOLS") == "1"
+
+
+def missing_tool(what: str):
+    """A tool the tests need is missing: a failure under ctest, a skip in a manual run."""
+    if TOOLS_REQUIRED:
+        raise AssertionError(f"{what}; `bash deploy/install-deps.sh test` installs it")
+    raise unittest.SkipTest(what)
+
+
 def wait_until(predicate, timeout: float = 5.0, interval: float = 0.01, message: str = ""):
-    """Return predicate()'s first truthy value; raise AssertionError after `timeout` seconds."""
+    """Return predicate()'s first truthy value; raise AssertionError after `timeout` seconds
+    (times SG_TEST_DEADLINE_SCALE)."""
+    timeout *= DEADLINE_SCALE
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

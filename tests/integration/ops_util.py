@@ -22,6 +22,7 @@ from harness import FREE_ADMIN_LISTEN, Gateway, gateway_bin, merge, simple_get, 
 
 RELOAD_APPLIED = "reload applied"
 RELOAD_FAILED = "reload failed"
+RELOAD_TAKEN_UP = "reload taken up by every worker"
 
 
 def admin_gateway(test: unittest.TestCase, upstream_port: int, overrides: dict | None = None,

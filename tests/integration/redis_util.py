@@ -29,7 +29,7 @@ import tempfile
 import time
 import unittest
 
-from harness import free_port, wait_until
+from harness import free_port, missing_tool, wait_until
 
 START_DEADLINE_S = 10.0
 
@@ -41,7 +41,7 @@ def have(tool: str) -> bool:
 def require_tools(*tools: str) -> None:
     missing = [t for t in tools if not have(t)]
     if missing:
-        raise unittest.SkipTest(f"not installed: {', '.join(missing)}")
+        missing_tool(f"not installed: {', '.join(missing)}")
 
 
 def session_key(prefix: str, token: str) -> str:

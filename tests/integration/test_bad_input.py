@@ -38,7 +38,15 @@ class BadInput(unittest.TestCase):
         self.expect_error(b"GET /echo\r\n\r\n", 400)
 
     def test_http_2_0_request_line(self):
-        self.expect_error(b"GET /echo HTTP/2.0\r\nHost: gw.test\r\n\r\n", (505, 400))
+        # Not an HTTP/1.x request line at all (an h2 client misconfigured): 400, whereas a version
+        # the gateway does not speak is 505 (next test).
+        self.expect_error(b"GET /echo HTTP/2.0\r\nHost: gw.test\r\n\r\n", 400)
+
+    def test_unsupported_http_versions_get_505(self):
+        # RFC 9110 §15.6.6
+        for version in (b"1.2", b"3.0"):
+            with self.subTest(version=version):
+                self.expect_error(b"GET /echo HTTP/" + version + b"\r\nHost: gw.test\r\n\r\n", 505)
 
     def test_http_1_0_with_transfer_encoding(self):
         self.expect_error(b"POST /echo HTTP/1.0\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -117,7 +125,7 @@ class BadInput(unittest.TestCase):
 
     def test_more_headers_than_max_headers(self):
         many = b"".join(b"X-H%d: v\r\n" % i for i in range(40))
-        self.expect_error(b"GET /echo HTTP/1.1\r\nHost: gw.test\r\n" + many + b"\r\n", (431, 400),
+        self.expect_error(b"GET /echo HTTP/1.1\r\nHost: gw.test\r\n" + many + b"\r\n", 431,
                           overrides={"limits": {"max_headers": 20}})
 
     def test_body_over_max_body_bytes_content_length(self):
@@ -142,9 +150,11 @@ class BadInput(unittest.TestCase):
         c.send(b"GET /echo HTTP/1.1\r\nHost: gw.test\r\n")  # never finished
         resp = c.read_response()
         elapsed = time.monotonic() - start
+        # Never before the timeout; after it, whenever a loaded machine gets to it (the client's
+        # read timeout bounds the wait: a gateway without the timeout fails there).
         self.assertEqual(resp.status, 408, resp)
         self.assertGreaterEqual(elapsed, 0.8)
-        self.assertLess(elapsed, 4.0)
+        print(f"\n[header_timeout 1s] 408 after {elapsed:.2f}s")
         c.assert_closed(self)
         self.assertEqual(self.up.requests, [])
 
@@ -155,8 +165,10 @@ class BadInput(unittest.TestCase):
         c.send(b"GET /echo HTTP/1.1\r\nHost: gw.test\r\n")
         c.settimeout(0.2)
         got = b""
-        # Keep sending a header byte every 200 ms: header_timeout bounds the whole head, not gaps.
-        while time.monotonic() - start < 4.0:
+        # Keep sending a header line every 200 ms: header_timeout bounds the whole head, not gaps,
+        # so the 408 comes about a second in; a gateway that timed only the gaps would let this
+        # go on until the generous deadline below, and fail.
+        while time.monotonic() - start < 20.0:
             try:
                 c.send(b"X-Slow: a\r\n")
             except (BrokenPipeError, ConnectionResetError):
@@ -172,7 +184,8 @@ class BadInput(unittest.TestCase):
                 continue
         elapsed = time.monotonic() - start
         self.assertTrue(got.startswith(b"HTTP/1.1 408"), f"got {got[:100]!r} after {elapsed:.2f}s")
-        self.assertLess(elapsed, 3.0)
+        self.assertGreaterEqual(elapsed, 0.8)
+        print(f"\n[header_timeout 1s, trickling client] 408 after {elapsed:.2f}s")
 
     def test_h2c_upgrade_is_forwarded_without_the_upgrade(self):
         gw = self.gateway()
@@ -214,8 +227,12 @@ class BadInput(unittest.TestCase):
                           b"0\r\n\r\n", 400)
 
     def test_unknown_transfer_encoding(self):
+        # Not ending in chunked: the body length cannot be known (RFC 9112 §6.3): 400.
         self.expect_error(b"POST /echo HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: gzip\r\n\r\n"
-                          b"0\r\n\r\n", (400, 501))
+                          b"0\r\n\r\n", 400)
+        # A coding before chunked that the gateway cannot pass on safely: 501, like nginx.
+        self.expect_error(b"POST /echo HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                          b"0\r\n\r\n", 501)
 
     def test_nul_in_header_value(self):
         self.expect_error(b"GET /echo HTTP/1.1\r\nHost: gw.test\r\nX-A: a\x00b\r\n\r\n", 400)
@@ -224,7 +241,7 @@ class BadInput(unittest.TestCase):
         self.expect_error(b"GET echo HTTP/1.1\r\nHost: gw.test\r\n\r\n", 400)
 
     def test_request_line_over_max_header_bytes(self):
-        self.expect_error(b"GET /echo?" + b"a" * (20 * 1024) + b" HTTP/1.1\r\nHost: gw.test\r\n\r\n", (431, 414),
+        self.expect_error(b"GET /echo?" + b"a" * (20 * 1024) + b" HTTP/1.1\r\nHost: gw.test\r\n\r\n", 431,
                           overrides={"limits": {"max_header_bytes": "16KiB"}})
 
     def test_extra_space_in_request_line(self):

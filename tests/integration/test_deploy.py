@@ -34,7 +34,8 @@ import threading
 import time
 import unittest
 
-from harness import FREE_ADMIN_LISTEN, ConnectionClosed, Gateway, HttpClient, gateway_bin, start_upstream, wait_until
+from harness import (FREE_ADMIN_LISTEN, ConnectionClosed, Gateway, HttpClient, gateway_bin, missing_tool, start_upstream,
+                     wait_until)
 from redis_util import HAProxy, RedisServer, _Process, have, require_tools
 from session_util import SessionTestCase
 
@@ -286,7 +287,7 @@ class Kubernetes(unittest.TestCase):
         try:
             import yaml  # PyYAML (python3-yaml); the syntax check below needs nothing else
         except ImportError:
-            self.skipTest("python3-yaml not installed")
+            missing_tool("python3-yaml not installed")
         out = []
         for name in sorted(os.listdir(self.DIR)):
             if name.endswith(".yaml"):
@@ -296,7 +297,7 @@ class Kubernetes(unittest.TestCase):
 
     def test_kustomize_builds_the_manifests_offline(self):
         if not have("kubectl"):
-            self.skipTest("kubectl not installed")
+            missing_tool("kubectl not installed")
         d = temp_dir(self, "sg-it-kube-")
         # No cluster and no kubeconfig: `kustomize` never talks to a server.
         r = run(["kubectl", "kustomize", self.DIR], env={"KUBECONFIG": os.path.join(d, "none")})
@@ -385,9 +386,9 @@ class Container(unittest.TestCase):
 
     def test_runtime_and_build_packages_exist_in_trixie(self):
         if not have("apt-cache"):
-            self.skipTest("no apt-cache")
+            missing_tool("no apt-cache")
         if "trixie" not in run(["apt-cache", "policy"]).stdout:
-            self.skipTest("apt knows no trixie source on this machine")
+            missing_tool("apt knows no trixie source on this machine (deploy/install-deps.sh adds it)")
         text = read(DEPLOY, "container", "Dockerfile")
         packages = set()
         for block in re.findall(r"apt-get install -y --no-install-recommends (.*?)(?:\\\n)? *&&", text, re.S):

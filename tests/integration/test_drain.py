@@ -5,7 +5,9 @@ import socket
 import time
 import unittest
 
-from harness import ConnectionClosed, Gateway, HttpClient, free_port, simple_get, start_upstream, wait_until
+from harness import FREE_ADMIN_LISTEN, Gateway, HttpClient, simple_get, start_upstream, wait_until
+
+DRAIN_TIMEOUT_LOG = "drain timeout reached"  # gateway/main.cc, when drain_timeout cuts the drain short
 
 
 def refused(port: int) -> bool:
@@ -24,7 +26,9 @@ class Drain(unittest.TestCase):
         self.up = start_upstream(self)
 
     def test_in_flight_requests_complete_and_new_connections_are_refused(self):
-        gw = Gateway(self, self.up.port, {"server": {"drain_timeout": "5s"}})
+        # drain_timeout far above the requests' second: the drain must end when they complete
+        # (checked on the log, not on a clock).
+        gw = Gateway(self, self.up.port, {"server": {"drain_timeout": "30s"}})
         idle = HttpClient(gw.port, self)
         self.assertEqual(idle.roundtrip("GET", "/echo?warm").status, 200)
         busy = [HttpClient(gw.port, self) for _ in range(3)]
@@ -33,14 +37,12 @@ class Drain(unittest.TestCase):
         self.up.wait_requests(4)  # all three reached the upstream: they are in flight
         t0 = time.monotonic()
         gw.signal(signal.SIGTERM)
-        wait_until(lambda: refused(gw.port), 2.0, message="listener closed after SIGTERM")
-        # Readiness on an already-open keep-alive connection, if the gateway still reads it.
-        try:
-            idle.request("GET", "/readyz")
-            r = idle.read_response()
-            self.assertEqual(r.status, 503, f"/readyz during drain: {r}")
-        except (ConnectionClosed, OSError):
-            pass  # idle connections closed at drain start: also correct
+        wait_until(lambda: refused(gw.port), 10.0, message="listener closed after SIGTERM")
+        # An idle keep-alive connection is closed when the drain starts (it would otherwise hold
+        # the drain until its idle timeout), without a response.
+        closed, extra = idle.is_closed(10.0)
+        self.assertEqual(extra, b"", "bytes on the idle connection at drain start")
+        self.assertTrue(closed, "idle keep-alive connection still open during the drain")
         for i, c in enumerate(busy):
             r = c.read_response()
             self.assertEqual(r.status, 200, r)
@@ -48,40 +50,35 @@ class Drain(unittest.TestCase):
         for c in busy:
             # Draining: the connection ends after its response. Close our side too, as a browser
             # would, so a lingering close on the gateway side does not wait for us.
-            closed, extra = c.is_closed(3.0)
+            closed, extra = c.is_closed(10.0)
             self.assertEqual(extra, b"")
             self.assertTrue(closed, "connection kept open after its response during drain")
             c.close()
         idle.close()
-        rc = gw.wait_exit(6.0)
+        rc = gw.wait_exit(40.0)
         elapsed = time.monotonic() - t0
         gw.stopped = True
         gw.returncode = rc
         self.assertEqual(rc, 0, f"exit code after drain; stderr: {gw.logs()[1][-2000:]}")
-        self.assertLess(elapsed, 5.0, "drain took longer than drain_timeout")
+        self.assertNotIn(DRAIN_TIMEOUT_LOG, gw.logs()[1], "the drain waited for its timeout")
         print(f"\n[drain] exited {elapsed:.2f}s after SIGTERM")
 
     def test_readiness_turns_503_during_drain_on_the_admin_listener(self):
-        admin_port = free_port()
-        try:
-            gw = Gateway(self, self.up.port, {"server": {"drain_timeout": "5s"},
-                                              "admin": {"listen": f"127.0.0.1:{admin_port}"}})
-        except AssertionError as e:
-            if "admin" in str(e).split("config:")[0]:
-                self.skipTest("admin listener not available in this build")
-            raise
+        # The admin listener stays open while the gateway drains, so that load balancers see
+        # /readyz turn 503 there; a start failure is a failure, never a skip.
+        gw = Gateway(self, self.up.port, {"server": {"drain_timeout": "10s"}, "admin": {"listen": FREE_ADMIN_LISTEN}})
         c = HttpClient(gw.port, self)
         self.assertEqual(c.roundtrip("GET", "/echo?warm").status, 200)
-        self.assertEqual(simple_get(admin_port, "/readyz").status, 200)
-        c.request("GET", "/delay?ms=1500")
+        self.assertEqual(simple_get(gw.admin_port, "/readyz").status, 200)
+        # Long enough that the request is still in flight when /readyz is asked, however slow the
+        # machine: the drain (and the test) ends when it completes.
+        c.request("GET", "/delay?ms=3000")
         self.up.wait_requests(2)
         gw.signal(signal.SIGTERM)
-        wait_until(lambda: refused(gw.port), 2.0, message="listener closed after SIGTERM")
-        try:
-            r = simple_get(admin_port, "/readyz")
-            self.assertEqual(r.status, 503, f"admin /readyz during drain: {r}")
-        except (OSError, ConnectionClosed):
-            pass  # the admin listener closed at drain start: readiness is not observable
+        wait_until(lambda: refused(gw.port), 10.0, message="listener closed after SIGTERM")
+        r = simple_get(gw.admin_port, "/readyz")
+        self.assertEqual(r.status, 503, f"admin /readyz during drain: {r}")
+        self.assertTrue(gw.alive(), "the gateway exited before its in-flight request completed")
         self.assertEqual(c.read_response().status, 200)
         c.close()
         self.assertEqual(gw.stop(), 0)
@@ -93,30 +90,34 @@ class Drain(unittest.TestCase):
         self.up.wait_requests(1)
         t0 = time.monotonic()
         gw.signal(signal.SIGTERM)
-        rc = gw.wait_exit(4.0)
+        rc = gw.wait_exit(15.0)  # the request would take 20 s: a gateway without the bound fails
         elapsed = time.monotonic() - t0
         gw.stopped = True
         gw.returncode = rc
-        self.assertIsNotNone(rc, "gateway still running 4 s after SIGTERM with drain_timeout=1s")
+        self.assertIsNotNone(rc, "gateway still running 15 s after SIGTERM with drain_timeout=1s")
         self.assertEqual(rc, 0)
         self.assertGreaterEqual(elapsed, 0.8)
+        self.assertIn(DRAIN_TIMEOUT_LOG, gw.logs()[1])
         print(f"\n[drain] exited {elapsed:.2f}s after SIGTERM (drain_timeout 1s)")
-        closed, _ = c.is_closed(2.0)
+        closed, _ = c.is_closed(5.0)
         self.assertTrue(closed)
 
     def test_idle_gateway_exits_promptly(self):
-        gw = Gateway(self, self.up.port, {"server": {"drain_timeout": "5s"}})
+        # An idle keep-alive connection must not hold the drain until drain_timeout (60 s here):
+        # the exit within the 30 s stop() waits, without the drain timeout in the log, shows it.
+        gw = Gateway(self, self.up.port, {"server": {"drain_timeout": "60s"}})
         idle = HttpClient(gw.port, self)
         self.assertEqual(idle.roundtrip("GET", "/echo").status, 200)
         t0 = time.monotonic()
-        rc = gw.stop()
+        rc = gw.stop(timeout=30.0)
         self.assertEqual(rc, 0)
-        self.assertLess(time.monotonic() - t0, 2.0, "idle keep-alive connections held the drain")
+        self.assertNotIn(DRAIN_TIMEOUT_LOG, gw.logs()[1], "idle keep-alive connections held the drain")
+        print(f"\n[drain] idle gateway exited {time.monotonic() - t0:.2f}s after SIGTERM")
 
     def test_sigint_also_drains(self):
         gw = Gateway(self, self.up.port)
         gw.signal(signal.SIGINT)
-        rc = gw.wait_exit(5.0)
+        rc = gw.wait_exit(20.0)
         gw.stopped = True
         gw.returncode = rc
         self.assertEqual(rc, 0)

@@ -52,11 +52,9 @@ class AccessLog(unittest.TestCase):
     def test_json_access_log_on_stdout(self):
         gw = Gateway(self, self.up.port)
         responses = self.make_requests(gw)
-        try:
-            entries = wait_until(lambda: self.has_all_paths(gw.access_log_lines()), 5.0,
-                                 message="access log lines on stdout (is the log flushed?)")
-        except AssertionError:
-            self.fail(f"access log lines missing or unflushed; stdout: {gw.logs()[0][-2000:]!r}")
+        entries = wait_until(lambda: self.has_all_paths(gw.access_log_lines()), 15.0,
+                             message=lambda: f"access log lines on stdout (is the log flushed?): "
+                                             f"{gw.logs()[0][-2000:]!r}")
         self.check_entries(entries, responses)
 
     def test_access_log_to_a_file(self):
@@ -74,30 +72,32 @@ class AccessLog(unittest.TestCase):
                 return self.has_all_paths(out)
             except FileNotFoundError:
                 return None
-        entries = wait_until(lines, 5.0, message=f"the access log lines in {path}")
+        entries = wait_until(lines, 15.0, message=f"the access log lines in {path}")
         self.check_entries(entries, responses)
 
     def test_access_log_off(self):
         gw = Gateway(self, self.up.port, {"log": {"access": "off"}})
-        self.make_requests(gw)
-        gw.stop()
-        self.assertEqual([e for e in gw.access_log_lines() if "method" in e], [])
+        responses = self.make_requests(gw)
+        self.assertEqual([r.status for r in responses], [200, 200, 404])
+        # After the exit (0: no crash, no LeakSanitizer report), stdout holds no access line at
+        # all: not one JSON object, whatever its keys.
+        self.assertEqual(gw.stop(), 0, gw.logs()[1][-2000:])
+        self.assertEqual(gw.access_log_lines(), [])
 
     def test_session_token_never_logged(self):
         gw = Gateway(self, self.up.port, {"log": {"level": "debug"}})
         c = HttpClient(gw.port, self)
         r = c.roundtrip("GET", "/echo")
-        tokens = []
-        for sc in r.headers_all("Set-Cookie"):
-            m = re.match(r"\s*([^=;]+)=([^;]*)", sc)
-            if m and m.group(2):
-                tokens.append(m.group(2))
-        if not tokens:
-            self.skipTest("no session cookie issued yet (sessions not implemented)")
+        tokens = [m.group(1) for sc in r.headers_all("Set-Cookie")
+                  for m in [re.match(r"\s*session_id=([^;]+)", sc)] if m]
+        self.assertEqual(len(tokens), 1, f"one session cookie expected: {r.headers}")
         for t in tokens:
-            c.roundtrip("GET", "/echo?again", headers=[("Cookie", f"session_id={t}")])
-        wait_until(lambda: len([e for e in gw.access_log_lines() if "method" in e]) >= 2, 5.0)
-        gw.stop()
+            again = c.roundtrip("GET", "/echo?again", headers=[("Cookie", f"session_id={t}")])
+            self.assertEqual(again.status, 200, again)
+            self.assertEqual(again.headers_all("Set-Cookie"), [], "the token was not taken as a session")
+        wait_until(lambda: len([e for e in gw.access_log_lines() if "method" in e]) >= 2, 15.0,
+                   message="two access log lines")
+        self.assertEqual(gw.stop(), 0, gw.logs()[1][-2000:])  # a crash or leak report at exit fails
         out, err = gw.logs()
         for t in tokens:
             self.assertNotIn(t, out)

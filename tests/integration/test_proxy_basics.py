@@ -4,7 +4,8 @@ bodiless responses, local health endpoints."""
 import time
 import unittest
 
-from harness import Gateway, HttpClient, start_upstream, wait_until
+from harness import FREE_ADMIN_LISTEN, Gateway, HttpClient, start_upstream, wait_until
+from ops_util import metric_value
 
 
 def values(record: dict, name: str) -> list[str]:
@@ -295,12 +296,16 @@ class ProxyBasics(unittest.TestCase):
         self.assertEqual((rec["target"], rec["body_length"]), ("/upload?second", 1000))
 
     def test_stale_pooled_connection_closed_by_upstream_is_not_used(self):
-        gw = self.gateway()
+        gw = self.gateway({"admin": {"listen": FREE_ADMIN_LISTEN}})
         c = HttpClient(gw.port, self)
         self.assertEqual(c.roundtrip("GET", "/echo?first").status, 200)
+        wait_until(lambda: metric_value(gw.admin_port, "sessiongate_upstream_connections_idle") == 1, 15.0,
+                   message="the upstream connection idle in the pool")
         self.up.close_connections()  # the upstream's own keep-alive timeout fires
-        wait_until(lambda: self.up.open_connections() == 0, 5.0)
-        time.sleep(0.2)  # the FIN reaches the gateway; it must then drop the pooled connection
+        wait_until(lambda: self.up.open_connections() == 0, 15.0)
+        # The FIN reaches the gateway, which drops the pooled connection (a condition, not a pause).
+        wait_until(lambda: metric_value(gw.admin_port, "sessiongate_upstream_connections_idle") == 0, 15.0,
+                   message="the gateway dropping the pooled connection the upstream closed")
         r = c.roundtrip("GET", "/echo?second")
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json()["target"], "/echo?second")

@@ -6,17 +6,17 @@ import threading
 import time
 import unittest
 
-from harness import ConnectionClosed, Gateway, HttpClient, free_port, start_upstream
+from harness import ConnectionClosed, Gateway, HttpClient, free_port, start_upstream, wait_until
 
 
 class UpstreamFailures(unittest.TestCase):
     def test_refused_upstream_gives_502(self):
-        gw = Gateway(self, free_port(), {"upstream": {"connect_timeout": "1s"}})
+        # A refusal is answered at once, not after connect_timeout (30 s here: far beyond any
+        # stall of a loaded machine, and beyond the client's read timeout).
+        gw = Gateway(self, free_port(), {"upstream": {"connect_timeout": "30s"}})
         c = HttpClient(gw.port, self)
-        start = time.monotonic()
         r = c.roundtrip("GET", "/echo")
         self.assertEqual(r.status, 502, r)
-        self.assertLess(time.monotonic() - start, 2.0)
         # A local error response does not poison the client connection (or closes it cleanly).
         if "close" not in r.tokens("Connection"):
             self.assertEqual(c.roundtrip("GET", "/healthz").status, 200)
@@ -35,8 +35,10 @@ class UpstreamFailures(unittest.TestCase):
         r = c.roundtrip("GET", "/silent")
         elapsed = time.monotonic() - start
         self.assertEqual(r.status, 504, r)
+        # Never before response_timeout; after it within a generous bound (the default timeout
+        # is far longer, so a gateway ignoring the key fails).
         self.assertGreaterEqual(elapsed, 0.9)
-        self.assertLess(elapsed, 3.0)
+        self.assertLess(elapsed, 10.0)
         # The next request works (on this connection unless the gateway closed it).
         if "close" in r.tokens("Connection"):
             c = HttpClient(gw.port, self)
@@ -46,12 +48,10 @@ class UpstreamFailures(unittest.TestCase):
         up = start_upstream(self)
         gw = Gateway(self, up.port)
         c = HttpClient(gw.port, self)
-        c.request("GET", "/reset-mid-body")
-        head = c.read_head()
-        if head.status == 502:
-            # The reset overtook the head: a 502 is a correct answer too.
-            return
+        c.request("GET", "/reset-mid-body?wait=1")
+        head = c.read_head()  # the upstream resets only once we have the head: never a 502 here
         self.assertEqual(head.status, 200, head)
+        up.reset_go.set()
         received = 0
         with self.assertRaises(ConnectionClosed, msg="a complete response was relayed"):
             for piece in c.body_chunks(head):
@@ -68,13 +68,13 @@ class UpstreamFailures(unittest.TestCase):
         gw = Gateway(self, up.port, {"upstream": {"response_timeout": "1s"}})
         c = HttpClient(gw.port, self)
         start = time.monotonic()
-        c.request("GET", "/slow-body?chunks=3&ms=3000&size=100")
+        c.request("GET", "/slow-body?chunks=3&ms=30000&size=100")  # stalls 30 s per chunk
         head = c.read_head()
         self.assertEqual(head.status, 200, head)
         with self.assertRaises(ConnectionClosed, msg="a stalled body was relayed as complete"):
             for _ in c.body_chunks(head):
                 pass
-        self.assertLess(time.monotonic() - start, 2.9, "the gateway waited for the stalled upstream")
+        self.assertLess(time.monotonic() - start, 20.0, "the gateway waited for the stalled upstream")
 
     def test_malformed_upstream_response_heads_give_502(self):
         up = start_upstream(self)
@@ -130,8 +130,11 @@ class UpstreamFailures(unittest.TestCase):
         a = HttpClient(gw.port, self)
         r = a.roundtrip("GET", "/late-extra-response")
         self.assertEqual((r.status, r.body), (200, b"hello"))
-        self.assertTrue(up.late_bytes_sent.wait(5))
-        time.sleep(0.2)  # loopback delivery of those bytes to the gateway's idle pooled connection
+        self.assertTrue(up.late_bytes_sent.wait(15))
+        # The gateway drops the idle pooled connection that spoke unasked (a condition, not a pause
+        # for loopback delivery).
+        wait_until(lambda: up.open_connections() == 0, 15.0,
+                   message="the gateway closing the pooled connection that sent unsolicited bytes")
         b = HttpClient(gw.port, self)
         r = b.roundtrip("GET", "/echo?victim")
         self.assertNotEqual(r.body, b"spoofed", "an unsolicited upstream response answered another request")

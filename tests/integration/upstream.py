@@ -15,7 +15,8 @@ Behaviour is chosen by the request path (any method; HEAD gets the same head and
                         with X-Body-Sha256
   /status/NNN           that status; 204 and 304 and 1xx have no body
   /silent               read the request and never answer (the connection stays open)
-  /reset-mid-body       head with Content-Length 1000000, 100000 bytes, a pause, then RST
+  /reset-mid-body       head with Content-Length 1000000, 100000 bytes, a pause, then RST; with
+                        ?wait=1 the pause lasts until the test sets ``reset_go`` (its client has the head)
   /close                200 with Connection: close, then close
   /close-delimited?n=N  200 with no Content-Length or chunked; N bytes then close
   /delay?ms=N           sleep N ms, then answer like /echo
@@ -161,6 +162,7 @@ class Upstream:
         self.requests: list[dict] = []
         self.connections = 0  # TCP connections accepted so far
         self.late_bytes_sent = threading.Event()  # /late-extra-response sent its unsolicited bytes
+        self.reset_go = threading.Event()  # /reset-mid-body?wait=1 resets once this is set
         self.body_bytes_read = 0  # of the Content-Length body being read most recently
         self.ws_frames: list[tuple[int, bytes]] = []  # (opcode, payload) received on /ws
         self._lock = threading.Lock()
@@ -408,7 +410,11 @@ class Upstream:
         if path == "/reset-mid-body":
             sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
                          b"Content-Length: 1000000\r\n\r\n" + PATTERN[:100000])
-            time.sleep(0.3)  # let the gateway forward the head before the reset
+            if q("wait", "0") == "1":  # until the test's client has the head: the reset cannot overtake it
+                self.reset_go.wait(30)
+                self.reset_go.clear()
+            else:
+                time.sleep(0.3)  # usually enough for the gateway to forward the head first
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()
             raise _Closed()
