@@ -82,6 +82,8 @@ struct WorkerMetrics {
   Counter redis_reconnects;                 // connections re-established after a loss
   std::atomic<int64_t> redis_connected{0};  // 1 while this worker's connection is up
   Histogram redis_command_duration;         // command sent -> reply
+  // Session gate: rotated-away tokens presented after the grace window (session_gate.h).
+  Counter rotated_token_replays;
 };
 
 // Process-wide figures not owned by a worker.
