@@ -188,6 +188,12 @@ std::string render_prometheus(const std::vector<const WorkerMetrics*>& ws,
            static_cast<double>(s.destroyed));
   w.scalar("sessiongate_sessions_evicted_total", "counter",
            "Sessions evicted to stay under max_sessions.", static_cast<double>(s.evicted));
+  w.scalar("sessiongate_sessions_evicted_protected_total", "counter",
+           "Evicted sessions that had come back or held attributes (a full store).",
+           static_cast<double>(s.evicted_protected));
+  w.scalar("sessiongate_store_records_rejected_total", "counter",
+           "Session records read back from storage that failed the record check and were skipped.",
+           static_cast<double>(s.records_rejected));
 
   w.header("sessiongate_config_reloads_total", "counter", "Configuration reloads, by result.");
   w.sample("sessiongate_config_reloads_total", "result=\"ok\"",

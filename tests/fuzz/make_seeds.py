@@ -10,8 +10,10 @@ Input layouts (see each target's header comment):
   client_side:       [options][cut][cut][cut] stream
   upstream_response: [options][cut] stream
   request_parser:    [cut][options] stream
+  snapshot:          [flags][max_attributes][max_bytes/4] file (tests/integration/snapshot_util.py)
 """
 import os
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIVE = "A" * 43
@@ -220,6 +222,28 @@ UPSTREAM = {
 }
 
 
+def snapshot_seeds():
+    """Snapshot files: name -> bytes. Genuine records around the fuzz target's fixed clock, and the
+    crafted ones the record check must refuse."""
+    sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+    from snapshot_util import session_record, snapshot  # noqa: E402 (path set just above)
+    now = 1_700_000_000_000
+    good = session_record("a", b"\x01" * 16, now - 5000, now - 10, [("role", "admin"), ("user", "alice")])
+    bare = session_record("b", b"\x02" * 16, now - 5000, now - 5000, [])
+    return {
+        "empty": snapshot([]),
+        "two_sessions": snapshot([good, bare]),
+        "injection": snapshot([good, session_record("c", b"\x03" * 16, now, now,
+                                                    [("user", "x\r\nX-Injected: 1")])]),
+        "future_and_min": snapshot([session_record("d", b"\x04" * 16, now + 86_400_000, now + 86_400_000, []),
+                                    session_record("e", b"\x05" * 16, -(1 << 63), now, []), bare]),
+        "unsorted_dup_id": snapshot([session_record("f", b"\x06" * 16, now, now, [("b", "1"), ("a", "2")]),
+                                     session_record("g", b"\x07" * 16, now, now, [("a", "1"), ("a", "2")]),
+                                     session_record("h", b"\x08" * 16, now, now, [("id", "x")])]),
+        "truncated": snapshot([good, bare])[:-30],
+    }
+
+
 def write(target, name, data):
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
@@ -245,6 +269,10 @@ def main():
         write("upstream_response", name, bytes([i % 4, 0x80]) + data)
         write("upstream_response", name + "_opts", bytes([(i + 1) % 4 | 0x04 | 0x10 | 0x20 | 0x80,
                                                           0x33]) + data)
+    # snapshot: each file unbounded with checksums as written, and bounded with checksum repair.
+    for name, data in snapshot_seeds().items():
+        write("snapshot", name, bytes([0x00, 0x00, 0x00]) + data)
+        write("snapshot", name + "_bounded", bytes([0x01, 0x02, 0x08]) + data)
 
 
 if __name__ == "__main__":
