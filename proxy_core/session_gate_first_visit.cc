@@ -70,8 +70,14 @@ void SessionGate::first_visit_stored(bool retried, Done done) {
   Ticket epoch = ticket();
   store_->lookup(key_, unix_now_ms(), [this, epoch, done](LookupResult r) mutable {
     if (stale(epoch)) return;
-    if (r.status != StoreStatus::kOk || !r.record) {
+    if (r.status == StoreStatus::kUnavailable) {
       unavailable(std::move(done));
+      return;
+    }
+    if (r.status != StoreStatus::kOk || !r.record) {
+      // The key is taken by something that is not a live session (a rotation marker whose
+      // session ended): the token stays retired, the client is a new visitor.
+      create_session(std::move(done));
       return;
     }
     in_grace_ = r.rotated == RotatedKey::kInGrace;

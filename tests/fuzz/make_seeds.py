@@ -20,6 +20,10 @@ LIVE = "A" * 43
 STALE = "B" * 42 + "A"
 EXPIRED = "C" * 42 + "A"
 UNKNOWN = "D" * 42 + "A"
+GRACE = "E" * 42 + "A"      # rotated to ROTATED, inside the grace window (fuzz_session.h)
+ROTATED = "F" * 42 + "A"
+REPLAY = "G" * 42 + "A"     # rotated with no grace: a replay
+FIRST_VISIT = "I" * 42 + "A"  # replaced by a first-visit token by the harness
 
 
 def req(line, *headers, body=""):
@@ -161,6 +165,12 @@ CLIENT = {
     "healthz": req("GET /healthz HTTP/1.1", HOST) + req(GET, HOST),
     "underscore": req(GET, HOST, "X_Custom: a", "Cookie: session_id=" + LIVE),
     "body_over_limit": req("POST /a HTTP/1.1", HOST, "Content-Length: 100", body="x" * 100),
+    "rotated_grace": req(GET, HOST, "Cookie: session_id=" + GRACE) +
+    req(GET, HOST, "Cookie: session_id=" + GRACE + "; session_id=" + ROTATED),
+    "rotated_replay": req(GET, HOST, "Cookie: session_id=" + REPLAY) +
+    req("GET /logout HTTP/1.1", HOST, "Cookie: session_id=" + GRACE),
+    "first_visit_return": req(GET, HOST, "Cookie: session_id=" + FIRST_VISIT) +
+    req(GET, HOST, "Cookie: session_id=" + FIRST_VISIT) + req(GET, HOST),
 }
 
 # Upstream streams for the response path.
@@ -259,6 +269,10 @@ def main():
         write("client_side", name, bytes([0x00, 0x40, 0x80, 0xC0]) + data)
         write("client_side", name + "_opts", bytes([0x40 | 0x20 | 0x04 | 0x01 | 0x80 | 0x08,
                                                     0x10, 0x11, 0xF0]) + data)
+    # create = "on_return" (low bit of the first cut byte) for the session cases of this round.
+    for name in ("rotated_grace", "rotated_replay", "first_visit_return", "cookie_live"):
+        write("client_side", name + "_on_return", bytes([0x40, 0x41, 0x80, 0xC0]) +
+              CLIENT[name].encode("latin-1"))
     for name in [n for n in CLIENT if n.startswith(("cl_", "te_", "chunk_", "http", "bare_",
                                                     "cr_", "nul_", "duplicate_", "connect",
                                                     "pipelined_", "data_after", "h2c"))]:
