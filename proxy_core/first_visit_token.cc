@@ -1,9 +1,12 @@
+// SHA256_Init/Update/Final are deprecated in OpenSSL 3.0 but are the only allocation-free way to
+// resume a saved hash state, which HMAC with a precomputed key needs (token.cc does the same).
+#define OPENSSL_SUPPRESS_DEPRECATED
+
 #include "proxy_core/first_visit_token.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include <array>
 #include <cstring>
@@ -15,51 +18,77 @@
 #include "proxy_core/token.h"
 
 namespace sg {
+
+struct FirstVisitKey::Pads {
+  SHA256_CTX inner;  // after absorbing key ^ ipad (RFC 2104 §2)
+  SHA256_CTX outer;  // after absorbing key ^ opad
+};
+
 namespace {
 
 constexpr size_t kRandomBytes = 16;
 constexpr size_t kTimeBytes = 4;
-constexpr size_t kMacBytes = kTokenBytes - kRandomBytes - kTimeBytes;  // 12
-constexpr std::string_view kTokenLabel = "sg-first-visit-1";
-constexpr std::string_view kHandleLabel = "sg-handle-1";
+constexpr size_t kSignedBytes = kRandomBytes + kTimeBytes;
+constexpr size_t kMacBytes = kTokenBytes - kSignedBytes;  // 12
+constexpr std::string_view kLabel = "sg-first-visit-1";
+static_assert(kMacBytes + sizeof(SessionHandle) <= SHA256_DIGEST_LENGTH);
 
 using Raw = std::array<uint8_t, kTokenBytes>;
-using Mac = std::array<uint8_t, 32>;
+using Digest = std::array<uint8_t, SHA256_DIGEST_LENGTH>;
 
-// HMAC-SHA256(key, label | data).
-bool mac(const std::string& key, std::string_view label, const uint8_t* data, size_t n, Mac& out) {
-  uint8_t input[64];
-  std::memcpy(input, label.data(), label.size());
-  std::memcpy(input + label.size(), data, n);
-  unsigned len = 0;
-  bool ok = HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), input, label.size() + n,
-                 out.data(), &len) != nullptr &&
-            len == out.size();
-  OPENSSL_cleanse(input, sizeof input);
-  return ok;
-}
-
-bool derive(const std::string& key, const Raw& raw, Mac& token_mac, SessionHandle& handle) {
-  Mac h;
-  if (!mac(key, kTokenLabel, raw.data(), kRandomBytes + kTimeBytes, token_mac) ||
-      !mac(key, kHandleLabel, raw.data(), kRandomBytes, h))
-    return false;
-  std::memcpy(handle.data(), h.data(), handle.size());
-  return true;
+// HMAC-SHA256(key, label | raw[0..20]) from the saved pad states.
+Digest mac(const FirstVisitKey::Pads& pads, const Raw& raw) {
+  Digest inner_digest, out;
+  SHA256_CTX ctx = pads.inner;
+  SHA256_Update(&ctx, kLabel.data(), kLabel.size());
+  SHA256_Update(&ctx, raw.data(), kSignedBytes);
+  SHA256_Final(inner_digest.data(), &ctx);
+  ctx = pads.outer;
+  SHA256_Update(&ctx, inner_digest.data(), inner_digest.size());
+  SHA256_Final(out.data(), &ctx);
+  OPENSSL_cleanse(&ctx, sizeof ctx);
+  return out;
 }
 
 }  // namespace
 
+FirstVisitKey::FirstVisitKey(const std::string& key) : pads_(std::make_unique<Pads>()) {
+  // RFC 2104 §2: a key longer than the block is hashed first.
+  uint8_t block[SHA256_CBLOCK] = {};
+  if (key.size() > sizeof block) {
+    SHA256(reinterpret_cast<const uint8_t*>(key.data()), key.size(), block);
+  } else {
+    std::memcpy(block, key.data(), key.size());
+  }
+  uint8_t pad[SHA256_CBLOCK];
+  for (size_t i = 0; i < sizeof pad; ++i)
+    pad[i] = block[i] ^ 0x36;
+  SHA256_Init(&pads_->inner);
+  SHA256_Update(&pads_->inner, pad, sizeof pad);
+  for (size_t i = 0; i < sizeof pad; ++i)
+    pad[i] = block[i] ^ 0x5c;
+  SHA256_Init(&pads_->outer);
+  SHA256_Update(&pads_->outer, pad, sizeof pad);
+  OPENSSL_cleanse(block, sizeof block);
+  OPENSSL_cleanse(pad, sizeof pad);
+}
+
+FirstVisitKey::~FirstVisitKey() {
+  OPENSSL_cleanse(pads_.get(), sizeof(Pads));
+}
+
 bool FirstVisitKey::issue(int64_t now_ms, std::string& token, SessionHandle& handle,
                           int64_t& created_ms) const {
   Raw raw{};
-  if (RAND_bytes(raw.data(), kRandomBytes) != 1) return false;
+  SessionHandle random;
+  if (!generate_handle(random)) return false;  // 16 bytes from the pooled CSPRNG
+  std::memcpy(raw.data(), random.data(), kRandomBytes);
   const uint32_t seconds = static_cast<uint32_t>(now_ms / 1000);
   for (size_t i = 0; i < kTimeBytes; ++i)
     raw[kRandomBytes + i] = static_cast<uint8_t>(seconds >> (8 * (kTimeBytes - 1 - i)));
-  Mac m;
-  if (!derive(key_, raw, m, handle)) return false;
-  std::memcpy(raw.data() + kRandomBytes + kTimeBytes, m.data(), kMacBytes);
+  const Digest h = mac(*pads_, raw);
+  std::memcpy(raw.data() + kSignedBytes, h.data(), kMacBytes);
+  std::memcpy(handle.data(), h.data() + kMacBytes, handle.size());
   token.resize(kTokenChars);
   encode_token_bytes(raw, std::span<char, kTokenChars>(token.data(), kTokenChars));
   created_ms = int64_t{seconds} * 1000;
@@ -70,9 +99,10 @@ bool FirstVisitKey::issue(int64_t now_ms, std::string& token, SessionHandle& han
 bool FirstVisitKey::verify(std::string_view token, SessionHandle& handle,
                            int64_t& created_ms) const {
   Raw raw;
-  Mac m;
-  if (!decode_token(token, raw) || !derive(key_, raw, m, handle)) return false;
-  if (CRYPTO_memcmp(m.data(), raw.data() + kRandomBytes + kTimeBytes, kMacBytes) != 0) return false;
+  if (!decode_token(token, raw)) return false;
+  const Digest h = mac(*pads_, raw);
+  if (CRYPTO_memcmp(h.data(), raw.data() + kSignedBytes, kMacBytes) != 0) return false;
+  std::memcpy(handle.data(), h.data() + kMacBytes, handle.size());
   uint32_t seconds = 0;
   for (size_t i = 0; i < kTimeBytes; ++i)
     seconds = (seconds << 8) | raw[kRandomBytes + i];
@@ -96,14 +126,14 @@ std::shared_ptr<const FirstVisitKey> first_visit_key(const std::string& secret_f
   } else {
     std::ifstream in(secret_file, std::ios::binary);
     key.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    if (!in.good() && !in.eof()) key.clear();
     if (key.size() < kMinSecretBytes) {
       error = "session.secret_file: cannot read at least 32 bytes";
       OPENSSL_cleanse(key.data(), key.size());
       return nullptr;
     }
   }
-  auto made = std::make_shared<const FirstVisitKey>(std::move(key));
+  auto made = std::make_shared<const FirstVisitKey>(key);
+  OPENSSL_cleanse(key.data(), key.size());
   keys[secret_file] = made;
   return made;
 }
