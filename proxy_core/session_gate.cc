@@ -244,8 +244,7 @@ void SessionGate::create_session(Done done) {
       done(Outcome::kUnavailable);
       return;
     }
-    record_.last_seen_ms = record_.created_ms;
-    key_ = key_of(token_);
+    record_.last_seen_ms = record_.created_ms;  // key_ waits for a write (create_then)
     is_new_ = unstored_ = active_ = true;
     event_ = "new";
     add_set_cookie(/*expire=*/false);

@@ -91,6 +91,7 @@ void SessionGate::first_visit_stored(bool retried, Done done) {
 // The application writes to a session not stored yet: store it (empty, as of the first visit),
 // then apply the write as for any session. A collision means it was stored meanwhile: go on.
 void SessionGate::create_then(std::function<void()> next) {
+  key_ = key_of(token_);  // not computed for a first visit that the application does not write
   Ticket epoch = ticket();
   store_->create(key_, record_, [this, epoch, next](StoreStatus) {
     if (stale(epoch)) return;
