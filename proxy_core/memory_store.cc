@@ -18,6 +18,10 @@ using memory_store_detail::load_u32;
 using memory_store_detail::Marker;
 using memory_store_detail::Segment;
 
+// The memory figure in memory_store.h (about 100 bytes a session) rests on this.
+static_assert(sizeof(void*) != 8 || sizeof(memory_store_detail::Shard::Node) == 80,
+              "a session node grew: update the memory figure or pack it again");
+
 auto by_name(const std::pair<std::string, std::string>& a, const std::string& name) {
   return a.first < name;
 }

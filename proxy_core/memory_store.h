@@ -40,9 +40,11 @@
 // (the old tokens are then unknown, not replays). The segment is not saved either: a loaded
 // session is protected when it holds attributes. Every record read back is checked with
 // check_session_record (session_record_check.h) and skipped and counted when it fails. The
-// records carry no keyed MAC: the file is written 0600 by the gateway's user, whoever can write it
-// can also read the gateway's memory or replace its binary, and the check above already refuses
-// anything a record could inject (headers, request splitting, immortal times).
+// records carry no keyed MAC (a decision, for now): the file is 0600 in the gateway's own state
+// directory, so only the gateway's user or root can write it, and either could as well read a MAC
+// key file beside it; the check above already refuses everything a forged record could do to
+// others (inject headers, split requests, live forever). What a MAC would add, refusing a forged
+// but well-formed session, is left for a shared-directory deployment if one ever appears.
 //
 // Memory: a session without attributes costs one 80-byte node plus 8-byte index slots at a load
 // factor of at most 3/4 (about 100 bytes); attributes live behind a pointer that is null when

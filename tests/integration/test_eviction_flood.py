@@ -43,6 +43,25 @@ class EvictionFlood(SessionTestCase):
         self.assertLessEqual(metric(samples, "sessiongate_sessions_active"), MAX_SESSIONS)
         self.assertEqual(gw.stop(), 0, gw.logs()[1][-2000:])
 
+    def test_evicting_signed_in_users_is_counted_and_warned_once_per_burst(self):
+        gw, admin = admin_gateway(self, self.up.port, {"store.memory": {"max_sessions": 3}})
+        users = []
+        for i in range(6):  # each sign-in beyond the third pushes out an earlier signed-in user
+            token, handle = self.new_session(gw)
+            self.get(gw, respond_target(("X-Session-Set-User", f"user{i}")), token=token)
+            users.append((token, handle))
+        samples = parse_metrics(scrape(admin))
+        self.assertEqual(metric(samples, "sessiongate_sessions_evicted_protected_total"), 3)
+        self.assertEqual(metric(samples, "sessiongate_sessions_evicted_total"), 3)
+        warnings = [line for line in gw.logs()[1].splitlines()
+                    if " warn " in line and "raise store.memory.max_sessions" in line]
+        self.assertEqual(len(warnings), 1, gw.logs()[1][-2000:])
+        for token, _ in users:  # the warning names no token
+            self.assertNotIn(token, gw.logs()[1])
+        r = self.get(gw, "/echo", token=users[-1][0])
+        self.assertEqual(self.handle_of(self.seen(r)), users[-1][1])
+        self.assertEqual(gw.stop(), 0, gw.logs()[1][-2000:])
+
 
 if __name__ == "__main__":
     unittest.main()

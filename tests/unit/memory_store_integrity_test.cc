@@ -281,6 +281,24 @@ TEST_CASE("a protected session is evicted only when its shard holds no probation
   CHECK(store.stats().evicted == 2);
 }
 
+TEST_CASE("a session loaded from a snapshot with attributes starts protected") {
+  TempDir dir;
+  const std::string path = (dir.path / "s.snap").string();
+  {
+    MemoryStore before(Millis(3600000), Millis(3600000), 3);
+    REQUIRE(create(before, key(1), record_at(kT0, 1, {{"user", "alice"}})) == StoreStatus::kOk);
+    REQUIRE(create(before, key(2), record_at(kT0, 2)) == StoreStatus::kOk);
+    REQUIRE(before.save_snapshot(path).ok());
+  }
+  MemoryStore store(Millis(3600000), Millis(3600000), 3);
+  REQUIRE(store.load_snapshot(path, kT0, 0, 0).ok());
+  for (int i = 10; i < 40; ++i)
+    REQUIRE(create(store, key(i), record_at(kT0 + i)) == StoreStatus::kOk);
+  CHECK(found(store, key(1), kT0 + 40));
+  CHECK_FALSE(found(store, key(2), kT0 + 40));  // no attributes, never came back since the load
+  CHECK(store.stats().evicted_protected == 0);
+}
+
 TEST_CASE("a full store takes an expired protected session before a live probation one") {
   MemoryStore store(kIdle, kAbsolute, 2);
   REQUIRE(create(store, key(1), record_at(kT0, 0, {{"user", "u"}})) == StoreStatus::kOk);
@@ -348,6 +366,20 @@ struct Model {
   }
 };
 
+// The change applied the plain way: removes, then sets (all values here are non-empty).
+void model_apply(SessionAttributes& attrs, const SessionChange& c) {
+  auto drop = [&attrs](const std::string& name) {
+    std::erase_if(attrs, [&name](const auto& a) { return a.first == name; });
+  };
+  for (const std::string& name : c.remove)
+    drop(name);
+  for (const auto& entry : c.set) {
+    drop(entry.first);
+    attrs.push_back(entry);
+  }
+  std::sort(attrs.begin(), attrs.end());
+}
+
 int handle_of(const SessionRecord& r) {
   return r.handle[0] | r.handle[1] << 8;
 }
@@ -387,13 +419,7 @@ TEST_CASE("random operations follow the model and never bring a destroyed sessio
         Model::Session* s = model.live_at(k, now);
         CHECK(modify(store, key(k), c, now) == (s ? StoreStatus::kOk : StoreStatus::kNotFound));
         if (s != nullptr) {
-          for (const auto& n : c.remove)
-            std::erase_if(s->attrs, [&](const auto& a) { return a.first == n; });
-          for (const auto& [n, v] : c.set) {
-            std::erase_if(s->attrs, [&](const auto& a) { return a.first == n; });
-            s->attrs.emplace_back(n, v);
-          }
-          std::sort(s->attrs.begin(), s->attrs.end());
+          model_apply(s->attrs, c);
           s->last_seen_ms = std::max(s->last_seen_ms, c.last_seen_ms);
         }
       } else if (what < 5) {  // rotate
@@ -406,13 +432,7 @@ TEST_CASE("random operations follow the model and never bring a destroyed sessio
               (s ? StoreStatus::kOk : StoreStatus::kNotFound));
         if (s != nullptr) {
           Model::Session moved = *s;
-          for (const auto& n : c.remove)
-            std::erase_if(moved.attrs, [&](const auto& a) { return a.first == n; });
-          for (const auto& [n, v] : c.set) {
-            std::erase_if(moved.attrs, [&](const auto& a) { return a.first == n; });
-            moved.attrs.emplace_back(n, v);
-          }
-          std::sort(moved.attrs.begin(), moved.attrs.end());
+          model_apply(moved.attrs, c);
           moved.last_seen_ms = std::max(moved.last_seen_ms, c.last_seen_ms);
           model.live.erase(k);
           model.live[fresh] = moved;
