@@ -168,6 +168,10 @@ std::string render_prometheus(const std::vector<const WorkerMetrics*>& ws,
   w.scalar(
       "sessiongate_store_errors_total", "counter", "Session store operations that failed.",
       static_cast<double>(sum(ws, [](const WorkerMetrics& x) { return x.store_errors.get(); })));
+  w.scalar("sessiongate_store_records_rejected_total", "counter",
+           "Session records read back from storage that failed the checks and were skipped.",
+           static_cast<double>(
+               sum(ws, [](const WorkerMetrics& x) { return x.store_records_rejected.get(); })));
 
   w.scalar("sessiongate_sessions_active", "gauge", "Sessions held by the store.",
            static_cast<double>(s.active));
