@@ -193,7 +193,10 @@ std::string render_prometheus(const std::vector<const WorkerMetrics*>& ws,
            static_cast<double>(s.evicted_protected));
   w.scalar("sessiongate_store_records_rejected_total", "counter",
            "Session records read back from storage that failed the record check and were skipped.",
-           static_cast<double>(s.records_rejected));
+           // The memory store counts its snapshot's, each worker's Redis store its own.
+           static_cast<double>(s.records_rejected + sum(ws, [](const WorkerMetrics& x) {
+                                 return x.store_records_rejected.get();
+                               })));
 
   w.header("sessiongate_config_reloads_total", "counter", "Configuration reloads, by result.");
   w.sample("sessiongate_config_reloads_total", "result=\"ok\"",

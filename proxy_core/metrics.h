@@ -71,6 +71,8 @@ struct WorkerMetrics {
   Counter rejected_client_headers;  // client-sent headers under the session prefix removed
   Counter rejected_directives;      // application session directives refused
   Counter store_errors;
+  // Records read back from the store that failed the checks (session_record_check.h).
+  Counter store_records_rejected;
   Counter sessions_fail_open;    // requests forwarded without a session (fail_open)
   Counter bad_requests;          // rejected with 4xx before forwarding
   Counter tls_handshake_errors;  // client TLS handshakes that failed or timed out

@@ -94,7 +94,8 @@ bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
     if (sc.store == StoreKind::kRedis) {
       // One connection per worker, on the worker's own loop (created before its thread runs).
       auto redis = std::make_unique<RedisStore>(w->loop(), config_->redis_store, sc.idle_timeout,
-                                                sc.absolute_timeout, &w->metrics());
+                                                sc.absolute_timeout, &w->metrics(),
+                                                sc.max_attributes, sc.max_attribute_bytes);
       RedisStore* r = redis.get();
       r->start();
       state_.worker_stores.push_back(r);
