@@ -38,7 +38,7 @@ const RedisScript& redis_destroy_script();
 std::vector<const RedisScript*> redis_scripts();
 
 // Appends a change's arguments: last seen, max attributes, max bytes, replace (1: drop every
-// attribute first, for the TRANSITION whole-record writes), the number of attributes set, the
+// attribute first; the gate's writes no longer use it), the number of attributes set, the
 // set pairs, then the names removed.
 void append_change_args(std::vector<std::string>& args, const SessionChange& change, bool replace);
 

@@ -107,11 +107,6 @@ class RedisStore final : public SessionStore {
               DoneCallback done) override;
   void rotate(const TokenHash& old_key, const TokenHash& new_key, const SessionChange& change,
               int64_t grace_ms, int64_t now_ms, DoneCallback done) override;
-  // TRANSITION: the whole-record writes, as modify/rotate that first drop every attribute
-  // (rotate with no grace). Removed with the interface's once the gate no longer calls them.
-  void update(const TokenHash& key, const SessionRecord& record, DoneCallback done) override;
-  void rotate(const TokenHash& old_key, const TokenHash& new_key, const SessionRecord& record,
-              DoneCallback done) override;
   void destroy(const TokenHash& key, DoneCallback done) override;
   // True while connected, handshake done, and no command has timed out since the last reply.
   // The one method that may be called from any thread.
