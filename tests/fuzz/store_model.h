@@ -103,6 +103,21 @@ inline int handle_of(const sg::SessionRecord& r) {
   return r.handle[0] | r.handle[1] << 8;
 }
 
+template <class Check>
+void compare_lookup(const sg::LookupResult& got, const sg::LookupResult& want, const Model& model,
+                    Check& check) {
+  check(got.status == want.status, "lookup status");
+  check(got.rotated == want.rotated, "lookup rotated");
+  check(got.record.has_value() == want.record.has_value(), "lookup record presence");
+  if (got.record && want.record) {
+    check(model.destroyed_handles.count(handle_of(*got.record)) == 0,
+          "a destroyed session came back");
+    check(handle_of(*got.record) == handle_of(*want.record), "lookup handle");
+    check(got.record->attributes == want.record->attributes, "lookup attributes");
+    check(got.live_key == want.live_key, "lookup live key");
+  }
+}
+
 // Source: bool more(); uint32_t next(uint32_t n) -> [0, n). Check: void(bool ok, const char*).
 // The store must be fresh, with room for every session created (no eviction) and the timeouts
 // the model was built with.
@@ -169,17 +184,7 @@ void run(sg::MemoryStore& store, Model& model, Source& src, Check check) {
       const int k = any_key();
       sg::LookupResult got;
       store.lookup(model_key(k), now, [&got](sg::LookupResult r) { got = std::move(r); });
-      const sg::LookupResult want = model.lookup(k, now);
-      check(got.status == want.status, "lookup status");
-      check(got.rotated == want.rotated, "lookup rotated");
-      check(got.record.has_value() == want.record.has_value(), "lookup record presence");
-      if (got.record && want.record) {
-        check(model.destroyed_handles.count(handle_of(*got.record)) == 0,
-              "a destroyed session came back");
-        check(handle_of(*got.record) == handle_of(*want.record), "lookup handle");
-        check(got.record->attributes == want.record->attributes, "lookup attributes");
-        check(got.live_key == want.live_key, "lookup live key");
-      }
+      compare_lookup(got, model.lookup(k, now), model, check);
     } else {
       store.reclaim_some(now, src.next(64));
     }
