@@ -35,6 +35,7 @@ SG_FUZZ_DECLARE(config)
 SG_FUZZ_DECLARE(session_attributes)
 SG_FUZZ_DECLARE(client_side)
 SG_FUZZ_DECLARE(upstream_response)
+SG_FUZZ_DECLARE(redis_record)
 #undef SG_FUZZ_DECLARE
 
 namespace {
@@ -54,6 +55,7 @@ constexpr Target kTargets[] = {
     {"session_attributes", &fuzz_session_attributes},
     {"client_side", &fuzz_client_side},
     {"upstream_response", &fuzz_upstream_response},
+    {"redis_record", &fuzz_redis_record},
 };
 
 constexpr size_t kMaxInputBytes = 4096;  // mutations stop growing an input past this
