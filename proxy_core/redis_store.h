@@ -31,10 +31,10 @@
 // - modify: EVALSHA modify (only a live session hash: HDEL/HSET of the changed fields, last seen
 //   forward only, bounds on the result, PEXPIRE to min(s + idle, c + absolute) - now). Never
 //   re-creates a destroyed or expired session: it writes nothing to a key that is not live.
-// - rotate: EVALSHA rotate, touching two keys (old and new, as it always did; with Redis
-//   Cluster give them one hash tag through key_prefix): old must be live and new absent; the
-//   change is applied, the hash RENAMEd to new, and old becomes a marker {r, g} with PEXPIRE
-//   idle_timeout, so it expires by itself.
+// - rotate: EVALSHA rotate, touching two keys (old and new, as it always did; the store talks
+//   to one master, not to Redis Cluster): old must be live and new absent; the change is
+//   applied, the hash RENAMEd to new, and old becomes a marker {r, g} with PEXPIRE
+//   max(idle_timeout, grace), so it expires by itself.
 // - destroy: EVALSHA destroy (DEL, unless the key is a marker). kOk only on a reply that says the
 //   key is gone; an error reply (READONLY, LOADING, ...), a timeout or a lost connection is
 //   kUnavailable.

@@ -37,6 +37,7 @@ SG_FUZZ_DECLARE(snapshot)
 SG_FUZZ_DECLARE(memory_store)
 SG_FUZZ_DECLARE(client_side)
 SG_FUZZ_DECLARE(upstream_response)
+SG_FUZZ_DECLARE(redis_record)
 #undef SG_FUZZ_DECLARE
 
 namespace {
@@ -58,6 +59,7 @@ constexpr Target kTargets[] = {
     {"memory_store", &fuzz_memory_store},
     {"client_side", &fuzz_client_side},
     {"upstream_response", &fuzz_upstream_response},
+    {"redis_record", &fuzz_redis_record},
 };
 
 constexpr size_t kMaxInputBytes = 4096;  // mutations stop growing an input past this

@@ -223,6 +223,16 @@ TEST_CASE("redis session: rotate changes nothing when the new key is taken or bo
   CHECK(r.rotated == RotatedKey::kReplay);
 }
 
+TEST_CASE("redis session: a marker outlives a grace window longer than the idle timeout") {
+  Fixture f(Millis{2'000});
+  Harness& h = *f.h;
+  CHECK(h.create(key("g"), new_record(1)) == StoreStatus::kOk);
+  CHECK(h.rotate(key("g"), key("g2"), SessionChange{}, 30'000) == StoreStatus::kOk);
+  const long pttl = std::stol(f.cmd({"PTTL", Fixture::rkey("g")}));
+  CHECK(pttl > 2'000);
+  CHECK(pttl <= 30'000);
+}
+
 TEST_CASE("redis session: markers chain to the live session, never to a destroyed one") {
   Fixture f;
   Harness& h = *f.h;
