@@ -48,14 +48,15 @@ class RedisTestCase(SessionTestCase):
         super().setUp()
 
     def redis_gateway(self, redis: RedisServer | None = None, *, sentinels=None, admin: bool = False,
-                      workers: int = 2, **redis_keys) -> Gateway:
+                      workers: int = 2, session: dict | None = None, **redis_keys) -> Gateway:
         r = {"key_prefix": PREFIX, "timeout": TIMEOUT}
         if sentinels:
             r.update(sentinels=[f"127.0.0.1:{s.port}" for s in sentinels], master_name=sentinels[0].master_name)
         else:
             r["address"] = redis.address
         r.update(redis_keys)
-        ov = {"server": {"workers": workers}, "session": {"store": "redis"}, "store.redis": r}
+        ov = {"server": {"workers": workers}, "session": {"store": "redis", **(session or {})},
+              "store.redis": r}
         if admin:
             ov = merge(ov, {"admin": {"listen": FREE_ADMIN_LISTEN}})
         gw = Gateway(self, self.up.port, ov)
@@ -158,16 +159,22 @@ class SharedSessions(RedisTestCase):
 class RotateAndDestroy(RedisTestCase):
     def test_rotate_on_a_old_token_fails_on_b_destroy_on_b_gone_on_a(self):
         redis = RedisServer(self)
-        a, b = self.redis_gateway(redis), self.redis_gateway(redis)
+        # No grace window: the old token is a replay at once (the window: test_integrity.py).
+        no_grace = {"rotation_grace": "0s"}
+        a, b = self.redis_gateway(redis, session=no_grace), self.redis_gateway(redis, session=no_grace)
         t1, handle = self.new_session_with_user(a)
         self.assert_same_session(b, t1, handle, where="B before rotate")
 
         r = self.get(a, respond_target(("X-Session-Control", "rotate")), token=t1)
         self.assertEqual(r.status, 200, r)
         t2 = self.issued_token(r, not_in=[t1])
+        # The old key is now a rotation marker (fields r, g) naming the new key, not a session.
         # redis.cmd, not resp_ok: a Redis that does not answer must fail the check, not pass it.
-        self.assertEqual(redis.cmd("EXISTS", session_key(PREFIX, t1)), 0, "old key still in Redis")
-        self.assertEqual(redis.cmd("EXISTS", session_key(PREFIX, t2)), 1, "new key not in Redis")
+        self.assertEqual(redis.cmd("HEXISTS", session_key(PREFIX, t1), "h"), 0,
+                         "old key still a session in Redis")
+        self.assertEqual(redis.cmd("HGET", session_key(PREFIX, t1), "r"),
+                         session_key(PREFIX, t2)[len(PREFIX):].encode(), "old key is no marker")
+        self.assertIsNotNone(redis.cmd("HGET", session_key(PREFIX, t2), "h"), "new key not in Redis")
         # At once: the old token is no session on B (nor on A), the new one is the same session.
         self.assert_new_session(b, t1, handle, where="old token on B")
         self.assert_new_session(a, t1, handle, where="old token on A")
@@ -183,7 +190,8 @@ class RotateAndDestroy(RedisTestCase):
 
     def test_concurrent_rotates_through_both_instances_leave_one_live_token(self):
         redis = RedisServer(self)
-        a, b = self.redis_gateway(redis), self.redis_gateway(redis)
+        no_grace = {"rotation_grace": "0s"}  # the old token is dead at once
+        a, b = self.redis_gateway(redis, session=no_grace), self.redis_gateway(redis, session=no_grace)
         for attempt in range(5):
             t1, handle = self.new_session_with_user(a)
             results = [None, None]
@@ -417,8 +425,8 @@ class SentinelFailover(RedisTestCase):
 
     def wait_replicated(self, key):
         def replicated():
-            value = resp_ok(self.master.port, "GET", key)
-            return value is not None and resp_ok(self.replica.port, "GET", key) == value
+            value = resp_ok(self.master.port, "HGETALL", key)
+            return bool(value) and resp_ok(self.replica.port, "HGETALL", key) == value
         wait_until(replicated, 15, message="the session replicated")
 
     def wait_sentinels_switch(self, timeout=15.0):
@@ -537,17 +545,18 @@ class TokenNotInRedis(RedisTestCase):
         live = tokens[1:]
 
         keys = sorted(k.decode() for k in redis.cmd("KEYS", "*"))
-        self.assertEqual(keys, sorted(session_key(PREFIX, t) for t in live))
+        # The rotated token's key stays as a rotation marker (it expires by its TTL).
+        self.assertEqual(keys, sorted(session_key(PREFIX, t) for t in tokens))
         for k in keys:
             self.assertRegex(k, rf"^{re.escape(PREFIX)}[0-9a-f]{{64}}$")
-            value = redis.cmd("GET", k)
-            self.assertIsInstance(value, bytes)
+            self.assertEqual(redis.cmd("TYPE", k), b"hash")
+            value = b"\n".join(redis.cmd("HGETALL", k))
             ttl = redis.cmd("PTTL", k)
             self.assertTrue(0 < ttl <= 3600 * 1000, f"PTTL {ttl}")
             for t in tokens:
                 self.assertNotIn(t.encode(), value, "a token in a Redis value")
                 self.assertNotIn(t.encode(), k.encode())
-        dump = b"".join(redis.cmd("GET", k) for k in keys)
+        dump = b"".join(b"".join(redis.cmd("HGETALL", k)) for k in keys)
         report(f"{len(keys)} keys, all {PREFIX!r} + 64 hex; {len(dump)} value bytes without any token")
 
 
