@@ -77,7 +77,12 @@ class BadInput(unittest.TestCase):
         r = c.read_response()
         self.assertEqual(r.status, 200, r)
         self.assertIn(["Host", "other.test"], r.json()["headers"])
-        self.expect_error(b"GET http://other test/echo HTTP/1.1\r\nHost: gw.test\r\n\r\n", 400)
+
+    def test_absolute_form_with_an_invalid_authority(self):
+        self.expect_error(b"GET http://a,b/echo HTTP/1.1\r\nHost: gw.test\r\n\r\n", 400)
+
+    def test_invalid_host(self):
+        self.expect_error(b"GET /echo HTTP/1.1\r\nHost: evil.example/path?x=\r\n\r\n", 400)
 
     def test_absolute_form_matching_host_is_forwarded_in_origin_form(self):
         gw = self.gateway()
