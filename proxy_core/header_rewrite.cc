@@ -169,7 +169,7 @@ void build_upstream_request(const MessageHead& request, const UpstreamRequestOpt
         iequals(name, "content-length"))
       continue;
     if (iequals(name, "x-request-id")) continue;
-    if (iequals(name, "host")) host = f.value;
+    if (iequals(name, "host")) host = trim_ows(f.value);
     if (iequals(name, "cookie") && o.replace_cookie) {
       if (!cookie_written && !o.cookie_value.empty()) append_header(out, "Cookie", o.cookie_value);
       cookie_written = true;
