@@ -367,8 +367,9 @@ void ClientConnection::on_request_head(bool complete) {
     redirect_to_https();
     return;
   }
-  const bool https = request_scheme() == ClientScheme::kHttps;
-  if (refuse_logout(https)) return;
+  // (The common cases, TLS or an untrusted peer, are decided here without a call.)
+  const bool https = tls_ != nullptr || (peer_trusted_ && request_scheme() == ClientScheme::kHttps);
+  if (!config_->session.logout_path.empty() && refuse_logout(https)) return;
 
   state_ = State::kSession;
   session_.begin(*config_, worker_->store(), &worker_->metrics().store_errors, https, req,

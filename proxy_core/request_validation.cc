@@ -122,10 +122,13 @@ RequestVerdict validate_request(MessageHead& head, UnderscorePolicy underscore_p
 
   // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host, with more than
   // one, or with an invalid one. (HTTP/1.0 may omit it; when sent, it must be valid too.)
-  size_t hosts = head.count("host");
-  if (hosts > 1) return {400, "duplicate Host"};
-  if (hosts == 0 && head.is_http11()) return {400, "missing Host"};
-  const HeaderField* host = head.find("host");
+  const HeaderField* host = nullptr;
+  for (size_t i = 0; i < head.header_count; ++i) {
+    if (!iequals(head.headers[i].name, "host")) continue;
+    if (host != nullptr) return {400, "duplicate Host"};
+    host = &head.headers[i];
+  }
+  if (host == nullptr && head.is_http11()) return {400, "missing Host"};
   if (host != nullptr && !is_valid_host(trim_ows(host->value))) return {400, "invalid Host"};
 
   std::string& target = head.target;
