@@ -19,7 +19,7 @@ import time
 import unittest
 
 from harness import FREE_ADMIN_LISTEN, HttpClient, free_port, simple_get, wait_until
-from ops_util import metric_value
+from ops_util import metric_value, reload, write_config
 from session_util import COOKIE, SessionTestCase, header_values, respond_target
 
 SAME_ORIGIN = ("Sec-Fetch-Site", "same-origin")
@@ -196,6 +196,17 @@ class LogoutCsrf(SessionTestCase):
                                 headers=headers + [("Cookie", f"{COOKIE}={token}")])
                 self.assertEqual(r.status, 303, r)
                 self.logged_out(gw, token, handle)
+
+    def test_reload_refuses_a_logout_path_outside_cookie_path(self):
+        # The browser would never send the cookie to /logout: the running configuration stays.
+        gw = self.gateway(logout_path="/logout")
+        token, handle = self.signed_in(gw)
+        write_config(gw, {"session": {"cookie_path": "/app", "logout_path": "/logout"}})
+        reload(gw, "failed")
+        self.assertIn("is outside session.cookie_path", gw.logs()[1])
+        r = self.get(gw, "/logout", token=token, headers=[SAME_ORIGIN])
+        self.assertEqual(r.status, 303, r)  # the old logout_path, under the old cookie_path
+        self.logged_out(gw, token, handle)
 
     def test_other_methods_get_405_with_allow(self):
         gw = self.gateway(logout_path="/logout")
