@@ -3,6 +3,7 @@
 #include <llhttp.h>
 
 #include "proxy_core/config_loader.h"
+#include "proxy_core/gateway_state.h"
 #include "proxy_core/header_rewrite.h"
 #include "proxy_core/http_parser.h"
 #include "proxy_core/log.h"
@@ -25,6 +26,7 @@ struct AdminConnection {
   uv_timer_t timer;
   HttpParser parser{HttpParser::Kind::kRequest, kAdminLimits};
   Server* server;
+  HttpDateCache* date;
   char buf[4096];
   int open_handles = 2;
   bool answered = false;
@@ -52,6 +54,8 @@ struct AdminConnection {
     answered = true;
     std::string out = "HTTP/1.1 " + std::to_string(status) + " ";
     out.append(status_reason(status));
+    out.append("\r\nDate: ");
+    out.append(date->get(uv_now(tcp.loop)));
     out.append("\r\nContent-Type: ");
     out.append(content_type);
     out.append("\r\nCache-Control: no-store\r\nContent-Length: " + std::to_string(body.size()) +
@@ -115,7 +119,8 @@ struct AdminConnection {
 
 }  // namespace
 
-AdminServer::AdminServer(uv_loop_t* loop, Server* server) : loop_(loop), server_(server) {}
+AdminServer::AdminServer(uv_loop_t* loop, Server* server)
+    : loop_(loop), server_(server), date_(&unix_now_ms) {}
 
 bool AdminServer::start(const std::string& address, std::string& error) {
   auto addr = resolve_host_port(address);
@@ -147,6 +152,7 @@ void AdminServer::on_connection(uv_stream_t* s, int status) {
   auto* self = static_cast<AdminServer*>(s->data);
   auto* c = new AdminConnection;
   c->server = self->server_;
+  c->date = &self->date_;
   uv_tcp_init(self->loop_, &c->tcp);
   uv_timer_init(self->loop_, &c->timer);
   c->tcp.data = c->timer.data = c;

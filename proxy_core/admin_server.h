@@ -10,6 +10,8 @@
 #include <functional>
 #include <string>
 
+#include "proxy_core/http_date.h"
+
 namespace sg {
 
 class Server;
@@ -27,6 +29,7 @@ class AdminServer {
   Server* server_;
   uv_tcp_t tcp_;
   bool listening_ = false;
+  HttpDateCache date_;  // Date of every admin response (this loop only)
 };
 
 }  // namespace sg

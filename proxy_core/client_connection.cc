@@ -5,6 +5,7 @@
 #include "proxy_core/cidr.h"
 #include "proxy_core/log.h"
 #include "proxy_core/request_validation.h"
+#include "proxy_core/set_cookie.h"
 #include "proxy_core/socket_address.h"
 #include "proxy_core/stream_io.h"
 #include "proxy_core/worker.h"
@@ -366,10 +367,12 @@ void ClientConnection::on_request_head(bool complete) {
     redirect_to_https();
     return;
   }
+  // (The common cases, TLS or an untrusted peer, are decided here without a call.)
+  const bool https = tls_ != nullptr || (peer_trusted_ && request_scheme() == ClientScheme::kHttps);
+  if (!config_->session.logout_path.empty() && refuse_logout(https)) return;
 
   state_ = State::kSession;
-  session_.begin(*config_, worker_->store(), &worker_->metrics(),
-                 /*tls=*/tls_ != nullptr, req,
+  session_.begin(*config_, worker_->store(), &worker_->metrics(), https, req,
                  [this](SessionGate::Outcome outcome) { on_session_ready(outcome); });
 }
 

@@ -18,6 +18,7 @@
 #include "proxy_core/header_rewrite.h"
 #include "proxy_core/http_parser.h"
 #include "proxy_core/session_gate.h"
+#include "proxy_core/set_cookie.h"
 #include "proxy_core/tls_engine.h"
 #include "proxy_core/upstream.h"
 
@@ -76,6 +77,8 @@ class ClientConnection final : public UpstreamUser {
   void on_request_body(const char* data, size_t len);
   void on_request_complete();
   bool answer_locally();
+  ClientScheme request_scheme();
+  bool refuse_logout(bool https);
   void redirect_to_https();
 
   // The response.

@@ -74,24 +74,30 @@ const HeaderList& ClientConnection::response_extra(const HeaderList* more) {
   return extra_;
 }
 
-// The redirect listener: every request but health checks gets a 308 to the same URL on https.
+// The redirect listener: every request but health checks gets a 308 to the same URL on https,
+// at server.canonical_host when set, else at the request's Host (validated by then).
 void ClientConnection::redirect_to_https() {
   const MessageHead& req = request_parser_.head();
+  const std::string& canonical = config_->server.canonical_host;
   const HeaderField* host = req.find("host");
-  if (host == nullptr || trim_ows(host->value).empty()) {
+  if (canonical.empty() && (host == nullptr || trim_ows(host->value).empty())) {
     reject(400, "no Host to redirect to");
     return;
   }
-  std::string_view h = trim_ows(host->value);
-  // Drop the port the client used for plain HTTP; add the TLS listener's unless it is 443.
+  std::string_view h = canonical.empty() ? trim_ows(host->value) : std::string_view(canonical);
+  // Drop the port the client used for plain HTTP; add the TLS listener's unless it is 443. A
+  // canonical_host with a port is taken as it is (a proxy in front may listen elsewhere).
   size_t colon = h.rfind(':');
-  if (colon != std::string_view::npos && h.find(']', colon) == std::string_view::npos)
+  bool has_port = colon != std::string_view::npos && h.find(']', colon) == std::string_view::npos;
+  if (has_port && canonical.empty()) {
     h = h.substr(0, colon);
+    has_port = false;
+  }
   std::string location = "https://";
   location.append(h);
   const std::string& first = config_->server.listen.front();
   std::string_view port = std::string_view(first).substr(first.rfind(':') + 1);
-  if (port != "443") {
+  if (!has_port && port != "443") {
     location.push_back(':');
     location.append(port);
   }
@@ -149,8 +155,8 @@ void ClientConnection::on_write_done(uv_stream_t* s, int status) {
 void ClientConnection::send_local(int status, std::string_view body, bool close,
                                   const HeaderList* extra) {
   out_.clear();
-  build_local_response(status, body, close || draining_, out_, &response_extra(extra),
-                       head_request_);
+  build_local_response(status, body, close || draining_, worker_->http_date(), out_,
+                       &response_extra(extra), head_request_);
   status_ = status;
   response_started_ = true;
   response_done_ = true;

@@ -31,6 +31,7 @@ struct ServerConfig {
   uint32_t max_connections = 10000;  // whole process; each worker gets its share
   std::vector<CidrBlock> trusted_proxies;
   std::string redirect_listen;  // empty = off
+  std::string canonical_host;   // uri-host[:port] the HTTPS redirect uses; empty = the request's
   UnderscorePolicy underscore_headers = UnderscorePolicy::kReject;
 };
 

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "proxy_core/config_reader.h"
+#include "proxy_core/request_validation.h"
 
 namespace sg {
 namespace {
@@ -29,7 +30,8 @@ using config_detail::toml_quote;
 // clang-format off
 constexpr std::string_view kKnownKeys[] = {
     "server.listen", "server.workers", "server.drain_timeout", "server.max_connections",
-    "server.trusted_proxies", "server.redirect_listen", "server.underscore_headers",
+    "server.trusted_proxies", "server.redirect_listen", "server.canonical_host",
+    "server.underscore_headers",
     "tls.certificate", "tls.private_key", "tls.min_version", "tls.ciphers",
     "tls.strict_transport_security", "tls.handshake_timeout",
     "tls.certificates.server_names", "tls.certificates.certificate",
@@ -140,6 +142,14 @@ void read_server(TableReader t, ServerConfig& s) {
     }
   }
   t.string("redirect_listen", s.redirect_listen, check_optional_listen);
+  t.string("canonical_host", s.canonical_host, [](const std::string& v) {
+    return v.empty() || is_valid_host(v)
+               ? std::string()
+               : config_detail::expected(
+                     "a host name with an optional port, such as \"example.com\" or "
+                     "\"example.com:8443\" (no scheme, no path)",
+                     v);
+  });
   t.choice("underscore_headers", s.underscore_headers,
            {{"reject", UnderscorePolicy::kReject}, {"drop", UnderscorePolicy::kDrop}});
   t.finish();

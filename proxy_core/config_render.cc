@@ -55,6 +55,7 @@ std::string render_effective_config(const Config& c) {
     proxies.push_back(block.to_string());
   w.list("trusted_proxies", proxies);
   w.str("redirect_listen", c.server.redirect_listen);
+  w.str("canonical_host", c.server.canonical_host);
   w.str("underscore_headers",
         c.server.underscore_headers == UnderscorePolicy::kReject ? "reject" : "drop");
 

@@ -12,6 +12,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include "proxy_core/set_cookie.h"
+
 namespace sg::config_detail {
 namespace {
 
@@ -42,6 +44,26 @@ bool listeners_clash(const ListenEndpoint& a, const ListenEndpoint& b) {
   if (a6 != b6) return false;
   if (a.host == "0.0.0.0" || b.host == "0.0.0.0") return true;
   return bytes(a.host) == bytes(b.host);
+}
+
+// Loopback (127/8, ::1), private (10/8, 172.16/12, 192.168/16, fc00::/7) or link-local
+// (169.254/16, fe80::/10) addresses. The wildcards ("0.0.0.0", "::") are every address: not.
+bool is_loopback_or_private(const std::string& host) {
+  uint8_t a[16] = {};
+  if (inet_pton(AF_INET, host.c_str(), a) == 1) {
+    return a[0] == 127 || a[0] == 10 || (a[0] == 172 && (a[1] & 0xf0) == 16) ||
+           (a[0] == 192 && a[1] == 168) || (a[0] == 169 && a[1] == 254);
+  }
+  if (inet_pton(AF_INET6, host.c_str(), a) != 1) return false;
+  static constexpr uint8_t kLoopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  if (std::memcmp(a, kLoopback, 16) == 0) return true;
+  static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::memcmp(a, kMapped, 12) == 0) {  // ::ffff:10.0.0.1
+    char v4[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, a + 12, v4, sizeof v4);
+    return is_loopback_or_private(v4);
+  }
+  return (a[0] & 0xfe) == 0xfc || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
 }
 
 class Validator {
@@ -113,6 +135,14 @@ class Validator {
                                     "; the admin listener needs its own address or port");
       }
       const auto admin = parse_listen_address(c_.admin.listen);
+      // A warning: a private network may be exactly where the scraper lives, but the operator
+      // should know that /config and /metrics answer anyone who can reach the address.
+      if (admin && !is_loopback_or_private(admin->host)) {
+        warning({"admin.listen"},
+                toml_quote(c_.admin.listen) +
+                    " is not a loopback or private address: /config and /metrics answer without "
+                    "authentication to anyone who can reach it");
+      }
       const auto redirect = parse_listen_address(c_.server.redirect_listen);
       if (admin && redirect && listeners_clash(*admin, *redirect)) {
         error({"admin.listen"}, toml_quote(c_.admin.listen) + " overlaps server.redirect_listen");
@@ -220,6 +250,15 @@ class Validator {
     }
     if (s.logout_path == c_.health.path || s.logout_path == c_.health.ready_path) {
       error({"session.logout_path"}, toml_quote(s.logout_path) + " is also a health check path");
+    }
+    // An error, not a warning: the browser never sends the cookie there (RFC 6265 §5.1.4), so
+    // logout would only ever expire a cookie it never saw and leave the session alive.
+    if (!s.logout_path.empty() && !cookie_path_matches(s.cookie_path, s.logout_path)) {
+      error({"session.logout_path", "session.cookie_path"},
+            toml_quote(s.logout_path) + " is outside session.cookie_path " +
+                toml_quote(s.cookie_path) +
+                ": browsers do not send the session cookie there, so logout could not end the "
+                "session");
     }
   }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include "proxy_core/request_validation.h"
 #include "proxy_core/set_cookie.h"
 
 namespace sg {
@@ -62,6 +63,30 @@ struct ConnectionTokens {
 };
 
 }  // namespace
+
+bool is_forwarding_header(std::string_view name) {
+  // Every name below starts with x, f or t: most headers are out after one comparison.
+  if (name.empty()) return false;
+  const char first = static_cast<char>(name[0] | 0x20);
+  if (first != 'x' && first != 'f' && first != 't') return false;
+  static constexpr std::string_view kXForwarded = "x-forwarded-";
+  if (name.size() > kXForwarded.size() && iequals(name.substr(0, kXForwarded.size()), kXForwarded))
+    return true;
+  switch (name.size()) {
+    case 9:
+      return iequals(name, "forwarded") || iequals(name, "x-real-ip");
+    case 11:
+      return iequals(name, "x-client-ip");
+    case 12:
+      return iequals(name, "x-url-scheme");
+    case 14:
+      return iequals(name, "true-client-ip");
+    case 15:
+      return iequals(name, "front-end-https");
+    default:
+      return false;
+  }
+}
 
 bool is_hop_by_hop(std::string_view name) {
   bool named = false;
@@ -134,16 +159,21 @@ void build_upstream_request(const MessageHead& request, const UpstreamRequestOpt
       continue;
     }
     if (iequals(name, "x-forwarded-host")) {
-      if (o.peer_trusted && forwarded_host.empty()) forwarded_host = trim_ows(f.value);
+      // Only ever a validated host: an application builds links and redirects from it.
+      if (o.peer_trusted && forwarded_host.empty() && is_valid_host(trim_ows(f.value)))
+        forwarded_host = trim_ows(f.value);
       continue;
     }
+    // Forwarded (RFC 7239), X-Real-IP, X-Forwarded-Port/-Prefix, ...: an application believes
+    // them about the client's address, scheme and URL. Only a trusted proxy may set them.
+    if (!o.peer_trusted && is_forwarding_header(name)) continue;
     // We answer Expect: 100-continue ourselves; HTTP2-Settings belongs to an h2c upgrade we never
     // forward; Content-Length is rewritten from the framing we chose.
     if (iequals(name, "expect") || iequals(name, "http2-settings") ||
         iequals(name, "content-length"))
       continue;
     if (iequals(name, "x-request-id")) continue;
-    if (iequals(name, "host")) host = f.value;
+    if (iequals(name, "host")) host = trim_ows(f.value);
     if (iequals(name, "cookie") && o.replace_cookie) {
       if (!cookie_written && !o.cookie_value.empty()) append_header(out, "Cookie", o.cookie_value);
       cookie_written = true;
@@ -289,12 +319,14 @@ std::string_view status_reason(int status) {
   }
 }
 
-void build_local_response(int status, std::string_view body, bool close, std::string& out,
-                          const HeaderList* extra, bool head_only) {
+void build_local_response(int status, std::string_view body, bool close, std::string_view date,
+                          std::string& out, const HeaderList* extra, bool head_only) {
   out.append("HTTP/1.1 ");
   append_number(out, static_cast<uint64_t>(status));
   out.push_back(' ');
   out.append(status_reason(status));
+  out.append("\r\nDate: ");
+  out.append(date);
   out.append("\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n");
   out.append("Content-Length: ");
   append_number(out, body.size());

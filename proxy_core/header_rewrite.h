@@ -25,13 +25,18 @@ enum class BodyFraming {
 
 // True for a header name the proxy consumes hop by hop (RFC 9110 §7.6.1) or must not forward.
 bool is_hop_by_hop(std::string_view name);
+// A header that tells the application about the client's address, scheme, host, port or URL
+// prefix as some proxy saw them: Forwarded (RFC 7239), X-Forwarded-* (any), X-Real-IP,
+// X-Client-IP, True-Client-IP, Front-End-Https, X-Url-Scheme. From a peer outside
+// server.trusted_proxies they are removed (X-Forwarded-For/-Proto/-Host are then set by us).
+bool is_forwarding_header(std::string_view name);
 // Is `name` under the reserved prefix, comparing case-insensitively with '_' read as '-'?
 // (CGI, PHP and WSGI map both to one variable, so X_Session_Id would shadow X-Session-Id.)
 bool under_prefix(std::string_view name, std::string_view prefix);
 
 struct UpstreamRequestOptions {
   std::string_view client_address;  // the TCP peer, textual
-  bool peer_trusted = false;        // peer in server.trusted_proxies: keep its X-Forwarded-*
+  bool peer_trusted = false;        // peer in server.trusted_proxies: keep its forwarding headers
   std::string_view scheme = "http";
   std::string_view header_prefix = "X-Session-";
   bool tunnel_websocket = false;  // forward Upgrade: websocket and Connection: upgrade
@@ -68,9 +73,12 @@ struct ClientResponseOptions {
 void build_client_response(const MessageHead& response, const ClientResponseOptions& options,
                            std::string& out);
 
-// A short local response (errors, health) with a text body.
-void build_local_response(int status, std::string_view body, bool close, std::string& out,
-                          const HeaderList* extra = nullptr, bool head_only = false);
+// A short local response (errors, health, redirects) with a text body. `date`: the Date value
+// (RFC 9110 §6.6.1: an origin server with a clock MUST send Date in 2xx-4xx; we send it always),
+// from the loop's HttpDateCache.
+void build_local_response(int status, std::string_view body, bool close, std::string_view date,
+                          std::string& out, const HeaderList* extra = nullptr,
+                          bool head_only = false);
 std::string_view status_reason(int status);
 
 // Chunked transfer-coding (RFC 9112 §7.1) pieces.

@@ -153,6 +153,10 @@ std::string render_prometheus(const std::vector<const WorkerMetrics*>& ws,
       "sessiongate_bad_requests_total", "counter",
       "Requests refused before forwarding (malformed, too large, timed out).",
       static_cast<double>(sum(ws, [](const WorkerMetrics& x) { return x.bad_requests.get(); })));
+  w.scalar(
+      "sessiongate_logout_refused_total", "counter",
+      "GET requests to session.logout_path refused as not from the site's own pages (403).",
+      static_cast<double>(sum(ws, [](const WorkerMetrics& x) { return x.logout_refused.get(); })));
   w.scalar("sessiongate_tls_handshake_errors_total", "counter",
            "Client TLS handshakes that failed.",
            static_cast<double>(

@@ -75,6 +75,7 @@ struct WorkerMetrics {
   Counter store_records_rejected;
   Counter sessions_fail_open;    // requests forwarded without a session (fail_open)
   Counter bad_requests;          // rejected with 4xx before forwarding
+  Counter logout_refused;        // GETs of logout_path refused as cross-site (403)
   Counter tls_handshake_errors;  // client TLS handshakes that failed or timed out
   // Redis store (redis_store.h): one connection per worker.
   Counter redis_commands;                   // commands sent

@@ -1,5 +1,6 @@
 #include "proxy_core/request_validation.h"
 
+#include <arpa/inet.h>
 #include <llhttp.h>
 
 namespace sg {
@@ -22,7 +23,64 @@ void drop_underscore_headers(MessageHead& head) {
   head.header_count = kept;
 }
 
+bool is_reg_name_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
+}
+
+bool is_valid_port(std::string_view port) {
+  if (port.empty() || port.size() > 5) return false;
+  unsigned value = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return false;
+    value = value * 10 + static_cast<unsigned>(c - '0');
+  }
+  return value <= 65535;
+}
+
+// Replaces the value of the Host field (there is at most one by now), or adds one.
+void set_host(MessageHead& head, std::string_view value) {
+  for (size_t i = 0; i < head.header_count; ++i) {
+    if (iequals(head.headers[i].name, "host")) {
+      head.headers[i].value.assign(value);
+      return;
+    }
+  }
+  if (head.header_count < head.headers.size()) {
+    head.headers[head.header_count] = {"Host", std::string(value)};
+  } else {
+    head.headers.push_back({"Host", std::string(value)});
+  }
+  ++head.header_count;
+}
+
+// Kept at 255 bytes: a DNS name is at most 253, and the value lands in headers and redirects.
+constexpr size_t kMaxHostBytes = 255;
+
 }  // namespace
+
+bool is_valid_host(std::string_view authority) {
+  if (authority.empty() || authority.size() > kMaxHostBytes) return false;
+  std::string_view rest;
+  if (authority[0] == '[') {
+    size_t close = authority.find(']');
+    if (close == std::string_view::npos) return false;
+    // IP-literal: only an IPv6address; inet_pton refuses zones ("%25eth0") and IPvFuture ("v1.x").
+    std::string v6(authority.substr(1, close - 1));
+    in6_addr addr{};
+    if (v6.empty() || inet_pton(AF_INET6, v6.c_str(), &addr) != 1) return false;
+    rest = authority.substr(close + 1);
+  } else {
+    size_t colon = authority.find(':');
+    std::string_view host = authority.substr(0, colon);
+    if (colon != std::string_view::npos) rest = authority.substr(colon);
+    if (host.empty()) return false;
+    for (char c : host)
+      if (!is_reg_name_char(c)) return false;
+  }
+  if (rest.empty()) return true;
+  return rest[0] == ':' && is_valid_port(rest.substr(1));
+}
 
 std::string_view target_path(std::string_view target) {
   size_t q = target.find_first_of("?#");
@@ -53,10 +111,6 @@ RequestVerdict validate_request(MessageHead& head, UnderscorePolicy underscore_p
       return {501, "transfer coding other than chunked"};
   }
 
-  size_t hosts = head.count("host");
-  if (hosts > 1) return {400, "duplicate Host"};
-  if (hosts == 0 && head.is_http11()) return {400, "missing Host"};  // RFC 9112 §3.2
-
   for (size_t i = 0; i < head.header_count; ++i) {
     if (head.headers[i].name.find('_') != std::string::npos) {
       if (underscore_policy == UnderscorePolicy::kReject)
@@ -65,6 +119,17 @@ RequestVerdict validate_request(MessageHead& head, UnderscorePolicy underscore_p
       break;
     }
   }
+
+  // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host, with more than
+  // one, or with an invalid one. (HTTP/1.0 may omit it; when sent, it must be valid too.)
+  const HeaderField* host = nullptr;
+  for (size_t i = 0; i < head.header_count; ++i) {
+    if (!iequals(head.headers[i].name, "host")) continue;
+    if (host != nullptr) return {400, "duplicate Host"};
+    host = &head.headers[i];
+  }
+  if (host == nullptr && head.is_http11()) return {400, "missing Host"};
+  if (host != nullptr && !is_valid_host(trim_ows(host->value))) return {400, "invalid Host"};
 
   std::string& target = head.target;
   if (!target.empty() && target[0] == '/') return {};
@@ -76,19 +141,18 @@ RequestVerdict validate_request(MessageHead& head, UnderscorePolicy underscore_p
                       : starts_with_ci(target, "https://") ? 8
                                                            : 0;
   if (scheme_len == 0) return {400, "malformed request target"};
-  // RFC 9112 §3.2.2: with an absolute-form target the authority is the host. We insist that Host
-  // agrees rather than silently preferring one: two views of the host are a smuggling vector.
+  // RFC 9112 §3.2.2: with an absolute-form target the server MUST ignore Host and use the
+  // target's authority. It replaces Host, so that the application, X-Forwarded-Host and every
+  // later hop see one host only (two views of the host are a smuggling vector).
   size_t end = target.find_first_of("/?#", scheme_len);
   std::string_view authority = std::string_view(target).substr(
       scheme_len, end == std::string::npos ? end : end - scheme_len);
-  if (authority.empty() || authority.find('@') != std::string_view::npos)
-    return {400, "malformed absolute-form authority"};
-  const HeaderField* host = head.find("host");
-  if (host == nullptr || !iequals(trim_ows(host->value), authority))
-    return {400, "absolute-form authority disagrees with Host"};
+  if (!is_valid_host(authority)) return {400, "malformed absolute-form authority"};
+  std::string new_host(authority);
   std::string origin = end == std::string::npos ? "/" : target.substr(end);
   if (origin[0] != '/') origin.insert(origin.begin(), '/');
   target = std::move(origin);
+  set_host(head, new_host);
   return {};
 }
 

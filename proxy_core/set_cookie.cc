@@ -87,14 +87,25 @@ std::string format_imf_fixdate(int64_t unix_seconds) {
   return s;
 }
 
-bool cookie_secure_effective(const SessionConfig& config, bool tls_on) {
+ClientScheme client_scheme(bool tls_on, bool peer_trusted,
+                           std::optional<std::string_view> forwarded_proto) {
+  if (tls_on) return ClientScheme::kHttps;
+  if (!peer_trusted) return ClientScheme::kHttp;
+  if (!forwarded_proto) return ClientScheme::kUnknown;
+  std::string_view first = trim_ows(forwarded_proto->substr(0, forwarded_proto->find(',')));
+  if (iequals(first, "https")) return ClientScheme::kHttps;
+  if (iequals(first, "http")) return ClientScheme::kHttp;
+  return ClientScheme::kUnknown;
+}
+
+bool cookie_secure_effective(const SessionConfig& config, bool https) {
   switch (config.cookie_secure) {
     case CookieSecure::kAlways:
       return true;
     case CookieSecure::kNever:
       return false;
     case CookieSecure::kAuto:
-      return tls_on;
+      return https;
   }
   return true;  // unreachable; an unknown setting errs on the safe side
 }
@@ -126,6 +137,13 @@ std::string build_expired_cookie(const SessionConfig& config, bool secure) {
   out += "; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT";
   append_tail(out, config, secure);
   return out;
+}
+
+bool cookie_path_matches(std::string_view cookie_path, std::string_view request_path) {
+  if (request_path == cookie_path) return true;
+  if (cookie_path.empty() || request_path.substr(0, cookie_path.size()) != cookie_path)
+    return false;
+  return cookie_path.back() == '/' || request_path[cookie_path.size()] == '/';
 }
 
 bool set_cookie_names_cookie(std::string_view set_cookie_value, std::string_view our_name) {

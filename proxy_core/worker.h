@@ -20,6 +20,7 @@
 
 #include "proxy_core/config.h"
 #include "proxy_core/gateway_state.h"
+#include "proxy_core/http_date.h"
 #include "proxy_core/metrics.h"
 #include "proxy_core/session_store.h"
 #include "proxy_core/tls_context.h"
@@ -91,6 +92,8 @@ class Worker {
   std::string& tls_net_scratch() { return tls_net_; }
   // A fresh request id: 32 hex digits, unique across workers and restarts (random prefix).
   void next_request_id(std::string& out);
+  // The Date value for a response the gateway writes itself, from the loop's cached clock.
+  std::string_view http_date() { return http_date_.get(uv_now(&loop_)); }
   // Any thread: read-only for /metrics.
   const WorkerMetrics* metrics_view() const { return metrics_.get(); }
 
@@ -148,6 +151,7 @@ class Worker {
   size_t max_connections_ = 0;
   uint64_t request_id_prefix_ = 0;
   uint64_t request_id_seq_ = 0;
+  HttpDateCache http_date_{&unix_now_ms};
   bool draining_ = false;
   bool stopping_ = false;
   bool closed_ = false;

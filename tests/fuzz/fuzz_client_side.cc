@@ -101,9 +101,17 @@ bool named_in_connection(const sg::MessageHead& head, std::string_view name) {
   return false;
 }
 
-// Would a client field of this name reach the application unchanged?
-bool end_to_end(const sg::MessageHead& req, std::string_view name, std::string_view prefix) {
+// Would a client field of this name reach the application unchanged? From a peer outside
+// trusted_proxies, the forwarding fields (what a proxy says about the client) never do.
+bool end_to_end(const sg::MessageHead& req, std::string_view name, std::string_view prefix,
+                bool peer_trusted) {
   const std::string folded = fold_name(name);
+  if (!peer_trusted) {
+    if (folded.size() > 12 && folded.starts_with("x-forwarded-")) return false;
+    for (std::string_view forwarding : {"forwarded", "x-real-ip", "x-client-ip", "true-client-ip",
+                                        "front-end-https", "x-url-scheme"})
+      if (sg::iequals(name, forwarding)) return false;
+  }
   for (std::string_view dropped :
        {"connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
         "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "expect", "http2-settings",
@@ -162,7 +170,7 @@ void check_upstream_head(const sg::MessageHead& req, const sg::UpstreamRequestOp
   };
   for (size_t i = 0; i < req.header_count; ++i) {
     const sg::HeaderField& f = req.headers[i];
-    if (!end_to_end(req, f.name, prefix)) continue;
+    if (!end_to_end(req, f.name, prefix, opt.peer_trusted)) continue;
     next_non_cookie();
     if (w >= wire.fields.size() || wire.fields[w].first != f.name ||
         wire.fields[w].second != f.value)

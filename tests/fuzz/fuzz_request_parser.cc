@@ -135,7 +135,18 @@ void check_upstream_head(const sg::MessageHead& req, const sg::UpstreamRequestOp
   if (!o.peer_trusted) {
     SG_FUZZ_CHECK(wire.values("x-forwarded-for")[0] == kClientAddress);
     SG_FUZZ_CHECK(wire.values("x-forwarded-proto")[0] == o.scheme);
+    // What a proxy would say about the client never comes from an untrusted peer.
+    for (const auto& [name, value] : wire.fields) {
+      const std::string folded = fold_name(name);
+      SG_FUZZ_CHECK(!folded.starts_with("x-forwarded-") || written_by_gateway(name));
+      for (std::string_view forwarding : {"forwarded", "x-real-ip", "x-client-ip", "true-client-ip",
+                                          "front-end-https", "x-url-scheme"})
+        SG_FUZZ_CHECK(folded != forwarding);
+    }
   }
+  // X-Forwarded-Host, ours or a trusted proxy's, is always a valid host.
+  for (std::string_view host : wire.values("x-forwarded-host"))
+    SG_FUZZ_CHECK(sg::is_valid_host(host));
 
   // Our cookie never reaches the application when the caller removed it.
   if (o.replace_cookie) {

@@ -88,6 +88,32 @@ class CommandLine(unittest.TestCase):
         r = run("--check", "--config", shipped)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
+    def test_check_warns_about_an_admin_listener_on_a_public_address(self):
+        path = self.write('[admin]\nlisten = "0.0.0.0:19901"\n')
+        r = run("--check", "--config", path)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 0, out)  # a warning: the file is still used
+        self.assertRegex(out, re.escape(path) + r":2:10: .*admin.listen: \"0.0.0.0:19901\" is not a loopback "
+                                                r"or private address", out)
+        r = run("--check", "--config", self.write('[admin]\nlisten = "127.0.0.1:19901"\n'))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertNotIn("admin.listen", r.stdout + r.stderr)
+
+    def test_check_rejects_a_logout_path_outside_cookie_path(self):
+        path = self.write('[session]\ncookie_path = "/app"\nlogout_path = "/logout"\n')
+        r = run("--check", "--config", path)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out)
+        self.assertRegex(out, re.escape(path) + r":3:15: .*session.logout_path: \"/logout\" is outside "
+                                                r"session.cookie_path \"/app\"", out)
+
+    def test_a_logout_path_outside_cookie_path_fails_the_start(self):
+        c = base_config(0, 1)
+        c["session"] = {"cookie_path": "/app", "logout_path": "/logout"}
+        r = run("--config", self.write(to_toml(c)), timeout=30)
+        self.assertEqual(r.returncode, 1, r.stderr[-2000:])
+        self.assertIn("is outside session.cookie_path", r.stderr)
+
     def test_start_with_an_invalid_file_fails_fast(self):
         path = self.write("[server]\nlisten = [\n")
         r = run("--config", path)

@@ -11,6 +11,9 @@ from harness import HttpClient, wait_until
 from session_util import (COOKIE, EXPIRED_COOKIE_RE, IMF_DATE, TOKEN_RE, SessionTestCase, cookie_header,
                           header_values, non_canonical, prefixed, random_token, respond_target)
 
+# A GET of logout_path must come from the site's own pages (logout CSRF): what a browser sends.
+SAME_ORIGIN = ("Sec-Fetch-Site", "same-origin")
+
 
 class FirstVisit(SessionTestCase):
     def test_new_session_cookie_exact_attributes(self):
@@ -449,7 +452,7 @@ class Directives(SessionTestCase):
         token, handle = self.new_session(gw)
         self.get(gw, respond_target(("X-Session-Set-User", "alice")), token=token)
         before = len(self.up.requests)
-        r = self.get(gw, "/logout", token=token)
+        r = self.get(gw, "/logout", token=token, headers=[SAME_ORIGIN])
         self.assertEqual(r.status, 303)
         self.assertEqual(r.header("Location"), "/bye")
         ours = self.our_set_cookies(r)
@@ -470,7 +473,7 @@ class Directives(SessionTestCase):
         gw = self.gateway(logout_path="/logout")
         ta, ha = self.new_session(gw)
         tb, hb = self.new_session(gw)
-        r = self.get(gw, "/logout", headers=[cookie_header(ta, tb)])
+        r = self.get(gw, "/logout", headers=[cookie_header(ta, tb), SAME_ORIGIN])
         self.assertEqual(r.status, 303)
         self.assertRegex(self.our_set_cookies(r)[0], f"^{EXPIRED_COOKIE_RE.pattern}$")
         for token, handle in ((ta, ha), (tb, hb)):
@@ -481,7 +484,7 @@ class Directives(SessionTestCase):
     def test_logout_without_session(self):
         gw = self.gateway(logout_path="/logout")
         for headers in ([], [cookie_header(random_token())]):
-            r = self.get(gw, "/logout?next=1", headers=headers)
+            r = self.get(gw, "/logout?next=1", headers=headers + [SAME_ORIGIN])
             self.assertEqual(r.status, 303)
             self.assertEqual(r.header("Location"), "/")
             ours = self.our_set_cookies(r)
@@ -603,7 +606,7 @@ class TokenNeverLeaks(SessionTestCase):
         self.get(gw, respond_target(("X-Session-Control", "destroy")), token=t3)     # destroyed
         self.get(gw, "/echo", token=t3)                                              # destroyed token
         t4, _ = self.new_session(gw)
-        self.get(gw, "/logout", token=t4)                                            # logout
+        self.get(gw, "/logout", token=t4, headers=[SAME_ORIGIN])                     # logout
         self.get(gw, "/echo", token=t4)                                              # logged-out token
         self.get(gw, "/static/x", token=t2)                                          # excluded
         self.get(gw, "/echo", headers=[("Cookie", f"{COOKIE}={random_token()}")])   # forged

@@ -8,6 +8,7 @@ Certificates are made at test time with the ``openssl`` command (tls_util.make_p
 
 from __future__ import annotations
 
+import email.utils
 import os
 import re
 import shutil
@@ -604,6 +605,32 @@ class RedirectListener(TlsTestCase):
             self.assertEqual(h.status, 200, f"{path} on the redirect listener: {h}")
             self.assertIsNone(h.header("Location"))
         self.assertEqual(self.up.requests, [], "the redirect listener forwarded a request")
+
+    def test_redirect_uses_canonical_host_and_refuses_an_invalid_host(self):
+        rport = free_port()
+        gw = self.tls_gateway(overrides={"server": {"redirect_listen": f"127.0.0.1:{rport}",
+                                                    "canonical_host": "www.example.test"}})
+        wait_until(lambda: _answers(rport), 5, message="the redirect listener")
+        r = simple_get(rport, "/p?q=1", headers=[("Host", "evil.example")])
+        self.assertEqual(r.status, 308, r)
+        self.assertEqual(r.header("Location"), f"https://www.example.test:{gw.port}/p?q=1")
+        date = r.header("Date")
+        self.assertIsNotNone(date, r.headers)
+        self.assertLess(abs(email.utils.parsedate_to_datetime(date).timestamp() - time.time()), 60)
+        # A Host that is not uri-host[:port] never reaches a Location: 400.
+        for bad in ("evil.example/path?x=", "a@evil.example", "a, b", "a b", ""):
+            with self.subTest(host=bad):
+                r = simple_get(rport, "/p", headers=[("Host", bad)])
+                self.assertEqual(r.status, 400, r)
+                self.assertIsNone(r.header("Location"))
+
+    def test_canonical_host_with_a_port_is_used_as_it_is(self):
+        rport = free_port()
+        self.tls_gateway(overrides={"server": {"redirect_listen": f"127.0.0.1:{rport}",
+                                               "canonical_host": "www.example.test:8443"}})
+        wait_until(lambda: _answers(rport), 5, message="the redirect listener")
+        r = simple_get(rport, "/x", headers=[("Host", "gw.test")])
+        self.assertEqual(r.header("Location"), "https://www.example.test:8443/x")
 
 
 def _answers(port):

@@ -615,6 +615,62 @@ TEST_CASE("settings that cannot take effect are warnings, or errors when they br
         "test.toml:2:15: session.logout_path: \"/readyz\" is also a health check path");
 }
 
+TEST_CASE("an admin listener outside loopback and private networks is a warning") {
+  for (const char* address : {"0.0.0.0:9901", "*:9901", "[::]:9901", "203.0.113.5:9901",
+                              "[2001:db8::1]:9901", "172.32.0.1:9901", "[::ffff:8.8.8.8]:9901"}) {
+    CAPTURE(address);
+    const ConfigLoadResult r = load(std::string("[admin]\nlisten = \"") + address + "\"\n");
+    CHECK(r.errors.empty());
+    REQUIRE(r.warnings.size() == 1);
+    CHECK(r.warnings[0].format().rfind("test.toml:2:10: admin.listen: ", 0) == 0);
+    CHECK(r.warnings[0].format().find("/config and /metrics answer without authentication") !=
+          std::string::npos);
+  }
+  for (const char* address :
+       {"127.0.0.1:9901", "127.1.2.3:9901", "[::1]:9901", "10.1.2.3:9901", "172.16.0.1:9901",
+        "172.31.255.1:9901", "192.168.1.1:9901", "169.254.1.1:9901", "[fd00::1]:9901",
+        "[fe80::1]:9901", "[::ffff:10.0.0.1]:9901"}) {
+    CAPTURE(address);
+    const ConfigLoadResult r = load(std::string("[admin]\nlisten = \"") + address + "\"\n");
+    CHECK(r.errors.empty());
+    CHECK(r.warnings.empty());
+  }
+}
+
+TEST_CASE("a logout_path outside cookie_path is an error: the browser never sends the cookie") {
+  CHECK(error_of("[session]\ncookie_path = \"/app\"\nlogout_path = \"/logout\"\n") ==
+        "test.toml:3:15: session.logout_path: \"/logout\" is outside session.cookie_path "
+        "\"/app\": browsers do not send the session cookie there, so logout could not end the "
+        "session");
+  CHECK(error_of("[session]\ncookie_path = \"/app\"\nlogout_path = \"/apple/logout\"\n")
+            .find("is outside session.cookie_path") != std::string::npos);
+  CHECK(load("[session]\ncookie_path = \"/app\"\nlogout_path = \"/app/logout\"\n").errors.empty());
+  CHECK(load("[session]\ncookie_path = \"/app\"\nlogout_path = \"/app\"\n").errors.empty());
+  CHECK(load("[session]\nlogout_path = \"/logout\"\n").errors.empty());
+}
+
+TEST_CASE("cookie_secure auto with TLS off behind trusted proxies loads without a warning") {
+  // Secure is decided per request from the proxy's X-Forwarded-Proto (logged once when a
+  // trusted proxy leaves it out), so the configuration itself is not a mistake.
+  const ConfigLoadResult r = load("[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n");
+  CHECK(r.errors.empty());
+  CHECK(r.warnings.empty());
+}
+
+TEST_CASE("server.canonical_host must be a host with an optional port") {
+  CHECK(loaded("[server]\ncanonical_host = \"www.example.com\"\n").server.canonical_host ==
+        "www.example.com");
+  CHECK(loaded("[server]\ncanonical_host = \"[::1]:8443\"\n").server.canonical_host ==
+        "[::1]:8443");
+  CHECK(loaded("").server.canonical_host.empty());
+  for (const char* bad :
+       {"https://example.com", "example.com/path", "a@example.com", "a b", "example.com:99999"}) {
+    CAPTURE(bad);
+    CHECK(error_of(std::string("[server]\ncanonical_host = \"") + bad + "\"\n")
+              .rfind("test.toml:2:18: server.canonical_host: expected a host name", 0) == 0);
+  }
+}
+
 TEST_CASE("server.listen addresses may not overlap each other") {
   CHECK(error_of("[server]\nlisten = [\"[::]:8080\", \"127.0.0.1:8080\"]\n") ==
         "test.toml:2:24: server.listen: \"127.0.0.1:8080\" overlaps \"[::]:8080\"");

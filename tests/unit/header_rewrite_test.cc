@@ -242,6 +242,63 @@ TEST_CASE("a trusted proxy that sends no X-Forwarded-* gets the gateway's own") 
         "X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n\r\n");
 }
 
+TEST_CASE("an untrusted peer's Forwarded, X-Real-IP and other forwarding headers are removed") {
+  MessageHead h = request({{"Host", "example.com"},
+                           {"Forwarded", "for=203.0.113.9;proto=https;host=evil.example"},
+                           {"X-Real-IP", "203.0.113.9"},
+                           {"x-forwarded-port", "443"},
+                           {"X-FORWARDED-PREFIX", "/admin"},
+                           {"X-Forwarded-Server", "lb1"},
+                           {"X-Forwarded-Ssl", "on"},
+                           {"X-Client-IP", "203.0.113.9"},
+                           {"True-Client-IP", "203.0.113.9"},
+                           {"Front-End-Https", "on"},
+                           {"X-Url-Scheme", "https"},
+                           {"Accept", "*/*"}});
+  CHECK(upstream(h, upstream_options()) ==
+        "GET /path?q=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n" + kForwarded + "\r\n");
+}
+
+TEST_CASE("a trusted proxy's forwarding headers are kept as they came") {
+  MessageHead h = request({{"Host", "example.com"},
+                           {"Forwarded", "for=\"[2001:db8::1]:4711\";proto=https"},
+                           {"X-Real-IP", "203.0.113.9"},
+                           {"X-Forwarded-Port", "443"},
+                           {"X-Forwarded-Prefix", "/app"}});
+  UpstreamRequestOptions o = upstream_options();
+  o.peer_trusted = true;
+  CHECK(upstream(h, o) ==
+        "GET /path?q=1 HTTP/1.1\r\nHost: example.com\r\n"
+        "Forwarded: for=\"[2001:db8::1]:4711\";proto=https\r\nX-Real-IP: 203.0.113.9\r\n"
+        "X-Forwarded-Port: 443\r\nX-Forwarded-Prefix: /app\r\n" +
+            kForwarded + "\r\n");
+}
+
+TEST_CASE("a trusted proxy's X-Forwarded-Host that is not a valid host is replaced by Host") {
+  for (const char* bad : {"evil.example/path?x=", "a@evil.example", "a, b", "a b", ""}) {
+    CAPTURE(bad);
+    MessageHead h = request({{"Host", "example.com"}, {"X-Forwarded-Host", bad}});
+    UpstreamRequestOptions o = upstream_options();
+    o.peer_trusted = true;
+    CHECK(upstream(h, o) ==
+          "GET /path?q=1 HTTP/1.1\r\nHost: example.com\r\n" + kForwarded + "\r\n");
+  }
+}
+
+TEST_CASE("forwarding header names are recognised whatever their case") {
+  for (const char* name :
+       {"Forwarded", "x-real-ip", "X-Forwarded-Port", "x-forwarded-prefix", "X-Forwarded-Anything",
+        "X-Client-IP", "true-client-ip", "Front-End-Https", "X-URL-Scheme"}) {
+    CAPTURE(name);
+    CHECK(is_forwarding_header(name));
+  }
+  for (const char* name : {"X-Forwarded-", "X-Forwarded", "Forwarded-For", "X-Real", "Host",
+                           "X-Request-Id", "X-Real-IPs"}) {
+    CAPTURE(std::string(name));
+    CHECK_FALSE(is_forwarding_header(name));
+  }
+}
+
 TEST_CASE("without Host there is no X-Forwarded-Host") {
   MessageHead h = request({{"Accept", "*/*"}});
   h.version_minor = 0;
@@ -459,25 +516,28 @@ TEST_CASE("the gateway's own headers come last, after every rewrite") {
 
 TEST_CASE("a local response is a complete plain-text message") {
   std::string out;
-  build_local_response(403, "forbidden\n", false, out);
+  build_local_response(403, "forbidden\n", false, "Sun, 06 Nov 1994 08:49:37 GMT", out);
   CHECK(out ==
-        "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "HTTP/1.1 403 Forbidden\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: "
+        "text/plain; charset=utf-8\r\n"
         "Cache-Control: no-store\r\nContent-Length: 10\r\n\r\nforbidden\n");
 }
 
 TEST_CASE("a local response can close, carry extra headers, and omit its body for HEAD") {
   std::string out;
   HeaderList extra = {{"Retry-After", "5"}};
-  build_local_response(503, "busy", true, out, &extra, true);
+  build_local_response(503, "busy", true, "Sun, 06 Nov 1994 08:49:37 GMT", out, &extra, true);
   CHECK(out ==
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "HTTP/1.1 503 Service Unavailable\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
         "Cache-Control: no-store\r\nContent-Length: 4\r\nConnection: close\r\n"
         "Retry-After: 5\r\n\r\n");
   std::string appended(1, 'x');  // (not `out = "x"`: g++ 12 -O2 warns falsely, -Wrestrict)
-  build_local_response(200, "", false, appended);
+  build_local_response(200, "", false, "Sun, 06 Nov 1994 08:49:37 GMT", appended);
   out = appended;
   CHECK(out ==
-        "xHTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "xHTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: text/plain; "
+        "charset=utf-8\r\n"
         "Cache-Control: no-store\r\nContent-Length: 0\r\n\r\n");
 }
 

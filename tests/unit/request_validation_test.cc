@@ -104,8 +104,63 @@ TEST_CASE("HTTP/1.1 requires exactly one Host and HTTP/1.0 at most one") {
   CHECK(status_of(get("/", {{"hOsT", "a"}})) == 0);
 }
 
-TEST_CASE("an empty Host is accepted for an origin-form target") {
-  CHECK(status_of(get("/", {{"Host", ""}})) == 0);
+TEST_CASE("an empty Host is refused (RFC 9112 3.2: the target always has our authority)") {
+  CHECK(status_of(get("/", {{"Host", ""}})) == 400);
+  CHECK(status_of(get("/", {{"Host", " \t "}})) == 400);
+  CHECK(status_of(request("GET", "/", {{"Host", ""}}, 1, 0)) == 400);
+}
+
+TEST_CASE("a Host that is not uri-host[:port] is refused with 400") {
+  const char* const bad[] = {"evil.example/path?x=",
+                             "a@evil.example",
+                             "a, b",
+                             "a b",
+                             "a,b",
+                             "a;b",
+                             "a=b",
+                             "a%2fb",
+                             "example.com:",
+                             "example.com:80:80",
+                             "example.com:x",
+                             "example.com:65536",
+                             "example.com:123456",
+                             ":80",
+                             "[::1",
+                             "[::1]x",
+                             "[::1]:",
+                             "[not-v6]",
+                             "[]",
+                             "[v1.x]",
+                             "[fe80::1%25eth0]",
+                             "::1",
+                             "exa mple.com",
+                             "example.com\x7f",
+                             "h\xc3\xa9.example",
+                             "http://example.com",
+                             "example.com#f"};
+  for (const char* host : bad) {
+    CAPTURE(host);
+    CHECK_FALSE(is_valid_host(host));
+    CHECK(status_of(get("/", {{"Host", host}})) == 400);
+  }
+  CHECK_FALSE(is_valid_host(std::string(256, 'a')));
+}
+
+TEST_CASE("a Host that is a name, an IPv4 or an IPv6 literal, with an optional port, passes") {
+  const char* const good[] = {
+      "example.com",         "EXAMPLE.com:8080", "a",     "localhost:1",
+      "127.0.0.1",           "10.0.0.1:65535",   "[::1]", "[2001:db8::1]:443",
+      "under_score.example", "x-y.example.",     "t~ilde"};
+  for (const char* host : good) {
+    CAPTURE(host);
+    CHECK(is_valid_host(host));
+    CHECK(status_of(get("/", {{"Host", host}})) == 0);
+  }
+  CHECK(is_valid_host(std::string(255, 'a')));
+}
+
+TEST_CASE("an HTTP/1.0 request may omit Host") {
+  CHECK(status_of(request("GET", "/", {}, 1, 0)) == 0);
 }
 
 TEST_CASE("a header name with an underscore is refused under the reject policy") {
@@ -176,21 +231,41 @@ TEST_CASE("an absolute-form target that agrees with Host becomes origin-form") {
   }
 }
 
-TEST_CASE("an absolute-form target that disagrees with Host is refused and left as it was") {
+TEST_CASE("an absolute-form target's authority replaces a different Host (RFC 9112 3.2.2)") {
   const std::pair<const char*, const char*> cases[] = {
-      {"http://example.com/", "other.com"},      {"http://example.com/", "example.com:80"},
-      {"http://example.com:80/", "example.com"}, {"http://example.com.evil/", "example.com"},
-      {"http://example.co/", "example.com"},     {"http://example.com/", ""},
+      {"http://example.com/", "other.com"},
+      {"http://example.com/", "example.com:80"},
+      {"http://example.com:80/", "example.com"},
+      {"http://example.com.evil/", "example.com"},
   };
   for (const auto& [target, host] : cases) {
     CAPTURE(target);
     CAPTURE(host);
-    MessageHead h = get(target, {{"Host", host}});
-    CHECK(validate_request(h, UnderscorePolicy::kReject).status == 400);
-    CHECK(h.target == target);
+    MessageHead h = get(target, {{"Host", host}, {"Accept", "*/*"}});
+    CHECK(validate_request(h, UnderscorePolicy::kReject).ok());
+    CHECK(h.target == "/");
+    std::string_view t = target;
+    CHECK(h.find("host")->value == t.substr(7, t.size() - 8));
+    CHECK(h.count("host") == 1);
+    CHECK(names(h) == std::vector<std::string>{"Host", "Accept"});
   }
-  // HTTP/1.0 may omit Host, but an absolute-form target then has nothing to agree with.
-  CHECK(status_of(request("GET", "http://example.com/", {}, 1, 0)) == 400);
+  // An invalid Host is still a 400 (RFC 9112 3.2), whatever the target says.
+  CHECK(status_of(get("http://example.com/", {{"Host", ""}})) == 400);
+  CHECK(status_of(get("http://example.com/", {{"Host", "a b"}})) == 400);
+  // HTTP/1.0 may omit Host: the target's authority becomes the Host.
+  MessageHead h = request("GET", "http://example.com:8080/x", {}, 1, 0);
+  CHECK(validate_request(h, UnderscorePolicy::kReject).ok());
+  CHECK(h.target == "/x");
+  REQUIRE(h.find("host") != nullptr);
+  CHECK(h.find("host")->value == "example.com:8080");
+}
+
+TEST_CASE("an absolute-form target whose authority is not a valid host is refused") {
+  for (const char* target : {"http://a b/", "http://a,b/", "http://example.com:/",
+                             "http://example.com:99999/", "http://[::1/"}) {
+    CAPTURE(target);
+    CHECK(status_of(get(target, {{"Host", "example.com"}})) == 400);
+  }
 }
 
 TEST_CASE("a malformed request target is refused") {

@@ -3,7 +3,9 @@
 #include <doctest/doctest.h>
 
 #include <ctime>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace sg {
 namespace {
@@ -77,6 +79,34 @@ TEST_CASE("Secure follows cookie_secure and TLS") {
   CHECK(cookie_secure_effective(config, false));
   config.cookie_secure = CookieSecure::kNever;
   CHECK_FALSE(cookie_secure_effective(config, true));
+}
+
+TEST_CASE("the client's scheme is https over TLS, or when a trusted proxy says so") {
+  using S = ClientScheme;
+  using O = std::optional<std::string_view>;
+  CHECK(client_scheme(true, false, O()) == S::kHttps);
+  CHECK(client_scheme(true, true, O("http")) == S::kHttps);    // our own TLS is what we know
+  CHECK(client_scheme(false, false, O("https")) == S::kHttp);  // an untrusted peer is not heard
+  CHECK(client_scheme(false, false, O()) == S::kHttp);
+  CHECK(client_scheme(false, true, O("https")) == S::kHttps);
+  CHECK(client_scheme(false, true, O(" HTTPS ")) == S::kHttps);
+  CHECK(client_scheme(false, true, O("https, http")) == S::kHttps);  // the first proxy's view
+  CHECK(client_scheme(false, true, O("http, https")) == S::kHttp);
+  CHECK(client_scheme(false, true, O("http")) == S::kHttp);
+  CHECK(client_scheme(false, true, O()) == S::kUnknown);
+  CHECK(client_scheme(false, true, O("")) == S::kUnknown);
+  CHECK(client_scheme(false, true, O("wss")) == S::kUnknown);
+}
+
+TEST_CASE("cookie path-match follows RFC 6265 5.1.4") {
+  CHECK(cookie_path_matches("/", "/logout"));
+  CHECK(cookie_path_matches("/app", "/app"));
+  CHECK(cookie_path_matches("/app", "/app/logout"));
+  CHECK(cookie_path_matches("/app/", "/app/logout"));
+  CHECK_FALSE(cookie_path_matches("/app", "/apple"));
+  CHECK_FALSE(cookie_path_matches("/app/", "/app"));
+  CHECK_FALSE(cookie_path_matches("/app", "/logout"));
+  CHECK_FALSE(cookie_path_matches("/App", "/app/logout"));  // paths are case-sensitive
 }
 
 TEST_CASE("an application Set-Cookie for our name is recognised") {
