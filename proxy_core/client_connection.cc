@@ -368,7 +368,7 @@ void ClientConnection::on_request_head(bool complete) {
   }
 
   state_ = State::kSession;
-  session_.begin(*config_, worker_->store(), &worker_->metrics().store_errors,
+  session_.begin(*config_, worker_->store(), &worker_->metrics(),
                  /*tls=*/tls_ != nullptr, req,
                  [this](SessionGate::Outcome outcome) { on_session_ready(outcome); });
 }

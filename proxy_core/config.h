@@ -19,6 +19,8 @@ enum class UnderscorePolicy { kReject, kDrop };
 enum class CookieSecure { kAuto, kAlways, kNever };
 enum class StoreKind { kMemory, kRedis };
 enum class OnUnavailable { kFailClosed, kFailOpen };
+enum class OnRotatedReplay { kIgnore, kDestroy };
+enum class SessionCreate { kAlways, kOnReturn };
 enum class AccessLogFormat { kJson, kCombined };
 enum class LogLevel { kDebug, kInfo, kWarn, kError };
 
@@ -81,6 +83,13 @@ struct SessionConfig {
   uint32_t max_attributes = 32;
   uint32_t max_attribute_bytes = 4096;  // names + values of one session
   StoreKind store = StoreKind::kMemory;
+  // After a rotation the old token still resolves to the session this long (a page's parallel
+  // requests that left with it); 0 = off.
+  Millis rotation_grace{10000};
+  OnRotatedReplay on_rotated_replay = OnRotatedReplay::kIgnore;
+  // kOnReturn: a first visit gets a self-certifying token and is stored only when it comes back.
+  SessionCreate create = SessionCreate::kAlways;
+  std::string secret_file;  // key of the self-certifying tokens; empty = random per process
 };
 
 struct MemoryStoreConfig {

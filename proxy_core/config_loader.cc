@@ -42,6 +42,8 @@ constexpr std::string_view kKnownKeys[] = {
     "session.cookie_samesite", "session.idle_timeout", "session.absolute_timeout",
     "session.header_prefix", "session.exclude", "session.logout_path", "session.logout_redirect",
     "session.max_attributes", "session.max_attribute_bytes", "session.store",
+    "session.rotation_grace", "session.on_rotated_replay", "session.create",
+    "session.secret_file",
     "store.memory.max_sessions", "store.memory.snapshot_path", "store.memory.snapshot_interval",
     "store.redis.address", "store.redis.password_file", "store.redis.database",
     "store.redis.key_prefix", "store.redis.timeout", "store.redis.on_unavailable",
@@ -274,6 +276,12 @@ void read_session(TableReader t, SessionConfig& s) {
   // Every attribute travels to the application as a request header on every request.
   t.size("max_attribute_bytes", s.max_attribute_bytes, 0, 1u << 20);
   t.choice("store", s.store, {{"memory", StoreKind::kMemory}, {"redis", StoreKind::kRedis}});
+  t.duration("rotation_grace", s.rotation_grace, Millis{0});
+  t.choice("on_rotated_replay", s.on_rotated_replay,
+           {{"ignore", OnRotatedReplay::kIgnore}, {"destroy", OnRotatedReplay::kDestroy}});
+  t.choice("create", s.create,
+           {{"always", SessionCreate::kAlways}, {"on_return", SessionCreate::kOnReturn}});
+  t.path("secret_file", s.secret_file);
   t.finish();
 }
 

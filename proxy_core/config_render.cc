@@ -109,6 +109,11 @@ std::string render_effective_config(const Config& c) {
   w.num("max_attributes", s.max_attributes);
   w.size("max_attribute_bytes", s.max_attribute_bytes);
   w.str("store", s.store == StoreKind::kMemory ? "memory" : "redis");
+  w.duration("rotation_grace", s.rotation_grace);
+  w.str("on_rotated_replay",
+        s.on_rotated_replay == OnRotatedReplay::kIgnore ? "ignore" : "destroy");
+  w.str("create", s.create == SessionCreate::kAlways ? "always" : "on_return");
+  w.str("secret_file", s.secret_file);
 
   w.section("store.memory");
   w.num("max_sessions", c.memory_store.max_sessions);

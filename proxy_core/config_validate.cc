@@ -226,6 +226,12 @@ class Validator {
   void check_store() {
     const RedisStoreConfig& r = c_.redis_store;
     if (c_.session.store != StoreKind::kRedis) return;
+    if (c_.session.create == SessionCreate::kOnReturn && c_.session.secret_file.empty()) {
+      // Every instance must accept the first-visit tokens the others issued.
+      error({"session.create", "session.secret_file"},
+            "create = \"on_return\" with store = \"redis\" needs session.secret_file, a key "
+            "shared by every instance");
+    }
     if (!r.sentinels.empty() && r.master_name.empty()) {
       error({"store.redis.sentinels", "store.redis"},
             "needs store.redis.master_name, the name of the master the sentinels watch");
@@ -247,6 +253,17 @@ class Validator {
       error({key}, "cannot read " + toml_quote(path) + ": " + std::strerror(errno));
     } else if (secret && (st.st_mode & S_IROTH) != 0) {
       warning({key}, toml_quote(path) + " is readable by every user; run chmod o-r on it");
+    }
+  }
+
+  // The first-visit token key (first_visit_token.h): a short key would be guessable.
+  void check_secret_size() {
+    const std::string& path = c_.session.secret_file;
+    struct stat st {};
+    if (path.empty() || stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return;
+    if (st.st_size < 32) {
+      error({"session.secret_file"}, toml_quote(path) + " holds " + std::to_string(st.st_size) +
+                                         " bytes; it needs at least 32 random bytes");
     }
   }
 
@@ -275,6 +292,8 @@ class Validator {
     check_file("upstream.certificate", c_.upstream.certificate, false);
     check_file("upstream.private_key", c_.upstream.private_key, true);
     check_file("store.redis.password_file", c_.redis_store.password_file, true);
+    check_file("session.secret_file", c_.session.secret_file, true);
+    check_secret_size();
     check_directory_of("store.memory.snapshot_path", c_.memory_store.snapshot_path);
     if (c_.log.access != "stdout" && c_.log.access != "off") {
       check_directory_of("log.access", c_.log.access);

@@ -1,145 +1,67 @@
 #include "proxy_core/memory_store.h"
 
 #include <algorithm>
-#include <cstring>
 #include <mutex>
 #include <vector>
+
+#include "proxy_core/log.h"
+#include "proxy_core/memory_store_shard.h"
 
 namespace sg {
 namespace {
 
-constexpr uint32_t kNil = UINT32_MAX;
-constexpr size_t kNotFound = SIZE_MAX;
-constexpr size_t kMinSlots = 16;
+using memory_store_detail::kNil;
+using memory_store_detail::kNoSlot;
+using memory_store_detail::kProbation;
+using memory_store_detail::kProtected;
+using memory_store_detail::load_u32;
+using memory_store_detail::Marker;
+using memory_store_detail::Segment;
 
-// Keys are SHA-256 digests, uniformly distributed and not chosen by clients (a client picks the
-// token, not its hash), so raw digest bytes serve as hash values: bytes 0-3 pick the shard, bytes
-// 8-11 the slot. No hash-flooding defence is needed.
-uint32_t load_u32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
+// The memory figure in memory_store.h (about 100 bytes a session) rests on this.
+static_assert(sizeof(void*) != 8 || sizeof(memory_store_detail::Shard::Node) == 80,
+              "a session node grew: update the memory figure or pack it again");
+
+auto by_name(const std::pair<std::string, std::string>& a, const std::string& name) {
+  return a.first < name;
+}
+
+// `change`'s removes and sets applied to `attrs`. False (attrs unspecified) when the change sets
+// something and the result breaks the bounds. An empty value in `set` removes, like a directive.
+bool apply_change(SessionAttributes& attrs, const SessionChange& change) {
+  for (const std::string& name : change.remove) {
+    auto it = std::lower_bound(attrs.begin(), attrs.end(), name, by_name);
+    if (it != attrs.end() && it->first == name) attrs.erase(it);
+  }
+  for (const auto& [name, value] : change.set) {
+    auto it = std::lower_bound(attrs.begin(), attrs.end(), name, by_name);
+    const bool present = it != attrs.end() && it->first == name;
+    if (value.empty()) {
+      if (present) attrs.erase(it);
+    } else if (present) {
+      it->second = value;
+    } else {
+      attrs.emplace(it, name, value);
+    }
+  }
+  if (change.set.empty()) return true;
+  if (change.max_attributes != 0 && attrs.size() > change.max_attributes) return false;
+  uint64_t bytes = 0;
+  for (const auto& [name, value] : attrs)
+    bytes += name.size() + value.size();
+  return change.max_attribute_bytes == 0 || bytes <= change.max_attribute_bytes;
+}
+
+void store_attributes(std::unique_ptr<SessionAttributes>& slot, SessionAttributes&& attrs) {
+  if (attrs.empty())
+    slot.reset();
+  else if (slot)
+    *slot = std::move(attrs);
+  else
+    slot = std::make_unique<SessionAttributes>(std::move(attrs));
 }
 
 }  // namespace
-
-// One shard: an arena of nodes, an open-addressing index (linear probing, backward-shift deletion,
-// so no tombstones) and an intrusive LRU list through the nodes by 32-bit index. Everything here
-// is done under `mu` by the MemoryStore methods; the shard itself keeps no counters.
-struct alignas(64) MemoryStore::Shard {
-  struct Node {
-    TokenHash key{};
-    SessionHandle handle{};
-    int64_t created_ms = 0;
-    int64_t last_seen_ms = 0;
-    std::unique_ptr<SessionAttributes> attrs;  // null when the session has none
-    uint32_t prev = kNil;                      // towards the most recently seen end
-    uint32_t next = kNil;                      // towards the least recently seen end; free list
-  };
-  struct Slot {
-    uint32_t tag = 0;   // key bytes 8-11: the home slot, and a cheap filter before the key compare
-    uint32_t node = 0;  // node index + 1; 0 = empty
-  };
-
-  std::mutex mu;
-  std::vector<Node> nodes;
-  std::vector<Slot> slots;
-  uint32_t free_head = kNil;
-  uint32_t lru_head = kNil;  // most recently seen
-  uint32_t lru_tail = kNil;  // least recently seen: reclaimed and evicted first
-  uint64_t size = 0;
-  uint64_t capacity = 0;  // this shard's share of max_sessions
-
-  static uint32_t tag_of(const TokenHash& key) { return load_u32(key.data() + 8); }
-  size_t mask() const { return slots.size() - 1; }
-
-  size_t find(const TokenHash& key) const {
-    if (slots.empty()) return kNotFound;
-    const uint32_t tag = tag_of(key);
-    for (size_t i = tag & mask();; i = (i + 1) & mask()) {
-      const Slot& s = slots[i];
-      if (s.node == 0) return kNotFound;
-      if (s.tag == tag && nodes[s.node - 1].key == key) return i;
-    }
-  }
-
-  void lru_unlink(uint32_t n) {
-    Node& node = nodes[n];
-    if (node.prev != kNil)
-      nodes[node.prev].next = node.next;
-    else
-      lru_head = node.next;
-    if (node.next != kNil)
-      nodes[node.next].prev = node.prev;
-    else
-      lru_tail = node.prev;
-    node.prev = node.next = kNil;
-  }
-
-  void lru_push_front(uint32_t n) {
-    nodes[n].prev = kNil;
-    nodes[n].next = lru_head;
-    if (lru_head != kNil) nodes[lru_head].prev = n;
-    lru_head = n;
-    if (lru_tail == kNil) lru_tail = n;
-  }
-
-  void place(uint32_t tag, uint32_t node_plus_one) {
-    size_t i = tag & mask();
-    while (slots[i].node != 0)
-      i = (i + 1) & mask();
-    slots[i] = {tag, node_plus_one};
-  }
-
-  void grow() {
-    std::vector<Slot> old = std::move(slots);
-    slots.assign(std::max(kMinSlots, old.size() * 2), Slot{});
-    for (const Slot& s : old) {
-      if (s.node != 0) place(s.tag, s.node);
-    }
-  }
-
-  // Adds `key` (REQUIRES: absent) as the most recently seen node; returns the node index.
-  uint32_t insert(const TokenHash& key) {
-    if ((size + 1) * 4 > slots.size() * 3) grow();  // load factor <= 3/4
-    uint32_t n;
-    if (free_head != kNil) {
-      n = free_head;
-      free_head = nodes[n].next;
-    } else {
-      n = static_cast<uint32_t>(nodes.size());
-      nodes.emplace_back();
-    }
-    nodes[n].key = key;
-    place(tag_of(key), n + 1);
-    lru_push_front(n);
-    ++size;
-    return n;
-  }
-
-  // Removes the node in slot `i`, moving later entries of its probe run back into the gap so that
-  // every entry stays reachable from its home slot without tombstones.
-  void erase_slot(size_t i) {
-    const uint32_t n = slots[i].node - 1;
-    lru_unlink(n);
-    nodes[n].attrs.reset();
-    nodes[n].next = free_head;
-    free_head = n;
-    --size;
-
-    size_t hole = i;
-    for (size_t j = (i + 1) & mask(); slots[j].node != 0; j = (j + 1) & mask()) {
-      const size_t home = slots[j].tag & mask();
-      // The entry at j may fill the hole unless its home lies cyclically in (hole, j].
-      const bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
-      if (!stays) {
-        slots[hole] = slots[j];
-        hole = j;
-      }
-    }
-    slots[hole] = Slot{};
-  }
-};
 
 MemoryStore::MemoryStore(Millis idle_timeout, Millis absolute_timeout, uint64_t max_sessions)
     : idle_ms_(idle_timeout.count()), absolute_ms_(absolute_timeout.count()) {
@@ -190,11 +112,21 @@ void MemoryStore::count_removal(Removal why) {
   active_.fetch_sub(1, std::memory_order_relaxed);
 }
 
-void MemoryStore::make_room(Shard& shard, int64_t now_ms) {
-  while (shard.size >= shard.capacity && shard.lru_tail != kNil) {
-    const Shard::Node& victim = shard.nodes[shard.lru_tail];
+uint64_t MemoryStore::make_room(Shard& shard, int64_t now_ms) {
+  uint64_t protected_evicted = 0;
+  while (shard.size >= shard.capacity && shard.size > 0) {
+    const Shard::List& prot = shard.lists[kProtected];
+    const Shard::List& prob = shard.lists[kProbation];
+    uint32_t victim = prob.tail;
+    // An expired protected session is a free victim; otherwise probation goes first.
+    if (prot.tail != kNil) {
+      const Shard::Node& t = shard.nodes[prot.tail];
+      if (victim == kNil || expiry_of(t.created_ms, t.last_seen_ms, now_ms) != ExpiryKind::kNone)
+        victim = prot.tail;
+    }
+    const Shard::Node& node = shard.nodes[victim];
     // A victim that has already expired is counted as expired, not as a capacity eviction.
-    switch (expiry_of(victim.created_ms, victim.last_seen_ms, now_ms)) {
+    switch (expiry_of(node.created_ms, node.last_seen_ms, now_ms)) {
       case ExpiryKind::kAbsolute:
         count_removal(Removal::kExpiredAbsolute);
         break;
@@ -203,48 +135,104 @@ void MemoryStore::make_room(Shard& shard, int64_t now_ms) {
         break;
       case ExpiryKind::kNone:
         count_removal(Removal::kEvicted);
+        if (node.segment == kProtected) ++protected_evicted;
         break;
     }
-    shard.erase_slot(shard.find(victim.key));
+    shard.erase_slot(shard.find(node.key));
   }
+  if (protected_evicted != 0)
+    evicted_protected_.fetch_add(protected_evicted, std::memory_order_relaxed);
+  return protected_evicted;
+}
+
+void MemoryStore::warn_protected_evictions(uint64_t evicted_now, int64_t now_ms) {
+  if (evicted_now == 0) return;
+  // Once per burst: a flood would otherwise write one line per session it pushes out.
+  int64_t last = protected_warn_ms_.load(std::memory_order_relaxed);
+  if (last != INT64_MIN && now_ms - last < kProtectedEvictionWarnMs) return;
+  if (!protected_warn_ms_.compare_exchange_strong(last, now_ms)) return;  // another thread warns
+  const uint64_t total = evicted_protected_.load(std::memory_order_relaxed);
+  const uint64_t before = protected_warned_at_.exchange(total, std::memory_order_relaxed);
+  SG_LOG_WARN(
+      "memory store full of returning or signed-in sessions: %llu of them evicted since the last "
+      "warning (%llu in all); raise store.memory.max_sessions",
+      static_cast<unsigned long long>(total - before), static_cast<unsigned long long>(total));
+}
+
+size_t MemoryStore::find_live(Shard& shard, const TokenHash& key, int64_t now_ms,
+                              ExpiryKind& expired) {
+  expired = ExpiryKind::kNone;
+  const size_t slot = shard.find(key);
+  if (slot == kNoSlot) return kNoSlot;
+  const Shard::Node& node = shard.node_at(slot);
+  expired = expiry_of(node.created_ms, node.last_seen_ms, now_ms);
+  if (expired == ExpiryKind::kNone) return slot;
+  count_removal(expired == ExpiryKind::kIdle ? Removal::kExpiredIdle : Removal::kExpiredAbsolute);
+  shard.erase_slot(slot);
+  return kNoSlot;
 }
 
 void MemoryStore::lookup(const TokenHash& key, int64_t now_ms, LookupCallback done) {
   LookupResult result;
-  {
-    Shard& shard = shard_for(key);
+  bool via_marker = false;
+  bool in_grace = false;
+  TokenHash k = key;
+  // One shard lock at a time: a marker's shard is released before the next one is taken, so a
+  // lookup never waits while holding a lock. A chain that changes meanwhile (another rotation,
+  // a destroy) is read as it is when each link is reached; keys are never reused.
+  for (int hop = 0; hop <= kMaxMarkerHops; ++hop) {
+    Shard& shard = shard_for(k);
     std::lock_guard lock(shard.mu);
-    const size_t slot = shard.find(key);
-    if (slot != kNotFound) {
-      const Shard::Node& node = shard.nodes[shard.slots[slot].node - 1];
-      result.expired = expiry_of(node.created_ms, node.last_seen_ms, now_ms);
-      if (result.expired != ExpiryKind::kNone) {
-        count_removal(result.expired == ExpiryKind::kIdle ? Removal::kExpiredIdle
-                                                          : Removal::kExpiredAbsolute);
-        shard.erase_slot(slot);
+    ExpiryKind expired;
+    const size_t slot = find_live(shard, k, now_ms, expired);
+    if (!via_marker) result.expired = expired;
+    if (slot != kNoSlot) {
+      Shard::Node& node = shard.node_at(slot);
+      SessionRecord& rec = result.record.emplace();
+      rec.handle = node.handle;
+      rec.created_ms = node.created_ms;
+      rec.last_seen_ms = node.last_seen_ms;
+      if (node.attrs) rec.attributes = *node.attrs;
+      if (via_marker) {
+        result.live_key = k;
+        result.status = in_grace ? StoreStatus::kOk : StoreStatus::kNotFound;
+        if (!in_grace) break;  // a replay proves nothing about the session's owner coming back
       } else {
         result.status = StoreStatus::kOk;
-        SessionRecord& rec = result.record.emplace();
-        rec.handle = node.handle;
-        rec.created_ms = node.created_ms;
-        rec.last_seen_ms = node.last_seen_ms;
-        if (node.attrs) rec.attributes = *node.attrs;
       }
+      if (node.segment == kProbation) shard.lru_touch(shard.index_at(slot), kProtected);
+      break;
     }
+    if (expired != ExpiryKind::kNone) break;
+    const Marker* marker = shard.find_marker(k, now_ms);
+    if (marker == nullptr) break;
+    if (!via_marker) {
+      via_marker = true;
+      in_grace = now_ms < marker->grace_until_ms;
+    }
+    k = marker->new_key;
+  }
+  if (via_marker) {
+    if (!in_grace)
+      result.rotated = RotatedKey::kReplay;
+    else if (result.status == StoreStatus::kOk)
+      result.rotated = RotatedKey::kInGrace;
   }
   if (done) done(std::move(result));
 }
 
 void MemoryStore::create(const TokenHash& key, const SessionRecord& record, DoneCallback done) {
   StoreStatus status = StoreStatus::kOk;
+  uint64_t protected_evicted = 0;
   {
     Shard& shard = shard_for(key);
     std::lock_guard lock(shard.mu);
-    if (shard.find(key) != kNotFound) {
+    if (shard.find(key) != kNoSlot || shard.markers.count(key) != 0) {
       status = StoreStatus::kUnavailable;
     } else {
-      make_room(shard, record.last_seen_ms);
-      Shard::Node& node = shard.nodes[shard.insert(key)];
+      protected_evicted = make_room(shard, record.last_seen_ms);
+      const Segment segment = record.attributes.empty() ? kProbation : kProtected;
+      Shard::Node& node = shard.nodes[shard.insert(key, segment)];
       node.handle = record.handle;
       node.created_ms = record.created_ms;
       node.last_seen_ms = record.last_seen_ms;
@@ -255,40 +243,49 @@ void MemoryStore::create(const TokenHash& key, const SessionRecord& record, Done
       active_.fetch_add(1, std::memory_order_relaxed);
     }
   }
+  warn_protected_evictions(protected_evicted, record.last_seen_ms);
   if (done) done(status);
 }
 
-void MemoryStore::update(const TokenHash& key, const SessionRecord& record, DoneCallback done) {
+void MemoryStore::modify(const TokenHash& key, const SessionChange& change, int64_t now_ms,
+                         DoneCallback done) {
   StoreStatus status = StoreStatus::kNotFound;
   {
     Shard& shard = shard_for(key);
     std::lock_guard lock(shard.mu);
-    const size_t slot = shard.find(key);
-    if (slot != kNotFound) {
-      const uint32_t n = shard.slots[slot].node - 1;
+    ExpiryKind expired;
+    const size_t slot = find_live(shard, key, now_ms, expired);
+    if (slot != kNoSlot) {
+      const uint32_t n = shard.index_at(slot);
       Shard::Node& node = shard.nodes[n];
-      if (record.last_seen_ms > node.last_seen_ms) {
-        // Keep the LRU list ordered by last-seen so reclaim can stop at the first live tail.
-        node.last_seen_ms = record.last_seen_ms;
-        shard.lru_unlink(n);
-        shard.lru_push_front(n);
-      }
-      if (record.attributes.empty()) {
-        node.attrs.reset();
-      } else if (node.attrs) {
-        *node.attrs = record.attributes;
-      } else {
-        node.attrs = std::make_unique<SessionAttributes>(record.attributes);
-      }
       status = StoreStatus::kOk;
+      if (!change.set.empty() || !change.remove.empty()) {
+        SessionAttributes attrs = node.attrs ? *node.attrs : SessionAttributes{};
+        if (apply_change(attrs, change))
+          store_attributes(node.attrs, std::move(attrs));
+        else
+          status = StoreStatus::kRejected;
+      }
+      if (status == StoreStatus::kOk) {
+        const Segment segment = node.attrs ? kProtected : static_cast<Segment>(node.segment);
+        if (change.last_seen_ms > node.last_seen_ms) {
+          // Keep the lists ordered by last-seen so reclaim can stop at the first live tail.
+          node.last_seen_ms = change.last_seen_ms;
+          shard.lru_touch(n, segment);
+        } else if (segment != node.segment) {
+          shard.lru_touch(n, segment);
+        }
+      }
     }
   }
   if (done) done(status);
 }
 
 void MemoryStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
-                         const SessionRecord& record, DoneCallback done) {
+                         const SessionChange& change, int64_t grace_ms, int64_t now_ms,
+                         DoneCallback done) {
   StoreStatus status = StoreStatus::kOk;
+  uint64_t protected_evicted = 0;
   {
     const size_t a = shard_index(old_key);
     const size_t b = shard_index(new_key);
@@ -299,41 +296,118 @@ void MemoryStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
     std::unique_lock<std::mutex> second;
     if (a != b) second = std::unique_lock(shards_[std::max(a, b)].mu);
 
-    const size_t slot = from.find(old_key);
-    if (slot == kNotFound) {
+    ExpiryKind expired;
+    const size_t slot = find_live(from, old_key, now_ms, expired);
+    SessionAttributes attrs;
+    if (slot == kNoSlot) {
       status = StoreStatus::kNotFound;
-    } else if (to.find(new_key) != kNotFound) {
+    } else if (to.find(new_key) != kNoSlot || to.markers.count(new_key) != 0) {
       status = StoreStatus::kUnavailable;
     } else {
-      const Shard::Node& old = from.nodes[from.slots[slot].node - 1];
+      const Shard::Node& old = from.node_at(slot);
+      if (old.attrs) attrs = *old.attrs;
+      if (!apply_change(attrs, change)) status = StoreStatus::kRejected;
+    }
+    if (status == StoreStatus::kOk) {
+      const Shard::Node& old = from.node_at(slot);
       const SessionHandle handle = old.handle;
       const int64_t created_ms = old.created_ms;
-      from.erase_slot(slot);  // the old token stops working in the same critical section
+      const int64_t last_seen_ms = std::max(old.last_seen_ms, change.last_seen_ms);
+      const Segment segment = attrs.empty() ? static_cast<Segment>(old.segment) : kProtected;
+      from.erase_slot(slot);  // the old key stops being a live key in the same critical section
       count_removal(Removal::kRotated);
-      make_room(to, record.last_seen_ms);
-      Shard::Node& node = to.nodes[to.insert(new_key)];
+      const size_t markers_before = from.markers.size();
+      from.add_marker(old_key,
+                      Marker{new_key, now_ms + std::max<int64_t>(grace_ms, 0), now_ms + idle_ms_});
+      markers_.fetch_add(
+          static_cast<int64_t>(from.markers.size()) - static_cast<int64_t>(markers_before),
+          std::memory_order_relaxed);
+      protected_evicted = make_room(to, now_ms);
+      Shard::Node& node = to.nodes[to.insert(new_key, segment)];
       node.handle = handle;
       node.created_ms = created_ms;
-      node.last_seen_ms = record.last_seen_ms;
-      if (!record.attributes.empty()) {
-        node.attrs = std::make_unique<SessionAttributes>(record.attributes);
-      }
+      node.last_seen_ms = last_seen_ms;
+      store_attributes(node.attrs, std::move(attrs));
       rotated_.fetch_add(1, std::memory_order_relaxed);
     }
   }
+  warn_protected_evictions(protected_evicted, now_ms);
   if (done) done(status);
 }
 
-void MemoryStore::destroy(const TokenHash& key, DoneCallback done) {
+void MemoryStore::update(const TokenHash& key, const SessionRecord& record, DoneCallback done) {
   StoreStatus status = StoreStatus::kNotFound;
   {
     Shard& shard = shard_for(key);
     std::lock_guard lock(shard.mu);
     const size_t slot = shard.find(key);
-    if (slot != kNotFound) {
+    if (slot != kNoSlot) {
+      const uint32_t n = shard.index_at(slot);
+      Shard::Node& node = shard.nodes[n];
+      store_attributes(node.attrs, SessionAttributes(record.attributes));
+      const Segment segment = node.attrs ? kProtected : static_cast<Segment>(node.segment);
+      if (record.last_seen_ms > node.last_seen_ms) {
+        node.last_seen_ms = record.last_seen_ms;
+        shard.lru_touch(n, segment);
+      } else if (segment != node.segment) {
+        shard.lru_touch(n, segment);
+      }
+      status = StoreStatus::kOk;
+    }
+  }
+  if (done) done(status);
+}
+
+void MemoryStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
+                         const SessionRecord& record, DoneCallback done) {
+  StoreStatus status = StoreStatus::kOk;
+  uint64_t protected_evicted = 0;
+  {
+    const size_t a = shard_index(old_key);
+    const size_t b = shard_index(new_key);
+    Shard& from = shards_[a];
+    Shard& to = shards_[b];
+    std::unique_lock first(shards_[std::min(a, b)].mu);
+    std::unique_lock<std::mutex> second;
+    if (a != b) second = std::unique_lock(shards_[std::max(a, b)].mu);
+
+    const size_t slot = from.find(old_key);
+    if (slot == kNoSlot) {
+      status = StoreStatus::kNotFound;
+    } else if (to.find(new_key) != kNoSlot || to.markers.count(new_key) != 0) {
+      status = StoreStatus::kUnavailable;
+    } else {
+      const Shard::Node& old = from.node_at(slot);
+      const SessionHandle handle = old.handle;
+      const int64_t created_ms = old.created_ms;
+      const Segment segment =
+          record.attributes.empty() ? static_cast<Segment>(old.segment) : kProtected;
+      from.erase_slot(slot);
+      count_removal(Removal::kRotated);
+      protected_evicted = make_room(to, record.last_seen_ms);
+      Shard::Node& node = to.nodes[to.insert(new_key, segment)];
+      node.handle = handle;
+      node.created_ms = created_ms;
+      node.last_seen_ms = record.last_seen_ms;
+      store_attributes(node.attrs, SessionAttributes(record.attributes));
+      rotated_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  warn_protected_evictions(protected_evicted, record.last_seen_ms);
+  if (done) done(status);
+}
+
+void MemoryStore::destroy(const TokenHash& key, DoneCallback done) {
+  StoreStatus status = StoreStatus::kOk;
+  {
+    Shard& shard = shard_for(key);
+    std::lock_guard lock(shard.mu);
+    const size_t slot = shard.find(key);
+    if (slot != kNoSlot) {
       shard.erase_slot(slot);
       count_removal(Removal::kDestroyed);
-      status = StoreStatus::kOk;
+    } else if (shard.markers.count(key) != 0) {
+      status = StoreStatus::kNotFound;  // a rotated-away key: the caller must use the live key
     }
   }
   if (done) done(status);
@@ -346,16 +420,22 @@ size_t MemoryStore::reclaim_some(int64_t now_ms, size_t budget) {
   for (size_t k = 0; k < shard_count_ && examined < budget; ++k) {
     Shard& shard = shards_[(start + k) % shard_count_];
     std::lock_guard lock(shard.mu);
-    // The tail is the least recently seen; the first live one ends the walk in this shard. A
-    // session past its absolute timeout but still in use sits nearer the head: lookup removes it.
-    while (examined < budget && shard.lru_tail != kNil) {
-      ++examined;
-      const Shard::Node& tail = shard.nodes[shard.lru_tail];
-      const ExpiryKind kind = expiry_of(tail.created_ms, tail.last_seen_ms, now_ms);
-      if (kind == ExpiryKind::kNone) break;
-      count_removal(kind == ExpiryKind::kIdle ? Removal::kExpiredIdle : Removal::kExpiredAbsolute);
-      shard.erase_slot(shard.find(tail.key));
-      ++freed;
+    const size_t forgotten = shard.forget_markers(now_ms, budget - examined);
+    markers_.fetch_sub(static_cast<int64_t>(forgotten), std::memory_order_relaxed);
+    examined += forgotten;
+    // Each tail is its list's least recently seen; the first live one ends the walk of that list.
+    // A session past its absolute timeout but still in use sits nearer the head: lookup removes it.
+    for (Segment segment : {kProbation, kProtected}) {
+      while (examined < budget && shard.lists[segment].tail != kNil) {
+        ++examined;
+        const Shard::Node& tail = shard.nodes[shard.lists[segment].tail];
+        const ExpiryKind kind = expiry_of(tail.created_ms, tail.last_seen_ms, now_ms);
+        if (kind == ExpiryKind::kNone) break;
+        count_removal(kind == ExpiryKind::kIdle ? Removal::kExpiredIdle
+                                                : Removal::kExpiredAbsolute);
+        shard.erase_slot(shard.find(tail.key));
+        ++freed;
+      }
     }
   }
   return freed;
@@ -369,59 +449,11 @@ MemoryStore::Stats MemoryStore::stats() const {
   s.rotated = rotated_.load(std::memory_order_relaxed);
   s.destroyed = destroyed_.load(std::memory_order_relaxed);
   s.evicted = evicted_.load(std::memory_order_relaxed);
+  s.evicted_protected = evicted_protected_.load(std::memory_order_relaxed);
+  s.records_rejected = records_rejected_.load(std::memory_order_relaxed);
   s.active = static_cast<uint64_t>(std::max<int64_t>(0, active_.load(std::memory_order_relaxed)));
+  s.markers = static_cast<uint64_t>(std::max<int64_t>(0, markers_.load(std::memory_order_relaxed)));
   return s;
-}
-
-SnapshotStatus MemoryStore::save_snapshot(const std::string& path) const {
-  SnapshotWriter writer;
-  if (SnapshotStatus st = writer.open(path); !st.ok()) return st;
-  std::string buf;
-  for (size_t i = 0; i < shard_count_; ++i) {
-    Shard& shard = shards_[i];
-    buf.clear();
-    uint64_t count = 0;
-    {
-      // Encode under the lock, write after it: disk latency never blocks the request path.
-      std::lock_guard lock(shard.mu);
-      // Least recently seen first, so loading (which pushes to the front) restores the order.
-      for (uint32_t n = shard.lru_tail; n != kNil; n = shard.nodes[n].prev) {
-        const Shard::Node& node = shard.nodes[n];
-        encode_snapshot_session(buf, node.key, node.handle, node.created_ms, node.last_seen_ms,
-                                node.attrs.get());
-        ++count;
-      }
-    }
-    if (SnapshotStatus st = writer.append(buf, count); !st.ok()) return st;
-  }
-  return writer.commit();
-}
-
-void MemoryStore::insert_loaded(const TokenHash& key, SessionRecord&& record, int64_t now_ms,
-                                uint64_t& loaded) {
-  if (expiry_of(record.created_ms, record.last_seen_ms, now_ms) != ExpiryKind::kNone) return;
-  Shard& shard = shard_for(key);
-  std::lock_guard lock(shard.mu);
-  if (shard.find(key) != kNotFound) return;  // the live store wins over the file
-  make_room(shard, now_ms);
-  Shard::Node& node = shard.nodes[shard.insert(key)];
-  node.handle = record.handle;
-  node.created_ms = record.created_ms;
-  node.last_seen_ms = record.last_seen_ms;
-  if (!record.attributes.empty()) {
-    node.attrs = std::make_unique<SessionAttributes>(std::move(record.attributes));
-  }
-  active_.fetch_add(1, std::memory_order_relaxed);
-  ++loaded;
-}
-
-SnapshotStatus MemoryStore::load_snapshot(const std::string& path, int64_t now_ms) {
-  uint64_t loaded = 0;
-  SnapshotStatus st = read_snapshot(path, [&](const TokenHash& key, SessionRecord&& record) {
-    insert_loaded(key, std::move(record), now_ms, loaded);
-  });
-  st.records = loaded;
-  return st;
 }
 
 }  // namespace sg

@@ -168,6 +168,10 @@ std::string render_prometheus(const std::vector<const WorkerMetrics*>& ws,
   w.scalar(
       "sessiongate_store_errors_total", "counter", "Session store operations that failed.",
       static_cast<double>(sum(ws, [](const WorkerMetrics& x) { return x.store_errors.get(); })));
+  w.scalar("sessiongate_rotated_token_replays_total", "counter",
+           "Rotated-away session tokens presented after the grace window (possible stolen cookie).",
+           static_cast<double>(
+               sum(ws, [](const WorkerMetrics& x) { return x.rotated_token_replays.get(); })));
 
   w.scalar("sessiongate_sessions_active", "gauge", "Sessions held by the store.",
            static_cast<double>(s.active));
@@ -184,6 +188,15 @@ std::string render_prometheus(const std::vector<const WorkerMetrics*>& ws,
            static_cast<double>(s.destroyed));
   w.scalar("sessiongate_sessions_evicted_total", "counter",
            "Sessions evicted to stay under max_sessions.", static_cast<double>(s.evicted));
+  w.scalar("sessiongate_sessions_evicted_protected_total", "counter",
+           "Evicted sessions that had come back or held attributes (a full store).",
+           static_cast<double>(s.evicted_protected));
+  w.scalar("sessiongate_store_records_rejected_total", "counter",
+           "Session records read back from storage that failed the record check and were skipped.",
+           // The memory store counts its snapshot's, each worker's Redis store its own.
+           static_cast<double>(s.records_rejected + sum(ws, [](const WorkerMetrics& x) {
+                                 return x.store_records_rejected.get();
+                               })));
 
   w.header("sessiongate_config_reloads_total", "counter", "Configuration reloads, by result.");
   w.sample("sessiongate_config_reloads_total", "result=\"ok\"",

@@ -71,6 +71,8 @@ struct WorkerMetrics {
   Counter rejected_client_headers;  // client-sent headers under the session prefix removed
   Counter rejected_directives;      // application session directives refused
   Counter store_errors;
+  // Records read back from the store that failed the checks (session_record_check.h).
+  Counter store_records_rejected;
   Counter sessions_fail_open;    // requests forwarded without a session (fail_open)
   Counter bad_requests;          // rejected with 4xx before forwarding
   Counter tls_handshake_errors;  // client TLS handshakes that failed or timed out
@@ -82,6 +84,8 @@ struct WorkerMetrics {
   Counter redis_reconnects;                 // connections re-established after a loss
   std::atomic<int64_t> redis_connected{0};  // 1 while this worker's connection is up
   Histogram redis_command_duration;         // command sent -> reply
+  // Session gate: rotated-away tokens presented after the grace window (session_gate.h).
+  Counter rotated_token_replays;
   // Destroys the store did not confirm (pending_destroys.h).
   Counter session_destroy_unconfirmed;               // every one, queued or not
   Counter session_destroy_queue_full;                // not queued: the refused set was full (503)
@@ -98,7 +102,7 @@ struct ProcessMetrics {
 
 struct SessionFigures {
   uint64_t active = 0, created = 0, expired_idle = 0, expired_absolute = 0, rotated = 0,
-           destroyed = 0, evicted = 0;
+           destroyed = 0, evicted = 0, evicted_protected = 0, records_rejected = 0;
 };
 
 // Renders the Prometheus text exposition of everything above.

@@ -1,101 +1,130 @@
 #include "proxy_core/redis_codec.h"
 
 #include <algorithm>
-#include <cstring>
+#include <charconv>
 
 namespace sg {
 namespace {
 
 constexpr char kHexDigits[] = "0123456789abcdef";
 
-void put_i64(std::string& out, int64_t v) {
-  uint64_t u = static_cast<uint64_t>(v);
-  for (int i = 0; i < 8; ++i)
-    out.push_back(static_cast<char>((u >> (8 * i)) & 0xff));
-}
-
-int64_t get_i64(const unsigned char* p) {
-  uint64_t u = 0;
-  for (int i = 7; i >= 0; --i)
-    u = (u << 8) | p[i];
-  return static_cast<int64_t>(u);
-}
-
-void put_varint(std::string& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
+void append_hex(std::string& out, const uint8_t* bytes, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    out.push_back(kHexDigits[bytes[i] >> 4]);
+    out.push_back(kHexDigits[bytes[i] & 0xf]);
   }
-  out.push_back(static_cast<char>(v));
 }
 
-// Reads a LEB128 varint of at most 5 bytes (lengths beyond 4 GiB are corrupt, not big).
-bool get_varint(std::string_view& in, uint64_t& v) {
-  v = 0;
-  for (int shift = 0; shift < 35; shift += 7) {
-    if (in.empty()) return false;
-    const auto byte = static_cast<unsigned char>(in.front());
-    in.remove_prefix(1);
-    v |= static_cast<uint64_t>(byte & 0x7f) << shift;
-    if ((byte & 0x80) == 0) return true;
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;  // uppercase too: we only ever write lowercase
+}
+
+bool parse_hex(std::string_view hex, uint8_t* out, size_t n) {
+  if (hex.size() != 2 * n) return false;
+  for (size_t i = 0; i < n; ++i) {
+    const int hi = hex_value(hex[2 * i]);
+    const int lo = hex_value(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out[i] = static_cast<uint8_t>(hi << 4 | lo);
   }
-  return false;
-}
-
-bool get_string(std::string_view& in, std::string& out) {
-  uint64_t n = 0;
-  if (!get_varint(in, n) || n > in.size()) return false;
-  out.assign(in.substr(0, n));
-  in.remove_prefix(n);
   return true;
 }
 
+// Plain decimal as we write it: an optional '-', digits, nothing else, within int64.
+bool parse_int64(std::string_view text, int64_t& out) {
+  if (text.empty() || text.size() > 20) return false;
+  const char* last = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), last, out);
+  return ec == std::errc() && ptr == last;
+}
+
+// One field set at most once; `seen` guards against a crafted reply that repeats a field.
+bool take_int(std::string_view value, bool& seen, int64_t& out) {
+  if (seen) return false;
+  seen = true;
+  return parse_int64(value, out);
+}
+
 }  // namespace
+
+std::string digest_hex(const TokenHash& key) {
+  std::string out;
+  out.reserve(key.size() * 2);
+  append_hex(out, key.data(), key.size());
+  return out;
+}
+
+bool parse_digest_hex(std::string_view hex, TokenHash& out) {
+  return parse_hex(hex, out.data(), out.size());
+}
 
 std::string redis_session_key(std::string_view prefix, const TokenHash& key) {
   std::string out;
   out.reserve(prefix.size() + key.size() * 2);
   out.append(prefix);
-  for (uint8_t b : key) {
-    out.push_back(kHexDigits[b >> 4]);
-    out.push_back(kHexDigits[b & 0xf]);
-  }
+  append_hex(out, key.data(), key.size());
   return out;
 }
 
-std::string encode_session_value(const SessionRecord& record) {
-  std::string out;
-  size_t size = kValueFixedBytes + 8;
-  for (const auto& [name, value] : record.attributes)
-    size += name.size() + value.size() + 4;
-  out.reserve(size);
-  out.push_back(static_cast<char>(kValueVersion));
-  out.append(reinterpret_cast<const char*>(record.handle.data()), record.handle.size());
-  put_i64(out, record.created_ms);
-  put_i64(out, record.last_seen_ms);
+std::vector<std::string> session_hash_fields(const SessionRecord& record) {
+  std::vector<std::string> out;
+  out.reserve(6 + 2 * record.attributes.size());
+  std::string handle;
+  append_hex(handle, record.handle.data(), record.handle.size());
+  out.emplace_back(kFieldHandle);
+  out.push_back(std::move(handle));
+  out.emplace_back(kFieldCreated);
+  out.push_back(std::to_string(record.created_ms));
+  out.emplace_back(kFieldLastSeen);
+  out.push_back(std::to_string(record.last_seen_ms));
   for (const auto& [name, value] : record.attributes) {
-    put_varint(out, name.size());
-    out.append(name);
-    put_varint(out, value.size());
-    out.append(value);
+    out.push_back(std::string(kFieldAttributePrefix).append(name));
+    out.push_back(value);
   }
   return out;
 }
 
-bool decode_session_value(std::string_view value, SessionRecord& out) {
-  if (value.size() < kValueFixedBytes + 8) return false;
-  const auto* p = reinterpret_cast<const unsigned char*>(value.data());
-  if (p[0] != kValueVersion) return false;
-  std::memcpy(out.handle.data(), p + 1, out.handle.size());
-  out.created_ms = get_i64(p + 17);
-  out.last_seen_ms = get_i64(p + 25);
-  out.attributes.clear();
-  value.remove_prefix(kValueFixedBytes + 8);
-  while (!value.empty()) {
-    auto& [name, val] = out.attributes.emplace_back();
-    if (!get_string(value, name) || name.empty() || !get_string(value, val)) return false;
+StoredEntry read_session_hash(const HashFields& fields, int64_t now_ms, uint32_t max_attributes,
+                              uint32_t max_attribute_bytes) {
+  StoredEntry e;
+  if (fields.empty()) return e;
+  e.kind = StoredKind::kMalformed;
+  bool handle = false, created = false, seen = false, next = false, grace = false;
+  for (const auto& [field, value] : fields) {
+    if (field.size() > kFieldAttributePrefix.size() &&
+        field.substr(0, kFieldAttributePrefix.size()) == kFieldAttributePrefix) {
+      e.record.attributes.emplace_back(field.substr(kFieldAttributePrefix.size()), value);
+    } else if (field == kFieldHandle) {
+      if (handle || !parse_hex(value, e.record.handle.data(), e.record.handle.size())) return e;
+      handle = true;
+    } else if (field == kFieldCreated) {
+      if (!take_int(value, created, e.record.created_ms)) return e;
+    } else if (field == kFieldLastSeen) {
+      if (!take_int(value, seen, e.record.last_seen_ms)) return e;
+    } else if (field == kFieldRotatedTo) {
+      if (next || !parse_digest_hex(value, e.marker.next)) return e;
+      next = true;
+    } else if (field == kFieldGraceUntil) {
+      if (!take_int(value, grace, e.marker.grace_until_ms)) return e;
+    } else {
+      return e;  // unknown field (including "a:" with an empty name)
+    }
   }
-  return true;
+  if (next || grace) {
+    // A marker is exactly r and g.
+    if (next && grace && !handle && !created && !seen && e.record.attributes.empty() &&
+        e.marker.grace_until_ms >= 0) {
+      e.kind = StoredKind::kMarker;
+    }
+    return e;
+  }
+  if (!handle || !created || !seen) return e;
+  std::sort(e.record.attributes.begin(), e.record.attributes.end());
+  e.error = check_session_record(e.record, now_ms, max_attributes, max_attribute_bytes);
+  e.kind = e.error == RecordError::kOk ? StoredKind::kSession : StoredKind::kInvalid;
+  return e;
 }
 
 ExpiryKind session_expiry(const SessionRecord& record, int64_t now_ms, int64_t idle_ms,

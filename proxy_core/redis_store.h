@@ -5,7 +5,7 @@
 // hiredis/adapters/libuv.h, plus a few uv handles (timers, an idle handle); nothing blocks on
 // Redis. Commands are pipelined on the one connection; replies come back in order.
 //
-// Callbacks run on the loop, never synchronously inside lookup/create/update/rotate/destroy:
+// Callbacks run on the loop, never synchronously inside lookup/create/modify/rotate/destroy:
 // a reply, a timeout, or (while disconnected) the next loop iteration completes them. Every
 // callback runs exactly once; close() completes the ones still waiting, with kUnavailable,
 // synchronously inside close().
@@ -23,11 +23,27 @@
 //   (SENTINEL get-master-addr-by-name), connects there and checks ROLE is master; a lost
 //   connection, or a READONLY reply after a failover, starts a new discovery.
 //
-// Data: see redis_codec.h. lookup = GET; create = SET NX PX; update = SET XX PX; rotate = one
-// Lua script (old key must exist, new key must not; DEL old + SET new in one step, so no two
-// instances can both accept the old token afterwards); destroy = DEL. The TTL is the smaller of
-// the remaining idle and absolute time, so Redis itself drops expired sessions; lookup re-checks
-// both timeouts on the client with the caller's clock.
+// Data: one hash per session (redis_codec.h), changed only by Lua scripts (redis_scripts.h) that
+// check and write in one atomic step. Commands per operation:
+// - lookup: HGETALL key (one command per returning visit). A rotation marker is followed with
+//   one more HGETALL per hop (at most kMaxMarkerHops), only on that rare path.
+// - create: EVALSHA create (the key must not exist: HSET of the fields, PEXPIRE).
+// - modify: EVALSHA modify (only a live session hash: HDEL/HSET of the changed fields, last seen
+//   forward only, bounds on the result, PEXPIRE to min(s + idle, c + absolute) - now). Never
+//   re-creates a destroyed or expired session: it writes nothing to a key that is not live.
+// - rotate: EVALSHA rotate, touching two keys (old and new, as it always did; with Redis
+//   Cluster give them one hash tag through key_prefix): old must be live and new absent; the
+//   change is applied, the hash RENAMEd to new, and old becomes a marker {r, g} with PEXPIRE
+//   idle_timeout, so it expires by itself.
+// - destroy: EVALSHA destroy (DEL, unless the key is a marker). kOk only on a reply that says the
+//   key is gone; an error reply (READONLY, LOADING, ...), a timeout or a lost connection is
+//   kUnavailable.
+// Every script is SCRIPT LOADed at connect; a NOSCRIPT reply is retried once with EVAL.
+// Everything read back passes read_session_hash (check_session_record with the configured
+// bounds): a record that fails, or a key of another type, is not found, counted in
+// sessiongate_store_records_rejected_total and logged at warn with a digest prefix only.
+// The TTL is the smaller of the remaining idle and absolute time, so Redis itself drops expired
+// sessions; lookup re-checks both timeouts on the client with the caller's clock.
 //
 // Lifetime: call close() before destroying the store (the destructor does if you did not).
 // After close() the store holds no open uv handle, so the worker's loop can finish; the handle
@@ -53,6 +69,8 @@ struct redisReply;
 
 namespace sg {
 
+struct RedisScript;
+
 class RedisStore final : public SessionStore {
  public:
   // Bounds the replies one worker waits for: 50 ms of a very busy worker, far from normal use.
@@ -63,9 +81,15 @@ class RedisStore final : public SessionStore {
   // With sentinels: how often a connected worker asks where the master is (see watch_master).
   static constexpr Millis kSentinelWatchInterval{1000};
 
+  // A lookup follows at most this many rotation markers (a session rotated that often within
+  // one idle timeout is a loop or an attack).
+  static constexpr int kMaxMarkerHops = 4;
+
   // REQUIRES: timeouts > 0, cfg.timeout > 0. `metrics` may be null; it must outlive the store.
+  // max_attributes/max_attribute_bytes bound the records read back (0 = unbounded).
   RedisStore(uv_loop_t* loop, const RedisStoreConfig& cfg, Millis idle_timeout,
-             Millis absolute_timeout, WorkerMetrics* metrics);
+             Millis absolute_timeout, WorkerMetrics* metrics, uint32_t max_attributes,
+             uint32_t max_attribute_bytes);
   ~RedisStore() override;
   RedisStore(const RedisStore&) = delete;
   RedisStore& operator=(const RedisStore&) = delete;
@@ -79,6 +103,12 @@ class RedisStore final : public SessionStore {
 
   void lookup(const TokenHash& key, int64_t now_ms, LookupCallback done) override;
   void create(const TokenHash& key, const SessionRecord& record, DoneCallback done) override;
+  void modify(const TokenHash& key, const SessionChange& change, int64_t now_ms,
+              DoneCallback done) override;
+  void rotate(const TokenHash& old_key, const TokenHash& new_key, const SessionChange& change,
+              int64_t grace_ms, int64_t now_ms, DoneCallback done) override;
+  // TRANSITION: the whole-record writes, as modify/rotate that first drop every attribute
+  // (rotate with no grace). Removed with the interface's once the gate no longer calls them.
   void update(const TokenHash& key, const SessionRecord& record, DoneCallback done) override;
   void rotate(const TokenHash& old_key, const TokenHash& new_key, const SessionRecord& record,
               DoneCallback done) override;
@@ -97,6 +127,11 @@ class RedisStore final : public SessionStore {
   // Receives the reply, or nullptr for any failure (error reply, timeout, connection lost).
   using ReplyHandler = std::function<void(const redisReply*)>;
   struct Pending;
+  // Where a lookup is along a chain of rotation markers.
+  struct Follow {
+    int hops = 0;           // markers followed so far
+    bool in_grace = false;  // the first marker's grace window was still open
+  };
 
   // Sends one command; `on_reply` runs exactly once, later. `internal` marks handshake commands,
   // which are sent before kReady and have no per-command deadline (patience covers them).
@@ -120,6 +155,17 @@ class RedisStore final : public SessionStore {
   void complete(Pending* p, const redisReply* reply);
   std::string key_of(const TokenHash& key) const;
 
+  // Session operations (redis_store_ops.cc).
+  // EVALSHA `script` with args (KEYS count, keys, ARGV); on NOSCRIPT, once more as EVAL.
+  void eval(const RedisScript& script, std::vector<std::string> args, ReplyHandler on_reply);
+  void on_lookup_reply(const TokenHash& key, const redisReply* reply, int64_t now_ms, Follow follow,
+                       LookupCallback done);
+  void change(const TokenHash& key, const SessionChange& change, bool replace, int64_t now_ms,
+              DoneCallback done);
+  void move(const TokenHash& old_key, const TokenHash& new_key, const SessionChange& change,
+            bool replace, int64_t grace_ms, int64_t now_ms, DoneCallback done);
+  void count_rejected(const TokenHash& key, const char* why);
+
   static void reply_trampoline(redisAsyncContext* ac, void* reply, void* privdata);
   static void sentinel_trampoline(redisAsyncContext* ac, void* reply, void* privdata);
   static void watch_trampoline(redisAsyncContext* ac, void* reply, void* privdata);
@@ -134,6 +180,8 @@ class RedisStore final : public SessionStore {
   uint64_t timeout_ms_;
   uint64_t patience_ms_;
   WorkerMetrics* metrics_;
+  uint32_t max_attributes_;
+  uint32_t max_attribute_bytes_;
 
   // Atomic only so that usable() may be read from another thread (readiness on the admin
   // listener); everything else touches them on the loop thread.

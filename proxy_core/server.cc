@@ -56,11 +56,19 @@ bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
                                               config_->memory_store.max_sessions);
   if (!config_->memory_store.snapshot_path.empty()) {
     // A restart logs nobody out. A bad snapshot is reported and start-up goes on.
-    SnapshotStatus s = memory->load_snapshot(config_->memory_store.snapshot_path, unix_now_ms());
-    if (s.code == SnapshotStatus::Code::kOk) {
-      SG_LOG_INFO("snapshot %s: %llu session(s) loaded",
+    SnapshotStatus s = memory->load_snapshot(config_->memory_store.snapshot_path, unix_now_ms(),
+                                             sc.max_attributes, sc.max_attribute_bytes);
+    if (s.rejected != 0) {
+      // A crafted or foreign file: its bad records were skipped, never used.
+      SG_LOG_WARN("snapshot %s: %llu record(s) rejected by the record check (first: %s)",
                   config_->memory_store.snapshot_path.c_str(),
-                  static_cast<unsigned long long>(memory->stats().active));
+                  static_cast<unsigned long long>(s.rejected), s.first_rejection.c_str());
+    }
+    if (s.code == SnapshotStatus::Code::kOk) {
+      SG_LOG_INFO("snapshot %s: %llu session(s) loaded, %llu rejected",
+                  config_->memory_store.snapshot_path.c_str(),
+                  static_cast<unsigned long long>(memory->stats().active),
+                  static_cast<unsigned long long>(s.rejected));
     } else if (s.code != SnapshotStatus::Code::kMissing) {
       SG_LOG_ERROR("snapshot: %s (start-up continues with %llu session(s))", s.message.c_str(),
                    static_cast<unsigned long long>(memory->stats().active));
@@ -89,7 +97,8 @@ bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
     if (sc.store == StoreKind::kRedis) {
       // One connection per worker, on the worker's own loop (created before its thread runs).
       auto redis = std::make_unique<RedisStore>(w->loop(), config_->redis_store, sc.idle_timeout,
-                                                sc.absolute_timeout, &w->metrics());
+                                                sc.absolute_timeout, &w->metrics(),
+                                                sc.max_attributes, sc.max_attribute_bytes);
       RedisStore* r = redis.get();
       r->start();
       state_.worker_stores.push_back(r);
@@ -202,8 +211,8 @@ std::string Server::render_metrics() const {
   SessionFigures s;
   if (state_.memory_store != nullptr) {
     MemoryStore::Stats st = state_.memory_store->stats();
-    s = {st.active,  st.created,   st.expired_idle, st.expired_absolute,
-         st.rotated, st.destroyed, st.evicted};
+    s = {st.active,    st.created, st.expired_idle,      st.expired_absolute, st.rotated,
+         st.destroyed, st.evicted, st.evicted_protected, st.records_rejected};
   }
   return render_prometheus(views, state_.process_metrics, s,
                            readiness_problem(state_, *config_) == nullptr, state_.draining.load());

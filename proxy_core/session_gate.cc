@@ -41,7 +41,9 @@ TokenHash SessionGate::key_of(const std::string& token) {
 void SessionGate::reset() {
   // Callbacks from an earlier request (a slow store) carry an older generation and do nothing.
   ++generation_;
-  active_ = is_new_ = logout_ = sets_cookie_ = replace_cookie_ = false;
+  active_ = is_new_ = logout_ = in_grace_ = unconfirmed_ = unstored_ = false;
+  sets_cookie_ = replace_cookie_ = false;
+  first_visit_index_ = -1;
   rejected_directives_ = 0;
   token_.clear();
   candidate_count_ = 0;
@@ -54,11 +56,11 @@ void SessionGate::reset() {
   event_.clear();
 }
 
-void SessionGate::begin(const Config& config, SessionStore* store, Counter* store_errors, bool tls,
+void SessionGate::begin(const Config& config, SessionStore* store, WorkerMetrics* metrics, bool tls,
                         const MessageHead& request, Done done) {
   config_ = &config;
   store_ = store;
-  store_errors_ = store_errors;
+  metrics_ = metrics;
   tls_ = tls;
   const SessionConfig& sc = config.session;
 
@@ -97,7 +99,8 @@ void SessionGate::begin(const Config& config, SessionStore* store, Counter* stor
 }
 
 // Looks the candidates up one after another. Several cookies with our name are accepted only if
-// exactly one is a live session; otherwise the request is treated as having none.
+// exactly one session is live among them (a token inside its rotation grace counts as its
+// session); otherwise the request is treated as having none.
 void SessionGate::lookup_next(Done done) {
   if (next_candidate_ >= candidate_count_) {
     if (valid_found_ == 1) {
@@ -106,6 +109,8 @@ void SessionGate::lookup_next(Done done) {
       // Several live sessions in one request (a cookie planted from a sibling domain, say):
       // logging out must not leave any of them alive on the server.
       destroy_live(0, std::move(done));
+    } else if (valid_found_ == 0 && first_visit_index_ >= 0) {
+      store_first_visit(std::move(done));
     } else {
       create_session(std::move(done));
     }
@@ -116,40 +121,97 @@ void SessionGate::lookup_next(Done done) {
   Ticket epoch = ticket();
   store_->lookup(key, unix_now_ms(), [this, epoch, key, index, done](LookupResult r) mutable {
     if (stale(epoch)) return;
-    if (r.status == StoreStatus::kUnavailable) {
-      unavailable(std::move(done));
-      return;
+    on_lookup(index, key, std::move(r), std::move(done));
+  });
+}
+
+void SessionGate::on_lookup(size_t index, const TokenHash& key, LookupResult r, Done done) {
+  if (r.status == StoreStatus::kUnavailable) {
+    unavailable(std::move(done));
+    return;
+  }
+  if (r.rotated == RotatedKey::kReplay) {
+    on_replay(r, std::move(done));
+    return;
+  }
+  if (r.status == StoreStatus::kNotFound) note_first_visit(index, r);
+  if (r.status == StoreStatus::kOk && r.record) {
+    const bool grace = r.rotated == RotatedKey::kInGrace;
+    const TokenHash live = grace ? r.live_key : key;
+    unsigned seen = 0;
+    while (seen < valid_found_ && live_keys_[seen] != live)
+      ++seen;
+    if (seen == valid_found_) live_keys_[valid_found_++] = live;
+    // The first token of a session, or its live token after a grace one (the browser sent both).
+    if (seen == 0 && (valid_found_ == 1 || (in_grace_ && !grace))) {
+      key_ = live;
+      in_grace_ = grace;
+      token_.assign(candidates_[index]);
+      record_ = std::move(*r.record);
     }
-    if (r.status == StoreStatus::kOk && r.record) {
-      live_keys_[valid_found_] = key;
-      if (++valid_found_ == 1) {
-        key_ = key;
-        token_.assign(candidates_[index]);
-        record_ = std::move(*r.record);
-      }
+  }
+  lookup_next(std::move(done));
+}
+
+// A rotated-away token after its grace window: the browser should have the new one, so this is
+// likely a copy of the old cookie (stolen, or a stale tab). The request goes on as a new visitor.
+void SessionGate::on_replay(const LookupResult& r, Done done) {
+  if (metrics_ != nullptr) metrics_->rotated_token_replays.add();
+  std::string handle = r.record ? handle_to_hex(r.record->handle) : std::string("(ended)");
+  SG_LOG_WARN("session %s: rotated token presented after the grace window", handle.c_str());
+  if (!r.record || config_->session.on_rotated_replay != OnRotatedReplay::kDestroy) {
+    lookup_next(std::move(done));
+    return;
+  }
+  Ticket epoch = ticket();
+  store_->destroy(r.live_key, [this, epoch, handle, done](StoreStatus s) mutable {
+    if (stale(epoch)) return;
+    if (s != StoreStatus::kOk) {
+      store_failed("destroy after a replay");
+    } else {
+      SG_LOG_WARN("session %s: destroyed after a rotated-token replay", handle.c_str());
     }
     lookup_next(std::move(done));
   });
 }
 
+// Logout: every live session the request presented ends. The client is told it logged out only
+// when the store confirmed every destroy (a wrapper that refuses the token locally and retries
+// reports kOk); otherwise 503 with Retry-After, so the browser does not believe a logout that
+// did not happen.
 void SessionGate::destroy_live(unsigned index, Done done) {
   if (index >= valid_found_) {
+    if (unconfirmed_) {
+      done(Outcome::kUnavailable);
+      return;
+    }
     if (index > 0) event_ = "destroyed";
     add_set_cookie(/*expire=*/true);
     done(Outcome::kLogout);
     return;
   }
   Ticket epoch = ticket();
-  store_->destroy(live_keys_[index], [this, epoch, index, done](StoreStatus) mutable {
+  store_->destroy(live_keys_[index], [this, epoch, index, done](StoreStatus s) mutable {
     if (stale(epoch)) return;
+    if (s != StoreStatus::kOk) {
+      unconfirmed_ = true;
+      store_failed("logout destroy");
+    }
     destroy_live(index + 1, std::move(done));
   });
 }
 
+void SessionGate::store_failed(const char* what) {
+  SG_LOG_WARN("session store: %s not confirmed", what);
+  if (metrics_ != nullptr) metrics_->store_errors.add();
+}
+
 void SessionGate::unavailable(Done done) {
   SG_LOG_WARN("session store unavailable");
-  if (store_errors_ != nullptr) store_errors_->add();
-  if (config_->redis_store.on_unavailable == OnUnavailable::kFailOpen &&
+  if (metrics_ != nullptr) metrics_->store_errors.add();
+  // logout_path is the gateway's own: never forwarded, even with fail_open (the application
+  // would answer it, and the client would believe it logged out).
+  if (!logout_ && config_->redis_store.on_unavailable == OnUnavailable::kFailOpen &&
       config_->session.store == StoreKind::kRedis) {
     done(Outcome::kProceed);  // no session, no cookie
   } else {
@@ -157,37 +219,14 @@ void SessionGate::unavailable(Done done) {
   }
 }
 
+// A returning visit writes nothing here: the idle refresh is decided when the response arrives.
 void SessionGate::on_found(Done done) {
-  const SessionConfig& sc = config_->session;
   if (logout_) {
-    Ticket epoch = ticket();
     set_handle_hex();
-    event_ = "destroyed";
-    store_->destroy(key_, [this, epoch, done](StoreStatus) {
-      if (stale(epoch)) return;
-      add_set_cookie(/*expire=*/true);
-      done(Outcome::kLogout);
-    });
+    destroy_live(0, std::move(done));
     return;
   }
   active_ = true;
-  int64_t now = unix_now_ms();
-  // Refresh last-seen and the cookie's expiry at most once per tenth of idle_timeout, so most
-  // responses carry no Set-Cookie and most requests write nothing to the store.
-  if (now - record_.last_seen_ms >= sc.idle_timeout.count() / 10) {
-    record_.last_seen_ms = now;
-    add_set_cookie(/*expire=*/false);
-    Ticket epoch = ticket();
-    store_->update(key_, record_, [this, epoch, done](StoreStatus s) {
-      if (stale(epoch)) return;
-      if (s == StoreStatus::kUnavailable) {
-        unavailable(std::move(done));
-        return;
-      }
-      finish_request(std::move(done));
-    });
-    return;
-  }
   finish_request(std::move(done));
 }
 
@@ -197,6 +236,21 @@ void SessionGate::create_session(Done done) {
     return;
   }
   record_ = SessionRecord{};
+  if (config_->session.create == SessionCreate::kOnReturn) {
+    // A cookie and a handle, no store write: the token itself says it is ours and when it began.
+    const FirstVisitKey* fv = first_visit_key();
+    if (fv == nullptr || !fv->issue(unix_now_ms(), token_, record_.handle, record_.created_ms)) {
+      SG_LOG_ERROR("cannot issue a first-visit token: refusing to create a session");
+      done(Outcome::kUnavailable);
+      return;
+    }
+    record_.last_seen_ms = record_.created_ms;  // key_ waits for a write (create_then)
+    is_new_ = unstored_ = active_ = true;
+    event_ = "new";
+    add_set_cookie(/*expire=*/false);
+    finish_request(std::move(done));
+    return;
+  }
   // A CSPRNG failure must not produce a guessable session: fail closed.
   if (!generate_token(token_) || !generate_handle(record_.handle)) {
     SG_LOG_ERROR("RAND_bytes failed: refusing to create a session");
@@ -249,83 +303,6 @@ void SessionGate::add_set_cookie(bool expire) {
       "Set-Cookie", expire ? build_expired_cookie(sc, secure)
                            : build_session_cookie(sc, token_, secure, unix_now_ms() / 1000));
   sets_cookie_ = true;
-}
-
-void SessionGate::on_response(const MessageHead& response, std::function<void()> done) {
-  if (!active_ || store_ == nullptr) {
-    done();
-    return;
-  }
-  const SessionConfig& sc = config_->session;
-  const std::string& prefix = sc.header_prefix;
-  bool rotate = false, destroy = false, changed = false;
-  SessionAttributes attrs = record_.attributes;
-  for (size_t i = 0; i < response.header_count; ++i) {
-    const HeaderField& f = response.headers[i];
-    if (f.name.size() <= prefix.size() || !iequals(f.name.substr(0, prefix.size()), prefix))
-      continue;
-    std::string_view rest = std::string_view(f.name).substr(prefix.size());
-    std::string_view value = trim_ows(f.value);
-    if (iequals(rest, "Control")) {
-      if (iequals(value, "rotate")) {
-        rotate = true;
-      } else if (iequals(value, "destroy")) {
-        destroy = true;
-      } else {
-        ++rejected_directives_;
-        SG_LOG_WARN("session %s: unknown %s value ignored", handle_hex_.c_str(), f.name.c_str());
-      }
-    } else if (rest.size() > 4 && iequals(rest.substr(0, 4), "Set-")) {
-      AttributeError e =
-          apply_attribute(attrs, rest.substr(4), value, sc.max_attributes, sc.max_attribute_bytes);
-      if (e == AttributeError::kOk) {
-        changed = true;
-      } else {
-        ++rejected_directives_;
-        SG_LOG_WARN("session %s: attribute directive ignored: %s", handle_hex_.c_str(),
-                    attribute_error_text(e));
-      }
-    }
-  }
-  Ticket epoch = ticket();
-  if (destroy) {
-    event_ = "destroyed";
-    store_->destroy(key_, [this, epoch, done](StoreStatus) {
-      if (stale(epoch)) return;
-      add_set_cookie(/*expire=*/true);
-      done();
-    });
-    return;
-  }
-  record_.attributes = std::move(attrs);
-  if (rotate) {
-    // New token, same handle and attributes; the old token stops working at once.
-    std::string fresh;
-    if (!generate_token(fresh)) {
-      SG_LOG_ERROR("RAND_bytes failed: session %s not rotated", handle_hex_.c_str());
-      done();
-      return;
-    }
-    TokenHash old_key = key_;
-    token_ = std::move(fresh);
-    key_ = key_of(token_);
-    record_.last_seen_ms = unix_now_ms();
-    event_ = "rotated";
-    store_->rotate(old_key, key_, record_, [this, epoch, done](StoreStatus s) {
-      if (stale(epoch)) return;
-      if (s == StoreStatus::kOk) add_set_cookie(/*expire=*/false);
-      done();
-    });
-    return;
-  }
-  if (changed) {
-    store_->update(key_, record_, [epoch, done](StoreStatus) {
-      if (stale(epoch)) return;
-      done();
-    });
-    return;
-  }
-  done();
 }
 
 }  // namespace sg

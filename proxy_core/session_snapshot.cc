@@ -5,11 +5,15 @@
 #include <unistd.h>
 
 #include <array>
-#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <utility>
+
+#include <openssl/rand.h>
+
+#include "proxy_core/session_record_check.h"
 
 namespace sg {
 namespace {
@@ -56,8 +60,30 @@ void put_record(std::string& out, uint8_t tag, std::string_view payload) {
   put_u32(out, crc32c(out.data() + start, out.size() - start));
 }
 
+SnapshotStatus status_of(SnapshotStatus::Code code, std::string message, uint64_t records = 0) {
+  SnapshotStatus st;
+  st.code = code;
+  st.message = std::move(message);
+  st.records = records;
+  return st;
+}
+
 SnapshotStatus io_error(const std::string& what, const std::string& path) {
-  return {SnapshotStatus::Code::kIoError, path + ": " + what + ": " + std::strerror(errno), 0};
+  return status_of(SnapshotStatus::Code::kIoError,
+                   path + ": " + what + ": " + std::strerror(errno));
+}
+
+// 16 hex digits from the CSPRNG: a temporary name nobody can predict and plant a file at.
+bool random_suffix(std::string& out) {
+  unsigned char bytes[8];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) return false;
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.clear();
+  for (unsigned char b : bytes) {
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 15]);
+  }
+  return true;
 }
 
 std::string directory_of(const std::string& path) {
@@ -140,18 +166,20 @@ void SnapshotWriter::abandon() {
 SnapshotStatus SnapshotWriter::open(const std::string& path) {
   abandon();
   path_ = path;
-  // Unique per writer, so a periodic save and the drain-time save never share a temporary file.
-  static std::atomic<uint64_t> sequence{0};
-  temp_path_ = path + ".tmp." + std::to_string(::getpid()) + "." +
-               std::to_string(sequence.fetch_add(1, std::memory_order_relaxed));
+  // O_EXCL with a random name: the directory may be writable by others (or hold a leftover of a
+  // crashed run); an existing file or symlink there is never opened, followed or truncated.
   // 0600: the file names every live session's key; nobody but the gateway's user reads it.
-  fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd_ < 0) return io_error("cannot create", temp_path_);
-  if (::fchmod(fd_, 0600) != 0) {  // O_TRUNC on a leftover temp file keeps its old mode
-    SnapshotStatus st = io_error("cannot chmod", temp_path_);
-    abandon();
-    return st;
+  for (int attempt = 0; attempt < 8 && fd_ < 0; ++attempt) {
+    std::string suffix;
+    if (!random_suffix(suffix)) {
+      return status_of(SnapshotStatus::Code::kIoError,
+                       path + ": no random bytes for the temporary file name");
+    }
+    temp_path_ = path + ".tmp." + suffix;
+    fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd_ < 0 && errno != EEXIST) break;
   }
+  if (fd_ < 0) return io_error("cannot create", temp_path_);
   records_ = 0;
   std::string header(kMagic, sizeof kMagic);
   put_u32(header, kSnapshotVersion);
@@ -161,7 +189,9 @@ SnapshotStatus SnapshotWriter::open(const std::string& path) {
 }
 
 SnapshotStatus SnapshotWriter::write_all(std::string_view bytes) {
-  if (fd_ < 0) return {SnapshotStatus::Code::kIoError, path_ + ": snapshot writer not open", 0};
+  if (fd_ < 0) {
+    return status_of(SnapshotStatus::Code::kIoError, path_ + ": snapshot writer not open");
+  }
   while (!bytes.empty()) {
     ssize_t n = ::write(fd_, bytes.data(), bytes.size());
     if (n < 0 && errno == EINTR) continue;
@@ -212,16 +242,24 @@ SnapshotStatus SnapshotWriter::commit() {
   const int rc = ::fsync(dfd);
   ::close(dfd);
   if (rc != 0) return io_error("directory fsync failed", dir);
-  return {SnapshotStatus::Code::kOk, {}, records_};
+  return status_of(SnapshotStatus::Code::kOk, {}, records_);
 }
 
-SnapshotStatus read_snapshot(const std::string& path, const SnapshotSink& sink) {
+SnapshotStatus read_snapshot(const std::string& path, const SnapshotCheck& check,
+                             const SnapshotSink& sink) {
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rbe"));
   if (!file) {
-    if (errno == ENOENT) return {SnapshotStatus::Code::kMissing, path + ": no snapshot yet", 0};
+    if (errno == ENOENT)
+      return status_of(SnapshotStatus::Code::kMissing, path + ": no snapshot yet");
     return io_error("cannot open", path);
   }
+  return read_snapshot_stream(file.get(), path, check, sink);
+}
+
+SnapshotStatus read_snapshot_stream(std::FILE* file, const std::string& path,
+                                    const SnapshotCheck& check, const SnapshotSink& sink) {
   SnapshotStatus st;
+  uint64_t index = 0;  // session records seen, delivered or rejected
   auto corrupt = [&](const std::string& what, long offset) {
     st.code = SnapshotStatus::Code::kCorrupt;
     st.message = path + ": " + what + " at byte " + std::to_string(offset) + " (after " +
@@ -230,7 +268,7 @@ SnapshotStatus read_snapshot(const std::string& path, const SnapshotSink& sink) 
   };
 
   uint8_t header[kHeaderBytes];
-  if (std::fread(header, 1, sizeof header, file.get()) != sizeof header) {
+  if (std::fread(header, 1, sizeof header, file) != sizeof header) {
     return corrupt("file shorter than the header", 0);
   }
   if (std::memcmp(header, kMagic, sizeof kMagic) != 0) return corrupt("not a snapshot file", 0);
@@ -241,17 +279,16 @@ SnapshotStatus read_snapshot(const std::string& path, const SnapshotSink& sink) 
 
   std::string buf;
   for (;;) {
-    const long offset = std::ftell(file.get());
+    const long offset = std::ftell(file);
     uint8_t frame[5];
-    const size_t got = std::fread(frame, 1, sizeof frame, file.get());
-    if (got == 0 && std::feof(file.get()))
-      return corrupt("file ends without an end record", offset);
+    const size_t got = std::fread(frame, 1, sizeof frame, file);
+    if (got == 0 && std::feof(file)) return corrupt("file ends without an end record", offset);
     if (got != sizeof frame) return corrupt("truncated record header", offset);
     const uint32_t len = get_u32(frame + 1);
     if (len > kMaxSnapshotRecordBytes) return corrupt("record length out of range", offset);
     buf.resize(sizeof frame + len + 4);
     std::memcpy(buf.data(), frame, sizeof frame);
-    if (std::fread(buf.data() + sizeof frame, 1, len + 4, file.get()) != len + 4) {
+    if (std::fread(buf.data() + sizeof frame, 1, len + 4, file) != len + 4) {
       return corrupt("truncated record", offset);
     }
     const auto* bytes = reinterpret_cast<const uint8_t*>(buf.data());
@@ -260,14 +297,25 @@ SnapshotStatus read_snapshot(const std::string& path, const SnapshotSink& sink) 
     }
     const uint8_t* payload = bytes + sizeof frame;
     if (frame[0] == kTagEnd) {
-      if (len != 8 || get_u64(payload) != st.records) return corrupt("end record mismatch", offset);
-      if (std::fgetc(file.get()) != EOF) return corrupt("bytes after the end record", offset);
+      if (len != 8 || get_u64(payload) != index) return corrupt("end record mismatch", offset);
+      if (std::fgetc(file) != EOF) return corrupt("bytes after the end record", offset);
       return st;
     }
     if (frame[0] != kTagSession) return corrupt("unknown record type", offset);
     TokenHash key;
     SessionRecord rec;
     if (!parse_session(payload, len, key, rec)) return corrupt("malformed session record", offset);
+    ++index;
+    const RecordError error =
+        check_session_record(rec, check.now_ms, check.max_attributes, check.max_attribute_bytes);
+    if (error != RecordError::kOk) {
+      // Skipped, never delivered: the file may have been crafted to inject headers.
+      if (st.rejected++ == 0) {
+        st.first_rejection = "record " + std::to_string(index) + " at byte " +
+                             std::to_string(offset) + ": " + record_error_text(error);
+      }
+      continue;
+    }
     sink(key, std::move(rec));
     ++st.records;
   }

@@ -9,9 +9,14 @@
 //     tag 'E' end:     record_count u64 (the number of 'S' records before it); must be last
 // Every record carries its own checksum, so a damaged file still yields the sessions before the
 // damage; the end record tells a complete file from one cut short at a record boundary.
+//
+// A snapshot file is untrusted input when read back (whoever could write the directory could have
+// crafted it): every session record is checked with check_session_record before it reaches the
+// sink; one that fails is skipped and counted (SnapshotStatus::rejected), never delivered.
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -34,8 +39,10 @@ struct SnapshotStatus {
     kIoError,  // open/read/write/fsync/rename failed (errno text in message)
   };
   Code code = Code::kOk;
-  std::string message;   // empty when kOk; otherwise says what, where ("path: record 12 at ...")
-  uint64_t records = 0;  // session records written, or read and passed to the sink
+  std::string message;    // empty when kOk; otherwise says what, where ("path: record 12 at ...")
+  uint64_t records = 0;   // session records written, or read and passed to the sink
+  uint64_t rejected = 0;  // reading: well-formed records that failed the record check
+  std::string first_rejection;  // reading: which record was rejected first, and why
   bool ok() const { return code == Code::kOk; }
 };
 
@@ -47,7 +54,9 @@ void encode_snapshot_session(std::string& out, const TokenHash& key, const Sessi
                              int64_t created_ms, int64_t last_seen_ms,
                              const SessionAttributes* attrs);
 
-// Writes a snapshot atomically: a temporary file in the target's directory, mode 0600, renamed
+// Writes a snapshot atomically: a temporary file in the target's directory, created with O_EXCL
+// under a random name (so a file or symlink planted at a predictable name is never followed or
+// truncated), mode 0600, renamed
 // over the target only after its data is fsynced; then the directory is fsynced so the rename
 // survives a crash. Until commit() succeeds the old snapshot stays in place. The destructor removes
 // an uncommitted temporary file. Not thread-safe; one writer per snapshot.
@@ -73,9 +82,21 @@ class SnapshotWriter {
   uint64_t records_ = 0;
 };
 
-// Reads `path`, passing each session record to `sink` in file order. Stops at the first damaged
-// record: the records before it have been delivered and the status says kCorrupt with where.
+// What a record read back must satisfy (check_session_record's arguments).
+struct SnapshotCheck {
+  int64_t now_ms = 0;
+  uint32_t max_attributes = 0;       // 0 = unbounded
+  uint32_t max_attribute_bytes = 0;  // 0 = unbounded
+};
+
+// Reads `path`, passing each session record that passes `check` to `sink` in file order. Stops at
+// the first damaged record: the records before it have been delivered and the status says
+// kCorrupt with where. `records` counts the records delivered, `rejected` those skipped.
 using SnapshotSink = std::function<void(const TokenHash& key, SessionRecord&& record)>;
-SnapshotStatus read_snapshot(const std::string& path, const SnapshotSink& sink);
+SnapshotStatus read_snapshot(const std::string& path, const SnapshotCheck& check,
+                             const SnapshotSink& sink);
+// The same from an open stream (fuzzing reads from memory with fmemopen); `name` is for messages.
+SnapshotStatus read_snapshot_stream(std::FILE* file, const std::string& name,
+                                    const SnapshotCheck& check, const SnapshotSink& sink);
 
 }  // namespace sg

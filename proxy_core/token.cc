@@ -146,6 +146,30 @@ bool is_token_shaped(std::string_view text) {
   return (last & 0x3) == 0;
 }
 
+void encode_token_bytes(const std::array<uint8_t, kTokenBytes>& raw,
+                        std::span<char, kTokenChars> out) {
+  uint8_t copy[kTokenBytes];
+  std::memcpy(copy, raw.data(), kTokenBytes);
+  encode_token(copy, out);
+}
+
+bool decode_token(std::string_view text, std::array<uint8_t, kTokenBytes>& raw) {
+  if (!is_token_shaped(text)) return false;
+  uint32_t acc = 0;
+  int bits = 0;
+  size_t o = 0;
+  for (char c : text) {
+    acc = (acc << 6) | static_cast<uint32_t>(kReverse[static_cast<uint8_t>(c)]);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      if (o < kTokenBytes) raw[o++] = static_cast<uint8_t>(acc >> bits);
+      acc &= (1u << bits) - 1;
+    }
+  }
+  return o == kTokenBytes;
+}
+
 TokenHash hash_token(std::string_view token) {
   TokenHash digest;
   sha256_into(token, digest);

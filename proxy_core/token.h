@@ -24,6 +24,12 @@ bool generate_token(std::span<char, kTokenChars> out);
 // As above into a std::string (resized to 43). On failure `out` is cleared.
 bool generate_token(std::string& out);
 
+// The token spelling of 32 given bytes (first-visit tokens, first_visit_token.h), and back:
+// decode_token is false for anything is_token_shaped refuses.
+void encode_token_bytes(const std::array<uint8_t, kTokenBytes>& raw,
+                        std::span<char, kTokenChars> out);
+bool decode_token(std::string_view text, std::array<uint8_t, kTokenBytes>& raw);
+
 // True for exactly 43 characters of the base64url alphabet whose last character carries no stray
 // low bits, i.e. the canonical encoding of some 32 bytes. Anything else is "no cookie": it gets
 // no store lookup (design.md, Sessions).

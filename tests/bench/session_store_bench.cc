@@ -126,6 +126,25 @@ int main() {
                 1000.0 / wall);
   }
 
+  // A flood of new visitors into a full store: every create evicts a probation session. A tenth of
+  // the store came back (protected) and must survive it.
+  {
+    constexpr size_t kRoom = 100'000;
+    sg::MemoryStore full(std::chrono::hours(1), std::chrono::hours(12), kRoom);
+    for (size_t i = 0; i < kRoom; ++i) {
+      full.create(keys[i], record, nullptr);
+      if (i % 10 == 0) full.lookup(keys[i], kNow, nullptr);  // came back
+    }
+    t0 = Clock::now();
+    for (size_t i = kRoom; i < kSessions; ++i)
+      full.create(keys[i], record, nullptr);
+    const auto st = full.stats();
+    std::printf("create, full store (evicts): %.1f ns/op (%llu evicted, %llu protected evicted)\n",
+                ns_per(Clock::now() - t0, kSessions - kRoom),
+                static_cast<unsigned long long>(st.evicted),
+                static_cast<unsigned long long>(st.evicted_protected));
+  }
+
   constexpr size_t kTokens = 200'000;
   char token[sg::kTokenChars];
   uint8_t sink = 0;

@@ -8,7 +8,9 @@
 // proxy; bit 2: header_prefix "X-Gw_" instead of "X-Session-"; bit 3: websocket tunnels on;
 // bit 4: small parser limits; bit 5: TLS listener; bit 6: logout_path = "/logout"; bit 7:
 // max_body_bytes = 64). Bytes 1-3 say where the stream is cut into reads (each a fraction n/255 of
-// its length). The rest is the stream of bytes from the client.
+// its length); the low bit of byte 1 also sets session.create = "on_return". The rest is the
+// stream of bytes from the client, in which kTokenFirstVisit stands for a first-visit token
+// (fuzz_session.h). The store holds rotated sessions: one inside its grace window, one replayed.
 //
 // Invariants (any violation aborts):
 // - the upstream head is well formed: one CRLF-terminated line per field, no CR, LF or NUL in any
@@ -26,8 +28,11 @@
 //   of the session used, occurs anywhere in the forwarded bytes (unless the client itself sent that
 //   text outside our cookie), and the forwarded Cookie names no cookie of ours;
 // - sessions: the cookie we set is a fresh token unless it is the client's own live session (a
-//   client-chosen token is never adopted), the store knows it with the handle injected; logout
-//   leaves the token dead and expires the cookie;
+//   client-chosen token is never adopted), the store knows it with the handle injected (with
+//   on_return: does not know it); an existing session is used only when the candidates name
+//   exactly one live session (a grace token names its session) and no cookie is set at request
+//   time; a returning first-visit token is stored with its own handle; logout leaves every
+//   candidate dead and expires the cookie;
 // - the same stream cut at other points (three cuts; in one read; one byte per read for short
 //   streams) gives the same transcript: same statuses, same forwarded bytes, same bodies.
 #include <algorithm>
@@ -297,7 +302,8 @@ std::vector<std::string> secrets_of(const sg::MessageHead& req, const sg::Sessio
   return secrets;
 }
 
-// The session decisions, checked against the store.
+// The session decisions, checked against the store. `live_before`: the distinct live sessions
+// (handles) the request's candidates named before the gate ran.
 void check_session(Run& r, const sg::MessageHead& req, sg::SessionGate::Outcome outcome,
                    const std::vector<std::string>& live_before) {
   const sg::SessionConfig& sc = r.opt->config.session;
@@ -306,16 +312,17 @@ void check_session(Run& r, const sg::MessageHead& req, sg::SessionGate::Outcome 
     if (sg::iequals(req.headers[i].name, "cookie")) cookie_fields.push_back(req.headers[i].value);
   const std::vector<std::string_view> values =
       sg::find_cookie_values(cookie_fields, sc.cookie_name);
+  const std::vector<std::string_view> candidates = sg::token_candidates(values);
   const std::string* set_cookie = sg_fuzz::gate_set_cookie(r.gate);
   const std::string_view event = r.gate.event();
 
   if (outcome == sg::SessionGate::Outcome::kLogout) {
-    // Logout: the cookie is always cleared; the session is destroyed when the request named
-    // exactly one live session (with several, none is the request's: design.md, Sessions).
+    // Logout: the cookie is always cleared and no candidate names a live session any more
+    // (with several live sessions, all of them end: design.md, Sessions).
     SG_FUZZ_CHECK(set_cookie != nullptr);
     SG_FUZZ_CHECK(sg_fuzz::parse_our_cookie(*set_cookie, sc.cookie_name).expired);
-    if (live_before.size() == 1)
-      SG_FUZZ_CHECK(sg_fuzz::live_handle(*r.store, live_before[0]).empty());
+    for (std::string_view v : candidates)
+      SG_FUZZ_CHECK(sg_fuzz::live_handle(*r.store, v).empty());
     return;
   }
   SG_FUZZ_CHECK(outcome == sg::SessionGate::Outcome::kProceed);
@@ -333,29 +340,28 @@ void check_session(Run& r, const sg::MessageHead& req, sg::SessionGate::Outcome 
     // Never a client-chosen token (fixation), never a seeded handle.
     for (std::string_view v : values)
       SG_FUZZ_CHECK(v != c.value);
-    SG_FUZZ_CHECK(handle != sg_fuzz::kHandleLive && handle != sg_fuzz::kHandleStale);
-    SG_FUZZ_CHECK(sg_fuzz::live_handle(*r.store, c.value) == handle);
+    SG_FUZZ_CHECK(handle != sg_fuzz::kHandleLive && handle != sg_fuzz::kHandleStale &&
+                  handle != sg_fuzz::kHandleRotated);
+    // create = "on_return": a first visit costs the store nothing.
+    const bool on_return = sc.create == sg::SessionCreate::kOnReturn;
+    SG_FUZZ_CHECK(sg_fuzz::live_handle(*r.store, c.value) == (on_return ? "" : handle));
     r.new_handles.push_back(handle);
     r.new_tokens.push_back(c.value);
     return;
   }
-  // An existing session: exactly one of the client's candidates is live, and it is this one.
+  // No cookie at request time for an existing session: the refresh is decided on the response.
+  SG_FUZZ_CHECK(set_cookie == nullptr);
+  if (event == "stored") {
+    // A first-visit token came back: it is ours (the placeholder's), and stored now.
+    SG_FUZZ_CHECK(sc.create == sg::SessionCreate::kOnReturn && live_before.empty());
+    SG_FUZZ_CHECK(std::find(candidates.begin(), candidates.end(),
+                            sg_fuzz::first_visit_token()) != candidates.end());
+    SG_FUZZ_CHECK(sg_fuzz::live_handle(*r.store, sg_fuzz::first_visit_token()) == handle);
+    return;
+  }
+  // An existing session: the candidates named exactly one live session, and it is this one.
   SG_FUZZ_CHECK(event.empty());
-  size_t live = 0;
-  std::string used;
-  for (std::string_view v : sg::token_candidates(values)) {
-    const std::string h = sg_fuzz::live_handle(*r.store, v);
-    if (!h.empty()) {
-      ++live;
-      used = v;
-      SG_FUZZ_CHECK(h == handle);
-    }
-  }
-  SG_FUZZ_CHECK(live == 1 && live_before.size() == 1 && live_before[0] == used);
-  if (set_cookie != nullptr) {  // a refresh: the same token again
-    const sg_fuzz::OurCookie c = sg_fuzz::parse_our_cookie(*set_cookie, sc.cookie_name);
-    SG_FUZZ_CHECK(!c.expired && c.value == used);
-  }
+  SG_FUZZ_CHECK(live_before.size() == 1 && live_before[0] == handle);
 }
 
 void describe(const sg::MessageHead& h, std::string& transcript) {
@@ -416,15 +422,18 @@ bool on_request_head(Run& r, HttpParser& parser) {
     return true;
   }
 
-  // The client's candidates that name a live session before the gate sees the request.
+  // The live sessions (handles, distinct) the client's candidates name before the gate runs.
   std::vector<std::string> live_before;
   {
     std::vector<std::string_view> cookie_fields;
     for (size_t i = 0; i < req.header_count; ++i)
       if (sg::iequals(req.headers[i].name, "cookie")) cookie_fields.push_back(req.headers[i].value);
     for (std::string_view v :
-         sg::token_candidates(sg::find_cookie_values(cookie_fields, config.session.cookie_name)))
-      if (!sg_fuzz::live_handle(*r.store, v).empty()) live_before.emplace_back(v);
+         sg::token_candidates(sg::find_cookie_values(cookie_fields, config.session.cookie_name))) {
+      std::string h = sg_fuzz::live_handle(*r.store, v);
+      if (!h.empty() && std::find(live_before.begin(), live_before.end(), h) == live_before.end())
+        live_before.push_back(std::move(h));
+    }
   }
   r.gate.reset();
   bool answered = false;
@@ -576,8 +585,11 @@ void compare(const std::string& a, const std::string& b, const char* what) {
 SG_FUZZ_ENTRY(client_side) {
   sg_fuzz::quiet_logs();
   if (size < 4) return 0;
-  const Options opt = decode_options(data[0]);
-  const std::string_view stream = sg_fuzz::as_text(data + 4, size - 4);
+  Options opt = decode_options(data[0]);
+  // The low bit of the first cut byte: create = "on_return" (the cut moves by at most 1/255).
+  if (data[1] & 1) opt.config.session.create = sg::SessionCreate::kOnReturn;
+  const std::string input = sg_fuzz::with_first_visit_token(sg_fuzz::as_text(data + 4, size - 4));
+  const std::string_view stream = input;
   std::vector<size_t> cuts = {stream.size() * data[1] / 255, stream.size() * data[2] / 255,
                               stream.size() * data[3] / 255};
   std::sort(cuts.begin(), cuts.end());

@@ -33,6 +33,7 @@ SG_FUZZ_DECLARE(response_parser)
 SG_FUZZ_DECLARE(cookie)
 SG_FUZZ_DECLARE(config)
 SG_FUZZ_DECLARE(session_attributes)
+SG_FUZZ_DECLARE(snapshot)
 SG_FUZZ_DECLARE(client_side)
 SG_FUZZ_DECLARE(upstream_response)
 #undef SG_FUZZ_DECLARE
@@ -52,6 +53,7 @@ constexpr Target kTargets[] = {
     {"cookie", &fuzz_cookie},
     {"config", &fuzz_config},
     {"session_attributes", &fuzz_session_attributes},
+    {"snapshot", &fuzz_snapshot},
     {"client_side", &fuzz_client_side},
     {"upstream_response", &fuzz_upstream_response},
 };

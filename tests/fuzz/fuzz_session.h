@@ -7,7 +7,13 @@
 // Seeded sessions (tokens are fixed so that the fuzzer can send them; the dictionaries list them):
 // - kTokenLive: valid, seen just now (no refresh), attributes user=alice, role=admin;
 // - kTokenStale: valid, seen 20 minutes ago (idle 1 h: a refresh with a new Set-Cookie is due);
-// - kTokenExpired: idle for 2 hours, so looked up as not found (a new session is created).
+// - kTokenExpired: idle for 2 hours, so looked up as not found (a new session is created);
+// - kTokenGrace: rotated to kTokenRotated a moment ago, inside the grace window: the same session
+//   (handle kHandleRotated, user=bob), with no Set-Cookie;
+// - kTokenReplay: rotated to kTokenReplayLive with no grace: a replay, treated as a new visitor;
+// - kTokenFirstVisit: not a token but a placeholder the harnesses replace with a first-visit token
+//   (create = "on_return", first_visit_token.h) issued when the process starts: the fuzzer cannot
+//   know one, so the placeholder lets it send one back.
 #pragma once
 
 #include <memory>
@@ -31,10 +37,17 @@ inline void quiet_logs() {
   (void)once;
 }
 
+inline constexpr size_t kTokenChars = sg::kTokenChars;
 inline constexpr std::string_view kTokenLive = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 inline constexpr std::string_view kTokenStale = "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBA";
 inline constexpr std::string_view kTokenExpired = "CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCA";
+inline constexpr std::string_view kTokenGrace = "EEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEA";
+inline constexpr std::string_view kTokenRotated = "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFA";
+inline constexpr std::string_view kTokenReplay = "GGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGA";
+inline constexpr std::string_view kTokenReplayLive = "HHHHHHHHHHHHHHHHHHHHHHHHHHHHHHHHHHHHHHHHHHA";
+inline constexpr std::string_view kTokenFirstVisit = "IIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIA";
 inline constexpr std::string_view kHandleLive = "11111111111111111111111111111111";
+inline constexpr std::string_view kHandleRotated = "44444444444444444444444444444444";
 inline constexpr std::string_view kHandleStale = "22222222222222222222222222222222";
 
 // A configuration close to the shipped gateway.toml, with a logout path and a small body limit
@@ -70,7 +83,41 @@ inline std::unique_ptr<sg::MemoryStore> seeded_store(const sg::Config& c) {
   seed(kTokenLive, 0x11, now, {{"role", "admin"}, {"user", "alice"}});
   seed(kTokenStale, 0x22, now - 20 * 60 * 1000, {});
   seed(kTokenExpired, 0x33, now - 2 * 3600 * 1000, {});
+  auto rotate = [&](std::string_view from, std::string_view to, int64_t grace_ms) {
+    bool ok = false;
+    store->rotate(sg::hash_token(from), sg::hash_token(to), sg::SessionChange{}, grace_ms, now,
+                  [&](sg::StoreStatus s) { ok = s == sg::StoreStatus::kOk; });
+    SG_FUZZ_CHECK(ok);
+  };
+  seed(kTokenGrace, 0x44, now, {{"user", "bob"}});
+  rotate(kTokenGrace, kTokenRotated, 3600 * 1000);
+  seed(kTokenReplay, 0x55, now, {});
+  rotate(kTokenReplay, kTokenReplayLive, 0);
   return store;
+}
+
+// A first-visit token of this process's key (the gate's when session.secret_file is unset),
+// issued once: what kTokenFirstVisit stands for in the harnesses' input.
+inline const std::string& first_visit_token() {
+  static const std::string token = [] {
+    std::string error, t;
+    auto key = sg::first_visit_key("", error);
+    SG_FUZZ_CHECK(key != nullptr);
+    sg::SessionHandle handle;
+    int64_t created = 0;
+    SG_FUZZ_CHECK(key->issue(sg::unix_now_ms(), t, handle, created));
+    return t;
+  }();
+  return token;
+}
+
+// The input with every kTokenFirstVisit placeholder replaced (same length: cuts do not move).
+inline std::string with_first_visit_token(std::string_view input) {
+  std::string s(input);
+  for (size_t at = s.find(kTokenFirstVisit); at != std::string::npos;
+       at = s.find(kTokenFirstVisit, at + kTokenChars))
+    s.replace(at, kTokenChars, first_visit_token());
+  return s;
 }
 
 // Looks `token` up; the handle in hex when it names a live session, "" otherwise.

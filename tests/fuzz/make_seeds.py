@@ -10,14 +10,20 @@ Input layouts (see each target's header comment):
   client_side:       [options][cut][cut][cut] stream
   upstream_response: [options][cut] stream
   request_parser:    [cut][options] stream
+  snapshot:          [flags][max_attributes][max_bytes/4] file (tests/integration/snapshot_util.py)
 """
 import os
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIVE = "A" * 43
 STALE = "B" * 42 + "A"
 EXPIRED = "C" * 42 + "A"
 UNKNOWN = "D" * 42 + "A"
+GRACE = "E" * 42 + "A"      # rotated to ROTATED, inside the grace window (fuzz_session.h)
+ROTATED = "F" * 42 + "A"
+REPLAY = "G" * 42 + "A"     # rotated with no grace: a replay
+FIRST_VISIT = "I" * 42 + "A"  # replaced by a first-visit token by the harness
 
 
 def req(line, *headers, body=""):
@@ -159,6 +165,12 @@ CLIENT = {
     "healthz": req("GET /healthz HTTP/1.1", HOST) + req(GET, HOST),
     "underscore": req(GET, HOST, "X_Custom: a", "Cookie: session_id=" + LIVE),
     "body_over_limit": req("POST /a HTTP/1.1", HOST, "Content-Length: 100", body="x" * 100),
+    "rotated_grace": req(GET, HOST, "Cookie: session_id=" + GRACE) +
+    req(GET, HOST, "Cookie: session_id=" + GRACE + "; session_id=" + ROTATED),
+    "rotated_replay": req(GET, HOST, "Cookie: session_id=" + REPLAY) +
+    req("GET /logout HTTP/1.1", HOST, "Cookie: session_id=" + GRACE),
+    "first_visit_return": req(GET, HOST, "Cookie: session_id=" + FIRST_VISIT) +
+    req(GET, HOST, "Cookie: session_id=" + FIRST_VISIT) + req(GET, HOST),
 }
 
 # Upstream streams for the response path.
@@ -220,6 +232,28 @@ UPSTREAM = {
 }
 
 
+def snapshot_seeds():
+    """Snapshot files: name -> bytes. Genuine records around the fuzz target's fixed clock, and the
+    crafted ones the record check must refuse."""
+    sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+    from snapshot_util import session_record, snapshot  # noqa: E402 (path set just above)
+    now = 1_700_000_000_000
+    good = session_record("a", b"\x01" * 16, now - 5000, now - 10, [("role", "admin"), ("user", "alice")])
+    bare = session_record("b", b"\x02" * 16, now - 5000, now - 5000, [])
+    return {
+        "empty": snapshot([]),
+        "two_sessions": snapshot([good, bare]),
+        "injection": snapshot([good, session_record("c", b"\x03" * 16, now, now,
+                                                    [("user", "x\r\nX-Injected: 1")])]),
+        "future_and_min": snapshot([session_record("d", b"\x04" * 16, now + 86_400_000, now + 86_400_000, []),
+                                    session_record("e", b"\x05" * 16, -(1 << 63), now, []), bare]),
+        "unsorted_dup_id": snapshot([session_record("f", b"\x06" * 16, now, now, [("b", "1"), ("a", "2")]),
+                                     session_record("g", b"\x07" * 16, now, now, [("a", "1"), ("a", "2")]),
+                                     session_record("h", b"\x08" * 16, now, now, [("id", "x")])]),
+        "truncated": snapshot([good, bare])[:-30],
+    }
+
+
 def write(target, name, data):
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
@@ -235,6 +269,10 @@ def main():
         write("client_side", name, bytes([0x00, 0x40, 0x80, 0xC0]) + data)
         write("client_side", name + "_opts", bytes([0x40 | 0x20 | 0x04 | 0x01 | 0x80 | 0x08,
                                                     0x10, 0x11, 0xF0]) + data)
+    # create = "on_return" (low bit of the first cut byte) for the session cases of this round.
+    for name in ("rotated_grace", "rotated_replay", "first_visit_return", "cookie_live"):
+        write("client_side", name + "_on_return", bytes([0x40, 0x41, 0x80, 0xC0]) +
+              CLIENT[name].encode("latin-1"))
     for name in [n for n in CLIENT if n.startswith(("cl_", "te_", "chunk_", "http", "bare_",
                                                     "cr_", "nul_", "duplicate_", "connect",
                                                     "pipelined_", "data_after", "h2c"))]:
@@ -245,6 +283,10 @@ def main():
         write("upstream_response", name, bytes([i % 4, 0x80]) + data)
         write("upstream_response", name + "_opts", bytes([(i + 1) % 4 | 0x04 | 0x10 | 0x20 | 0x80,
                                                           0x33]) + data)
+    # snapshot: each file unbounded with checksums as written, and bounded with checksum repair.
+    for name, data in snapshot_seeds().items():
+        write("snapshot", name, bytes([0x00, 0x00, 0x00]) + data)
+        write("snapshot", name + "_bounded", bytes([0x01, 0x02, 0x08]) + data)
 
 
 if __name__ == "__main__":

@@ -161,8 +161,12 @@ class RotateAndDestroy(RedisTestCase):
         r = self.get(a, respond_target(("X-Session-Control", "rotate")), token=t1)
         self.assertEqual(r.status, 200, r)
         t2 = self.issued_token(r, not_in=[t1])
-        self.assertIsNone(resp_ok(redis.port, "GET", session_key(PREFIX, t1)), "old key still in Redis")
-        self.assertIsNotNone(resp_ok(redis.port, "GET", session_key(PREFIX, t2)), "new key not in Redis")
+        # The old key is now a rotation marker (fields r, g) naming the new key, not a session.
+        self.assertEqual(resp_ok(redis.port, "HEXISTS", session_key(PREFIX, t1), "h"), 0,
+                         "old key still a session in Redis")
+        self.assertEqual(resp_ok(redis.port, "HGET", session_key(PREFIX, t1), "r"),
+                         session_key(PREFIX, t2)[len(PREFIX):].encode(), "old key is no marker")
+        self.assertIsNotNone(resp_ok(redis.port, "HGET", session_key(PREFIX, t2), "h"), "new key not in Redis")
         # At once: the old token is no session on B (nor on A), the new one is the same session.
         self.assert_new_session(b, t1, handle, where="old token on B")
         self.assert_new_session(a, t1, handle, where="old token on A")
@@ -173,7 +177,7 @@ class RotateAndDestroy(RedisTestCase):
         ours = self.our_set_cookies(r)
         self.assertEqual(len(ours), 1, r.headers)
         self.assertRegex(ours[0], EXPIRED_COOKIE_RE)
-        self.assertIsNone(resp_ok(redis.port, "GET", session_key(PREFIX, t2)), "destroyed key still in Redis")
+        self.assertEqual(resp_ok(redis.port, "EXISTS", session_key(PREFIX, t2)), 0, "destroyed key still in Redis")
         self.assert_new_session(a, t2, handle, where="destroyed token on A")
 
     def test_concurrent_rotates_through_both_instances_leave_one_live_token(self):
@@ -411,8 +415,8 @@ class SentinelFailover(RedisTestCase):
 
     def wait_replicated(self, key):
         def replicated():
-            value = resp_ok(self.master.port, "GET", key)
-            return value is not None and resp_ok(self.replica.port, "GET", key) == value
+            value = resp_ok(self.master.port, "HGETALL", key)
+            return bool(value) and resp_ok(self.replica.port, "HGETALL", key) == value
         wait_until(replicated, 5, message="the session replicated")
 
     def wait_sentinels_switch(self, timeout=15.0):
@@ -521,17 +525,18 @@ class TokenNotInRedis(RedisTestCase):
         live = tokens[1:]
 
         keys = sorted(k.decode() for k in redis.cmd("KEYS", "*"))
-        self.assertEqual(keys, sorted(session_key(PREFIX, t) for t in live))
+        # The rotated token's key stays as a rotation marker (it expires by its TTL).
+        self.assertEqual(keys, sorted(session_key(PREFIX, t) for t in tokens))
         for k in keys:
             self.assertRegex(k, rf"^{re.escape(PREFIX)}[0-9a-f]{{64}}$")
-            value = redis.cmd("GET", k)
-            self.assertIsInstance(value, bytes)
+            self.assertEqual(redis.cmd("TYPE", k), b"hash")
+            value = b"\n".join(redis.cmd("HGETALL", k))
             ttl = redis.cmd("PTTL", k)
             self.assertTrue(0 < ttl <= 3600 * 1000, f"PTTL {ttl}")
             for t in tokens:
                 self.assertNotIn(t.encode(), value, "a token in a Redis value")
                 self.assertNotIn(t.encode(), k.encode())
-        dump = b"".join(redis.cmd("GET", k) for k in keys)
+        dump = b"".join(b"".join(redis.cmd("HGETALL", k)) for k in keys)
         report(f"{len(keys)} keys, all {PREFIX!r} + 64 hex; {len(dump)} value bytes without any token")
 
 

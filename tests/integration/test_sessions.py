@@ -367,7 +367,7 @@ class Directives(SessionTestCase):
         return wait_until(find, 5.0, message=lambda: f"access log events {wanted}: {gw.logs()[0][-2000:]}")
 
     def test_rotate_with_attribute(self):
-        gw = self.gateway()
+        gw = self.gateway(rotation_grace="0s")  # the grace window: test_integrity.py
         old, handle = self.new_session(gw)
         r = self.get(gw, respond_target(("X-Session-Control", "rotate"), ("X-Session-Set-User", "alice"),
                                         ("X-Session-Other", "x")), token=old)
@@ -585,7 +585,8 @@ class TokenNeverLeaks(SessionTestCase):
         return r
 
     def test_token_in_no_log_and_no_upstream_request(self):
-        gw = self.gateway({"log": {"level": "debug"}}, idle_timeout="2s", logout_path="/logout")
+        gw = self.gateway({"log": {"level": "debug"}}, idle_timeout="2s", logout_path="/logout",
+                          rotation_grace="0s")
         t, _ = self.new_session(gw)                                                  # new
         self.get(gw, "/echo", token=t)                                               # returning
         self.get(gw, respond_target(("X-Session-Set-User", "bob")), token=t)         # attribute

@@ -25,6 +25,7 @@ Behaviour is chosen by the request path (any method; HEAD gets the same head and
   /late-extra-response  a response, then 200 ms later an unsolicited second one (keeps the connection)
   /bad-response?kind=body-anyway&status=S  status S with a 7-byte body even for HEAD/204/304
   /respond?status=S&h=Name:Value&h=...&body=TEXT   arbitrary status, headers and body
+                        (&delay_ms=N: answered after N ms, a slow application)
   /ws                   WebSocket handshake (RFC 6455 §4.2.2) then echo of every data frame
   anything else         like /echo
 
@@ -462,6 +463,8 @@ class Upstream:
                 pass
             return kind in ("extra-response", "body-anyway")
         if path == "/respond":
+            if self._stop.wait(int(q("delay_ms", "0")) / 1000.0):
+                return False
             status = int(q("status", "200"))
             hdrs = []
             for hv in query.get("h", []):

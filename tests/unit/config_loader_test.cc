@@ -638,3 +638,33 @@ TEST_CASE("the store section selects and configures the session store") {
         "test.toml:2:17: store.memory.snapshot_path: the directory \"/nonexistent-dir\" does not "
         "exist");
 }
+
+TEST_CASE("rotation grace, replay policy and create mode are read and checked") {
+  const sg::Config defaults = loaded("");
+  CHECK(defaults.session.rotation_grace == 10s);
+  CHECK(defaults.session.on_rotated_replay == sg::OnRotatedReplay::kIgnore);
+  CHECK(defaults.session.create == sg::SessionCreate::kAlways);
+  const sg::Config c = loaded(
+      "[session]\nrotation_grace = \"0s\"\non_rotated_replay = \"destroy\"\n"
+      "create = \"on_return\"\n");
+  CHECK(c.session.rotation_grace == 0ms);
+  CHECK(c.session.on_rotated_replay == sg::OnRotatedReplay::kDestroy);
+  CHECK(c.session.create == sg::SessionCreate::kOnReturn);
+  CHECK(error_of("[session]\non_rotated_replay = \"log\"\n")
+            .find("test.toml:2:21: session.on_rotated_replay:") == 0);
+  CHECK(error_of("[session]\ncreate = \"never\"\n").find("test.toml:2:10: session.create:") == 0);
+}
+
+TEST_CASE("create = on_return with redis needs a secret_file of at least 32 bytes") {
+  TempDir dir;
+  const std::string on_return = "[session]\nstore = \"redis\"\ncreate = \"on_return\"\n";
+  CHECK(error_of(on_return).find("session.secret_file, a key shared by every instance") !=
+        std::string::npos);
+  const std::string short_key = dir.write("short", std::string(31, 'k'));
+  CHECK(error_of(on_return + "secret_file = \"" + short_key + "\"\n")
+            .find("it needs at least 32 random bytes") != std::string::npos);
+  const std::string key = dir.write("key", std::string(32, 'k'));
+  CHECK(loaded(on_return + "secret_file = \"" + key + "\"\n").session.secret_file == key);
+  // The memory store makes a per-process key when none is given.
+  CHECK(loaded("[session]\ncreate = \"on_return\"\n").session.secret_file.empty());
+}

@@ -15,83 +15,12 @@
 #include <vector>
 
 #include "proxy_core/token.h"
+#include "tests/unit/memory_store_test_util.h"
 
 namespace sg {
 namespace {
 
-constexpr Millis kIdle{1000};
-constexpr Millis kAbsolute{10000};
-constexpr int64_t kT0 = 1'700'000'000'000;
-
-TokenHash key(int i) {
-  return hash_token("token-" + std::to_string(i));
-}
-
-SessionRecord record_at(int64_t now_ms, uint8_t tag = 0, SessionAttributes attrs = {}) {
-  SessionRecord r;
-  r.handle.fill(tag);
-  r.created_ms = now_ms;
-  r.last_seen_ms = now_ms;
-  r.attributes = std::move(attrs);
-  return r;
-}
-
-LookupResult lookup(MemoryStore& store, const TokenHash& k, int64_t now_ms) {
-  LookupResult out;
-  int calls = 0;
-  store.lookup(k, now_ms, [&](LookupResult r) {
-    out = std::move(r);
-    ++calls;
-  });
-  REQUIRE(calls == 1);  // the memory store answers synchronously, exactly once
-  return out;
-}
-
-StoreStatus create(MemoryStore& store, const TokenHash& k, const SessionRecord& r) {
-  StoreStatus out = StoreStatus::kUnavailable;
-  store.create(k, r, [&](StoreStatus s) { out = s; });
-  return out;
-}
-StoreStatus update(MemoryStore& store, const TokenHash& k, const SessionRecord& r) {
-  StoreStatus out = StoreStatus::kUnavailable;
-  store.update(k, r, [&](StoreStatus s) { out = s; });
-  return out;
-}
-StoreStatus rotate(MemoryStore& store, const TokenHash& a, const TokenHash& b,
-                   const SessionRecord& r) {
-  StoreStatus out = StoreStatus::kUnavailable;
-  store.rotate(a, b, r, [&](StoreStatus s) { out = s; });
-  return out;
-}
-StoreStatus destroy(MemoryStore& store, const TokenHash& k) {
-  StoreStatus out = StoreStatus::kUnavailable;
-  store.destroy(k, [&](StoreStatus s) { out = s; });
-  return out;
-}
-
-bool found(MemoryStore& store, const TokenHash& k, int64_t now_ms) {
-  return lookup(store, k, now_ms).status == StoreStatus::kOk;
-}
-
-// A fresh directory under the system temp dir, removed with its contents at scope exit.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "sg-store-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
-
-std::string read_file(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-void write_file(const std::filesystem::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
+using namespace test;  // NOLINT: the helpers are this file's vocabulary
 
 TEST_CASE("a created session is found with its handle, times and attributes") {
   MemoryStore store(kIdle, kAbsolute, 100);
@@ -115,7 +44,14 @@ TEST_CASE("an unknown key finds nothing") {
   CHECK_FALSE(r.record.has_value());
   CHECK(r.expired == ExpiryKind::kNone);
   CHECK(update(store, key(1), record_at(kT0)) == StoreStatus::kNotFound);
-  CHECK(destroy(store, key(1)) == StoreStatus::kNotFound);
+  SessionChange change;
+  change.last_seen_ms = kT0;
+  change.set = {{"user", "mallory"}};
+  CHECK(modify(store, key(1), change, kT0) == StoreStatus::kNotFound);
+  CHECK(destroy(store, key(1)) == StoreStatus::kOk);  // already gone: confirmed
+  CHECK_FALSE(found(store, key(1), kT0));             // and nothing was created by the writes
+  CHECK(store.stats().active == 0);
+  CHECK(store.stats().created == 0);
 }
 
 TEST_CASE("creating over an existing key fails closed and keeps the first session") {
@@ -181,18 +117,21 @@ TEST_CASE("when full, the least recently seen session is evicted first") {
   REQUIRE(create(store, key(1), record_at(kT0)) == StoreStatus::kOk);
   REQUIRE(create(store, key(2), record_at(kT0 + 1)) == StoreStatus::kOk);
   REQUIRE(create(store, key(3), record_at(kT0 + 2)) == StoreStatus::kOk);
-  SessionRecord seen = record_at(kT0);
+  SessionChange seen;
   seen.last_seen_ms = kT0 + 3;
-  REQUIRE(update(store, key(1), seen) == StoreStatus::kOk);  // 1 is now the most recent
+  REQUIRE(modify(store, key(1), seen, kT0 + 3) == StoreStatus::kOk);  // 1 is now the most recent
   REQUIRE(create(store, key(4), record_at(kT0 + 4)) == StoreStatus::kOk);
-  CHECK(found(store, key(1), kT0 + 5));
-  CHECK_FALSE(found(store, key(2), kT0 + 5));
-  CHECK(found(store, key(3), kT0 + 5));
-  CHECK(found(store, key(4), kT0 + 5));
+  // Checked through stats, not lookup(): a lookup is a return and would protect the session.
+  CHECK(store.stats().evicted == 1);
   REQUIRE(create(store, key(5), record_at(kT0 + 5)) == StoreStatus::kOk);
-  CHECK_FALSE(found(store, key(3), kT0 + 6));
   CHECK(store.stats().evicted == 2);
   CHECK(store.stats().active == 3);
+  CHECK(found(store, key(1), kT0 + 6));
+  CHECK_FALSE(found(store, key(2), kT0 + 6));
+  CHECK_FALSE(found(store, key(3), kT0 + 6));
+  CHECK(found(store, key(4), kT0 + 6));
+  CHECK(found(store, key(5), kT0 + 6));
+  CHECK(store.stats().evicted_protected == 0);
 }
 
 TEST_CASE("a sharded store never holds more than max_sessions") {
@@ -278,7 +217,7 @@ TEST_CASE("a snapshot round trip restores valid sessions and skips expired ones"
   TempDir dir;
   const std::string path = (dir.path / "sessions.snap").string();
   MemoryStore store(kIdle, kAbsolute, 100);
-  REQUIRE(create(store, key(1), record_at(kT0, 1, {{"user", "alice"}, {"z", ""}})) ==
+  REQUIRE(create(store, key(1), record_at(kT0, 1, {{"user", "alice"}, {"z", "1"}})) ==
           StoreStatus::kOk);
   REQUIRE(create(store, key(2), record_at(kT0 + 900, 2)) == StoreStatus::kOk);
   SnapshotStatus saved = store.save_snapshot(path);
@@ -293,16 +232,16 @@ TEST_CASE("a snapshot round trip restores valid sessions and skips expired ones"
   CHECK(read_file(path).find("token-1") == std::string::npos);
 
   MemoryStore loaded(kIdle, kAbsolute, 100);
-  SnapshotStatus st2 = loaded.load_snapshot(path, kT0 + 500);
+  SnapshotStatus st2 = loaded.load_snapshot(path, kT0 + 500, 0, 0);
   REQUIRE_MESSAGE(st2.ok(), st2.message);
   CHECK(st2.records == 2);
   LookupResult r = lookup(loaded, key(1), kT0 + 500);
   REQUIRE(r.status == StoreStatus::kOk);
   CHECK(r.record->handle[0] == 1);
-  CHECK(r.record->attributes == SessionAttributes{{"user", "alice"}, {"z", ""}});
+  CHECK(r.record->attributes == SessionAttributes{{"user", "alice"}, {"z", "1"}});
 
   MemoryStore later(kIdle, kAbsolute, 100);
-  REQUIRE(later.load_snapshot(path, kT0 + 1500).ok());  // session 1 is idle-expired by then
+  REQUIRE(later.load_snapshot(path, kT0 + 1500, 0, 0).ok());  // session 1 is idle-expired by then
   CHECK(later.stats().active == 1);
   CHECK_FALSE(found(later, key(1), kT0 + 1500));
   CHECK(found(later, key(2), kT0 + 1500));
@@ -310,7 +249,7 @@ TEST_CASE("a snapshot round trip restores valid sessions and skips expired ones"
 
 TEST_CASE("a missing snapshot is a first start") {
   MemoryStore store(kIdle, kAbsolute, 100);
-  SnapshotStatus st = store.load_snapshot("/nonexistent-dir-sg/none.snap", kT0);
+  SnapshotStatus st = store.load_snapshot("/nonexistent-dir-sg/none.snap", kT0, 0, 0);
   CHECK(st.code == SnapshotStatus::Code::kMissing);
   CHECK(store.stats().active == 0);
 }
@@ -348,6 +287,14 @@ void check_only_genuine(MemoryStore& store, uint64_t expected_count) {
   CHECK(store.stats().active == expected_count);
 }
 
+// The number of whole session records before byte `at` of a saved_snapshot() file: a 20-byte
+// header, eight records of one size, a 17-byte end record.
+uint64_t records_before(const std::string& bytes, size_t at) {
+  const size_t record = (bytes.size() - 20 - 17) / 8;
+  REQUIRE(20 + 8 * record + 17 == bytes.size());
+  return at < 20 ? 0 : std::min<uint64_t>(8, (at - 20) / record);
+}
+
 TEST_CASE("a snapshot cut short at any byte is reported and keeps only whole records") {
   TempDir dir;
   const std::string path = (dir.path / "s.snap").string();
@@ -355,9 +302,10 @@ TEST_CASE("a snapshot cut short at any byte is reported and keeps only whole rec
   for (size_t cut = 0; cut < bytes.size(); ++cut) {
     write_file(path, bytes.substr(0, cut));
     MemoryStore store(kIdle, kAbsolute, 100);
-    SnapshotStatus st = store.load_snapshot(path, kT0);
+    SnapshotStatus st = store.load_snapshot(path, kT0, 0, 0);
     CHECK(st.code == SnapshotStatus::Code::kCorrupt);
     CHECK_FALSE(st.message.empty());
+    CHECK(st.records == records_before(bytes, cut));  // every whole record before the cut
     check_only_genuine(store, st.records);
   }
 }
@@ -371,13 +319,14 @@ TEST_CASE("a corrupt byte anywhere in a snapshot is detected") {
     damaged[at] = static_cast<char>(damaged[at] ^ 0x20);
     write_file(path, damaged);
     MemoryStore store(kIdle, kAbsolute, 100);
-    SnapshotStatus st = store.load_snapshot(path, kT0);
+    SnapshotStatus st = store.load_snapshot(path, kT0, 0, 0);
     CHECK(st.code == SnapshotStatus::Code::kCorrupt);
+    CHECK(st.records == records_before(bytes, at));  // every record before the damaged one
     check_only_genuine(store, st.records);
   }
   write_file(path, bytes + "x");
   MemoryStore store(kIdle, kAbsolute, 100);
-  CHECK(store.load_snapshot(path, kT0).code == SnapshotStatus::Code::kCorrupt);
+  CHECK(store.load_snapshot(path, kT0, 0, 0).code == SnapshotStatus::Code::kCorrupt);
 }
 
 TEST_CASE("four threads create, look up, rotate and destroy concurrently") {
@@ -400,7 +349,9 @@ TEST_CASE("four threads create, look up, rotate and destroy concurrently") {
           const TokenHash& k = i % 3 == 0 ? key(id + 500'000) : key(id);
           if (destroy(store, k) != StoreStatus::kOk) ++failures;
         }
-        (void)found(store, key((t + 1) % 4 * 1'000'000 + i), now);  // another thread's keys
+        // Another thread's keys: a session is either found whole or not at all.
+        LookupResult other = lookup(store, key((t + 1) % 4 * 1'000'000 + i), now);
+        if (other.status == StoreStatus::kOk && other.record->created_ms != now) ++failures;
         if (i % 1000 == 0) store.reclaim_some(now, 16);
       }
     });
