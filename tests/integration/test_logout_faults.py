@@ -8,7 +8,8 @@ gateway's refusal stands between it and the next request.
 
 - logout answers 303 at once, Redis still holds the session key, and the old cookie is refused by
   this gateway (every worker: fresh connections) with a new session instead; the unconfirmed
-  destroy is counted and pending; the warning names a digest prefix, never the token;
+  destroy is counted and pending; the warning names a digest prefix, never the token; the same
+  for the application's `X-Session-Control: destroy`;
 - DEL allowed again: the background retry confirms within a deadline (key gone, pending 0);
 - with store.redis.max_pending_destroys reached, a logout Redis does not confirm answers 503 with
   Retry-After and is counted;
@@ -113,6 +114,21 @@ class LogoutFaults(SessionTestCase):
         self.assertEqual(self.metric(gw, "sessiongate_session_destroy_queue_full_total"), 0)
         self.assert_refused(gw, token, handle, "after the retry confirmed")
         self.assertNotIn(token, gw.logs()[1])
+
+    def test_destroy_directive_redis_does_not_confirm_ends_the_session_here(self):
+        gw = self.logout_gateway()
+        token, handle = self.signed_in(gw)
+        self.deny_del()
+        r = self.get(gw, respond_target(("X-Session-Control", "destroy")), token=token)
+        self.assertEqual(r.status, 200, r)
+        self.assertRegex(self.our_set_cookies(r)[0], f"^{EXPIRED_COOKIE_RE.pattern}$")
+        self.assertTrue(self.key_exists(token))
+        for i in range(4):
+            self.assert_refused(gw, token, handle, f"request {i} after the destroy directive")
+        self.assertEqual(self.metric(gw, "sessiongate_session_destroy_unconfirmed_total"), 1)
+        self.allow_del()
+        wait_until(lambda: not self.key_exists(token), RETRY_DEADLINE_S,
+                   message="the background retry deleted the session in Redis")
 
     def test_full_queue_answers_503_with_retry_after(self):
         gw = self.logout_gateway(max_pending_destroys=1)
