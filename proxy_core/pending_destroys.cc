@@ -17,13 +17,13 @@ size_t RefusedKeys::KeyHash::operator()(const TokenHash& k) const {
   return h;
 }
 
-bool RefusedKeys::add(const TokenHash& key) {
+RefusedKeys::Added RefusedKeys::add(const TokenHash& key) {
   std::unique_lock lock(mu_);
-  if (keys_.count(key) != 0) return true;
-  if (keys_.size() >= capacity_) return false;
+  if (keys_.count(key) != 0) return Added::kAlready;
+  if (keys_.size() >= capacity_) return Added::kFull;
   keys_.insert(key);
   size_.store(keys_.size(), std::memory_order_release);
-  return true;
+  return Added::kAdded;
 }
 
 void RefusedKeys::remove(const TokenHash& key) {
@@ -144,7 +144,9 @@ StoreStatus PendingDestroyStore::defer_destroy(const TokenHash& key) {
         digest.c_str());
     return StoreStatus::kUnavailable;
   }
-  if (!refused_->add(key)) {
+  const RefusedKeys::Added added = refused_->add(key);
+  if (added == RefusedKeys::Added::kAlready) return StoreStatus::kOk;  // another worker retries it
+  if (added == RefusedKeys::Added::kFull) {
     if (metrics_ != nullptr) metrics_->session_destroy_queue_full.add();
     SG_LOG_WARN(
         "session store did not confirm the destroy of session key %s... and %zu destroys "
@@ -245,11 +247,6 @@ void PendingDestroyStore::close(std::function<void()> then) {
 void PendingDestroyStore::finish_close() {
   if (closed_) return;
   closed_ = true;
-  if (timer_ != nullptr) {
-    uv_close(reinterpret_cast<uv_handle_t*>(timer_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-    timer_ = nullptr;
-  }
   if (!queue_.empty()) {
     SG_LOG_WARN(
         "shutdown: %zu session destroy(s) still not confirmed by the store; those sessions "
@@ -260,10 +257,27 @@ void PendingDestroyStore::finish_close() {
   // refused set with the process.
   queue_.clear();
   set_pending_gauge();
-  if (then_) {
-    std::function<void()> then = std::move(then_);
-    then();
+  if (timer_ == nullptr) {  // nothing was ever queued: close() itself got here
+    if (then_) std::exchange(then_, nullptr)();
+    return;
   }
+  // Here from a retry's answer, inside the inner store's callback: `then` (which closes the inner
+  // store) runs from the timer's close callback instead. The timer and `then` travel together, so
+  // that this needs nothing of the wrapper.
+  struct Closing {
+    uv_timer_t* timer;
+    std::function<void()> then;
+  };
+  auto* closing = new Closing{timer_, std::move(then_)};
+  timer_->data = closing;
+  timer_ = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(closing->timer), [](uv_handle_t* h) {
+    auto* c = static_cast<Closing*>(h->data);
+    std::function<void()> then = std::move(c->then);
+    delete c->timer;
+    delete c;
+    if (then) then();
+  });
 }
 
 void PendingDestroyStore::set_pending_gauge() {

@@ -22,8 +22,10 @@
 //     to kMaxRetry while the store keeps failing. A confirmed retry (kOk, or kNotFound: already
 //     gone) takes the key out of the refused set.
 //   - close(): drain. One last attempt for every pending entry, then the timer is closed, the
-//     entries still unconfirmed are logged (count), and `then` runs (it closes the inner store).
-//     After that the wrapper holds no open uv handle.
+//     entries still unconfirmed are logged (count), and `then` runs (it closes the inner store),
+//     never from inside one of the inner store's callbacks (RedisStore::close forbids that): from
+//     the timer's close callback when there is a timer. After that the wrapper holds no open uv
+//     handle. The keys still pending stay refused for the rest of the process's life.
 //
 // Lifetime: owns the inner store. The RefusedKeys and WorkerMetrics outlive the wrapper.
 // The memory store is not wrapped: its destroy is synchronous under the shard lock and always
@@ -53,8 +55,8 @@ class RefusedKeys {
   RefusedKeys(const RefusedKeys&) = delete;
   RefusedKeys& operator=(const RefusedKeys&) = delete;
 
-  // Adds `key`; false (nothing added) when the set is full. True when it was already there.
-  bool add(const TokenHash& key);
+  enum class Added { kAdded, kAlready, kFull };  // kFull: nothing added
+  Added add(const TokenHash& key);
   void remove(const TokenHash& key);
   // Lock-free while the set is empty (the normal case): the request path pays one atomic load.
   bool contains(const TokenHash& key) const;
@@ -104,7 +106,8 @@ class PendingDestroyStore final : public SessionStore {
   void destroy(const TokenHash& key, DoneCallback done) override;
   bool usable() const override { return inner_->usable(); }
 
-  // Drain (see the file comment). `then` runs once, possibly before close() returns.
+  // Drain (see the file comment). `then` runs once: before close() returns when nothing was ever
+  // queued, otherwise on a later loop iteration.
   // REQUIRES: not called from inside one of this store's callbacks.
   void close(std::function<void()> then);
   // Keys this worker still has to destroy (queued or being retried).

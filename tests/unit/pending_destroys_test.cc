@@ -30,6 +30,7 @@ class FakeStore final : public SessionStore {
   bool held_mode = false;
   LookupResult lookup_answer = found();
   int lookups = 0, destroys = 0, writes = 0;
+  int in_callback = 0;                  // > 0 while this store runs one of its callers' callbacks
   std::vector<uint64_t> destroy_times;  // uv_now at each destroy
   std::vector<std::function<void()>> held;
 
@@ -82,10 +83,15 @@ class FakeStore final : public SessionStore {
 
  private:
   void answer(std::function<void()> f) {
-    if (held_mode) {
-      held.push_back(std::move(f));
-    } else {
+    auto run = [this, f = std::move(f)] {
+      ++in_callback;
       f();
+      --in_callback;
+    };
+    if (held_mode) {
+      held.push_back(std::move(run));
+    } else {
+      run();
     }
   }
   uv_loop_t* loop_;
@@ -108,7 +114,12 @@ struct TestWorker {
     store.reset();
   }
   void close_store() {
-    if (!close_called) store->close([this] { inner_closed = true; });
+    if (!close_called) {
+      store->close([this] {
+        inner_closed = true;
+        closed_inside_callback = fake->in_callback > 0;
+      });
+    }
     close_called = true;
   }
   // The loop ends with no open handle once the store is closed (libuv's MAKE_VALGRIND_HAPPY).
@@ -144,6 +155,7 @@ struct TestWorker {
   FakeStore* fake = nullptr;
   std::unique_ptr<PendingDestroyStore> store;
   bool close_called = false, inner_closed = false, loop_closed = false;
+  bool closed_inside_callback = false;
 };
 
 }  // namespace
@@ -198,6 +210,20 @@ TEST_CASE("every worker refuses a token whose destroy another worker could not c
   CHECK(b.lookup(key_n(7))->status == StoreStatus::kNotFound);
   CHECK(b.fake->lookups == 0);
   CHECK(b.store->pending() == 0);  // the retry belongs to the worker that queued it
+}
+
+TEST_CASE("two workers failing to destroy one key at once queue one retry") {
+  RefusedKeys refused(10);
+  TestWorker a(&refused), b(&refused);
+  a.fake->held_mode = b.fake->held_mode = true;
+  std::optional<StoreStatus> da, db;
+  a.store->destroy(key_n(5), [&](StoreStatus s) { da = s; });
+  b.store->destroy(key_n(5), [&](StoreStatus s) { db = s; });
+  a.fake->release();
+  b.fake->release();
+  CHECK(da == StoreStatus::kOk);
+  CHECK(db == StoreStatus::kOk);
+  CHECK(a.store->pending() + b.store->pending() == 1);
 }
 
 TEST_CASE("the retry runs in the background until confirmed; then the key is asked for again") {
@@ -275,7 +301,7 @@ TEST_CASE("a lookup answered after its key was refused answers kNotFound") {
   w.fake->held_mode = true;
   std::optional<LookupResult> r;
   w.store->lookup(key_n(1), 0, [&](LookupResult x) { r = std::move(x); });
-  REQUIRE(refused.add(key_n(1)));  // another worker refused it meanwhile
+  REQUIRE(refused.add(key_n(1)) == RefusedKeys::Added::kAdded);  // another worker, meanwhile
   w.fake->release();
   REQUIRE(r);
   CHECK(r->status == StoreStatus::kNotFound);
@@ -286,7 +312,7 @@ TEST_CASE("a lookup answered after its key was refused answers kNotFound") {
 TEST_CASE("a rotation marker does not lead to a refused session") {
   RefusedKeys refused(10);
   TestWorker w(&refused);
-  REQUIRE(refused.add(key_n(2)));  // the live key was logged out, unconfirmed
+  REQUIRE(refused.add(key_n(2)) == RefusedKeys::Added::kAdded);  // logged out, unconfirmed
   LookupResult grace = FakeStore::found();
   grace.rotated = RotatedKey::kInGrace;
   grace.live_key = key_n(2);
@@ -318,9 +344,10 @@ TEST_CASE("close tries once more and leaves no open handle (store still failing)
   int before = w.fake->destroys;
   w.close_store();
   CHECK(w.fake->destroys == before + 2);  // the last attempt, at once
-  CHECK(w.inner_closed);
   CHECK(w.closes_cleanly());
-  CHECK(refused.contains(key_n(1)));  // still refused by the rest of the process
+  CHECK(w.inner_closed);
+  CHECK_FALSE(w.closed_inside_callback);  // RedisStore::close may not run inside its callback
+  CHECK(refused.contains(key_n(1)));      // still refused by the rest of the process
   CHECK(w.metrics.session_destroys_pending.load() == 0);
 }
 
@@ -340,7 +367,8 @@ TEST_CASE("close confirms what it can, and waits for a round in flight") {
   CHECK_FALSE(w.inner_closed);
   REQUIRE(w.fake->held.size() == 1);  // ... so the last attempt goes out
   w.fake->release();
-  CHECK(w.inner_closed);
+  REQUIRE(w.run_until([&] { return w.inner_closed; }));
+  CHECK_FALSE(w.closed_inside_callback);
   CHECK_FALSE(refused.contains(key_n(1)));  // confirmed by the last attempt
   CHECK(w.metrics.session_destroy_retried_ok.get() == 1);
   CHECK(w.closes_cleanly());
@@ -365,7 +393,8 @@ TEST_CASE("RefusedKeys is bounded and safe to share between threads") {
       for (int round = 0; round < 200; ++round) {
         for (uint8_t i = 0; i < 16; ++i) {
           TokenHash k = key_n(static_cast<uint8_t>(t * 16 + i));
-          if (!refused.add(k) || !refused.contains(k)) failures.fetch_add(1);
+          if (refused.add(k) != RefusedKeys::Added::kAdded || !refused.contains(k))
+            failures.fetch_add(1);
         }
         for (uint8_t i = 0; i < 16; ++i)
           refused.remove(key_n(static_cast<uint8_t>(t * 16 + i)));
@@ -377,9 +406,9 @@ TEST_CASE("RefusedKeys is bounded and safe to share between threads") {
   CHECK(failures.load() == 0);
   CHECK(refused.size() == 0);
   for (uint8_t i = 0; i < 64; ++i)
-    CHECK(refused.add(key_n(i)));
-  CHECK_FALSE(refused.add(key_n(200)));
-  CHECK(refused.add(key_n(3)));  // already there: still refused, no room needed
+    CHECK(refused.add(key_n(i)) == RefusedKeys::Added::kAdded);
+  CHECK(refused.add(key_n(200)) == RefusedKeys::Added::kFull);
+  CHECK(refused.add(key_n(3)) == RefusedKeys::Added::kAlready);  // no room needed
   CHECK(refused.size() == 64);
 }
 
