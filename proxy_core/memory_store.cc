@@ -335,68 +335,6 @@ void MemoryStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
   if (done) done(status);
 }
 
-void MemoryStore::update(const TokenHash& key, const SessionRecord& record, DoneCallback done) {
-  StoreStatus status = StoreStatus::kNotFound;
-  {
-    Shard& shard = shard_for(key);
-    std::lock_guard lock(shard.mu);
-    const size_t slot = shard.find(key);
-    if (slot != kNoSlot) {
-      const uint32_t n = shard.index_at(slot);
-      Shard::Node& node = shard.nodes[n];
-      store_attributes(node.attrs, SessionAttributes(record.attributes));
-      const Segment segment = node.attrs ? kProtected : static_cast<Segment>(node.segment);
-      if (record.last_seen_ms > node.last_seen_ms) {
-        node.last_seen_ms = record.last_seen_ms;
-        shard.lru_touch(n, segment);
-      } else if (segment != node.segment) {
-        shard.lru_touch(n, segment);
-      }
-      status = StoreStatus::kOk;
-    }
-  }
-  if (done) done(status);
-}
-
-void MemoryStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
-                         const SessionRecord& record, DoneCallback done) {
-  StoreStatus status = StoreStatus::kOk;
-  uint64_t protected_evicted = 0;
-  {
-    const size_t a = shard_index(old_key);
-    const size_t b = shard_index(new_key);
-    Shard& from = shards_[a];
-    Shard& to = shards_[b];
-    std::unique_lock first(shards_[std::min(a, b)].mu);
-    std::unique_lock<std::mutex> second;
-    if (a != b) second = std::unique_lock(shards_[std::max(a, b)].mu);
-
-    const size_t slot = from.find(old_key);
-    if (slot == kNoSlot) {
-      status = StoreStatus::kNotFound;
-    } else if (to.find(new_key) != kNoSlot || to.markers.count(new_key) != 0) {
-      status = StoreStatus::kUnavailable;
-    } else {
-      const Shard::Node& old = from.node_at(slot);
-      const SessionHandle handle = old.handle;
-      const int64_t created_ms = old.created_ms;
-      const Segment segment =
-          record.attributes.empty() ? static_cast<Segment>(old.segment) : kProtected;
-      from.erase_slot(slot);
-      count_removal(Removal::kRotated);
-      protected_evicted = make_room(to, record.last_seen_ms);
-      Shard::Node& node = to.nodes[to.insert(new_key, segment)];
-      node.handle = handle;
-      node.created_ms = created_ms;
-      node.last_seen_ms = record.last_seen_ms;
-      store_attributes(node.attrs, SessionAttributes(record.attributes));
-      rotated_.fetch_add(1, std::memory_order_relaxed);
-    }
-  }
-  warn_protected_evictions(protected_evicted, record.last_seen_ms);
-  if (done) done(status);
-}
-
 void MemoryStore::destroy(const TokenHash& key, DoneCallback done) {
   StoreStatus status = StoreStatus::kOk;
   {

@@ -110,12 +110,6 @@ class MemoryStore final : public SessionStore {
   // if it holds attributes afterwards.
   void rotate(const TokenHash& old_key, const TokenHash& new_key, const SessionChange& change,
               int64_t grace_ms, int64_t now_ms, DoneCallback done) override;
-  // TRANSITION (the session gate still calls these two; removed when it uses modify/rotate above).
-  // update: sets last_seen_ms (forward only) and replaces the attributes of a known session.
-  void update(const TokenHash& key, const SessionRecord& record, DoneCallback done) override;
-  // rotate: moves the session to new_key with the record's last_seen_ms and attributes, no marker.
-  void rotate(const TokenHash& old_key, const TokenHash& new_key, const SessionRecord& record,
-              DoneCallback done) override;
   // kOk when the session is gone (memory always confirms; an unknown key is already gone).
   // kNotFound for a rotation marker's key: that is not the live key, nothing is removed.
   void destroy(const TokenHash& key, DoneCallback done) override;

@@ -104,24 +104,6 @@ void PendingDestroyStore::rotate(const TokenHash& old_key, const TokenHash& new_
   inner_->rotate(old_key, new_key, change, grace_ms, now_ms, std::move(done));
 }
 
-void PendingDestroyStore::update(const TokenHash& key, const SessionRecord& record,
-                                 DoneCallback done) {
-  if (refused_->contains(key)) {
-    done(StoreStatus::kNotFound);
-    return;
-  }
-  inner_->update(key, record, std::move(done));
-}
-
-void PendingDestroyStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
-                                 const SessionRecord& record, DoneCallback done) {
-  if (refused_->contains(old_key)) {
-    done(StoreStatus::kNotFound);
-    return;
-  }
-  inner_->rotate(old_key, new_key, record, std::move(done));
-}
-
 void PendingDestroyStore::destroy(const TokenHash& key, DoneCallback done) {
   if (refused_->contains(key)) {
     done(StoreStatus::kOk);  // already refused here, its retry already queued

@@ -100,9 +100,6 @@ class PendingDestroyStore final : public SessionStore {
               DoneCallback done) override;
   void rotate(const TokenHash& old_key, const TokenHash& new_key, const SessionChange& change,
               int64_t grace_ms, int64_t now_ms, DoneCallback done) override;
-  void update(const TokenHash& key, const SessionRecord& record, DoneCallback done) override;
-  void rotate(const TokenHash& old_key, const TokenHash& new_key, const SessionRecord& record,
-              DoneCallback done) override;
   void destroy(const TokenHash& key, DoneCallback done) override;
   bool usable() const override { return inner_->usable(); }
 

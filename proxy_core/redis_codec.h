@@ -1,8 +1,8 @@
 // The Redis store's key and hash encoding, and the checks on what is read back. Pure logic, no
 // I/O: tested (and fuzzed) without a server.
 //
-// Key: key_prefix + lowercase hex of the token's SHA-256 (64 characters). One key per session (a
-// Redis Cluster deployment needs a multi-slot command only for rotate, which touches two keys).
+// Key: key_prefix + lowercase hex of the token's SHA-256 (64 characters). One key per session;
+// only rotate touches two (old and new), as it did before the hash layout.
 //
 // Data: one Redis hash per key, so that a change is per field (HSET/HDEL of the fields it
 // touches) and two requests changing different attributes never undo each other. A live session:

@@ -115,7 +115,8 @@ const RedisScript& redis_modify_script() {
 
 const RedisScript& redis_rotate_script() {
   // The change is applied under the old key first (so that a refusal writes nothing), then the
-  // hash is renamed (RENAME keeps the TTL just set) and the old key becomes the marker.
+  // hash is renamed (RENAME keeps the TTL just set) and the old key becomes the marker, kept for
+  // the idle timeout (or the grace window, if that is longer) to tell replays from unknown keys.
   static const RedisScript s =
       make("rotate", prelude() +
                          "local c, s = live(KEYS[1]) "
@@ -124,7 +125,8 @@ const RedisScript& redis_rotate_script() {
                          "if not change(KEYS[1], c, s, 6) then return 2 end "
                          "redis.call('RENAME', KEYS[1], KEYS[2]) "
                          "redis.call('HSET', KEYS[1], 'r', ARGV[4], 'g', ARGV[5]) "
-                         "redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
+                         "redis.call('PEXPIRE', KEYS[1], string.format('%d', math.max(idle, "
+                         "tonumber(ARGV[5]) - now))) "
                          "return 1");
   return s;
 }

@@ -29,8 +29,8 @@ const RedisScript& redis_create_script();
 // session, 2 = the result would break the bounds (nothing written).
 const RedisScript& redis_modify_script();
 // KEYS[1] old, KEYS[2] new; ARGV[1..3] as above, ARGV[4] new key's digest hex, ARGV[5] grace
-// until (ms), then the change. 1 = moved (old is now a marker with TTL idle), 0 = old is not a
-// live session, -1 = new key taken, 2 = bounds (nothing written).
+// until (ms), then the change. 1 = moved (old is now a marker with TTL max(idle, grace)), 0 = old
+// is not a live session, -1 = new key taken, 2 = bounds (nothing written).
 const RedisScript& redis_rotate_script();
 // KEYS[1]. 1 = deleted, 0 = was absent, -1 = a rotation marker (left alone: not a live key).
 const RedisScript& redis_destroy_script();
@@ -38,7 +38,7 @@ const RedisScript& redis_destroy_script();
 std::vector<const RedisScript*> redis_scripts();
 
 // Appends a change's arguments: last seen, max attributes, max bytes, replace (1: drop every
-// attribute first, for the TRANSITION whole-record writes), the number of attributes set, the
+// attribute first; the gate's writes no longer use it), the number of attributes set, the
 // set pairs, then the names removed.
 void append_change_args(std::vector<std::string>& args, const SessionChange& change, bool replace);
 

@@ -31,10 +31,10 @@
 // - modify: EVALSHA modify (only a live session hash: HDEL/HSET of the changed fields, last seen
 //   forward only, bounds on the result, PEXPIRE to min(s + idle, c + absolute) - now). Never
 //   re-creates a destroyed or expired session: it writes nothing to a key that is not live.
-// - rotate: EVALSHA rotate, touching two keys (old and new, as it always did; with Redis
-//   Cluster give them one hash tag through key_prefix): old must be live and new absent; the
-//   change is applied, the hash RENAMEd to new, and old becomes a marker {r, g} with PEXPIRE
-//   idle_timeout, so it expires by itself.
+// - rotate: EVALSHA rotate, touching two keys (old and new, as it always did; the store talks
+//   to one master, not to Redis Cluster): old must be live and new absent; the change is
+//   applied, the hash RENAMEd to new, and old becomes a marker {r, g} with PEXPIRE
+//   max(idle_timeout, grace), so it expires by itself.
 // - destroy: EVALSHA destroy (DEL, unless the key is a marker). kOk only on a reply that says the
 //   key is gone; an error reply (READONLY, LOADING, ...), a timeout or a lost connection is
 //   kUnavailable.
@@ -107,11 +107,6 @@ class RedisStore final : public SessionStore {
               DoneCallback done) override;
   void rotate(const TokenHash& old_key, const TokenHash& new_key, const SessionChange& change,
               int64_t grace_ms, int64_t now_ms, DoneCallback done) override;
-  // TRANSITION: the whole-record writes, as modify/rotate that first drop every attribute
-  // (rotate with no grace). Removed with the interface's once the gate no longer calls them.
-  void update(const TokenHash& key, const SessionRecord& record, DoneCallback done) override;
-  void rotate(const TokenHash& old_key, const TokenHash& new_key, const SessionRecord& record,
-              DoneCallback done) override;
   void destroy(const TokenHash& key, DoneCallback done) override;
   // True while connected, handshake done, and no command has timed out since the last reply.
   // The one method that may be called from any thread.

@@ -203,21 +203,6 @@ void RedisStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
   move(old_key, new_key, change, /*replace=*/false, grace_ms, now_ms, std::move(done));
 }
 
-void RedisStore::update(const TokenHash& key, const SessionRecord& record, DoneCallback done) {
-  SessionChange c;
-  c.last_seen_ms = record.last_seen_ms;
-  c.set = record.attributes;
-  change(key, c, /*replace=*/true, unix_now_ms(), std::move(done));
-}
-
-void RedisStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
-                        const SessionRecord& record, DoneCallback done) {
-  SessionChange c;
-  c.last_seen_ms = record.last_seen_ms;
-  c.set = record.attributes;
-  move(old_key, new_key, c, /*replace=*/true, 0, unix_now_ms(), std::move(done));
-}
-
 void RedisStore::destroy(const TokenHash& key, DoneCallback done) {
   eval(redis_destroy_script(), {"1", key_of(key)}, [done = std::move(done)](const redisReply* r) {
     long long n = -2;

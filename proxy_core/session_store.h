@@ -101,10 +101,7 @@ class SessionStore {
   // no live session has that key: destroyed, expired, or rotated away (a rotation marker is not a
   // live key). kRejected when the result would break the bounds. now_ms sets the new expiry.
   virtual void modify(const TokenHash& key, const SessionChange& change, int64_t now_ms,
-                      DoneCallback done) {
-    (void)key, (void)change, (void)now_ms;  // TRANSITION: removed once both stores implement it
-    done(StoreStatus::kUnavailable);
-  }
+                      DoneCallback done) = 0;
   // Atomically moves the live session from old_key to new_key with `change` applied (login:
   // rotate and set the user in one step), keeping the stored handle and created time; old_key
   // becomes a rotation marker (grace_ms may be 0: then it is a replay marker at once).
@@ -112,15 +109,7 @@ class SessionStore {
   // new_key is taken or the store cannot answer, kRejected as for modify.
   virtual void rotate(const TokenHash& old_key, const TokenHash& new_key,
                       const SessionChange& change, int64_t grace_ms, int64_t now_ms,
-                      DoneCallback done) {
-    (void)old_key, (void)new_key, (void)change, (void)grace_ms, (void)now_ms;  // TRANSITION
-    done(StoreStatus::kUnavailable);
-  }
-  // TRANSITION: the whole-record writes the integrity work replaces; removed with the defaults
-  // above once the session gate uses modify() and the new rotate().
-  virtual void update(const TokenHash& key, const SessionRecord& record, DoneCallback done) = 0;
-  virtual void rotate(const TokenHash& old_key, const TokenHash& new_key,
-                      const SessionRecord& record, DoneCallback done) = 0;
+                      DoneCallback done) = 0;
   // Removes the session under `key` (its live key). kOk when the store confirmed it is gone (or
   // it was already absent); kUnavailable when that is not confirmed: the caller must not tell the
   // client it is logged out as if it were.

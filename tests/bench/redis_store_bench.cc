@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "proxy_core/gateway_state.h"
 #include "proxy_core/redis_store.h"
@@ -81,12 +83,22 @@ int main(int argc, char** argv) {
       int base = 0;  // fresh keys per round: rotate leaves markers under the old ones
       for (int depth : {1, 64}) {
         auto k = [&](int i) { return key_of(base + i); };
+        // Commands sent per operation (the store's own count: scripts count once, as EVALSHA).
+        std::vector<std::pair<const char*, double>> per_op;
+        uint64_t sent = metrics.redis_commands.get();
+        auto count = [&](const char* what) {
+          const uint64_t now_sent = metrics.redis_commands.get();
+          per_op.emplace_back(what, static_cast<double>(now_sent - sent) / n);
+          sent = now_sent;
+        };
         const double create = measure(n, depth, [&](int i, std::function<void()> done) {
           store.create(k(i), record_of(i), [done](StoreStatus) { done(); });
         });
+        count("create");
         const double lookup = measure(n, depth, [&](int i, std::function<void()> done) {
           store.lookup(k(i), unix_now_ms(), [done](LookupResult) { done(); });
         });
+        count("lookup");
         const double modify = measure(n, depth, [&](int i, std::function<void()> done) {
           SessionChange c;
           c.last_seen_ms = unix_now_ms();
@@ -95,23 +107,31 @@ int main(int argc, char** argv) {
           c.max_attribute_bytes = 4096;
           store.modify(k(i), c, unix_now_ms(), [done](StoreStatus) { done(); });
         });
+        count("modify");
         const double rotate = measure(n, depth, [&](int i, std::function<void()> done) {
           SessionChange c;
           c.last_seen_ms = unix_now_ms();
           store.rotate(k(i), k(i + n), c, 10'000, unix_now_ms(), [done](StoreStatus) { done(); });
         });
+        count("rotate");
         const double in_grace = measure(n, depth, [&](int i, std::function<void()> done) {
           store.lookup(k(i), unix_now_ms(), [done](LookupResult) { done(); });
         });
+        count("lookup in grace");
         const double destroy = measure(n, depth, [&](int i, std::function<void()> done) {
           store.destroy(k(i + n), [done](StoreStatus) { done(); });
         });
+        count("destroy");
         base += 2 * n;
         std::printf(
             "%s: create %.1f us, lookup %.1f us, modify %.1f us, rotate %.1f us, lookup of a "
             "rotated key in grace %.1f us, destroy %.1f us per operation (%.0f lookups/s)\n",
             depth == 1 ? "one at a time (latency)" : "64 in flight (throughput)", create, lookup,
             modify, rotate, in_grace, destroy, 1e6 / lookup);
+        std::printf("  commands per operation:");
+        for (const auto& [what, per] : per_op)
+          std::printf(" %s %.2f;", what, per);
+        std::printf("\n");
       }
       std::printf("errors %llu, timeouts %llu\n",
                   static_cast<unsigned long long>(metrics.redis_errors.get()),

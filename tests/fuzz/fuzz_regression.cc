@@ -34,8 +34,10 @@ SG_FUZZ_DECLARE(cookie)
 SG_FUZZ_DECLARE(config)
 SG_FUZZ_DECLARE(session_attributes)
 SG_FUZZ_DECLARE(snapshot)
+SG_FUZZ_DECLARE(memory_store)
 SG_FUZZ_DECLARE(client_side)
 SG_FUZZ_DECLARE(upstream_response)
+SG_FUZZ_DECLARE(redis_record)
 #undef SG_FUZZ_DECLARE
 
 namespace {
@@ -54,8 +56,10 @@ constexpr Target kTargets[] = {
     {"config", &fuzz_config},
     {"session_attributes", &fuzz_session_attributes},
     {"snapshot", &fuzz_snapshot},
+    {"memory_store", &fuzz_memory_store},
     {"client_side", &fuzz_client_side},
     {"upstream_response", &fuzz_upstream_response},
+    {"redis_record", &fuzz_redis_record},
 };
 
 constexpr size_t kMaxInputBytes = 4096;  // mutations stop growing an input past this

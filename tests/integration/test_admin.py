@@ -111,6 +111,7 @@ class Metrics(unittest.TestCase):
                        "sessiongate_sessions_expired_total", "sessiongate_sessions_rotated_total",
                        "sessiongate_sessions_destroyed_total", "sessiongate_sessions_evicted_total",
                        "sessiongate_rejected_client_headers_total", "sessiongate_store_errors_total",
+                       "sessiongate_store_records_rejected_total",
                        "sessiongate_config_reloads_total"):
             self.assertRegex(text, rf"(?m)^# TYPE {family} ", f"metric family {family} missing")
         # Histogram buckets are cumulative and end in +Inf == _count.

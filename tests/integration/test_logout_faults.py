@@ -69,6 +69,10 @@ class LogoutFaults(SessionTestCase):
         self.assertEqual(header_values(self.seen(r), "X-Session-User"), [user])
         return token, handle
 
+    def logout(self, gw, token):
+        # A same-origin navigation: the logout CSRF guard (issue 13 item 10) lets it through.
+        return self.get(gw, "/logout", token=token, headers=[("Sec-Fetch-Site", "same-origin")])
+
     def metric(self, gw, name) -> float:
         return metric_value(gw.admin_port, name)
 
@@ -87,7 +91,7 @@ class LogoutFaults(SessionTestCase):
         token, handle = self.signed_in(gw)
         self.deny_del()
 
-        r = self.get(gw, "/logout", token=token)
+        r = self.logout(gw, token)
         self.assertEqual(r.status, 303, r)
         self.assertEqual(r.header("Location"), "/bye")
         self.assertRegex(self.our_set_cookies(r)[0], f"^{EXPIRED_COOKIE_RE.pattern}$")
@@ -136,9 +140,9 @@ class LogoutFaults(SessionTestCase):
         second, h2 = self.signed_in(gw, "bob")
         self.deny_del()
 
-        r = self.get(gw, "/logout", token=first)
+        r = self.logout(gw, first)
         self.assertEqual(r.status, 303, r)
-        r = self.get(gw, "/logout", token=second)
+        r = self.logout(gw, second)
         self.assertEqual(r.status, 503, f"a logout Redis did not confirm, with the queue full: {r}")
         self.assertEqual(r.header("Retry-After"), "1")
         self.assertEqual(self.our_set_cookies(r), [], "told to drop a cookie that still works")
@@ -149,7 +153,7 @@ class LogoutFaults(SessionTestCase):
 
         # Redis confirms again: the client's retry of the logout succeeds.
         self.allow_del()
-        r = self.get(gw, "/logout", token=second)
+        r = self.logout(gw, second)
         self.assertEqual(r.status, 303, r)
         self.assertFalse(self.key_exists(second))
         self.assert_refused(gw, second, h2, "after the retried logout")
@@ -158,7 +162,7 @@ class LogoutFaults(SessionTestCase):
         gw = self.logout_gateway(workers=1)
         token, _ = self.signed_in(gw)
         self.deny_del()
-        self.assertEqual(self.get(gw, "/logout", token=token).status, 303)
+        self.assertEqual(self.logout(gw, token).status, 303)
         wait_until(lambda: self.metric(gw, "sessiongate_session_destroys_pending") == 1, 5.0)
         self.assertEqual(gw.stop(timeout=30.0), 0, gw.logs()[1][-2000:])  # SIGTERM, drain
         stderr = gw.logs()[1]

@@ -44,14 +44,15 @@ class RedisTestCase(SessionTestCase):
         super().setUp()
 
     def redis_gateway(self, redis: RedisServer | None = None, *, sentinels=None, admin: bool = False,
-                      workers: int = 2, **redis_keys) -> Gateway:
+                      workers: int = 2, session: dict | None = None, **redis_keys) -> Gateway:
         r = {"key_prefix": PREFIX, "timeout": TIMEOUT}
         if sentinels:
             r.update(sentinels=[f"127.0.0.1:{s.port}" for s in sentinels], master_name=sentinels[0].master_name)
         else:
             r["address"] = redis.address
         r.update(redis_keys)
-        ov = {"server": {"workers": workers}, "session": {"store": "redis"}, "store.redis": r}
+        ov = {"server": {"workers": workers}, "session": {"store": "redis", **(session or {})},
+              "store.redis": r}
         if admin:
             ov = merge(ov, {"admin": {"listen": FREE_ADMIN_LISTEN}})
         gw = Gateway(self, self.up.port, ov)
@@ -154,7 +155,9 @@ class SharedSessions(RedisTestCase):
 class RotateAndDestroy(RedisTestCase):
     def test_rotate_on_a_old_token_fails_on_b_destroy_on_b_gone_on_a(self):
         redis = RedisServer(self)
-        a, b = self.redis_gateway(redis), self.redis_gateway(redis)
+        # No grace window: the old token is a replay at once (the window: test_integrity.py).
+        no_grace = {"rotation_grace": "0s"}
+        a, b = self.redis_gateway(redis, session=no_grace), self.redis_gateway(redis, session=no_grace)
         t1, handle = self.new_session_with_user(a)
         self.assert_same_session(b, t1, handle, where="B before rotate")
 
@@ -182,7 +185,8 @@ class RotateAndDestroy(RedisTestCase):
 
     def test_concurrent_rotates_through_both_instances_leave_one_live_token(self):
         redis = RedisServer(self)
-        a, b = self.redis_gateway(redis), self.redis_gateway(redis)
+        no_grace = {"rotation_grace": "0s"}  # the old token is dead at once
+        a, b = self.redis_gateway(redis, session=no_grace), self.redis_gateway(redis, session=no_grace)
         for attempt in range(5):
             t1, handle = self.new_session_with_user(a)
             results = [None, None]

@@ -82,15 +82,6 @@ class FakeSessionStore : public SessionStore {
       if (m.live == old_key) m.live = new_key;
     done(StoreStatus::kOk);
   }
-  void update(const TokenHash&, const SessionRecord&, DoneCallback done) override {
-    ++modifies;
-    done(StoreStatus::kUnavailable);  // the gate must not use the whole-record write
-  }
-  void rotate(const TokenHash&, const TokenHash&, const SessionRecord&,
-              DoneCallback done) override {
-    ++rotates;
-    done(StoreStatus::kUnavailable);
-  }
   void destroy(const TokenHash& key, DoneCallback done) override {
     ++destroys;
     if (unavailable) return done(StoreStatus::kUnavailable);

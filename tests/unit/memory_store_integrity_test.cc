@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "proxy_core/memory_store.h"
+#include "tests/fuzz/store_model.h"
 #include "tests/unit/memory_store_test_util.h"
 
 namespace sg {
@@ -309,160 +310,27 @@ TEST_CASE("a full store takes an expired protected session before a live probati
   CHECK(found(store, key(2), kT0 + 1500));
 }
 
-// A reference model of the store's contract, run against the store on random operations.
-struct Model {
-  struct Session {
-    int handle;
-    int64_t created_ms, last_seen_ms;
-    SessionAttributes attrs;
-  };
-  struct Mark {
-    int new_key;
-    int64_t grace_until_ms, forget_at_ms;
-  };
-  std::map<int, Session> live;  // key -> session
-  std::map<int, Mark> marks;    // old key -> marker
-  std::set<int> destroyed_handles;
-
-  // The live session under `k` at now, removing it when expired (as the store does).
-  Session* live_at(int k, int64_t now) {
-    auto it = live.find(k);
-    if (it == live.end()) return nullptr;
-    const Session& s = it->second;
-    if (now - s.created_ms > kAbsolute.count() || now - s.last_seen_ms > kIdle.count()) {
-      live.erase(it);
-      return nullptr;
-    }
-    return &it->second;
-  }
-  const Mark* mark_at(int k, int64_t now) const {
-    auto it = marks.find(k);
-    return it != marks.end() && now < it->second.forget_at_ms ? &it->second : nullptr;
-  }
-  LookupResult lookup(int k, int64_t now) {
-    LookupResult r;
-    bool via = false, grace = false;
-    for (int hop = 0; hop <= MemoryStore::kMaxMarkerHops; ++hop) {
-      const bool known = live.count(k) != 0;
-      if (Session* s = live_at(k, now)) {
-        r.record.emplace();
-        r.record->handle[0] = static_cast<uint8_t>(s->handle);
-        r.record->handle[1] = static_cast<uint8_t>(s->handle >> 8);
-        r.record->attributes = s->attrs;
-        r.status = !via || grace ? StoreStatus::kOk : StoreStatus::kNotFound;
-        if (via) r.live_key = key(k);
-        break;
-      }
-      if (known) break;  // expired
-      const Mark* m = mark_at(k, now);
-      if (m == nullptr) break;
-      if (!via) grace = now < m->grace_until_ms;
-      via = true;
-      k = m->new_key;
-    }
-    if (via && !grace) r.rotated = RotatedKey::kReplay;
-    if (via && grace && r.status == StoreStatus::kOk) r.rotated = RotatedKey::kInGrace;
-    return r;
-  }
+// Random numbers for the shared model driver (tests/fuzz/store_model.h).
+struct RandomSource {
+  std::mt19937 rng;
+  int left;
+  bool more() { return left-- > 0; }
+  uint32_t next(uint32_t n) { return static_cast<uint32_t>(rng() % n); }
 };
-
-// The change applied the plain way: removes, then sets (all values here are non-empty).
-void model_apply(SessionAttributes& attrs, const SessionChange& c) {
-  auto drop = [&attrs](const std::string& name) {
-    std::erase_if(attrs, [&name](const auto& a) { return a.first == name; });
-  };
-  for (const std::string& name : c.remove)
-    drop(name);
-  for (const auto& entry : c.set) {
-    drop(entry.first);
-    attrs.push_back(entry);
-  }
-  std::sort(attrs.begin(), attrs.end());
-}
-
-int handle_of(const SessionRecord& r) {
-  return r.handle[0] | r.handle[1] << 8;
-}
 
 TEST_CASE("random operations follow the model and never bring a destroyed session back") {
   for (uint32_t seed = 1; seed <= 4; ++seed) {
     CAPTURE(seed);
-    std::mt19937 rng(seed);
     MemoryStore store(kIdle, kAbsolute, 1000000);
-    Model model;
-    int next_key = 0;
-    int next_handle = 0;
-    int64_t now = kT0;
-    const std::vector<std::string> names{"a", "b", "role"};
-    auto any_key = [&] { return next_key == 0 ? 0 : static_cast<int>(rng() % next_key); };
-    auto random_change = [&] {
-      SessionChange c;
-      if (rng() % 2) c.set = {{names[rng() % 3], std::to_string(rng() % 10)}};
-      if (rng() % 3 == 0) c.remove = {names[rng() % 3]};
-      if (rng() % 2) c.last_seen_ms = now;
-      return c;
-    };
-    for (int op = 0; op < 6000; ++op) {
-      now += rng() % 40;
-      const uint32_t what = rng() % 10;
-      if (what < 2 || next_key == 0) {  // create
-        const int k = next_key++;
-        const int h = next_handle++;
-        SessionRecord r = record_at(now);
-        r.handle[0] = static_cast<uint8_t>(h);
-        r.handle[1] = static_cast<uint8_t>(h >> 8);
-        REQUIRE(create(store, key(k), r) == StoreStatus::kOk);
-        model.live[k] = {h, now, now, {}};
-      } else if (what < 4) {  // modify
-        const int k = any_key();
-        const SessionChange c = random_change();
-        Model::Session* s = model.live_at(k, now);
-        CHECK(modify(store, key(k), c, now) == (s ? StoreStatus::kOk : StoreStatus::kNotFound));
-        if (s != nullptr) {
-          model_apply(s->attrs, c);
-          s->last_seen_ms = std::max(s->last_seen_ms, c.last_seen_ms);
-        }
-      } else if (what < 5) {  // rotate
-        const int k = any_key();
-        const int fresh = next_key++;
-        const int64_t grace = rng() % 200;
-        const SessionChange c = random_change();
-        Model::Session* s = model.live_at(k, now);
-        CHECK(rotate(store, key(k), key(fresh), c, grace, now) ==
-              (s ? StoreStatus::kOk : StoreStatus::kNotFound));
-        if (s != nullptr) {
-          Model::Session moved = *s;
-          model_apply(moved.attrs, c);
-          moved.last_seen_ms = std::max(moved.last_seen_ms, c.last_seen_ms);
-          model.live.erase(k);
-          model.live[fresh] = moved;
-          model.marks[k] = {fresh, now + grace, now + kIdle.count()};
-        }
-      } else if (what < 6) {  // destroy
-        const int k = any_key();
-        const StoreStatus st = destroy(store, key(k));
-        if (Model::Session* s = model.live_at(k, now)) {
-          CHECK(st == StoreStatus::kOk);
-          model.destroyed_handles.insert(s->handle);
-          model.live.erase(k);
-        }
-      } else {  // lookup
-        const int k = any_key();
-        const LookupResult got = lookup(store, key(k), now);
-        const LookupResult want = model.lookup(k, now);
-        CAPTURE(op);
-        CHECK(got.status == want.status);
-        CHECK(got.rotated == want.rotated);
-        REQUIRE(got.record.has_value() == want.record.has_value());
-        if (got.record) {
-          CHECK(model.destroyed_handles.count(handle_of(*got.record)) == 0);
-          CHECK(handle_of(*got.record) == handle_of(*want.record));
-          CHECK(got.record->attributes == want.record->attributes);
-          CHECK(got.live_key == want.live_key);
-        }
-      }
-      if (op % 500 == 0) store.reclaim_some(now, 64);
-    }
+    sg_store_model::Model model(kIdle.count(), kAbsolute.count());
+    RandomSource src{std::mt19937(seed), 6000};
+    int failures = 0;
+    sg_store_model::run(store, model, src, [&](bool ok, const char* what) {
+      if (!ok && ++failures <= 5) FAIL_CHECK(what << " (operation " << 6000 - src.left << ")");
+    });
+    CHECK(failures == 0);
+    CHECK(model.destroyed_handles.size() > 10);  // the run did destroy sessions
+    CHECK(store.stats().rotated > 10);           // and rotate them
   }
 }
 

@@ -48,17 +48,6 @@ inline StoreStatus create(MemoryStore& store, const TokenHash& k, const SessionR
   store.create(k, r, [&](StoreStatus s) { out = s; });
   return out;
 }
-inline StoreStatus update(MemoryStore& store, const TokenHash& k, const SessionRecord& r) {
-  StoreStatus out = StoreStatus::kUnavailable;
-  store.update(k, r, [&](StoreStatus s) { out = s; });
-  return out;
-}
-inline StoreStatus rotate(MemoryStore& store, const TokenHash& a, const TokenHash& b,
-                          const SessionRecord& r) {  // TRANSITION: the whole-record rotate
-  StoreStatus out = StoreStatus::kUnavailable;
-  store.rotate(a, b, r, [&](StoreStatus s) { out = s; });
-  return out;
-}
 inline StoreStatus modify(MemoryStore& store, const TokenHash& k, const SessionChange& c,
                           int64_t now_ms) {
   StoreStatus out = StoreStatus::kUnavailable;

@@ -64,15 +64,6 @@ class FakeStore final : public SessionStore {
     ++writes;
     done(StoreStatus::kOk);
   }
-  void update(const TokenHash&, const SessionRecord&, DoneCallback done) override {
-    ++writes;
-    done(StoreStatus::kOk);
-  }
-  void rotate(const TokenHash&, const TokenHash&, const SessionRecord&,
-              DoneCallback done) override {
-    ++writes;
-    done(StoreStatus::kOk);
-  }
   void destroy(const TokenHash&, DoneCallback done) override {
     ++destroys;
     destroy_times.push_back(uv_now(loop_));
@@ -191,9 +182,6 @@ TEST_CASE("an unconfirmed destroy is counted, answered kOk, and the token refuse
   CHECK(s == StoreStatus::kNotFound);
   s.reset();
   w.store->rotate(key_n(1), key_n(2), SessionChange{}, 0, 0, [&](StoreStatus x) { s = x; });
-  CHECK(s == StoreStatus::kNotFound);
-  s.reset();
-  w.store->update(key_n(1), SessionRecord{}, [&](StoreStatus x) { s = x; });
   CHECK(s == StoreStatus::kNotFound);
   CHECK(w.fake->writes == 0);
   // Another key is unaffected.

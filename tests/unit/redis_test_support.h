@@ -287,12 +287,6 @@ struct Harness {
   StoreStatus create(const TokenHash& k, const SessionRecord& r) {
     return wait([&](auto done) { store.create(k, r, std::move(done)); });
   }
-  StoreStatus update(const TokenHash& k, const SessionRecord& r) {
-    return wait([&](auto done) { store.update(k, r, std::move(done)); });
-  }
-  StoreStatus rotate(const TokenHash& a, const TokenHash& b, const SessionRecord& r) {
-    return wait([&](auto done) { store.rotate(a, b, r, std::move(done)); });
-  }
   StoreStatus modify(const TokenHash& k, const SessionChange& c, int64_t now_ms = 0) {
     return wait([&](auto done) {
       store.modify(k, c, now_ms != 0 ? now_ms : unix_now_ms(), std::move(done));
