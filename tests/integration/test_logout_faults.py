@@ -9,7 +9,8 @@ gateway's refusal stands between it and the next request.
 - logout answers 303 at once, Redis still holds the session key, and the old cookie is refused by
   this gateway (every worker: fresh connections) with a new session instead; the unconfirmed
   destroy is counted and pending; the warning names a digest prefix, never the token; the same
-  for the application's `X-Session-Control: destroy`;
+  for the application's `X-Session-Control: destroy`, and for a failover's READONLY (the instance
+  made a replica of a master that is gone, then promoted back with REPLICAOF NO ONE);
 - DEL allowed again: the background retry confirms within a deadline (key gone, pending 0);
 - with store.redis.max_pending_destroys reached, a logout Redis does not confirm answers 503 with
   Retry-After and is counted;
@@ -19,7 +20,7 @@ Every process runs on a free loopback port and is stopped at cleanup even when a
 
 import unittest
 
-from harness import FREE_ADMIN_LISTEN, Gateway, wait_until
+from harness import FREE_ADMIN_LISTEN, Gateway, free_port, wait_until
 from ops_util import metric_value
 from redis_util import RedisServer, require_tools, session_key
 from session_util import EXPIRED_COOKIE_RE, SessionTestCase, header_values, prefixed, respond_target
@@ -133,6 +134,31 @@ class LogoutFaults(SessionTestCase):
         self.allow_del()
         wait_until(lambda: not self.key_exists(token), RETRY_DEADLINE_S,
                    message="the background retry deleted the session in Redis")
+
+    def test_failover_readonly_logout_is_refused_here_until_the_new_master_confirms(self):
+        # The instance turns into a replica of a master that is gone: reads still served (stale
+        # data), every write answered READONLY, as on the old master after a failover.
+        gw = self.logout_gateway()
+        token, handle = self.signed_in(gw)
+        self.assertEqual(self.redis.cmd("REPLICAOF", "127.0.0.1", str(free_port())), b"OK")
+        r = self.logout(gw, token)
+        self.assertEqual(r.status, 303, r)
+        self.assertTrue(self.key_exists(token), "the replica deleted the session")
+        # Refused without asking Redis; a new session cannot be written to a replica, so the
+        # answer is 503 (fail_closed) or, between reconnects, a new session: never the old one.
+        for i in range(4):
+            r = self.get(gw, "/echo", token=token)
+            if r.status == 200:
+                self.assertNotEqual(self.handle_of(self.seen(r)), handle, f"request {i}")
+            else:
+                self.assertEqual(r.status, 503, r)
+        self.assertEqual(self.metric(gw, "sessiongate_session_destroys_pending"), 1)
+        self.assertEqual(self.redis.cmd("REPLICAOF", "NO", "ONE"), b"OK")
+        wait_until(lambda: not self.key_exists(token), RETRY_DEADLINE_S,
+                   message="the background retry deleted the session on the promoted instance")
+        wait_until(lambda: self.metric(gw, "sessiongate_session_destroys_pending") == 0, RETRY_DEADLINE_S,
+                   message="pending back to 0")
+        self.assert_refused(gw, token, handle, "after the retry confirmed")
 
     def test_full_queue_answers_503_with_retry_after(self):
         gw = self.logout_gateway(max_pending_destroys=1)
