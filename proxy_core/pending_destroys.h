@@ -15,9 +15,10 @@
 //     locally and its retry queued; kUnavailable only when the set is full (the caller answers
 //     503 + Retry-After). An unconfirmed destroy is counted and logged at warn with a digest
 //     prefix (never the token).
-//   - lookup/modify/rotate of a refused key answer kNotFound without asking the store; a lookup
-//     that was in flight when the key was refused, or that lands on a refused session through a
-//     rotation marker, is answered kNotFound too.
+//   - lookup/modify/rotate of a refused key answer kNotFound without asking the store; while any
+//     key is refused, a lookup's answer is checked again (refused meanwhile, or a rotation marker
+//     leading to a refused session: kNotFound). With nothing refused a lookup costs one atomic
+//     load more than the inner store's.
 //   - Retries: one uv timer per worker, batches of kRetryBatch, backoff from kFirstRetry doubling
 //     to kMaxRetry while the store keeps failing. A confirmed retry (kOk, or kNotFound: already
 //     gone) takes the key out of the refused set.

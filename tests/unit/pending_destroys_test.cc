@@ -286,6 +286,7 @@ TEST_CASE("max_pending_destroys = 0: every unconfirmed destroy is kUnavailable")
 TEST_CASE("a lookup answered after its key was refused answers kNotFound") {
   RefusedKeys refused(10);
   TestWorker w(&refused);
+  REQUIRE(refused.add(key_n(9)) == RefusedKeys::Added::kAdded);  // something is refused already
   w.fake->held_mode = true;
   std::optional<LookupResult> r;
   w.store->lookup(key_n(1), 0, [&](LookupResult x) { r = std::move(x); });
