@@ -173,13 +173,13 @@ TEST_CASE("a rotated-away token inside the grace window serves the same session,
   login.begin(store, "/login", cookie(s.token));
   login.respond({{"X-Session-Control", "rotate"}});
   REQUIRE(store.rotates == 1);
+  store.live.begin()->second.last_seen_ms -= 3600 * 1000 / 5;  // a refresh would be due
   Exchange parallel;
   parallel.begin(store, "/img", cookie(s.token));
   CHECK(*parallel.outcome == SessionGate::Outcome::kProceed);
   CHECK(parallel.injected("X-Session-Id") == login.injected("X-Session-Id"));
   CHECK(parallel.injected("X-Session-User") == "alice");
-  // Writes go to the live key; the old token gets no Set-Cookie (refresh or not).
-  store.live.begin()->second.last_seen_ms -= 3600 * 1000 / 5;
+  // Writes go to the live key; the old token gets no Set-Cookie (refresh due or not).
   parallel.respond({{"X-Session-Set-Theme", "dark"}});
   CHECK(parallel.set_cookie().empty());
   CHECK(store.live.size() == 1);
