@@ -108,6 +108,9 @@ struct RedisStoreConfig {
   OnUnavailable on_unavailable = OnUnavailable::kFailClosed;
   std::vector<std::string> sentinels;
   std::string master_name;
+  // Destroys the store did not confirm, refused on this instance while they are retried (whole
+  // process); at the bound a logout the store does not confirm answers 503. 0 = no queue.
+  uint32_t max_pending_destroys = 10000;
 };
 
 struct HealthConfig {

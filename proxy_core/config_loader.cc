@@ -49,7 +49,7 @@ constexpr std::string_view kKnownKeys[] = {
     "store.memory.max_sessions", "store.memory.snapshot_path", "store.memory.snapshot_interval",
     "store.redis.address", "store.redis.password_file", "store.redis.database",
     "store.redis.key_prefix", "store.redis.timeout", "store.redis.on_unavailable",
-    "store.redis.sentinels", "store.redis.master_name",
+    "store.redis.sentinels", "store.redis.master_name", "store.redis.max_pending_destroys",
     "health.path", "health.ready_path",
     "admin.listen",
     "limits.max_header_bytes", "limits.max_headers", "limits.max_body_bytes",
@@ -321,6 +321,8 @@ void read_store(TableReader t, Config& c) {
       {{"fail_closed", OnUnavailable::kFailClosed}, {"fail_open", OnUnavailable::kFailOpen}});
   redis.string_list("sentinels", r.sentinels, check_host_port, true);
   redis.string("master_name", r.master_name);
+  // Each entry costs ~100 bytes; a million covers any realistic logout rate over a long outage.
+  redis.integer("max_pending_destroys", r.max_pending_destroys, 0, 1000000);
   redis.finish();
   t.finish();
 }

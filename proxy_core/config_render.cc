@@ -132,6 +132,7 @@ std::string render_effective_config(const Config& c) {
         r.on_unavailable == OnUnavailable::kFailClosed ? "fail_closed" : "fail_open");
   w.list("sentinels", r.sentinels);
   w.str("master_name", r.master_name);
+  w.num("max_pending_destroys", r.max_pending_destroys);
 
   w.section("health");
   w.str("path", c.health.path);

@@ -236,6 +236,24 @@ std::string render_prometheus(const std::vector<const WorkerMetrics*>& ws,
            gauge_sum(&WorkerMetrics::redis_connected));
   histogram(w, ws, "sessiongate_redis_command_duration_seconds",
             "Time from a Redis command sent to its reply.", &WorkerMetrics::redis_command_duration);
+
+  // Destroys the store did not confirm: refused locally and retried (pending_destroys.h).
+  w.scalar("sessiongate_session_destroy_unconfirmed_total", "counter",
+           "Session destroys the store did not confirm (refused locally and retried, or 503 when "
+           "the queue was full).",
+           static_cast<double>(sum(
+               ws, [](const WorkerMetrics& x) { return x.session_destroy_unconfirmed.get(); })));
+  w.scalar("sessiongate_session_destroy_queue_full_total", "counter",
+           "Unconfirmed session destroys not queued because max_pending_destroys was reached.",
+           static_cast<double>(
+               sum(ws, [](const WorkerMetrics& x) { return x.session_destroy_queue_full.get(); })));
+  w.scalar("sessiongate_session_destroy_retries_confirmed_total", "counter",
+           "Unconfirmed session destroys later confirmed by a background retry.",
+           static_cast<double>(
+               sum(ws, [](const WorkerMetrics& x) { return x.session_destroy_retried_ok.get(); })));
+  w.scalar("sessiongate_session_destroys_pending", "gauge",
+           "Session destroys waiting for the store's confirmation; their tokens are refused here.",
+           gauge_sum(&WorkerMetrics::session_destroys_pending));
   return out;
 }
 

@@ -87,6 +87,11 @@ struct WorkerMetrics {
   Histogram redis_command_duration;         // command sent -> reply
   // Session gate: rotated-away tokens presented after the grace window (session_gate.h).
   Counter rotated_token_replays;
+  // Destroys the store did not confirm (pending_destroys.h).
+  Counter session_destroy_unconfirmed;               // every one, queued or not
+  Counter session_destroy_queue_full;                // not queued: the refused set was full (503)
+  Counter session_destroy_retried_ok;                // confirmed by a background retry
+  std::atomic<int64_t> session_destroys_pending{0};  // queued or being retried by this worker
 };
 
 // Process-wide figures not owned by a worker.

@@ -7,6 +7,7 @@
 
 #include "proxy_core/log.h"
 #include "proxy_core/memory_store.h"
+#include "proxy_core/pending_destroys.h"
 #include "proxy_core/redis_store.h"
 #include "proxy_core/session_store.h"
 #include "proxy_core/worker.h"
@@ -73,6 +74,8 @@ bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
                    static_cast<unsigned long long>(memory->stats().active));
     }
   }
+  if (sc.store == StoreKind::kRedis)
+    refused_keys_ = std::make_unique<RefusedKeys>(config_->redis_store.max_pending_destroys);
   if (sc.store == StoreKind::kMemory) {
     state_.memory_store = memory.get();
     state_.store = memory.get();
@@ -99,7 +102,12 @@ bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
       RedisStore* r = redis.get();
       r->start();
       state_.worker_stores.push_back(r);
-      w->set_own_store(std::move(redis), [r] { r->close(); });
+      // A destroy Redis does not confirm is refused here and retried (pending_destroys.h). On
+      // close: one last attempt for what is pending, then the Redis connection closes.
+      auto wrapped = std::make_unique<PendingDestroyStore>(w->loop(), std::move(redis),
+                                                           refused_keys_.get(), &w->metrics());
+      PendingDestroyStore* p = wrapped.get();
+      w->set_own_store(std::move(wrapped), [p, r] { p->close([r] { r->close(); }); });
     }
     workers_.push_back(std::move(w));
   }
@@ -125,7 +133,8 @@ bool Server::apply(std::shared_ptr<const Config> config, std::string& error) {
   if (was.address != now.address || was.database != now.database ||
       was.key_prefix != now.key_prefix || was.sentinels != now.sentinels ||
       was.master_name != now.master_name || was.password_file != now.password_file ||
-      was.timeout != now.timeout || was.on_unavailable != now.on_unavailable)
+      was.timeout != now.timeout || was.on_unavailable != now.on_unavailable ||
+      was.max_pending_destroys != now.max_pending_destroys)
     SG_LOG_WARN("reload: [store.redis] changes need a restart; keeping the running settings");
   effective->redis_store = config_->redis_store;
   std::vector<std::string> added;

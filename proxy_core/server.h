@@ -8,6 +8,7 @@
 
 #include "proxy_core/config.h"
 #include "proxy_core/gateway_state.h"
+#include "proxy_core/pending_destroys.h"
 #include "proxy_core/worker.h"
 
 namespace sg {
@@ -54,6 +55,9 @@ class Server {
   GatewayState state_;
   std::shared_ptr<const Config> config_;
   std::unique_ptr<SessionStore> store_;
+  // Redis: keys whose destroy is not confirmed yet, refused by every worker (declared before
+  // workers_: their stores use it until they are destroyed).
+  std::unique_ptr<RefusedKeys> refused_keys_;
   Worker::TlsContexts tls_;
   std::vector<std::unique_ptr<Worker>> workers_;
 };

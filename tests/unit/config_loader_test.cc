@@ -724,3 +724,14 @@ TEST_CASE("create = on_return with redis needs a secret_file of at least 32 byte
   // The memory store makes a per-process key when none is given.
   CHECK(loaded("[session]\ncreate = \"on_return\"\n").session.secret_file.empty());
 }
+
+TEST_CASE("store.redis.max_pending_destroys is a bounded integer, 0 allowed") {
+  CHECK(loaded("").redis_store.max_pending_destroys == 10000);
+  CHECK(loaded("[store.redis]\nmax_pending_destroys = 0\n").redis_store.max_pending_destroys == 0);
+  CHECK(loaded("[store.redis]\nmax_pending_destroys = 50\n").redis_store.max_pending_destroys ==
+        50);
+  const std::string too_many = error_of("[store.redis]\nmax_pending_destroys = 1000001\n");
+  CHECK(too_many.rfind("test.toml:2:", 0) == 0);
+  CHECK(too_many.find("max_pending_destroys") != std::string::npos);
+  CHECK(error_of("[store.redis]\nmax_pending_destroys = -1\n").rfind("test.toml:2:", 0) == 0);
+}
