@@ -249,7 +249,7 @@ class RedisIntegrity(MemoryIntegrity):
         token, _ = self.session_with(gw)
         self.redis.kill()
         before = len(self.up.requests)
-        r = self.get(gw, "/logout", token=token)
+        r = self.get(gw, "/logout", token=token, headers=[("Sec-Fetch-Site", "same-origin")])
         self.assertEqual(r.status, 503, r)
         self.assertEqual(r.header("Retry-After"), "1")
         self.assertEqual([q for q in self.up.requests[before:] if q["target"].startswith("/logout")], [])

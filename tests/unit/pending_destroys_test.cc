@@ -214,7 +214,7 @@ TEST_CASE("two workers failing to destroy one key at once queue one retry") {
   CHECK(a.store->pending() + b.store->pending() == 1);
 }
 
-TEST_CASE("the retry runs in the background until confirmed; then the key is asked for again") {
+TEST_CASE("the retry runs in the background until confirmed, then the key is asked for again") {
   RefusedKeys refused(10);
   TestWorker w(&refused);
   CHECK(w.destroy(key_n(1)) == StoreStatus::kOk);

@@ -250,7 +250,7 @@ TEST_CASE("a destroy directive the store did not confirm still expires the cooki
   CHECK(x.metrics.store_errors.get() == 1);
 }
 
-TEST_CASE("attributes the store refuses on bounds are counted; the refresh still happens") {
+TEST_CASE("attributes the store refuses on bounds are counted and the refresh still happens") {
   FakeSessionStore store;
   Seeded s = seed(store, {{"a", "1"}}, /*age_ms=*/3600 * 1000 / 5);
   Exchange slow, other;

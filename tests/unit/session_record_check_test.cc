@@ -94,7 +94,7 @@ TEST_CASE("unsorted or duplicate names are refused") {
   CHECK(check(r) == RecordError::kUnsorted);
 }
 
-TEST_CASE("count and byte bounds apply; zero means unbounded") {
+TEST_CASE("count and byte bounds apply, and zero means unbounded") {
   CHECK(check(good(), 1, 0) == RecordError::kTooMany);
   CHECK(check(good(), 0, 4 + 5 + 4 + 11 - 1) == RecordError::kTooManyBytes);
   SessionRecord many = good();
