@@ -16,6 +16,9 @@
 #   IDLE_CONNS=10000 idle keep-alive connections for the memory-per-connection figure
 #   SG_BIN, SG_STORE_BENCH   the gateway and session_store_bench binaries (default build/...)
 #   SKIP=...         space-separated phases to skip: wrk callgrind strace perf idle store
+#   WORKLOADS="..."  the wrk workloads to run (default all: ka-session ka-c100 ka-c200 ka-new close
+#                    1mib); e.g. WORKLOADS="ka-session ka-c100 ka-c200" SKIP="callgrind strace perf
+#                    idle store" for the keep-alive scaling figures alone
 #   PERF_DURATION=5s the wrk run sampled by `perf record` per target and workload
 #   KEEP_TMP=1       keep the temporary directory (configs, wrk outputs, logs)
 #   RESULTS=FILE     where the results go (default tests/bench/results/YYYY-MM-DD-<host>.md)
@@ -29,8 +32,9 @@
 #                http-request set-header X-Session-Id
 #   direct       the client talks to the origin
 # Workloads (wrk -t1 -c50 --latency): keep-alive with a returning session (the cookie is fetched
-# from each target first and sent with -H), keep-alive new visitors (no cookie), Connection: close
-# (returning session), 1 MiB body (returning session). wrk and every Python client run on CPU 0;
+# from each target first and sent with -H), the same with 100 and 200 connections (ka-c100,
+# ka-c200: more concurrent requests than a small upstream pool holds), keep-alive new visitors (no
+# cookie), Connection: close (returning session), 1 MiB body (returning session). wrk and every Python client run on CPU 0;
 # proxies and the origin on CPU 1 (printed). Figures: requests/s, p50/p99, the proxy's CPU
 # microseconds per request (utime+stime from /proc/PID/stat over the run / requests), peak RSS
 # (VmHWM), ratios to nginx and HAProxy; user-space instructions per request under callgrind
@@ -56,7 +60,7 @@ SG_BIN=${SG_BIN:-$root/build/sessiongate}
 SG_STORE_BENCH=${SG_STORE_BENCH:-$root/build/session_store_bench}
 SKIP=${SKIP:-}
 TARGETS=(sessiongate nginx haproxy direct)
-WORKLOADS=(ka-session ka-new close 1mib)
+read -r -a WORKLOADS <<<"${WORKLOADS:-ka-session ka-c100 ka-c200 ka-new close 1mib}"
 
 skipped() { [[ " $SKIP " == *" $1 "* ]]; }
 
@@ -391,8 +395,8 @@ meta=$tmp/meta
   echo "duration=$DURATION"
   echo "rounds=$ROUNDS"
   echo "warmup=$WARMUP"
-  echo "versions=sessiongate $sg_rev$sg_dirty build $sg_build; $("$NGINX" -v 2>&1 | sed 's/.*version: //'); $("$HAPROXY" -v | head -1 | awk '{print "HAProxy " $3}'); $(wrk --version 2>&1 | head -1 | awk '{print "wrk " $2}'); $(valgrind --version)"
-  echo "command=DURATION=$DURATION ROUNDS=$ROUNDS bash tests/bench/run_bench.sh"
+  echo "versions=sessiongate $sg_rev$sg_dirty build $sg_build ($SG_BIN); $("$NGINX" -v 2>&1 | sed 's/.*version: //'); $("$HAPROXY" -v | head -1 | awk '{print "HAProxy " $3}'); $(wrk --version 2>&1 | head -1 | awk '{print "wrk " $2}'); $(valgrind --version)"
+  echo "command=DURATION=$DURATION ROUNDS=$ROUNDS${SKIP:+ SKIP=\"$SKIP\"} WORKLOADS=\"${WORKLOADS[*]}\" bash tests/bench/run_bench.sh"
 } >"$meta"
 log "pinning: load generator (wrk, Python clients) on CPU $LOAD_CPU; proxies and origin on CPU $SRV_CPU"
 ((ncpu < 2)) && log "only $ncpu CPU: everything shares CPU 0, figures are not comparable"
@@ -406,14 +410,16 @@ hwm=$tmp/hwm.tsv     # workload target VmHWM_bytes
 : >"$hwm"
 
 run_wrk() {  # workload target cookie duration outfile
-  local path=/ hdr=()
+  local path=/ hdr=() conns=50
   case $1 in
     ka-session) hdr=(-H "Cookie: $3") ;;
+    ka-c100) hdr=(-H "Cookie: $3"); conns=100 ;;
+    ka-c200) hdr=(-H "Cookie: $3"); conns=200 ;;
     ka-new) hdr=() ;;
     close) hdr=(-H "Cookie: $3" -H "Connection: close") ;;
     1mib) hdr=(-H "Cookie: $3"); path=/1m ;;
   esac
-  bench_wrk "$5" "http://127.0.0.1:$PORT$path" "$4" 50 "${hdr[@]}"
+  bench_wrk "$5" "http://127.0.0.1:$PORT$path" "$4" "$conns" "${hdr[@]}"
 }
 
 if ! skipped wrk; then
@@ -636,7 +642,10 @@ def med(xs):
     xs = [x for x in xs if not math.isnan(x)]
     return statistics.median(xs) if xs else math.nan
 
-WORKLOADS = [("ka-session", "keep-alive, returning session"), ("ka-new", "keep-alive, new visitors"),
+WORKLOADS = [("ka-session", "keep-alive, returning session"),
+             ("ka-c100", "keep-alive, returning session, 100 connections"),
+             ("ka-c200", "keep-alive, returning session, 200 connections"),
+             ("ka-new", "keep-alive, new visitors"),
              ("close", "Connection: close, returning session"), ("1mib", "1 MiB body, keep-alive")]
 TARGETS = ["sessiongate", "nginx", "haproxy", "direct"]
 res = {}
@@ -743,6 +752,9 @@ checks = [
     ("instructions/req <= 0.75x nginx", cmp(ex("ir_sessiongate"), 0.75 * ex("ir_nginx"), le)),
     ("syscalls/req under load <= 5", cmp(ex("sys_sessiongate"), 5.0, le)),
     ("keep-alive returning: p99 <= nginx", cmp(g("ka-session", "sessiongate", "p99"), g("ka-session", "nginx", "p99"), le)),
+    ("keep-alive returning: 200 connections >= 0.9x 50 connections", cmp(g("ka-c200", "sessiongate", "rps"), 0.9 * g("ka-session", "sessiongate", "rps"), ge)),
+    ("keep-alive returning, 100 connections: req/s >= HAProxy", cmp(g("ka-c100", "sessiongate", "rps"), g("ka-c100", "haproxy", "rps"), ge)),
+    ("keep-alive returning, 200 connections: req/s >= HAProxy", cmp(g("ka-c200", "sessiongate", "rps"), g("ka-c200", "haproxy", "rps"), ge)),
     ("new visitors >= 0.9x returning", cmp(g("ka-new", "sessiongate", "rps"), 0.9 * g("ka-session", "sessiongate", "rps"), ge)),
     ("Connection: close >= nginx", cmp(g("close", "sessiongate", "rps"), g("close", "nginx", "rps"), ge)),
     ("1 MiB bodies within 5% of direct", cmp(g("1mib", "sessiongate", "rps"), 0.95 * g("1mib", "direct", "rps"), ge)),
@@ -763,7 +775,7 @@ head = f"""# sessiongate benchmark, {meta.get('date')}
   load average at the start {meta.get('loadavg')} (anything above ~0 means other work shared the CPUs)
 - Pinning: {meta.get('pinning')}
 - Versions: {meta.get('versions')}
-- wrk -t1 -c50 -d{meta.get('duration')} --latency, {meta.get('rounds')} rounds (targets alternated round by
+- wrk -t1 -c50 (ka-c100, ka-c200: -c100, -c200) -d{meta.get('duration')} --latency, {meta.get('rounds')} rounds (targets alternated round by
   round, a {meta.get('warmup')} unrecorded warm-up each), medians. Every target 1 worker/thread, restarted for
   each workload. CPU µs/req: the proxy process's utime+stime (/proc/PID/stat) over the run divided by
   the requests wrk completed; for "direct" it is the origin's. Peak RSS: VmHWM at the end of the
