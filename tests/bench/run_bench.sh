@@ -15,6 +15,8 @@
 #   CG_REQUESTS=2000 keep-alive requests (returning session) under callgrind
 #   IDLE_CONNS=10000 idle keep-alive connections for the memory-per-connection figure
 #   SG_BIN, SG_STORE_BENCH   the gateway and session_store_bench binaries (default build/...)
+#   SG_BIN_B=PATH    a second gateway build, target "sessiongate-b" in the wrk workloads (A/B in
+#                    one run, alternated with the others: e.g. main's build against a branch's)
 #   SKIP=...         space-separated phases to skip: wrk callgrind strace perf idle store
 #   WORKLOADS="..."  the wrk workloads to run (default all: ka-session ka-c100 ka-c200 ka-new close
 #                    1mib); e.g. WORKLOADS="ka-session ka-c100 ka-c200" SKIP="callgrind strace perf
@@ -59,7 +61,8 @@ IDLE_CONNS=${IDLE_CONNS:-10000}
 SG_BIN=${SG_BIN:-$root/build/sessiongate}
 SG_STORE_BENCH=${SG_STORE_BENCH:-$root/build/session_store_bench}
 SKIP=${SKIP:-}
-TARGETS=(sessiongate nginx haproxy direct)
+SG_BIN_B=${SG_BIN_B:-}
+TARGETS=(sessiongate ${SG_BIN_B:+sessiongate-b} nginx haproxy direct)
 read -r -a WORKLOADS <<<"${WORKLOADS:-ka-session ka-c100 ka-c200 ka-new close 1mib}"
 
 skipped() { [[ " $SKIP " == *" $1 "* ]]; }
@@ -216,7 +219,7 @@ PY
 
 # ---------------------------------------------------------------------------------------------
 # Configurations.
-read -r P_ORIGIN P_SG P_NGINX P_HAPROXY P_CG P_CG_ORIGIN < <(py free_ports 6)
+read -r P_ORIGIN P_SG P_NGINX P_HAPROXY P_CG P_CG_ORIGIN P_SG_B < <(py free_ports 7)
 head -c 1048576 /dev/urandom >"$tmp/www/1m"
 body=$(printf '%-99s' 'sessiongate benchmark origin: the same fixed body for every target')  # + "\n": 100 bytes
 # Generous keep-alive limits everywhere so no peer closes a wrk connection every 1000 requests
@@ -283,6 +286,7 @@ write_1m_origin_conf "$tmp/origin.conf" "$P_ORIGIN" ""
 write_nginx_conf "$tmp/nginx.conf" "$P_NGINX" ""
 write_haproxy_conf "$tmp/haproxy.cfg" "$P_HAPROXY" "$P_ORIGIN"
 write_sg_conf "$tmp/sessiongate.toml" "$P_SG" "$P_ORIGIN"
+[[ -n $SG_BIN_B ]] && write_sg_conf "$tmp/sessiongate-b.toml" "$P_SG_B" "$P_ORIGIN"
 
 "$NGINX" -t -q -c "$tmp/origin.conf" -p "$tmp" 2>"$tmp/out/origin-check" ||
   { cat "$tmp/out/origin-check" >&2; exit 2; }
@@ -317,6 +321,12 @@ start_target() {  # name: sets MEASURE_PID, RUN_PID, PORT; returns 1 on failure
     sessiongate)
       PORT=$P_SG
       "${PIN_SRV[@]}" "$SG_BIN" --config "$tmp/sessiongate.toml" >>"$tmp/out/sessiongate.log" 2>&1 &
+      RUN_PID=$!
+      MEASURE_PID=$RUN_PID
+      ;;
+    sessiongate-b)
+      PORT=$P_SG_B
+      "${PIN_SRV[@]}" "$SG_BIN_B" --config "$tmp/sessiongate-b.toml" >>"$tmp/out/sessiongate-b.log" 2>&1 &
       RUN_PID=$!
       MEASURE_PID=$RUN_PID
       ;;
@@ -395,7 +405,7 @@ meta=$tmp/meta
   echo "duration=$DURATION"
   echo "rounds=$ROUNDS"
   echo "warmup=$WARMUP"
-  echo "versions=sessiongate $sg_rev$sg_dirty build $sg_build ($SG_BIN); $("$NGINX" -v 2>&1 | sed 's/.*version: //'); $("$HAPROXY" -v | head -1 | awk '{print "HAProxy " $3}'); $(wrk --version 2>&1 | head -1 | awk '{print "wrk " $2}'); $(valgrind --version)"
+  echo "versions=sessiongate $sg_rev$sg_dirty build $sg_build ($SG_BIN)${SG_BIN_B:+; sessiongate-b $SG_BIN_B}; $("$NGINX" -v 2>&1 | sed 's/.*version: //'); $("$HAPROXY" -v | head -1 | awk '{print "HAProxy " $3}'); $(wrk --version 2>&1 | head -1 | awk '{print "wrk " $2}'); $(valgrind --version)"
   echo "command=DURATION=$DURATION ROUNDS=$ROUNDS${SKIP:+ SKIP=\"$SKIP\"} WORKLOADS=\"${WORKLOADS[*]}\" bash tests/bench/run_bench.sh"
 } >"$meta"
 log "pinning: load generator (wrk, Python clients) on CPU $LOAD_CPU; proxies and origin on CPU $SRV_CPU"
@@ -647,7 +657,7 @@ WORKLOADS = [("ka-session", "keep-alive, returning session"),
              ("ka-c200", "keep-alive, returning session, 200 connections"),
              ("ka-new", "keep-alive, new visitors"),
              ("close", "Connection: close, returning session"), ("1mib", "1 MiB body, keep-alive")]
-TARGETS = ["sessiongate", "nginx", "haproxy", "direct"]
+TARGETS = ["sessiongate", "sessiongate-b", "nginx", "haproxy", "direct"]
 res = {}
 for w, t, r, nreq, rps, p50, p99, errs, non2xx, cpu in rows:
     d = res.setdefault((w, t), {"rps": [], "p50": [], "p99": [], "cpu": [], "errs": 0, "non2xx": 0})
