@@ -155,9 +155,9 @@ class UpstreamPool {
 inline constexpr uint64_t kRefusedBackoffMs = 1000;
 
 // Per-worker bound on the idle connections the load alone may keep (an explicit, larger
-// upstream.max_idle_connections still wins). Each costs a descriptor and about 1 KiB (the object,
-// its parser and the kernel's socket); the number in use is already bounded by the worker's share
-// of server.max_connections, this only caps what a past burst leaves behind.
+// upstream.max_idle_connections still wins). Each costs a descriptor, its object and parser, and
+// the kernel's socket; the number in use is already bounded by the worker's share of
+// server.max_connections, this only caps what a past burst leaves behind.
 inline constexpr size_t kMaxIdleFromLoad = 4096;
 
 }  // namespace sg
