@@ -113,12 +113,14 @@ struct Runtime {
   uv_loop_t loop;
   uv_signal_t sigterm, sigint, sighup, sigusr1;
   uv_timer_t drain_poll;
+  uv_timer_t drain_delay;  // server.drain_delay: serving on with /readyz 503 before the drain
   uv_timer_t snapshot;
   uv_timer_t reload_poll;  // a reload is announced as done once every worker has taken it up
   uv_timer_t watchdog;
   sg::SystemdNotifier notifier;
   uint64_t drain_deadline = 0;
   bool draining = false;
+  bool delaying = false;  // within server.drain_delay: still accepting
   bool forced = false;
 };
 
@@ -151,6 +153,27 @@ void notify(Runtime* rt, const std::string& message) {
   std::string error;
   if (rt->notifier.enabled() && !rt->notifier.send(message, &error))
     SG_LOG_WARN("sd_notify: %s", error.c_str());
+}
+
+// Stops accepting and lets in-flight requests finish within server.drain_timeout.
+void start_drain(Runtime* rt, int signum, const char* notify_prefix = "") {
+  rt->delaying = false;
+  uv_timer_stop(&rt->drain_delay);
+  notify(rt,
+         std::string(notify_prefix) +
+             sg::status_message("draining (up to " +
+                                std::to_string(rt->server.config()->server.drain_timeout.count()) +
+                                " ms for in-flight requests)"));
+  // The admin listener stays open while draining, so that probes see /readyz answer 503.
+  SG_LOG_INFO("%s: draining (up to %lld ms)", signum == SIGTERM ? "SIGTERM" : "SIGINT",
+              static_cast<long long>(rt->server.config()->server.drain_timeout.count()));
+  rt->server.begin_drain();
+  rt->drain_deadline = uv_now(&rt->loop) + rt->server.config()->server.drain_timeout.count();
+  uv_timer_start(&rt->drain_poll, on_drain_poll, 0, 20);
+}
+
+void on_drain_delay(uv_timer_t* t) {
+  start_drain(static_cast<Runtime*>(t->data), SIGTERM);
 }
 
 void reload_finished(Runtime* rt, const std::string& status) {
@@ -218,7 +241,9 @@ void on_signal(uv_signal_t* s, int signum) {
     return;
   }
   if (rt->draining) {
-    if (signum == SIGINT) {  // a second Ctrl-C: stop now
+    if (rt->delaying) {  // a second signal cuts server.drain_delay short
+      start_drain(rt, signum);
+    } else if (signum == SIGINT) {  // a second Ctrl-C: stop now
       rt->forced = true;
       rt->server.force_stop();
     }
@@ -227,17 +252,20 @@ void on_signal(uv_signal_t* s, int signum) {
   rt->draining = true;
   uv_timer_stop(&rt->snapshot);
   uv_timer_stop(&rt->reload_poll);
-  notify(rt,
-         "STOPPING=1\n" +
-             sg::status_message("draining (up to " +
-                                std::to_string(rt->server.config()->server.drain_timeout.count()) +
-                                " ms for in-flight requests)"));
-  // The admin listener stays open while draining, so that probes see /readyz answer 503.
-  SG_LOG_INFO("%s: draining (up to %lld ms)", signum == SIGTERM ? "SIGTERM" : "SIGINT",
-              static_cast<long long>(rt->server.config()->server.drain_timeout.count()));
-  rt->server.begin_drain();
-  rt->drain_deadline = uv_now(&rt->loop) + rt->server.config()->server.drain_timeout.count();
-  uv_timer_start(&rt->drain_poll, on_drain_poll, 0, 20);
+  long long delay = rt->server.config()->server.drain_delay.count();
+  if (delay > 0) {
+    // A load balancer that does not retry loses the requests it sends to a closed port: keep
+    // serving until its health checks have seen /readyz 503 and taken this instance out.
+    rt->delaying = true;
+    rt->server.announce_drain();
+    notify(rt, "STOPPING=1\n" + sg::status_message("draining: /readyz 503, serving for " +
+                                                   std::to_string(delay) + " ms more"));
+    SG_LOG_INFO("%s: /readyz 503; accepting and serving for %lld ms more, then draining",
+                signum == SIGTERM ? "SIGTERM" : "SIGINT", delay);
+    uv_timer_start(&rt->drain_delay, on_drain_delay, static_cast<uint64_t>(delay), 0);
+    return;
+  }
+  start_drain(rt, signum, "STOPPING=1\n");
 }
 
 // Closes what is left on the main loop (signals, timers, the admin listener) and the loop itself,
@@ -304,7 +332,8 @@ void init_main_loop(Runtime* rt) {
     signals[i]->data = rt;
     uv_signal_start(signals[i], on_signal, numbers[i]);
   }
-  for (uv_timer_t* t : {&rt->drain_poll, &rt->reload_poll, &rt->watchdog, &rt->snapshot}) {
+  for (uv_timer_t* t :
+       {&rt->drain_poll, &rt->drain_delay, &rt->reload_poll, &rt->watchdog, &rt->snapshot}) {
     uv_timer_init(&rt->loop, t);
     t->data = rt;
   }

@@ -27,6 +27,7 @@ enum class LogLevel { kDebug, kInfo, kWarn, kError };
 struct ServerConfig {
   std::vector<std::string> listen = {"127.0.0.1:8080"};  // "host:port", "[v6]:port"
   unsigned workers = 0;                                  // 0 = "auto" (one per core)
+  Millis drain_delay{0};  // after SIGTERM: accept and serve with /readyz 503, then drain
   Millis drain_timeout{30000};
   uint32_t max_connections = 10000;  // whole process; each worker gets its share
   std::vector<CidrBlock> trusted_proxies;
@@ -104,7 +105,7 @@ struct RedisStoreConfig {
   std::string password_file;
   uint32_t database = 0;
   std::string key_prefix = "sessiongate:";
-  Millis timeout{50};
+  Millis timeout{500};  // rides out a fork for BGSAVE (measured 57-172 ms at 1M sessions)
   OnUnavailable on_unavailable = OnUnavailable::kFailClosed;
   std::vector<std::string> sentinels;
   std::string master_name;

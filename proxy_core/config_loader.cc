@@ -29,8 +29,9 @@ using config_detail::toml_quote;
 // One group of lines per section. clang-format would put one key per line.
 // clang-format off
 constexpr std::string_view kKnownKeys[] = {
-    "server.listen", "server.workers", "server.drain_timeout", "server.max_connections",
-    "server.trusted_proxies", "server.redirect_listen", "server.canonical_host",
+    "server.listen", "server.workers", "server.drain_delay", "server.drain_timeout",
+    "server.max_connections", "server.trusted_proxies", "server.redirect_listen",
+    "server.canonical_host",
     "server.underscore_headers",
     "tls.certificate", "tls.private_key", "tls.min_version", "tls.ciphers",
     "tls.strict_transport_security", "tls.handshake_timeout",
@@ -115,6 +116,7 @@ void read_server(TableReader t, ServerConfig& s) {
       t.error(*node, "workers", "expected " + what + ", got " + config_detail::describe(*node));
     }
   }
+  t.duration("drain_delay", s.drain_delay, Millis{0});
   t.duration("drain_timeout", s.drain_timeout, Millis{0});
   t.integer("max_connections", s.max_connections, 1, kMaxU32);
   std::vector<std::string> proxies;

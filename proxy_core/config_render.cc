@@ -48,6 +48,7 @@ std::string render_effective_config(const Config& c) {
   } else {
     w.num("workers", c.server.workers);
   }
+  w.duration("drain_delay", c.server.drain_delay);
   w.duration("drain_timeout", c.server.drain_timeout);
   w.num("max_connections", c.server.max_connections);
   std::vector<std::string> proxies;

@@ -3,8 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <thread>
 
+#include "proxy_core/cpu_count.h"
 #include "proxy_core/log.h"
 #include "proxy_core/memory_store.h"
 #include "proxy_core/pending_destroys.h"
@@ -23,8 +23,7 @@ Server::~Server() {
 
 unsigned Server::effective_workers(const Config& config) {
   if (config.server.workers != 0) return config.server.workers;
-  unsigned n = std::thread::hardware_concurrency();
-  return n == 0 ? 1 : n;
+  return usable_cpus_here();  // "auto": the cgroup quota and the affinity mask, not host cores
 }
 
 bool check_tls(const Config& config, std::string& error) {

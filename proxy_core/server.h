@@ -37,6 +37,8 @@ class Server {
   // listeners included (a worker that has finished counts as done). Polled by main to announce
   // the end of a reload (sd_notify READY=1).
   bool config_applied() const;
+  // server.drain_delay: readiness turns to 503 while the workers go on accepting and serving.
+  void announce_drain() { state_.draining.store(true); }
   // Stops accepting, turns readiness to 503, lets in-flight requests finish.
   void begin_drain();
   // Drain deadline passed: close whatever is still open.

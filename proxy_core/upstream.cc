@@ -282,6 +282,7 @@ UpstreamConnection* UpstreamPool::take_idle(const std::string& server) {
     metrics_->upstream_idle.fetch_sub(1, std::memory_order_relaxed);
     c->stop_timer();
     c->reused_ = true;
+    note_busy();
     return c;
   }
   return nullptr;
@@ -302,6 +303,7 @@ UpstreamConnection* UpstreamPool::open(const std::string& server, const Upstream
   if (addr == nullptr) return nullptr;
   auto* c = new UpstreamConnection(this, server, limits);
   c->attach(user);
+  note_busy();
   if (tls != nullptr) {
     c->tls_context_ = std::move(tls);
     // The name to verify: upstream.server_name, else the host part of the server address.
@@ -326,10 +328,30 @@ UpstreamConnection* UpstreamPool::open(const std::string& server, const Upstream
   return c;
 }
 
+void UpstreamPool::note_busy() {
+  peak_busy_ = std::max(peak_busy_, busy_count());
+}
+
+size_t UpstreamPool::idle_limit(Millis idle_timeout, size_t max_idle) {
+  if (max_idle == 0) return 0;
+  // Two windows of idle_timeout each: the peak is remembered for between one and two of them, so
+  // a connection pooled for a burst is kept as long as it may be needed again and no longer than
+  // the idle timer would let it live anyway.
+  uint64_t now = uv_now(loop_);
+  uint64_t window = std::max<uint64_t>(1, static_cast<uint64_t>(idle_timeout.count()));
+  if (now - window_start_ms_ >= window) {
+    previous_peak_busy_ = now - window_start_ms_ >= 2 * window ? 0 : peak_busy_;
+    peak_busy_ = busy_count();
+    window_start_ms_ = now;
+  }
+  size_t from_load = std::min(std::max(peak_busy_, previous_peak_busy_), kMaxIdleFromLoad);
+  return std::max(max_idle, from_load);
+}
+
 void UpstreamPool::put_idle(UpstreamConnection* c, Millis idle_timeout, size_t max_idle) {
   c->attach(nullptr);
   if (c->closing_) return;
-  if (idle_.size() >= max_idle) {
+  if (idle_.size() >= idle_limit(idle_timeout, max_idle)) {
     c->close();
     return;
   }

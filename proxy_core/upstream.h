@@ -112,17 +112,27 @@ class UpstreamPool {
   UpstreamConnection* open(const std::string& server, const UpstreamConfig& config,
                            HttpParser::Limits limits, UpstreamUser* user,
                            std::shared_ptr<const TlsClientContext> tls = nullptr);
-  // Returns a healthy connection whose response completed; closes it if the pool is full.
+  // Returns a healthy connection whose response completed. It stays pooled while the pool holds
+  // fewer than idle_limit(): `max_idle` (upstream.max_idle_connections), or more when the load
+  // needs more (see idle_limit). max_idle == 0 turns pooling off.
   void put_idle(UpstreamConnection* c, Millis idle_timeout, size_t max_idle);
+  // How many idle connections the pool keeps: at least `max_idle`; above it, as many as were in
+  // use at once within the last `idle_timeout` (up to kMaxIdleFromLoad). A burst of N concurrent
+  // requests then finds N connections on its next round instead of opening N - max_idle anew;
+  // idle_timeout reclaims them once the load falls.
+  size_t idle_limit(Millis idle_timeout, size_t max_idle);
   void mark_refused(const std::string& server);
   void close_idle();
 
   size_t idle_count() const { return idle_.size(); }
   size_t open_count() const { return open_; }
+  // Connections lent to exchanges (or connecting, or closing): open but not idle.
+  size_t busy_count() const { return open_ - idle_.size(); }
 
  private:
   friend class UpstreamConnection;
   void forget_idle(UpstreamConnection* c);
+  void note_busy();  // a connection was just lent: the load peak may have risen
   const SocketAddress* address_of(const std::string& server);
 
   uv_loop_t* loop_;
@@ -132,6 +142,10 @@ class UpstreamPool {
   size_t next_ = 0;
   size_t open_ = 0;
   std::deque<UpstreamConnection*> idle_;  // most recently used at the back
+  // Peak of busy_count() in the current load window and in the one before it (see idle_limit).
+  uint64_t window_start_ms_ = 0;
+  size_t peak_busy_ = 0;
+  size_t previous_peak_busy_ = 0;
   std::unordered_map<std::string, SocketAddress> addresses_;
   std::unordered_map<std::string, uint64_t> refused_until_ms_;
 };
@@ -139,5 +153,11 @@ class UpstreamPool {
 // Back-off after a refused connection: long enough to stop hammering a dead server, short enough
 // that a restarted application is used again within a second.
 inline constexpr uint64_t kRefusedBackoffMs = 1000;
+
+// Per-worker bound on the idle connections the load alone may keep (an explicit, larger
+// upstream.max_idle_connections still wins). Each costs a descriptor, its object and parser, and
+// the kernel's socket; the number in use is already bounded by the worker's share of
+// server.max_connections, this only caps what a past burst leaves behind.
+inline constexpr size_t kMaxIdleFromLoad = 4096;
 
 }  // namespace sg

@@ -15,7 +15,12 @@
 #   CG_REQUESTS=2000 keep-alive requests (returning session) under callgrind
 #   IDLE_CONNS=10000 idle keep-alive connections for the memory-per-connection figure
 #   SG_BIN, SG_STORE_BENCH   the gateway and session_store_bench binaries (default build/...)
+#   SG_BIN_B=PATH    a second gateway build, target "sessiongate-b" in the wrk workloads (A/B in
+#                    one run, alternated with the others: e.g. main's build against a branch's)
 #   SKIP=...         space-separated phases to skip: wrk callgrind strace perf idle store
+#   WORKLOADS="..."  the wrk workloads to run (default all: ka-session ka-c100 ka-c200 ka-new close
+#                    1mib); e.g. WORKLOADS="ka-session ka-c100 ka-c200" SKIP="callgrind strace perf
+#                    idle store" for the keep-alive scaling figures alone
 #   PERF_DURATION=5s the wrk run sampled by `perf record` per target and workload
 #   KEEP_TMP=1       keep the temporary directory (configs, wrk outputs, logs)
 #   RESULTS=FILE     where the results go (default tests/bench/results/YYYY-MM-DD-<host>.md)
@@ -29,8 +34,9 @@
 #                http-request set-header X-Session-Id
 #   direct       the client talks to the origin
 # Workloads (wrk -t1 -c50 --latency): keep-alive with a returning session (the cookie is fetched
-# from each target first and sent with -H), keep-alive new visitors (no cookie), Connection: close
-# (returning session), 1 MiB body (returning session). wrk and every Python client run on CPU 0;
+# from each target first and sent with -H), the same with 100 and 200 connections (ka-c100,
+# ka-c200: more concurrent requests than a small upstream pool holds), keep-alive new visitors (no
+# cookie), Connection: close (returning session), 1 MiB body (returning session). wrk and every Python client run on CPU 0;
 # proxies and the origin on CPU 1 (printed). Figures: requests/s, p50/p99, the proxy's CPU
 # microseconds per request (utime+stime from /proc/PID/stat over the run / requests), peak RSS
 # (VmHWM), ratios to nginx and HAProxy; user-space instructions per request under callgrind
@@ -55,8 +61,9 @@ IDLE_CONNS=${IDLE_CONNS:-10000}
 SG_BIN=${SG_BIN:-$root/build/sessiongate}
 SG_STORE_BENCH=${SG_STORE_BENCH:-$root/build/session_store_bench}
 SKIP=${SKIP:-}
-TARGETS=(sessiongate nginx haproxy direct)
-WORKLOADS=(ka-session ka-new close 1mib)
+SG_BIN_B=${SG_BIN_B:-}
+TARGETS=(sessiongate ${SG_BIN_B:+sessiongate-b} nginx haproxy direct)
+read -r -a WORKLOADS <<<"${WORKLOADS:-ka-session ka-c100 ka-c200 ka-new close 1mib}"
 
 skipped() { [[ " $SKIP " == *" $1 "* ]]; }
 
@@ -212,7 +219,7 @@ PY
 
 # ---------------------------------------------------------------------------------------------
 # Configurations.
-read -r P_ORIGIN P_SG P_NGINX P_HAPROXY P_CG P_CG_ORIGIN < <(py free_ports 6)
+read -r P_ORIGIN P_SG P_NGINX P_HAPROXY P_CG P_CG_ORIGIN P_SG_B < <(py free_ports 7)
 head -c 1048576 /dev/urandom >"$tmp/www/1m"
 body=$(printf '%-99s' 'sessiongate benchmark origin: the same fixed body for every target')  # + "\n": 100 bytes
 # Generous keep-alive limits everywhere so no peer closes a wrk connection every 1000 requests
@@ -279,6 +286,7 @@ write_1m_origin_conf "$tmp/origin.conf" "$P_ORIGIN" ""
 write_nginx_conf "$tmp/nginx.conf" "$P_NGINX" ""
 write_haproxy_conf "$tmp/haproxy.cfg" "$P_HAPROXY" "$P_ORIGIN"
 write_sg_conf "$tmp/sessiongate.toml" "$P_SG" "$P_ORIGIN"
+[[ -n $SG_BIN_B ]] && write_sg_conf "$tmp/sessiongate-b.toml" "$P_SG_B" "$P_ORIGIN"
 
 "$NGINX" -t -q -c "$tmp/origin.conf" -p "$tmp" 2>"$tmp/out/origin-check" ||
   { cat "$tmp/out/origin-check" >&2; exit 2; }
@@ -313,6 +321,12 @@ start_target() {  # name: sets MEASURE_PID, RUN_PID, PORT; returns 1 on failure
     sessiongate)
       PORT=$P_SG
       "${PIN_SRV[@]}" "$SG_BIN" --config "$tmp/sessiongate.toml" >>"$tmp/out/sessiongate.log" 2>&1 &
+      RUN_PID=$!
+      MEASURE_PID=$RUN_PID
+      ;;
+    sessiongate-b)
+      PORT=$P_SG_B
+      "${PIN_SRV[@]}" "$SG_BIN_B" --config "$tmp/sessiongate-b.toml" >>"$tmp/out/sessiongate-b.log" 2>&1 &
       RUN_PID=$!
       MEASURE_PID=$RUN_PID
       ;;
@@ -391,8 +405,8 @@ meta=$tmp/meta
   echo "duration=$DURATION"
   echo "rounds=$ROUNDS"
   echo "warmup=$WARMUP"
-  echo "versions=sessiongate $sg_rev$sg_dirty build $sg_build; $("$NGINX" -v 2>&1 | sed 's/.*version: //'); $("$HAPROXY" -v | head -1 | awk '{print "HAProxy " $3}'); $(wrk --version 2>&1 | head -1 | awk '{print "wrk " $2}'); $(valgrind --version)"
-  echo "command=DURATION=$DURATION ROUNDS=$ROUNDS bash tests/bench/run_bench.sh"
+  echo "versions=sessiongate $sg_rev$sg_dirty build $sg_build ($SG_BIN)${SG_BIN_B:+; sessiongate-b $SG_BIN_B}; $("$NGINX" -v 2>&1 | sed 's/.*version: //'); $("$HAPROXY" -v | head -1 | awk '{print "HAProxy " $3}'); $(wrk --version 2>&1 | head -1 | awk '{print "wrk " $2}'); $(valgrind --version)"
+  echo "command=DURATION=$DURATION ROUNDS=$ROUNDS${SKIP:+ SKIP=\"$SKIP\"} WORKLOADS=\"${WORKLOADS[*]}\" bash tests/bench/run_bench.sh"
 } >"$meta"
 log "pinning: load generator (wrk, Python clients) on CPU $LOAD_CPU; proxies and origin on CPU $SRV_CPU"
 ((ncpu < 2)) && log "only $ncpu CPU: everything shares CPU 0, figures are not comparable"
@@ -406,14 +420,16 @@ hwm=$tmp/hwm.tsv     # workload target VmHWM_bytes
 : >"$hwm"
 
 run_wrk() {  # workload target cookie duration outfile
-  local path=/ hdr=()
+  local path=/ hdr=() conns=50
   case $1 in
     ka-session) hdr=(-H "Cookie: $3") ;;
+    ka-c100) hdr=(-H "Cookie: $3"); conns=100 ;;
+    ka-c200) hdr=(-H "Cookie: $3"); conns=200 ;;
     ka-new) hdr=() ;;
     close) hdr=(-H "Cookie: $3" -H "Connection: close") ;;
     1mib) hdr=(-H "Cookie: $3"); path=/1m ;;
   esac
-  bench_wrk "$5" "http://127.0.0.1:$PORT$path" "$4" 50 "${hdr[@]}"
+  bench_wrk "$5" "http://127.0.0.1:$PORT$path" "$4" "$conns" "${hdr[@]}"
 }
 
 if ! skipped wrk; then
@@ -636,9 +652,12 @@ def med(xs):
     xs = [x for x in xs if not math.isnan(x)]
     return statistics.median(xs) if xs else math.nan
 
-WORKLOADS = [("ka-session", "keep-alive, returning session"), ("ka-new", "keep-alive, new visitors"),
+WORKLOADS = [("ka-session", "keep-alive, returning session"),
+             ("ka-c100", "keep-alive, returning session, 100 connections"),
+             ("ka-c200", "keep-alive, returning session, 200 connections"),
+             ("ka-new", "keep-alive, new visitors"),
              ("close", "Connection: close, returning session"), ("1mib", "1 MiB body, keep-alive")]
-TARGETS = ["sessiongate", "nginx", "haproxy", "direct"]
+TARGETS = ["sessiongate", "sessiongate-b", "nginx", "haproxy", "direct"]
 res = {}
 for w, t, r, nreq, rps, p50, p99, errs, non2xx, cpu in rows:
     d = res.setdefault((w, t), {"rps": [], "p50": [], "p99": [], "cpu": [], "errs": 0, "non2xx": 0})
@@ -743,6 +762,9 @@ checks = [
     ("instructions/req <= 0.75x nginx", cmp(ex("ir_sessiongate"), 0.75 * ex("ir_nginx"), le)),
     ("syscalls/req under load <= 5", cmp(ex("sys_sessiongate"), 5.0, le)),
     ("keep-alive returning: p99 <= nginx", cmp(g("ka-session", "sessiongate", "p99"), g("ka-session", "nginx", "p99"), le)),
+    ("keep-alive returning: 200 connections >= 0.9x 50 connections", cmp(g("ka-c200", "sessiongate", "rps"), 0.9 * g("ka-session", "sessiongate", "rps"), ge)),
+    ("keep-alive returning, 100 connections: req/s >= HAProxy", cmp(g("ka-c100", "sessiongate", "rps"), g("ka-c100", "haproxy", "rps"), ge)),
+    ("keep-alive returning, 200 connections: req/s >= HAProxy", cmp(g("ka-c200", "sessiongate", "rps"), g("ka-c200", "haproxy", "rps"), ge)),
     ("new visitors >= 0.9x returning", cmp(g("ka-new", "sessiongate", "rps"), 0.9 * g("ka-session", "sessiongate", "rps"), ge)),
     ("Connection: close >= nginx", cmp(g("close", "sessiongate", "rps"), g("close", "nginx", "rps"), ge)),
     ("1 MiB bodies within 5% of direct", cmp(g("1mib", "sessiongate", "rps"), 0.95 * g("1mib", "direct", "rps"), ge)),
@@ -763,7 +785,7 @@ head = f"""# sessiongate benchmark, {meta.get('date')}
   load average at the start {meta.get('loadavg')} (anything above ~0 means other work shared the CPUs)
 - Pinning: {meta.get('pinning')}
 - Versions: {meta.get('versions')}
-- wrk -t1 -c50 -d{meta.get('duration')} --latency, {meta.get('rounds')} rounds (targets alternated round by
+- wrk -t1 -c50 (ka-c100, ka-c200: -c100, -c200) -d{meta.get('duration')} --latency, {meta.get('rounds')} rounds (targets alternated round by
   round, a {meta.get('warmup')} unrecorded warm-up each), medians. Every target 1 worker/thread, restarted for
   each workload. CPU µs/req: the proxy process's utime+stime (/proc/PID/stat) over the run divided by
   the requests wrk completed; for "direct" it is the origin's. Peak RSS: VmHWM at the end of the

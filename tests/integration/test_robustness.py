@@ -22,7 +22,10 @@ def reset(sock: socket.socket):
 class Robustness(unittest.TestCase):
     def setUp(self):
         self.up = start_upstream(self)
-        self.gw = Gateway(self, self.up.port, {"upstream": {"max_idle_connections": MAX_IDLE}})
+        # The pool keeps as many idle connections as were busy at once lately (more than
+        # MAX_IDLE when aborted clients overlap); a short idle_timeout returns it to MAX_IDLE.
+        self.gw = Gateway(self, self.up.port, {"upstream": {"max_idle_connections": MAX_IDLE,
+                                                            "idle_timeout": "1s"}})
         workers = self.gw.config()["server"]["workers"]  # SG_TEST_WORKERS may make it several
         self.max_idle = MAX_IDLE * (os.cpu_count() if workers == "auto" else workers)  # per worker
         c = HttpClient(self.gw.port, self)

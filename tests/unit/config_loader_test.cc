@@ -281,6 +281,14 @@ TEST_CASE("malformed sizes are refused and decimal units get the IEC spelling as
             .limits.max_body_bytes == (1ull << 30));
 }
 
+TEST_CASE("server.drain_delay is a duration from 0s, off by default") {
+  CHECK(loaded("").server.drain_delay == sg::Millis{0});
+  CHECK(loaded("[server]\ndrain_delay = \"15s\"\n").server.drain_delay == sg::Millis{15000});
+  CHECK(error_of("[server]\ndrain_delay = 15\n") ==
+        "test.toml:2:15: server.drain_delay: expected a duration such as \"30m\", got the "
+        "number 15");
+}
+
 // ---- ranges and choices ----
 
 TEST_CASE("workers accepts auto or a count from 1 to 1024") {
