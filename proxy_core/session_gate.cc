@@ -181,13 +181,7 @@ void SessionGate::on_replay(const LookupResult& r, Done done) {
 // did not happen.
 void SessionGate::destroy_live(unsigned index, Done done) {
   if (index >= valid_found_) {
-    if (unconfirmed_) {
-      done(Outcome::kUnavailable);
-      return;
-    }
-    if (index > 0) event_ = "destroyed";
-    add_set_cookie(/*expire=*/true);
-    done(Outcome::kLogout);
+    retire_candidates(0, index > 0, std::move(done));
     return;
   }
   Ticket epoch = ticket();
@@ -198,6 +192,30 @@ void SessionGate::destroy_live(unsigned index, Done done) {
       store_failed("logout destroy");
     }
     destroy_live(index + 1, std::move(done));
+  });
+}
+
+// After the live sessions: every first-visit token the request presented is retired too, so that
+// no copy of the cookie can store its session again (retire_first_visit).
+void SessionGate::retire_candidates(size_t index, bool destroyed, Done done) {
+  if (index >= candidate_count_) {
+    if (unconfirmed_) {
+      done(Outcome::kUnavailable);
+      return;
+    }
+    if (destroyed) event_ = "destroyed";
+    add_set_cookie(/*expire=*/true);
+    done(Outcome::kLogout);
+    return;
+  }
+  Ticket epoch = ticket();
+  retire_first_visit(candidates_[index], [this, epoch, index, destroyed, done](StoreStatus s) {
+    if (stale(epoch)) return;
+    if (s != StoreStatus::kOk) {
+      unconfirmed_ = true;
+      store_failed("first-visit token retirement");
+    }
+    retire_candidates(index + 1, destroyed, std::move(done));
   });
 }
 

@@ -112,6 +112,8 @@ class SessionGate {
   }
   void set_handle_hex();
   void destroy_live(unsigned index, Done done);  // logout with several live sessions: all of them
+  void retire_candidates(size_t index, bool destroyed, Done done);
+  void retire_first_visit(std::string_view token, std::function<void(StoreStatus)> done);
   std::shared_ptr<uint64_t> alive_ = std::make_shared<uint64_t>(0);
   uint64_t& generation_ = *alive_;
   bool active_ = false;  // this request has a session (not excluded, store usable)

@@ -1,10 +1,13 @@
 // SessionGate, session.create = "on_return": a first visit is not stored; its token is
 // self-certifying (first_visit_token.h) and the session is stored when the client comes back with
 // it, or when the application writes to it on the first response.
+#include <algorithm>
+
 #include "proxy_core/gateway_state.h"
 #include "proxy_core/log.h"
 #include "proxy_core/session_gate.h"
 #include "proxy_core/session_record_check.h"
+#include "proxy_core/token.h"
 
 namespace sg {
 
@@ -97,6 +100,53 @@ void SessionGate::create_then(std::function<void()> next) {
     if (stale(epoch)) return;
     unstored_ = false;
     next();
+  });
+}
+
+// A first-visit token certifies itself, so ending its session in the store is not enough: a copy
+// of the cookie would store the session again, with the same handle (and whatever the application
+// keeps under it), until idle_timeout after the first visit. Retiring rotates the token's session
+// away with no grace: the token's key becomes a rotation marker that lives idle_timeout from now,
+// longer than the token's own window, and that no create can take (a create on a taken key
+// fails). Three store operations, only for a first-visit token that is logged out or destroyed.
+void SessionGate::retire_first_visit(std::string_view token,
+                                     std::function<void(StoreStatus)> done) {
+  SessionRecord record;
+  const FirstVisitKey* fv =
+      config_->session.create == SessionCreate::kOnReturn ? first_visit_key() : nullptr;
+  if (fv == nullptr || !fv->verify(token, record.handle, record.created_ms)) {
+    done(StoreStatus::kOk);  // a random token: its rotation or destroy already ended it
+    return;
+  }
+  std::string fresh;
+  if (!generate_token(fresh)) {
+    done(StoreStatus::kUnavailable);
+    return;
+  }
+  const TokenHash key = hash_token(token);  // not key_of: the connection's cache stays as it is
+  const TokenHash moved = hash_token(fresh);
+  record.last_seen_ms = std::max(record.created_ms, unix_now_ms());
+  Ticket epoch = ticket();
+  // The create fails when the key is taken (a live session or already a marker): either way the
+  // rotate that follows decides.
+  store_->create(key, record, [this, epoch, key, moved, done](StoreStatus) {
+    if (stale(epoch)) return;
+    store_->rotate(key, moved, SessionChange{}, /*grace_ms=*/0, unix_now_ms(),
+                   [this, epoch, moved, done](StoreStatus s) {
+                     if (stale(epoch)) return;
+                     if (s == StoreStatus::kNotFound) {  // a marker already: retired before
+                       done(StoreStatus::kOk);
+                       return;
+                     }
+                     if (s != StoreStatus::kOk) {
+                       done(s);
+                       return;
+                     }
+                     store_->destroy(moved, [epoch, done](StoreStatus d) {
+                       if (stale(epoch)) return;
+                       done(d);
+                     });
+                   });
   });
 }
 

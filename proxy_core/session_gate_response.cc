@@ -99,7 +99,7 @@ void SessionGate::on_response(const MessageHead& response, std::function<void()>
 
 // A first visit of create = "on_return": stored only if the application writes to it.
 void SessionGate::on_first_visit_response(Directives d, std::function<void()> done) {
-  if (d.destroy) {  // nothing stored: only the cookie goes
+  if (d.destroy) {  // nothing stored, and the token never reaches the client: the cookie expires
     event_ = "destroyed";
     add_set_cookie(/*expire=*/true);
     done();
@@ -124,8 +124,12 @@ void SessionGate::destroy_directive(std::function<void()> done) {
   store_->destroy(key_, [this, epoch, done](StoreStatus s) {
     if (stale(epoch)) return;
     if (s != StoreStatus::kOk) store_failed("destroy directive");
-    add_set_cookie(/*expire=*/true);
-    done();
+    retire_first_visit(token_, [this, epoch, done](StoreStatus r) {
+      if (stale(epoch)) return;
+      if (r != StoreStatus::kOk) store_failed("first-visit token retirement");
+      add_set_cookie(/*expire=*/true);
+      done();
+    });
   });
 }
 

@@ -204,6 +204,29 @@ class MemoryIntegrity(SessionTestCase):
             self.skipTest("the machine is too loaded for this schedule")
         self.assertNotEqual(self.get_handle(gw, token), handle)
 
+    def assert_retired(self, gw, token, handle):
+        """A copy of the first-visit cookie, presented again, is a new visitor: a new handle."""
+        r = self.get(gw, "/echo", token=token)
+        self.assertNotEqual(self.handle_of(self.seen(r)), handle, "the first-visit session came back")
+        self.issued_token(r, not_in=[token])
+
+    def test_on_return_logout_of_a_stored_first_visit_does_not_come_back(self):
+        gw = self.start(create="on_return", logout_path="/logout")
+        r = self.get(gw, "/echo")
+        token, handle = self.issued_token(r), self.handle_of(self.seen(r))
+        self.assertEqual(self.get_handle(gw, token), handle)  # came back: stored now
+        r = self.get(gw, "/logout", token=token, headers=[("Sec-Fetch-Site", "same-origin")])
+        self.assertEqual(r.status, 303, r)
+        self.assert_retired(gw, token, handle)
+
+    def test_on_return_logout_of_an_unstored_first_visit_does_not_come_back(self):
+        gw = self.start(create="on_return", logout_path="/logout")
+        r = self.get(gw, "/echo")
+        token, handle = self.issued_token(r), self.handle_of(self.seen(r))
+        r = self.get(gw, "/logout", token=token, headers=[("Sec-Fetch-Site", "same-origin")])
+        self.assertEqual(r.status, 303, r)
+        self.assert_retired(gw, token, handle)
+
     def get_handle(self, gw, token) -> str:
         return self.handle_of(self.seen(self.get(gw, "/echo", token=token)))
 

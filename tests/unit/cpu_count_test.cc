@@ -39,7 +39,7 @@ struct FakeCgroup {
 
 }  // namespace
 
-TEST_CASE("cpu.max: quota over period, rounded up; no limit is 0") {
+TEST_CASE("cpu.max: quota over period, rounded up, and no limit is 0") {
   CHECK(sg::cpus_from_cpu_max("max 100000\n") == 0);
   CHECK(sg::cpus_from_cpu_max("200000 100000\n") == 2);
   CHECK(sg::cpus_from_cpu_max("150000 100000\n") == 2);  // 1.5 CPUs: 2 workers
@@ -51,7 +51,7 @@ TEST_CASE("cpu.max: quota over period, rounded up; no limit is 0") {
   CHECK(sg::cpus_from_cpu_max("-5 100000") == 0);
 }
 
-TEST_CASE("the cgroup's cpu.max limits the CPU count; the tightest ancestor wins") {
+TEST_CASE("the cgroup's cpu.max limits the CPU count and the tightest ancestor wins") {
   FakeCgroup cg;
   cg.self("0::/system.slice/sessiongate.service\n");
   CHECK(sg::cgroup_cpu_limit(cg.paths) == 0);  // no cpu.max anywhere: no limit
@@ -79,7 +79,7 @@ TEST_CASE("cgroup v1 only, or no files: no limit") {
   CHECK(sg::cgroup_cpu_limit(missing) == 0);
 }
 
-TEST_CASE("usable CPUs: the smallest of quota, affinity and host cores; at least 1") {
+TEST_CASE("usable CPUs: the smallest of quota, affinity and host cores, at least 1") {
   CHECK(sg::usable_cpus(2, 8, 16) == 2);
   CHECK(sg::usable_cpus(0, 3, 16) == 3);
   CHECK(sg::usable_cpus(0, 0, 16) == 16);
