@@ -221,26 +221,32 @@ void MemoryStore::lookup(const TokenHash& key, int64_t now_ms, LookupCallback do
   if (done) done(std::move(result));
 }
 
+bool MemoryStore::insert_new(Shard& shard, const TokenHash& key, SessionRecord&& record,
+                             int64_t now_ms, uint64_t& protected_evicted) {
+  if (shard.find(key) != kNoSlot || shard.markers.count(key) != 0) return false;
+  protected_evicted = make_room(shard, now_ms);
+  const Segment segment = record.attributes.empty() ? kProbation : kProtected;
+  Shard::Node& node = shard.nodes[shard.insert(key, segment)];
+  node.handle = record.handle;
+  node.created_ms = record.created_ms;
+  node.last_seen_ms = record.last_seen_ms;
+  if (!record.attributes.empty()) {
+    node.attrs = std::make_unique<SessionAttributes>(std::move(record.attributes));
+  }
+  active_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
 void MemoryStore::create(const TokenHash& key, const SessionRecord& record, DoneCallback done) {
   StoreStatus status = StoreStatus::kOk;
   uint64_t protected_evicted = 0;
   {
     Shard& shard = shard_for(key);
     std::lock_guard lock(shard.mu);
-    if (shard.find(key) != kNoSlot || shard.markers.count(key) != 0) {
-      status = StoreStatus::kUnavailable;
-    } else {
-      protected_evicted = make_room(shard, record.last_seen_ms);
-      const Segment segment = record.attributes.empty() ? kProbation : kProtected;
-      Shard::Node& node = shard.nodes[shard.insert(key, segment)];
-      node.handle = record.handle;
-      node.created_ms = record.created_ms;
-      node.last_seen_ms = record.last_seen_ms;
-      if (!record.attributes.empty()) {
-        node.attrs = std::make_unique<SessionAttributes>(record.attributes);
-      }
+    if (insert_new(shard, key, SessionRecord(record), record.last_seen_ms, protected_evicted)) {
       created_.fetch_add(1, std::memory_order_relaxed);
-      active_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      status = StoreStatus::kUnavailable;
     }
   }
   warn_protected_evictions(protected_evicted, record.last_seen_ms);

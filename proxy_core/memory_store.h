@@ -143,6 +143,10 @@ class MemoryStore final : public SessionStore {
   // Under the shard's lock: makes room for one more session (segmented LRU, see above). Returns
   // how many protected sessions it evicted, for warn_protected_evictions after the lock.
   uint64_t make_room(Shard& shard, int64_t now_ms);
+  // Under the shard's lock: adds a session under a key that holds neither a session nor a
+  // marker, making room first. False (nothing changed) when the key is taken.
+  bool insert_new(Shard& shard, const TokenHash& key, SessionRecord&& record, int64_t now_ms,
+                  uint64_t& protected_evicted);
   void warn_protected_evictions(uint64_t evicted_now, int64_t now_ms);
   // Under the shard's lock: the slot of the live session under `key`, or kNoSlot; an expired one
   // found there is removed and reported in `expired`.

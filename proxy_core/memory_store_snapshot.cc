@@ -47,18 +47,8 @@ void MemoryStore::insert_loaded(const TokenHash& key, SessionRecord&& record, in
   uint64_t protected_evicted = 0;
   {
     std::lock_guard lock(shard.mu);
-    if (shard.find(key) != kNoSlot || shard.markers.count(key) != 0) return;  // live store wins
-    protected_evicted = make_room(shard, now_ms);
-    const Segment segment = record.attributes.empty() ? kProbation : kProtected;
-    Shard::Node& node = shard.nodes[shard.insert(key, segment)];
-    node.handle = record.handle;
-    node.created_ms = record.created_ms;
-    node.last_seen_ms = record.last_seen_ms;
-    if (!record.attributes.empty()) {
-      node.attrs = std::make_unique<SessionAttributes>(std::move(record.attributes));
-    }
-    active_.fetch_add(1, std::memory_order_relaxed);
-    ++loaded;
+    // The live store wins over the file.
+    if (insert_new(shard, key, std::move(record), now_ms, protected_evicted)) ++loaded;
   }
   warn_protected_evictions(protected_evicted, now_ms);
 }
