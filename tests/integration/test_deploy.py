@@ -417,6 +417,7 @@ class Install(unittest.TestCase):
         root, _ = self.install("/usr")
         expected = ["usr/bin/sessiongate", "etc/sessiongate/gateway.toml",
                     "usr/lib/systemd/system/sessiongate.service", "usr/share/doc/sessiongate/README.md",
+                    "usr/share/doc/sessiongate/ARCHITECTURE.md",
                     "usr/share/doc/sessiongate/examples/redis.toml"]
         for p in expected:
             self.assertTrue(os.path.isfile(os.path.join(root, p)), p)
