@@ -264,6 +264,16 @@ class Validator {
 
   void check_store() {
     const RedisStoreConfig& r = c_.redis_store;
+    if (c_.session.store == StoreKind::kMemory && !c_.session.secret_file.empty()) {
+      // A retired first-visit token is kept out only by the rotation marker at its key, and the
+      // memory store's markers do not outlive the process (nor are they in the snapshot). With a
+      // key that outlives it too, a copy of a logged-out first-visit cookie (or the pre-login
+      // cookie of a signed-in session, same handle) could be stored again after a restart. A
+      // per-process key makes every first-visit token of an earlier run invalid instead.
+      error({"session.secret_file"},
+            "is for store = \"redis\" only: with the memory store the first-visit key is made "
+            "at start, because rotation markers do not outlive a restart");
+    }
     if (c_.session.store != StoreKind::kRedis) return;
     if (c_.session.create == SessionCreate::kOnReturn && c_.session.secret_file.empty()) {
       // Every instance must accept the first-visit tokens the others issued.

@@ -90,6 +90,12 @@ void PendingDestroyStore::lookup(const TokenHash& key, int64_t now_ms, LookupCal
 
 void PendingDestroyStore::create(const TokenHash& key, const SessionRecord& record,
                                  DoneCallback done) {
+  // A key this instance refused is not written again until the store confirmed its destroy: a
+  // first-visit token's retirement (create, rotate away, destroy) must not recreate it meanwhile.
+  if (refused_->contains(key)) {
+    done(StoreStatus::kUnavailable);
+    return;
+  }
   inner_->create(key, record, std::move(done));
 }
 
@@ -105,8 +111,11 @@ void PendingDestroyStore::modify(const TokenHash& key, const SessionChange& chan
 void PendingDestroyStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
                                  const SessionChange& change, int64_t grace_ms, int64_t now_ms,
                                  DoneCallback done) {
+  // A logged-out session is not moved to a fresh token. Not kNotFound: the key is not known to
+  // be a rotation marker (what a first-visit retirement reads kNotFound as) until the store has
+  // confirmed the destroy; the caller learns that nothing is settled yet.
   if (refused_->contains(old_key)) {
-    done(StoreStatus::kNotFound);  // a logged-out session is not moved to a fresh token
+    done(StoreStatus::kUnavailable);
     return;
   }
   inner_->rotate(old_key, new_key, change, grace_ms, now_ms, std::move(done));

@@ -185,13 +185,42 @@ void SessionGate::destroy_live(unsigned index, Done done) {
     return;
   }
   Ticket epoch = ticket();
-  store_->destroy(live_keys_[index], [this, epoch, index, done](StoreStatus s) mutable {
+  destroy_session(live_keys_[index], [this, epoch, index, done](StoreStatus s) mutable {
     if (stale(epoch)) return;
     if (s != StoreStatus::kOk) {
       unconfirmed_ = true;
       store_failed("logout destroy");
     }
     destroy_live(index + 1, std::move(done));
+  });
+}
+
+// Ends the session whose live key `key` was when this request read it. A parallel request may
+// have rotated it since (the same browser's login): `key` is then a rotation marker, which
+// destroy() does not touch, and the session lives on under its new key. So a destroy that finds
+// nothing looks the key up again and ends the live session the marker leads to, inside the grace
+// window or after it. kOk when no live session is left.
+void SessionGate::destroy_session(const TokenHash& key, std::function<void(StoreStatus)> done) {
+  Ticket epoch = ticket();
+  store_->destroy(key, [this, epoch, key, done](StoreStatus s) {
+    if (stale(epoch)) return;
+    if (s != StoreStatus::kNotFound) {
+      done(s);
+      return;
+    }
+    store_->lookup(key, unix_now_ms(), [this, epoch, key, done](LookupResult r) {
+      if (stale(epoch)) return;
+      if (r.status == StoreStatus::kUnavailable) {
+        done(StoreStatus::kUnavailable);
+      } else if (r.rotated != RotatedKey::kNo && r.record && r.live_key != key) {
+        store_->destroy(r.live_key, [epoch, done](StoreStatus d) {
+          if (stale(epoch)) return;
+          done(d == StoreStatus::kNotFound ? StoreStatus::kOk : d);
+        });
+      } else {
+        done(StoreStatus::kOk);  // gone: destroyed or expired meanwhile
+      }
+    });
   });
 }
 

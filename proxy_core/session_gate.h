@@ -70,6 +70,7 @@ class SessionGate {
     bool rotate = false, destroy = false;
     bool refresh = false;               // the idle refresh is due (last_seen_ms in change)
     unsigned attribute_directives = 0;  // accepted Set- directives (rejected if the store refuses)
+    bool followed = false;              // already sent on to the live key after a rotation
     SessionChange change;
   };
   void lookup_next(Done done);
@@ -113,6 +114,8 @@ class SessionGate {
   void set_handle_hex();
   void destroy_live(unsigned index, Done done);  // logout with several live sessions: all of them
   void retire_candidates(size_t index, bool destroyed, Done done);
+  void destroy_session(const TokenHash& key, std::function<void(StoreStatus)> done);
+  void follow_rotation(std::function<void(bool found)> next);
   void retire_first_visit(std::string_view token, std::function<void(StoreStatus)> done);
   std::shared_ptr<uint64_t> alive_ = std::make_shared<uint64_t>(0);
   uint64_t& generation_ = *alive_;

@@ -121,7 +121,7 @@ void SessionGate::on_first_visit_response(Directives d, std::function<void()> do
 void SessionGate::destroy_directive(std::function<void()> done) {
   event_ = "destroyed";
   Ticket epoch = ticket();
-  store_->destroy(key_, [this, epoch, done](StoreStatus s) {
+  destroy_session(key_, [this, epoch, done](StoreStatus s) {
     if (stale(epoch)) return;
     if (s != StoreStatus::kOk) store_failed("destroy directive");
     retire_first_visit(token_, [this, epoch, done](StoreStatus r) {
@@ -181,6 +181,24 @@ void SessionGate::modify_directive(Directives d, std::function<void()> done) {
       return;
     }
     if (s == StoreStatus::kUnavailable) store_failed("modify");
+    if (s == StoreStatus::kNotFound && (!d.change.set.empty() || !d.change.remove.empty()) &&
+        !d.followed) {
+      // A login on a parallel request may have rotated the session meanwhile: the application
+      // wrote to this session, so the write follows it to its live key (inside the grace window
+      // only). Without the old token's refresh cookie: that token is no longer the live one.
+      follow_rotation([this, d = std::move(d), done](bool found) mutable {
+        if (!found) {
+          SG_LOG_WARN("session %s: %u attribute directive(s) dropped: the session ended",
+                      handle_hex_.c_str(), d.attribute_directives);
+          done();
+          return;
+        }
+        d.followed = true;
+        d.refresh = false;
+        modify_directive(std::move(d), std::move(done));
+      });
+      return;
+    }
     if (s != StoreStatus::kRejected) {
       done();
       return;
@@ -195,6 +213,21 @@ void SessionGate::modify_directive(Directives d, std::function<void()> done) {
     refresh_only.refresh = true;
     refresh_only.change.last_seen_ms = d.change.last_seen_ms;
     modify_directive(std::move(refresh_only), std::move(done));
+  });
+}
+
+// After a write found no live session under key_: is key_ now a rotation marker inside its grace
+// window? Then key_ becomes the live key and next(true); otherwise next(false).
+void SessionGate::follow_rotation(std::function<void(bool found)> next) {
+  Ticket epoch = ticket();
+  store_->lookup(key_, unix_now_ms(), [this, epoch, next](LookupResult r) {
+    if (stale(epoch)) return;
+    if (r.status != StoreStatus::kOk || r.rotated != RotatedKey::kInGrace || !r.record) {
+      next(false);
+      return;
+    }
+    key_ = r.live_key;
+    next(true);
   });
 }
 

@@ -106,6 +106,36 @@ class MemoryIntegrity(SessionTestCase):
         self.issued_token(r, not_in=[token])
 
     # -- item 2: the refresh is decided at response time, for the live token only -------------
+    def test_destroy_directive_after_a_parallel_rotation_ends_the_session(self):
+        # The slow response says destroy after a login on another request rotated the session:
+        # its key is a rotation marker by then; the destroy follows it to the live session.
+        gw = self.start()
+        token, handle = self.session_with(gw, ("X-Session-Set-Role", "user"))
+        join = self.in_background(gw, slow_target(("X-Session-Control", "destroy")), token)
+        login = self.get(gw, respond_target(("X-Session-Control", "rotate"),
+                                            ("X-Session-Set-User", "alice")), token=token)
+        fresh = self.issued_token(login, not_in=[token])
+        slow = join()
+        self.assertEqual(slow.status, 200, slow)
+        self.assertRegex(self.our_set_cookies(slow)[0], EXPIRED_COOKIE_RE)
+        r = self.get(gw, "/echo", token=fresh)
+        self.assertNotEqual(self.handle_of(self.seen(r)), handle, "the destroyed session lives on")
+
+    def test_attribute_write_after_a_parallel_rotation_follows_the_session(self):
+        # A slow response sets an attribute after a login rotated the session (inside the grace
+        # window): the write reaches the live session, without a cookie for the old token.
+        gw = self.start()
+        token, handle = self.session_with(gw)
+        join = self.in_background(gw, slow_target(("X-Session-Set-Theme", "dark")), token)
+        login = self.get(gw, respond_target(("X-Session-Control", "rotate"),
+                                            ("X-Session-Set-User", "alice")), token=token)
+        fresh = self.issued_token(login, not_in=[token])
+        slow = join()
+        self.assertEqual(slow.status, 200, slow)
+        self.assert_no_set_cookie(slow)
+        self.assertEqual(self.attrs(gw, fresh),
+                         (handle, {"x-session-user": "alice", "x-session-theme": "dark"}))
+
     def test_stale_refresh_does_not_undo_a_rotation(self):
         # idle 10s: the refresh is due once a second has passed since last-seen.
         gw = self.start(idle_timeout="10s")
@@ -239,13 +269,35 @@ class RedisIntegrity(MemoryIntegrity):
 
     def store_overrides(self) -> dict:
         return {"session": {"store": "redis"},
-                "store.redis": {"address": self.redis.address, "key_prefix": PREFIX, "timeout": "2s"}}
+                "store.redis": {"address": self.redis.address, "key_prefix": PREFIX,
+                                "timeout": getattr(self, "redis_timeout", "2s")}}
 
-    def start(self, admin: bool = False, **session) -> Gateway:
+    def start(self, admin: bool = False, timeout: str = "2s", **session) -> Gateway:
+        self.redis_timeout = timeout
         if session.get("create") == "on_return":
             path = self.secret_file()
             session["secret_file"] = path
         return super().start(admin, **session)
+
+    def test_on_return_unconfirmed_logout_of_a_first_visit_is_not_a_303(self):
+        # The logout's destroy is not confirmed (writes paused): the token is refused here and
+        # its destroy queued, but the first-visit token cannot be retired while its key is
+        # refused, so the logout is not confirmed either (503). Once the retry has confirmed the
+        # destroy, logging out again retires the token for good.
+        gw = self.start(create="on_return", logout_path="/logout", timeout="300ms")
+        r = self.get(gw, "/echo")
+        token, handle = self.issued_token(r), self.handle_of(self.seen(r))
+        self.assertEqual(self.get_handle(gw, token), handle)  # stored
+        self.redis.cmd("CLIENT", "PAUSE", "1500", "WRITE")
+        same_origin = [("Sec-Fetch-Site", "same-origin")]
+        r = self.get(gw, "/logout", token=token, headers=same_origin)
+        self.assertEqual(r.status, 503, r)
+        self.assertEqual(r.header("Retry-After"), "1")
+        wait_until(lambda: "destroy confirmed by the store on retry" in gw.logs()[1], 30.0,
+                   message="the queued destroy confirmed")
+        r = self.get(gw, "/logout", token=token, headers=same_origin)
+        self.assertEqual(r.status, 303, r)
+        self.assert_retired(gw, token, handle)
 
     def secret_file(self) -> str:
         import os

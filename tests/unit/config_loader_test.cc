@@ -729,8 +729,11 @@ TEST_CASE("create = on_return with redis needs a secret_file of at least 32 byte
             .find("it needs at least 32 random bytes") != std::string::npos);
   const std::string key = dir.write("key", std::string(32, 'k'));
   CHECK(loaded(on_return + "secret_file = \"" + key + "\"\n").session.secret_file == key);
-  // The memory store makes a per-process key when none is given.
+  // The memory store makes a per-process key, and refuses one from a file: its rotation markers,
+  // which keep logged-out first-visit tokens out, do not outlive a restart.
   CHECK(loaded("[session]\ncreate = \"on_return\"\n").session.secret_file.empty());
+  CHECK(error_of("[session]\ncreate = \"on_return\"\nsecret_file = \"" + key + "\"\n")
+            .find("session.secret_file: is for store = \"redis\" only") != std::string::npos);
 }
 
 TEST_CASE("store.redis.max_pending_destroys is a bounded integer, 0 allowed") {

@@ -182,7 +182,10 @@ TEST_CASE("an unconfirmed destroy is counted, answered kOk, and the token refuse
   CHECK(s == StoreStatus::kNotFound);
   s.reset();
   w.store->rotate(key_n(1), key_n(2), SessionChange{}, 0, 0, [&](StoreStatus x) { s = x; });
-  CHECK(s == StoreStatus::kNotFound);
+  CHECK(s == StoreStatus::kUnavailable);  // not settled until the store confirms the destroy
+  s.reset();
+  w.store->create(key_n(1), SessionRecord{}, [&](StoreStatus x) { s = x; });
+  CHECK(s == StoreStatus::kUnavailable);  // nor recreated meanwhile
   CHECK(w.fake->writes == 0);
   // Another key is unaffected.
   CHECK(w.lookup(key_n(3))->status == StoreStatus::kOk);
