@@ -5,6 +5,7 @@
 #include <mutex>
 #include <utility>
 
+#include "proxy_core/gateway_state.h"
 #include "proxy_core/log.h"
 
 namespace sg {
@@ -189,7 +190,33 @@ void PendingDestroyStore::start_round(bool final_attempt) {
   round_failed_ = false;
   if (final_attempt) final_sent_ = true;
   for (const TokenHash& key : batch)
-    inner_->destroy(key, [this, key](StoreStatus s) { on_retry(key, s); });
+    retry_one(key);
+}
+
+// kNotFound means gone, or that the key is a rotation marker now: another instance rotated the
+// session (its login) before our destroy landed, and the session lives on under its new key. So
+// kNotFound looks the key up once more and ends the live session the marker leads to; only then
+// is the key confirmed.
+void PendingDestroyStore::retry_one(const TokenHash& key) {
+  inner_->destroy(key, [this, key](StoreStatus s) {
+    if (closed_ || s != StoreStatus::kNotFound) {
+      on_retry(key, s);
+      return;
+    }
+    inner_->lookup(key, unix_now_ms(), [this, key](LookupResult r) {
+      if (closed_ || r.status == StoreStatus::kUnavailable) {
+        on_retry(key, StoreStatus::kUnavailable);
+        return;
+      }
+      if (r.rotated == RotatedKey::kNo || !r.record || r.live_key == key) {
+        on_retry(key, StoreStatus::kOk);
+        return;
+      }
+      inner_->destroy(r.live_key, [this, key](StoreStatus d) {
+        on_retry(key, d == StoreStatus::kUnavailable ? d : StoreStatus::kOk);
+      });
+    });
+  });
 }
 
 void PendingDestroyStore::on_retry(const TokenHash& key, StoreStatus s) {

@@ -116,6 +116,7 @@ class PendingDestroyStore final : public SessionStore {
   void arm_timer(uint64_t delay_ms);
   static void on_timer(uv_timer_t* t);
   void start_round(bool final_attempt);
+  void retry_one(const TokenHash& key);
   void on_retry(const TokenHash& key, StoreStatus s);
   void round_over();
   void finish_close();

@@ -162,8 +162,10 @@ void SessionGate::rotate_directive(Directives d, std::function<void()> done) {
     }  // kNotFound: the session ended or was rotated meanwhile; nothing to send
     done();
   };
-  store_->rotate(key_, new_key, d.change, config_->session.rotation_grace.count(), now,
-                 std::move(answered));
+  // A rotation marker lives idle_timeout (memory store): the grace window ends by then at most.
+  const SessionConfig& sc = config_->session;
+  const int64_t grace_ms = std::min(sc.rotation_grace.count(), sc.idle_timeout.count());
+  store_->rotate(key_, new_key, d.change, grace_ms, now, std::move(answered));
 }
 
 // One atomic per-field change on the live key. Only a kOk proves the token is still live, so

@@ -64,8 +64,10 @@ class FakeStore final : public SessionStore {
     ++writes;
     done(StoreStatus::kOk);
   }
-  void destroy(const TokenHash&, DoneCallback done) override {
+  std::vector<TokenHash> destroyed;  // the keys destroy() was called with, in order
+  void destroy(const TokenHash& key, DoneCallback done) override {
     ++destroys;
+    destroyed.push_back(key);
     destroy_times.push_back(uv_now(loop_));
     StoreStatus s = destroy_answer;
     answer([done, s] { done(s); });
@@ -243,6 +245,25 @@ TEST_CASE("a retry answered kNotFound counts as confirmed (the session is gone)"
   CHECK(w.destroy(key_n(1)) == StoreStatus::kOk);
   w.fake->destroy_answer = StoreStatus::kNotFound;
   REQUIRE(w.run_until([&] { return w.store->pending() == 0; }));
+  CHECK_FALSE(refused.contains(key_n(1)));
+}
+
+TEST_CASE("a retry that meets a rotation marker ends the session it leads to") {
+  // Another instance rotated the session (a login) before the retry landed: the old key is a
+  // marker (destroy: kNotFound) and the session lives on under its new key.
+  RefusedKeys refused(10);
+  TestWorker w(&refused);
+  CHECK(w.destroy(key_n(1)) == StoreStatus::kOk);
+  w.fake->destroy_answer = StoreStatus::kNotFound;
+  LookupResult marker;
+  marker.status = StoreStatus::kOk;
+  marker.record = SessionRecord{};
+  marker.rotated = RotatedKey::kInGrace;
+  marker.live_key = key_n(2);
+  w.fake->lookup_answer = marker;
+  REQUIRE(w.run_until([&] { return w.store->pending() == 0; }));
+  REQUIRE(w.fake->destroyed.size() >= 3);
+  CHECK(w.fake->destroyed.back() == key_n(2));
   CHECK_FALSE(refused.contains(key_n(1)));
 }
 
