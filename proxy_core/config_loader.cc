@@ -91,7 +91,7 @@ std::string check_upstream_server(const std::string& v) {
   if (!is_unix_server(v)) {
     if (parse_host_port(v)) return "";
     return config_detail::expected(
-        "\"HOST:PORT\" such as \"127.0.0.1:9000\" (port 1-65535) or \"unix:/path/to/app.sock\"", v);
+        "\"unix:/path/to/app.sock\" or \"HOST:PORT\" such as \"127.0.0.1:9000\" (port 1-65535)", v);
   }
   const std::string problem = unix_server_problem(v);
   return problem.empty() ? "" : config_detail::expected(problem, v);

@@ -70,7 +70,8 @@ TEST_CASE("a bad unix: server is an error at the list element") {
   // Neither HOST:PORT nor unix: names both forms in the message.
   errors = errors_of("[upstream]\nservers = [\"/run/app.sock\"]\n");
   REQUIRE(errors.size() == 1);
-  CHECK(errors[0].find("or \"unix:/path/to/app.sock\"") != std::string::npos);
+  CHECK(errors[0].find("expected \"unix:/path/to/app.sock\" or \"HOST:PORT\"") !=
+        std::string::npos);
 }
 
 TEST_CASE("upstream.tls with a unix: server is an error at that server") {
