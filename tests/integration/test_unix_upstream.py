@@ -6,8 +6,8 @@ import shutil
 import tempfile
 import unittest
 
-from harness import Gateway, HttpClient, simple_get, start_upstream, wait_until
-from ops_util import run_cli
+from harness import FREE_ADMIN_LISTEN, Gateway, HttpClient, simple_get, start_upstream, wait_until
+from ops_util import metric_value, run_cli
 from session_util import COOKIE, HANDLE_RE, TOKEN_RE, header_values
 from upstream import Upstream
 
@@ -24,8 +24,8 @@ class UnixUpstreamTestCase(unittest.TestCase):
         self.addCleanup(up.stop)
         return up
 
-    def gateway(self, servers: list[str], upstream: dict | None = None) -> Gateway:
-        ov = {"upstream": {"servers": servers, **(upstream or {})}}
+    def gateway(self, servers: list[str], upstream: dict | None = None, **sections) -> Gateway:
+        ov = {"upstream": {"servers": servers, **(upstream or {})}, **sections}
         return Gateway(self, 0, ov)
 
     def readyz(self, gw: Gateway):
@@ -69,9 +69,12 @@ class UnixUpstream(UnixUpstreamTestCase):
 
     def test_a_missing_socket_file_is_a_502_and_logs_the_path(self):
         missing = os.path.join(self.dir, "nothing.sock")
-        gw = self.gateway([f"unix:{missing}"])
+        gw = self.gateway([f"unix:{missing}"], admin={"listen": FREE_ADMIN_LISTEN})
         r = simple_get(gw.port, "/echo")
         self.assertEqual(r.status, 502, r)
+        # No socket file is nothing listening there: counted (and backed off) as a refusal.
+        self.assertEqual(metric_value(gw.admin_port, "sessiongate_upstream_errors_total",
+                                      kind="connect_refused"), 1)
         wait_until(lambda: missing in "".join(gw.logs()), 10.0,
                    message="the connect failure is logged with the socket path")
         # The file appears (the application started): the next request goes through.
