@@ -462,13 +462,12 @@ void ClientConnection::connect_upstream() {
 void ClientConnection::on_upstream_connected(UpstreamConnection* c, int status) {
   if (c != upstream_ || closing_) return;
   if (status != 0) {
-    if (status == UV_ECONNREFUSED) worker_->pool().mark_refused(c->server());
+    const bool refused = is_connect_refusal(status);
+    if (refused) worker_->pool().mark_refused(c->server());
     SG_LOG_WARN("upstream %s: connect failed: %s", c->server().c_str(), uv_strerror(status));
     upstream_ = nullptr;  // the connection closes itself
-    upstream_failed(
-        502,
-        status == UV_ECONNREFUSED ? UpstreamError::kConnectRefused : UpstreamError::kConnectOther,
-        "upstream connect failed");
+    upstream_failed(502, refused ? UpstreamError::kConnectRefused : UpstreamError::kConnectOther,
+                    "upstream connect failed");
     return;
   }
   worker_->metrics().upstream_connect_duration.observe(

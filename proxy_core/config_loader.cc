@@ -12,6 +12,7 @@
 
 #include "proxy_core/config_reader.h"
 #include "proxy_core/request_validation.h"
+#include "proxy_core/socket_address.h"
 
 namespace sg {
 namespace {
@@ -84,6 +85,16 @@ std::string check_optional_listen(const std::string& v) {
 std::string check_host_port(const std::string& v) {
   if (parse_host_port(v)) return "";
   return config_detail::expected("\"HOST:PORT\" such as \"127.0.0.1:9000\" (port 1-65535)", v);
+}
+// An upstream server: "HOST:PORT" or "unix:/absolute/socket/path".
+std::string check_upstream_server(const std::string& v) {
+  if (!is_unix_server(v)) {
+    if (parse_host_port(v)) return "";
+    return config_detail::expected(
+        "\"unix:/path/to/app.sock\" or \"HOST:PORT\" such as \"127.0.0.1:9000\" (port 1-65535)", v);
+  }
+  const std::string problem = unix_server_problem(v);
+  return problem.empty() ? "" : config_detail::expected(problem, v);
 }
 std::string check_path_prefix(const std::string& v) {
   if (!v.empty() && v[0] == '/' && !has_control(v) && v.find(' ') == std::string::npos) return "";
@@ -211,7 +222,7 @@ void read_tls(TableReader t, TlsConfig& tls) {
 }
 
 void read_upstream(TableReader t, UpstreamConfig& u) {
-  t.string_list("servers", u.servers, check_host_port, false);
+  t.string_list("servers", u.servers, check_upstream_server, false);
   t.duration("connect_timeout", u.connect_timeout, kOneMs);
   t.duration("response_timeout", u.response_timeout, kOneMs);
   t.duration("idle_timeout", u.idle_timeout, kOneMs);

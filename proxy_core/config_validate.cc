@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include "proxy_core/set_cookie.h"
+#include "proxy_core/socket_address.h"
 
 namespace sg::config_detail {
 namespace {
@@ -205,7 +206,19 @@ class Validator {
                                        {"upstream.private_key", &u.private_key}}) {
         if (!value->empty()) warning({key}, "has no effect while upstream.tls is false");
       }
-    } else if (!u.verify) {
+    } else {
+      // TLS over a Unix socket protects nothing the file permissions do not, and there is no host
+      // name to verify: refuse rather than silently send plain text to a "tls" server.
+      for (size_t i = 0; i < u.servers.size(); ++i) {
+        if (!is_unix_server(u.servers[i])) continue;
+        const std::string key = "upstream.servers[" + std::to_string(i) + "]";
+        diagnostics_.error(positions_.of({key, "upstream.servers", "upstream.tls"}),
+                           "upstream.servers: " + toml_quote(u.servers[i]) +
+                               " is a Unix socket, but upstream.tls is true: TLS is only spoken "
+                               "to HOST:PORT servers");
+      }
+    }
+    if (u.tls && !u.verify) {
       warning({"upstream.verify"},
               "upstream certificates are not verified: anyone on the network path can pose as "
               "the application");

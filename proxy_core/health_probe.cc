@@ -4,6 +4,7 @@
 #include <string>
 
 #include "proxy_core/socket_address.h"
+#include "proxy_core/upstream_socket.h"
 
 namespace sg {
 
@@ -11,7 +12,7 @@ namespace {
 
 // One probe of one server: connect, maybe GET, read the status line, close.
 struct Probe {
-  uv_tcp_t tcp;
+  UpstreamSocket socket;
   uv_timer_t timeout;
   uv_connect_t connect;
   uv_write_t write;
@@ -27,7 +28,7 @@ struct Probe {
     if (done) return;
     done = true;
     if (ok) state->upstream_ok_ms.store(unix_now_ms(), std::memory_order_relaxed);
-    uv_close(reinterpret_cast<uv_handle_t*>(&tcp), on_close);
+    uv_close(socket.handle(), on_close);
     uv_close(reinterpret_cast<uv_handle_t*>(&timeout), on_close);
   }
   static void on_close(uv_handle_t* h) {
@@ -70,8 +71,8 @@ struct Probe {
     }
     uv_buf_t b = uv_buf_init(p->request.data(), static_cast<unsigned>(p->request.size()));
     p->write.data = p;
-    if (uv_write(&p->write, reinterpret_cast<uv_stream_t*>(&p->tcp), &b, 1, on_write) != 0 ||
-        uv_read_start(reinterpret_cast<uv_stream_t*>(&p->tcp), on_alloc, on_read) != 0)
+    if (uv_write(&p->write, p->socket.stream(), &b, 1, on_write) != 0 ||
+        uv_read_start(p->socket.stream(), on_alloc, on_read) != 0)
       p->finish(false);
   }
 };
@@ -102,21 +103,23 @@ void HealthProbe::on_tick(uv_timer_t* t) {
 void HealthProbe::probe_all() {
   const UpstreamConfig& u = config_->upstream;
   for (const std::string& server : u.servers) {
-    auto addr = resolve_host_port(server);
+    auto addr = resolve_upstream_server(server);
     if (!addr) continue;
+    const bool unix_socket = is_unix_server(server);
     auto* p = new Probe;
     p->state = state_;
     p->http = !u.health_path.empty();
+    // A socket path is no host name (RFC 9110 §7.2): a Unix-socket server is asked as localhost.
     if (p->http)
-      p->request = "GET " + u.health_path + " HTTP/1.1\r\nHost: " + server +
+      p->request = "GET " + u.health_path +
+                   " HTTP/1.1\r\nHost: " + (unix_socket ? std::string("localhost") : server) +
                    "\r\nUser-Agent: sessiongate-probe\r\nConnection: close\r\n\r\n";
-    uv_tcp_init(loop_, &p->tcp);
+    p->socket.init(loop_, unix_socket, p);
     uv_timer_init(loop_, &p->timeout);
-    p->tcp.data = p->timeout.data = p->connect.data = p;
+    p->timeout.data = p->connect.data = p;
     uv_timer_start(&p->timeout, &Probe::on_timeout,
                    static_cast<uint64_t>(u.connect_timeout.count()), 0);
-    if (uv_tcp_connect(&p->connect, &p->tcp, addr->get(), &Probe::on_connect) != 0)
-      p->finish(false);
+    if (p->socket.connect(&p->connect, *addr, &Probe::on_connect) != 0) p->finish(false);
   }
 }
 

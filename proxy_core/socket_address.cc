@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cstddef>
 #include <cstring>
 
 namespace sg {
@@ -59,6 +60,36 @@ std::optional<SocketAddress> resolve_host_port(std::string_view text) {
   } else {
     v6->sin6_port = htons(static_cast<uint16_t>(port));
   }
+  return out;
+}
+
+std::string_view unix_server_path(std::string_view server) {
+  if (!is_unix_server(server)) return {};
+  return server.substr(kUnixServerPrefix.size());
+}
+
+std::string unix_server_problem(std::string_view server) {
+  const std::string_view path = unix_server_path(server);
+  if (path.empty() || path.front() != '/') return "an absolute socket path after \"unix:\"";
+  if (path.size() > kMaxUnixPathBytes)
+    return "a socket path of at most " + std::to_string(kMaxUnixPathBytes) +
+           " bytes (sun_path; this one has " + std::to_string(path.size()) + ")";
+  for (char c : path) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      return "a socket path without control characters";
+  }
+  return "";
+}
+
+std::optional<SocketAddress> resolve_upstream_server(std::string_view server) {
+  if (!is_unix_server(server)) return resolve_host_port(server);
+  if (!unix_server_problem(server).empty()) return std::nullopt;
+  const std::string_view path = unix_server_path(server);
+  SocketAddress out;
+  auto* un = reinterpret_cast<sockaddr_un*>(&out.storage);
+  un->sun_family = AF_UNIX;
+  std::memcpy(un->sun_path, path.data(), path.size());  // storage is zeroed: NUL-terminated
+  out.length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
   return out;
 }
 

@@ -14,9 +14,8 @@ namespace sg {
 UpstreamConnection::UpstreamConnection(UpstreamPool* pool, std::string server,
                                        HttpParser::Limits limits)
     : pool_(pool), server_(std::move(server)), parser_(HttpParser::Kind::kResponse, limits) {
-  uv_tcp_init(pool_->loop(), &tcp_);
+  socket_.init(pool_->loop(), is_unix_server(server_), this);
   uv_timer_init(pool_->loop(), &timer_);
-  tcp_.data = this;
   timer_.data = this;
   handles_open_ = 2;
   ++pool_->open_;
@@ -24,9 +23,8 @@ UpstreamConnection::UpstreamConnection(UpstreamPool* pool, std::string server,
 }
 
 int UpstreamConnection::connect(const SocketAddress& addr, Millis timeout) {
-  uv_tcp_nodelay(&tcp_, 1);
   connect_req_.data = this;
-  int r = uv_tcp_connect(&connect_req_, &tcp_, addr.get(), &UpstreamConnection::on_connect);
+  int r = socket_.connect(&connect_req_, addr, &UpstreamConnection::on_connect);
   if (r == 0) start_timer(timeout);
   return r;
 }
@@ -65,8 +63,7 @@ void UpstreamConnection::handshake_failed() {
 }
 
 int UpstreamConnection::write_raw(std::string_view bytes) {
-  return stream_write(reinterpret_cast<uv_stream_t*>(&tcp_), bytes,
-                      &UpstreamConnection::on_write_done);
+  return stream_write(socket_.stream(), bytes, &UpstreamConnection::on_write_done);
 }
 
 void UpstreamConnection::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
@@ -104,9 +101,9 @@ void UpstreamConnection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* 
 // stall). After a small read that left the response unfinished, acknowledge at once. A response
 // that arrives whole, or in large reads, costs no extra system call.
 void UpstreamConnection::ack_partial_response(size_t nread) {
-  if (closing_ || user_ == nullptr || nread >= kQuickAckBelow) return;
+  if (closing_ || user_ == nullptr || nread >= kQuickAckBelow || !socket_.is_tcp()) return;
   uv_os_fd_t fd;
-  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) != 0) return;
+  if (uv_fileno(socket_.handle(), &fd) != 0) return;
   int one = 1;
   (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
 }
@@ -166,8 +163,7 @@ int UpstreamConnection::write(const uv_buf_t* bufs, unsigned count) {
       if (tls_->encrypt(bufs[i].base, bufs[i].len, net) != TlsStatus::kOk) return UV_EPROTO;
     return write_raw(net);
   }
-  return stream_write(reinterpret_cast<uv_stream_t*>(&tcp_), bufs, count,
-                      &UpstreamConnection::on_write_done);
+  return stream_write(socket_.stream(), bufs, count, &UpstreamConnection::on_write_done);
 }
 
 int UpstreamConnection::write(std::string_view data) {
@@ -186,17 +182,17 @@ void UpstreamConnection::on_write_done(uv_stream_t* s, int status) {
 }
 
 size_t UpstreamConnection::queued() const {
-  return queued_bytes(reinterpret_cast<const uv_stream_t*>(&tcp_));
+  return queued_bytes(socket_.stream());
 }
 
 void UpstreamConnection::pause_reading() {
-  if (reading_ && !closing_) uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+  if (reading_ && !closing_) uv_read_stop(socket_.stream());
   reading_ = false;
 }
 
 void UpstreamConnection::resume_reading() {
   if (reading_ || closing_ || !connected_) return;
-  if (uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &UpstreamConnection::on_alloc,
+  if (uv_read_start(socket_.stream(), &UpstreamConnection::on_alloc,
                     &UpstreamConnection::on_read) == 0)
     reading_ = true;
 }
@@ -241,7 +237,7 @@ void UpstreamConnection::close() {
   closing_ = true;
   if (user_ == nullptr) pool_->forget_idle(this);
   user_ = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &UpstreamConnection::on_close);
+  uv_close(socket_.handle(), &UpstreamConnection::on_close);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &UpstreamConnection::on_close);
 }
 
@@ -291,7 +287,7 @@ UpstreamConnection* UpstreamPool::take_idle(const std::string& server) {
 const SocketAddress* UpstreamPool::address_of(const std::string& server) {
   auto it = addresses_.find(server);
   if (it != addresses_.end()) return &it->second;
-  auto addr = resolve_host_port(server);
+  auto addr = resolve_upstream_server(server);
   if (!addr) return nullptr;
   return &addresses_.emplace(server, *addr).first->second;
 }
@@ -321,7 +317,7 @@ UpstreamConnection* UpstreamPool::open(const std::string& server, const Upstream
     SG_LOG_WARN("upstream %s: connect: %s", server.c_str(), uv_strerror(r));
     c->attach(nullptr);
     c->closing_ = true;  // never entered the idle list
-    uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp_), &UpstreamConnection::on_close);
+    uv_close(c->socket_.handle(), &UpstreamConnection::on_close);
     uv_close(reinterpret_cast<uv_handle_t*>(&c->timer_), &UpstreamConnection::on_close);
     return nullptr;
   }

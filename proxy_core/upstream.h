@@ -19,6 +19,7 @@
 #include "proxy_core/metrics.h"
 #include "proxy_core/socket_address.h"
 #include "proxy_core/tls_engine.h"
+#include "proxy_core/upstream_socket.h"
 
 namespace sg {
 
@@ -77,7 +78,7 @@ class UpstreamConnection {
 
   UpstreamPool* pool_;
   std::string server_;
-  uv_tcp_t tcp_;
+  UpstreamSocket socket_;  // TCP or Unix-domain, by the server's address
   uv_timer_t timer_;
   uv_connect_t connect_req_;
   HttpParser parser_;
@@ -107,7 +108,8 @@ class UpstreamPool {
   const std::string& pick_server(const std::vector<std::string>& servers);
   // An idle connection to `server`, or nullptr.
   UpstreamConnection* take_idle(const std::string& server);
-  // Opens a new connection; nullptr when the address does not resolve.
+  // Opens a new connection to a "HOST:PORT" or "unix:/path" server; nullptr when the address does
+  // not resolve.
   // `tls`: the upstream's TLS context when upstream.tls is on (nullptr: plain TCP).
   UpstreamConnection* open(const std::string& server, const UpstreamConfig& config,
                            HttpParser::Limits limits, UpstreamUser* user,

@@ -1,6 +1,7 @@
 """A scriptable HTTP/1.1 upstream for the integration tests (stdlib only, raw sockets).
 
-Runs in-process (``Upstream().start()``, ``.port``, ``.requests``, ``.connections``, ``.stop()``)
+Runs in-process (``Upstream().start()``, ``.port``, ``.requests``, ``.connections``, ``.stop()``;
+``Upstream(unix_path=P)`` listens on a Unix-domain socket at P instead of TCP)
 or standalone (``python3 upstream.py --port N``). One thread per connection; keep-alive and
 pipelining work because requests are read one after another from a per-connection buffer.
 
@@ -40,6 +41,7 @@ import argparse
 import base64
 import hashlib
 import json
+import os
 import random
 import socket
 import struct
@@ -156,8 +158,9 @@ def _header_tokens(headers, name: str) -> list[str]:
 
 
 class Upstream:
-    def __init__(self, port: int = 0, host: str = "127.0.0.1"):
+    def __init__(self, port: int = 0, host: str = "127.0.0.1", unix_path: str | None = None):
         self.host = host
+        self.unix_path = unix_path  # listen on this Unix-domain socket path instead of TCP
         self._want_port = port
         self.port = 0
         self.requests: list[dict] = []
@@ -175,13 +178,17 @@ class Upstream:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "Upstream":
-        ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind((self.host, self._want_port))
+        if self.unix_path is not None:
+            ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            ls.bind(self.unix_path)
+        else:
+            ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            ls.bind((self.host, self._want_port))
         ls.listen(512)
         ls.settimeout(0.1)
         self._listener = ls
-        self.port = ls.getsockname()[1]
+        self.port = 0 if self.unix_path is not None else ls.getsockname()[1]
         t = threading.Thread(target=self._accept_loop, name=f"upstream-accept-{self.port}", daemon=True)
         t.start()
         self._threads.append(t)
@@ -202,6 +209,11 @@ class Upstream:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+            if self.unix_path is not None:  # a Unix socket's file outlives its listener
+                try:
+                    os.unlink(self.unix_path)
+                except FileNotFoundError:
+                    pass
 
     def __enter__(self):
         return self.start()
@@ -250,7 +262,8 @@ class Upstream:
             except OSError:
                 return
             sock.settimeout(None)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.unix_path is None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self.connections += 1
                 conn_no = self.connections
