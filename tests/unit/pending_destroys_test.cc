@@ -100,6 +100,10 @@ struct TestWorker {
   }
   ~TestWorker() {
     if (!loop_closed) {
+      // Answer at once from now on, as a closing Redis store does (it completes what waits):
+      // a held answer would keep the store's last attempt, and so its timer, open forever.
+      fake->held_mode = false;
+      fake->release();
       close_store();
       uv_run(&loop, UV_RUN_DEFAULT);
       uv_loop_close(&loop);
