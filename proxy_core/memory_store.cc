@@ -73,6 +73,7 @@ MemoryStore::MemoryStore(Millis idle_timeout, Millis absolute_timeout, uint64_t 
   shards_ = std::make_unique<Shard[]>(shard_count_);
   for (size_t i = 0; i < shard_count_; ++i) {
     shards_[i].capacity = max_sessions / shard_count_ + (i < max_sessions % shard_count_ ? 1 : 0);
+    shards_[i].marker_capacity = std::max(shards_[i].capacity, kMinMarkersPerShard);
   }
 }
 
@@ -156,6 +157,20 @@ void MemoryStore::warn_protected_evictions(uint64_t evicted_now, int64_t now_ms)
   SG_LOG_WARN(
       "memory store full of returning or signed-in sessions: %llu of them evicted since the last "
       "warning (%llu in all); raise store.memory.max_sessions",
+      static_cast<unsigned long long>(total - before), static_cast<unsigned long long>(total));
+}
+
+void MemoryStore::warn_markers_dropped(uint64_t dropped_now, int64_t now_ms) {
+  if (dropped_now == 0) return;
+  int64_t last = dropped_warn_ms_.load(std::memory_order_relaxed);
+  if (last != INT64_MIN && now_ms - last < kProtectedEvictionWarnMs) return;
+  if (!dropped_warn_ms_.compare_exchange_strong(last, now_ms)) return;  // another thread warns
+  const uint64_t total = markers_dropped_.load(std::memory_order_relaxed);
+  const uint64_t before = dropped_warned_at_.exchange(total, std::memory_order_relaxed);
+  SG_LOG_WARN(
+      "memory store full of rotation markers: %llu forgotten early since the last warning (%llu "
+      "in all); their old tokens are no longer recognised as replays (a flood of logins or "
+      "logouts?)",
       static_cast<unsigned long long>(total - before), static_cast<unsigned long long>(total));
 }
 
@@ -292,6 +307,7 @@ void MemoryStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
                          DoneCallback done) {
   StoreStatus status = StoreStatus::kOk;
   uint64_t protected_evicted = 0;
+  uint64_t markers_dropped = 0;
   {
     const size_t a = shard_index(old_key);
     const size_t b = shard_index(new_key);
@@ -322,12 +338,11 @@ void MemoryStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
       const Segment segment = attrs.empty() ? static_cast<Segment>(old.segment) : kProtected;
       from.erase_slot(slot);  // the old key stops being a live key in the same critical section
       count_removal(Removal::kRotated);
-      const size_t markers_before = from.markers.size();
-      from.add_marker(old_key,
-                      Marker{new_key, now_ms + std::max<int64_t>(grace_ms, 0), now_ms + idle_ms_});
-      markers_.fetch_add(
-          static_cast<int64_t>(from.markers.size()) - static_cast<int64_t>(markers_before),
-          std::memory_order_relaxed);
+      markers_dropped = from.add_marker(
+          old_key, Marker{new_key, now_ms + std::max<int64_t>(grace_ms, 0), now_ms + idle_ms_});
+      markers_.fetch_add(1 - static_cast<int64_t>(markers_dropped), std::memory_order_relaxed);
+      if (markers_dropped != 0)
+        markers_dropped_.fetch_add(markers_dropped, std::memory_order_relaxed);
       protected_evicted = make_room(to, now_ms);
       Shard::Node& node = to.nodes[to.insert(new_key, segment)];
       node.handle = handle;
@@ -338,6 +353,7 @@ void MemoryStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
     }
   }
   warn_protected_evictions(protected_evicted, now_ms);
+  warn_markers_dropped(markers_dropped, now_ms);
   if (done) done(status);
 }
 
@@ -397,6 +413,7 @@ MemoryStore::Stats MemoryStore::stats() const {
   s.records_rejected = records_rejected_.load(std::memory_order_relaxed);
   s.active = static_cast<uint64_t>(std::max<int64_t>(0, active_.load(std::memory_order_relaxed)));
   s.markers = static_cast<uint64_t>(std::max<int64_t>(0, markers_.load(std::memory_order_relaxed)));
+  s.markers_dropped = markers_dropped_.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -29,8 +29,19 @@
 // Rotation markers (session_store.h): rotate() leaves {new key, grace_until = now + grace_ms} at
 // the old key, forgotten at now + idle_timeout. Markers live beside the sessions in each shard and
 // do NOT count toward max_sessions (a login must never evict a session); they are bounded on their
-// own: at most the shard's share of max_sessions, beyond which the oldest marker of the shard is
-// forgotten early (about 150 bytes each: they are few, one per rotation in the last idle_timeout).
+// own, per shard: max(the shard's share of max_sessions, kMinMarkersPerShard). About 150 bytes
+// each, so the floor costs at most 64 x 1024 x 150 bytes = about 10 MB, and only while that many
+// rotations happened within idle_timeout. The floor is there because markers are what keeps a
+// logged-out first-visit token (create = "on_return") from being stored again, and anyone can
+// make one with two requests (a first visit, then a logout): with a tiny max_sessions a handful
+// of requests would push out a victim's marker. With the floor, an attacker has to keep about
+// max(max_sessions, 1024 x shards) markers' worth of requests going within every idle_timeout
+// (markers spread evenly over the shards, like keys), which /metrics shows. A full shard never
+// refuses a marker (refusing would block logins and logouts): it forgets the marker closest to its
+// forget_at, which is the oldest one since every marker lives the same idle_timeout. Such a drop
+// is counted (markers_dropped) and logged at warn at most once per kProtectedEvictionWarnMs; the
+// dropped old token is then unknown instead of a replay, and a dropped first-visit token would be
+// accepted again (README "Session integrity", known limits).
 // lookup() follows at most kMaxMarkerHops markers (a session rotated twice in a row). A marker
 // holds only a key: a destroyed session's key is never reused, so a marker never reaches it again.
 // In the grace window a chain that reaches no live session is plain kNotFound (rotated = kNo);
@@ -70,6 +81,7 @@ class MemoryStore final : public SessionStore {
  public:
   static constexpr size_t kMaxShards = 64;
   static constexpr uint64_t kMinSessionsPerShard = 1024;
+  static constexpr uint64_t kMinMarkersPerShard = 1024;
   static constexpr int kMaxMarkerHops = 4;
   static constexpr int64_t kProtectedEvictionWarnMs = 60 * 1000;
 
@@ -84,6 +96,7 @@ class MemoryStore final : public SessionStore {
     uint64_t records_rejected = 0;   // snapshot records that failed check_session_record
     uint64_t active = 0;             // sessions held now (expired ones not yet reclaimed included)
     uint64_t markers = 0;            // rotation markers held now
+    uint64_t markers_dropped = 0;    // markers forgotten before their time to stay in the bound
   };
 
   // REQUIRES: timeouts > 0. max_sessions 0 is read as 1.
@@ -148,6 +161,7 @@ class MemoryStore final : public SessionStore {
   bool insert_new(Shard& shard, const TokenHash& key, SessionRecord&& record, int64_t now_ms,
                   uint64_t& protected_evicted);
   void warn_protected_evictions(uint64_t evicted_now, int64_t now_ms);
+  void warn_markers_dropped(uint64_t dropped_now, int64_t now_ms);
   // Under the shard's lock: the slot of the live session under `key`, or kNoSlot; an expired one
   // found there is removed and reported in `expired`.
   size_t find_live(Shard& shard, const TokenHash& key, int64_t now_ms, ExpiryKind& expired);
@@ -172,6 +186,9 @@ class MemoryStore final : public SessionStore {
   std::atomic<int64_t> markers_{0};
   std::atomic<uint64_t> protected_warned_at_{0};  // evicted_protected_ at the last warning
   std::atomic<int64_t> protected_warn_ms_{INT64_MIN};
+  std::atomic<uint64_t> markers_dropped_{0};
+  std::atomic<uint64_t> dropped_warned_at_{0};  // markers_dropped_ at the last warning
+  std::atomic<int64_t> dropped_warn_ms_{INT64_MIN};
 };
 
 }  // namespace sg

@@ -80,7 +80,8 @@ struct alignas(64) Shard {
   uint32_t free_head = kNil;
   List lists[2];  // indexed by Segment
   uint64_t size = 0;
-  uint64_t capacity = 0;  // this shard's share of max_sessions
+  uint64_t capacity = 0;         // this shard's share of max_sessions
+  uint64_t marker_capacity = 1;  // markers held at most (memory_store.h: max(share, floor))
   std::unordered_map<TokenHash, Marker, KeyHasher> markers;
   std::deque<TokenHash> marker_order;  // creation order = forget_at order; same keys as `markers`
 
@@ -194,13 +195,19 @@ struct alignas(64) Shard {
     return &it->second;
   }
 
-  // Adds a marker (REQUIRES: `key` is neither a marker nor a node). At most `capacity` markers:
-  // beyond that the oldest is forgotten early (its old token stops working at once).
-  void add_marker(const TokenHash& key, const Marker& marker) {
-    while (!marker_order.empty() && markers.size() >= std::max<uint64_t>(capacity, 1))
+  // Adds a marker (REQUIRES: `key` is neither a marker nor a node). At most `marker_capacity`
+  // markers: beyond that the one closest to its forget_at is forgotten early (its old token stops
+  // being recognised at once). Every marker lives the same idle_timeout, so that is the oldest
+  // one, at the front of marker_order. Returns how many were forgotten early.
+  uint64_t add_marker(const TokenHash& key, const Marker& marker) {
+    uint64_t dropped = 0;
+    while (!marker_order.empty() && markers.size() >= std::max<uint64_t>(marker_capacity, 1)) {
       drop_oldest_marker();
+      ++dropped;
+    }
     markers.emplace(key, marker);
     marker_order.push_back(key);
+    return dropped;
   }
 
   void drop_oldest_marker() {

@@ -195,6 +195,9 @@ std::string render_prometheus(const std::vector<const WorkerMetrics*>& ws,
   w.scalar("sessiongate_sessions_evicted_protected_total", "counter",
            "Evicted sessions that had come back or held attributes (a full store).",
            static_cast<double>(s.evicted_protected));
+  w.scalar("sessiongate_rotation_markers_dropped_total", "counter",
+           "Rotation markers forgotten before idle_timeout to stay in their bound (memory store).",
+           static_cast<double>(s.markers_dropped));
   w.scalar("sessiongate_store_records_rejected_total", "counter",
            "Session records read back from storage that failed the record check and were skipped.",
            // The memory store counts its snapshot's, each worker's Redis store its own.

@@ -103,7 +103,8 @@ struct ProcessMetrics {
 
 struct SessionFigures {
   uint64_t active = 0, created = 0, expired_idle = 0, expired_absolute = 0, rotated = 0,
-           destroyed = 0, evicted = 0, evicted_protected = 0, records_rejected = 0;
+           destroyed = 0, evicted = 0, evicted_protected = 0, records_rejected = 0,
+           markers_dropped = 0;
 };
 
 // Renders the Prometheus text exposition of everything above.

@@ -211,7 +211,7 @@ std::string Server::render_metrics() const {
   if (state_.memory_store != nullptr) {
     MemoryStore::Stats st = state_.memory_store->stats();
     s = {st.active,    st.created, st.expired_idle,      st.expired_absolute, st.rotated,
-         st.destroyed, st.evicted, st.evicted_protected, st.records_rejected};
+         st.destroyed, st.evicted, st.evicted_protected, st.records_rejected, st.markers_dropped};
   }
   return render_prometheus(views, state_.process_metrics, s,
                            readiness_problem(state_, *config_) == nullptr, state_.draining.load());

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "proxy_core/memory_store.h"
+#include "proxy_core/memory_store_shard.h"
 #include "tests/fuzz/store_model.h"
 #include "tests/unit/memory_store_test_util.h"
 
@@ -231,15 +232,47 @@ TEST_CASE("rotate changes nothing when refused") {
   CHECK(rotate(store, key(2), key(1), {}, 500, kT0) == StoreStatus::kUnavailable);
 }
 
-TEST_CASE("rotation markers are bounded by the shard's share of max_sessions") {
+TEST_CASE("rotation markers have a floor of kMinMarkersPerShard, and a drop is counted") {
+  // max_sessions 4: one shard whose share is 4, but markers keep their own floor, so a handful
+  // of logouts cannot push a retired first-visit token's marker out. Each marker is a separate
+  // session's old key (a logout's retirement), rotated without grace: a known marker is a replay.
+  constexpr int kFloor = static_cast<int>(MemoryStore::kMinMarkersPerShard);
   MemoryStore store(Millis(3600000), Millis(3600000), 4);
-  REQUIRE(create(store, key(0), record_at(kT0)) == StoreStatus::kOk);
-  for (int i = 0; i < 10; ++i)
-    REQUIRE(rotate(store, key(i), key(i + 1), {}, 1000, kT0) == StoreStatus::kOk);
-  CHECK(store.stats().markers == 4);
-  CHECK(store.stats().active == 1);  // markers never evict sessions
-  CHECK(lookup(store, key(9), kT0).rotated == RotatedKey::kInGrace);
-  CHECK(lookup(store, key(0), kT0).rotated == RotatedKey::kNo);  // forgotten early
+  REQUIRE(store.shard_count() == 1);
+  auto retire = [&store](int i) {
+    REQUIRE(create(store, key(i), record_at(kT0)) == StoreStatus::kOk);
+    REQUIRE(rotate(store, key(i), key(-1 - i), {}, 0, kT0) == StoreStatus::kOk);
+  };
+  for (int i = 0; i < kFloor; ++i)
+    retire(i);
+  CHECK(store.stats().markers == MemoryStore::kMinMarkersPerShard);
+  CHECK(store.stats().markers_dropped == 0);
+  CHECK(lookup(store, key(0), kT0 + 1).rotated == RotatedKey::kReplay);  // the first one holds
+  for (int i = kFloor; i < kFloor + 10; ++i)
+    retire(i);
+  CHECK(store.stats().markers == MemoryStore::kMinMarkersPerShard);
+  CHECK(store.stats().markers_dropped == 10);
+  CHECK(store.stats().active <= 4);  // markers never count toward max_sessions
+  for (int i = 0; i < 10; ++i)       // forgotten early: the oldest ten
+    CHECK(lookup(store, key(i), kT0 + 1).rotated == RotatedKey::kNo);
+  CHECK(lookup(store, key(10), kT0 + 1).rotated == RotatedKey::kReplay);
+  CHECK(lookup(store, key(kFloor + 9), kT0 + 1).rotated == RotatedKey::kReplay);
+  // Markers that run out on time are not drops.
+  store.reclaim_some(kT0 + 3600000, 1 << 20);
+  CHECK(store.stats().markers == 0);
+  CHECK(store.stats().markers_dropped == 10);
+}
+
+TEST_CASE("a shard full of markers forgets the one closest to its end, and says how many") {
+  memory_store_detail::Shard shard;
+  shard.marker_capacity = 3;
+  for (int i = 0; i < 3; ++i)
+    CHECK(shard.add_marker(key(i), {key(100 + i), kT0, kT0 + 1000 + i}) == 0);
+  CHECK(shard.add_marker(key(3), {key(103), kT0, kT0 + 1003}) == 1);
+  CHECK(shard.markers.size() == 3);
+  CHECK(shard.find_marker(key(0), kT0) == nullptr);
+  CHECK(shard.find_marker(key(1), kT0) != nullptr);
+  CHECK(shard.find_marker(key(3), kT0) != nullptr);
 }
 
 TEST_CASE("a flood of ten times max_sessions new sessions never evicts a protected one") {
