@@ -41,7 +41,8 @@
 // Every script is SCRIPT LOADed at connect; a NOSCRIPT reply is retried once with EVAL.
 // Everything read back passes read_session_hash (check_session_record with the configured
 // bounds): a record that fails, or a key of another type, is not found, counted in
-// sessiongate_store_records_rejected_total and logged at warn with a digest prefix only.
+// sessiongate_store_records_rejected_total and logged at warn with a digest prefix only, at
+// most one line per second per worker (whoever can write keys could otherwise flood the log).
 // The TTL is the smaller of the remaining idle and absolute time, so Redis itself drops expired
 // sessions; lookup re-checks both timeouts on the client with the caller's clock.
 //
@@ -61,6 +62,7 @@
 #include <vector>
 
 #include "proxy_core/config.h"
+#include "proxy_core/log_limit.h"
 #include "proxy_core/metrics.h"
 #include "proxy_core/session_store.h"
 
@@ -155,10 +157,9 @@ class RedisStore final : public SessionStore {
   void eval(const RedisScript& script, std::vector<std::string> args, ReplyHandler on_reply);
   void on_lookup_reply(const TokenHash& key, const redisReply* reply, int64_t now_ms, Follow follow,
                        LookupCallback done);
-  void change(const TokenHash& key, const SessionChange& change, bool replace, int64_t now_ms,
-              DoneCallback done);
+  void change(const TokenHash& key, const SessionChange& change, int64_t now_ms, DoneCallback done);
   void move(const TokenHash& old_key, const TokenHash& new_key, const SessionChange& change,
-            bool replace, int64_t grace_ms, int64_t now_ms, DoneCallback done);
+            int64_t grace_ms, int64_t now_ms, DoneCallback done);
   void count_rejected(const TokenHash& key, const char* why);
 
   static void reply_trampoline(redisAsyncContext* ac, void* reply, void* privdata);
@@ -185,6 +186,7 @@ class RedisStore final : public SessionStore {
   bool started_ = false;
   bool was_ready_ = false;    // for the reconnect counter and recovery logs
   bool logged_down_ = false;  // one warning per outage, not one per attempt
+  LogLimiter rejected_log_;   // crafted records: one warning per second (count_rejected)
   redisAsyncContext* ctx_ = nullptr;
   redisAsyncContext* sentinel_ctx_ = nullptr;
   redisAsyncContext* watch_ctx_ = nullptr;  // the master watch's question to a sentinel
