@@ -16,6 +16,11 @@
 //   has waited `patience` (max(4 x timeout, 200 ms)) the connection is dropped and re-opened.
 // - While not connected, commands fail at once (next loop iteration) with kUnavailable: nothing
 //   queues. At most kMaxInFlight commands wait for replies; beyond that they fail too.
+// - A lookup's HGETALL whose connection dropped before its reply (not one that timed out) is
+//   sent once more on the next connection, if that is ready before the lookup's deadline: a
+//   read is idempotent. Writes (the scripts) are never retried: the connection may have dropped
+//   after the script ran, and a second run could apply a change twice or fail a rotation that
+//   in fact succeeded (the new key now taken).
 // - Reconnects use capped exponential backoff with jitter (50 ms doubling to 2 s); a connection
 //   counts only after AUTH (password_file, read at each attempt so a rotated secret is picked up)
 //   and SELECT (database) succeeded, within `patience`.
@@ -132,7 +137,10 @@ class RedisStore final : public SessionStore {
 
   // Sends one command; `on_reply` runs exactly once, later. `internal` marks handshake commands,
   // which are sent before kReady and have no per-command deadline (patience covers them).
-  void send(std::vector<std::string> args, ReplyHandler on_reply, bool internal = false);
+  // kRetryOnce: idempotent reads only (see "Failure handling" above).
+  enum class OnDrop { kFail, kRetryOnce };
+  void send(std::vector<std::string> args, ReplyHandler on_reply, bool internal = false,
+            OnDrop on_drop = OnDrop::kFail);
   void defer(std::function<void()> fn);
   void run_deferred();
 
@@ -199,6 +207,14 @@ class RedisStore final : public SessionStore {
 
   uint64_t timer_wake_ms_ = 0;      // when command_timer_ fires, while it is active
   std::deque<Pending*> in_flight_;  // in send order, which is reply order
+  // Reads whose connection dropped, waiting for the next one until their deadline.
+  struct Retry {
+    std::vector<std::string> args;
+    ReplyHandler on_reply;
+    uint64_t deadline_ms;
+  };
+  std::vector<Retry> retries_;
+  void send_retries();
   std::vector<std::function<void()>> deferred_;
 
   // Heap-allocated so that they may outlive the store until their close callbacks ran.

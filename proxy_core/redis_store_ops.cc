@@ -84,9 +84,12 @@ void RedisStore::count_rejected(const TokenHash& key, const char* why) {
 }
 
 void RedisStore::lookup(const TokenHash& key, int64_t now_ms, LookupCallback done) {
-  send({"HGETALL", key_of(key)}, [this, key, now_ms, done = std::move(done)](const redisReply* r) {
-    on_lookup_reply(key, r, now_ms, Follow{}, done);
-  });
+  send(
+      {"HGETALL", key_of(key)},
+      [this, key, now_ms, done = std::move(done)](const redisReply* r) {
+        on_lookup_reply(key, r, now_ms, Follow{}, done);
+      },
+      /*internal=*/false, OnDrop::kRetryOnce);
 }
 
 // One HGETALL reply along the chain that started at a lookup's key. `key` is the key read.

@@ -492,6 +492,35 @@ TEST_CASE("redis session: a crafted record read back again and again logs one li
   if (lines.size() > 1) CHECK(lines[1].find("more since the last such line") != std::string::npos);
 }
 
+TEST_CASE("redis session: a lookup whose connection dropped is sent once more; a write is not") {
+  Fixture f;
+  // Its own store with a generous timeout: the retry waits for the reconnect (backoff, connect,
+  // handshake) within the lookup's deadline, and timing is not the subject here.
+  WorkerMetrics metrics;
+  RedisStore store(f.loop.get(), config_for(f.server.address(), Millis{10'000}), kIdle, kAbsolute,
+                   &metrics, 0, 0);
+  Harness h{f.loop, store};
+  store.start();
+  REQUIRE(h.connect());
+  CHECK(h.create(key("k"), new_record(3)) == StoreStatus::kOk);
+  CHECK(h.lookup(key("k")).status == StoreStatus::kOk);
+  // The server closes every connection but the killer's (ours, which is connected: the lookup
+  // above), and the store learns it only when it reads.
+  CHECK(std::stoi(f.cmd({"CLIENT", "KILL", "TYPE", "normal"})) >= 1);  // ours among them
+  LookupResult r = h.lookup(key("k"));
+  CHECK(r.status == StoreStatus::kOk);
+  REQUIRE(r.record);
+  CHECK(r.record->handle == new_record(3).handle);
+  CHECK(metrics.redis_reconnects.get() == 1);
+
+  // A write script may have run before the connection dropped: it completes kUnavailable.
+  CHECK(std::stoi(f.cmd({"CLIENT", "KILL", "TYPE", "normal"})) >= 1);  // ours among them
+  CHECK(h.modify(key("k"), set_attr("role", "x")) == StoreStatus::kUnavailable);
+  REQUIRE(h.connect());
+  CHECK(h.lookup(key("k")).status == StoreStatus::kOk);
+  store.close();
+}
+
 TEST_CASE("redis session: idle and absolute expiry, by the client clock and by Redis's TTL") {
   const Millis idle{1000}, absolute{2000};
   Fixture f(idle, absolute);
