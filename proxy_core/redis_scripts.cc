@@ -9,18 +9,26 @@ namespace {
 
 // Shared by the session scripts. live(k) returns c, s of the live session under k, or nil.
 // HMGET on a key of another type would fail the script, hence TYPE first. The time checks repeat
-// the ones lookup makes (session_record_check.h), so that a crafted hash is never extended.
+// the ones lookup makes (session_record_check.h), so that a crafted hash is never extended, and
+// int(v) takes only what the C++ decoder takes (redis_codec.cc: '-'? digits, at most 20 chars):
+// tonumber alone would read "1e12", "0x10", "1.5" or " 7" that lookup refuses.
 // change(k, c, s, i) applies the change whose arguments start at ARGV[i]; it returns false, having
 // written nothing, when the result would break the bounds. Removals are applied before sets, and
 // bounds are checked only when something is set (a change that only removes cannot make it
-// worse). Last seen only moves forward; the TTL is min(s + idle, c + absolute) - now.
+// worse). An empty value in the set pairs removes, as in the memory store (never stores ''). Last
+// seen only moves forward; the TTL is min(s + idle, c + absolute) - now.
 std::string prelude() {
   return "local now, idle, abs = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]) "
+         "local function int(v) "
+         "  if type(v) ~= 'string' or #v > 20 or not string.match(v, '^%-?%d+$') then return nil "
+         "end "
+         "  return tonumber(v) "
+         "end "
          "local function live(k) "
          "  if redis.call('TYPE', k)['ok'] ~= 'hash' then return nil end "
          "  local f = redis.call('HMGET', k, 'c', 's', 'r') "
          "  if f[3] then return nil end "
-         "  local c, s = tonumber(f[1]), tonumber(f[2]) "
+         "  local c, s = int(f[1]), int(f[2]) "
          "  if not c or not s or c < 0 or s < c or s > now + " +
          std::to_string(kRecordClockSkewMs) +
          " then return nil end "
@@ -30,28 +38,29 @@ std::string prelude() {
          "local function change(k, c, s, i) "
          "  local seen, maxn, maxb = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), "
          "tonumber(ARGV[i + 2]) "
-         "  local replace, nset = ARGV[i + 3] == '1', tonumber(ARGV[i + 4]) "
-         "  local first_set, first_remove = i + 5, i + 5 + 2 * nset "
+         "  local nset = tonumber(ARGV[i + 3]) "
+         "  local first_set, first_remove = i + 4, i + 4 + 2 * nset "
          "  local attrs, dels, sets = {}, {}, {} "
-         "  if replace or nset > 0 then "
+         "  if nset > 0 then "
          "    local all = redis.call('HGETALL', k) "
          "    for j = 1, #all, 2 do "
          "      if string.sub(all[j], 1, 2) == 'a:' then attrs[string.sub(all[j], 3)] = all[j + 1] "
          "end "
          "    end "
          "  end "
-         "  if replace then "
-         "    for n in pairs(attrs) do dels[#dels + 1] = 'a:' .. n end "
-         "    attrs = {} "
-         "  end "
          "  for j = first_remove, #ARGV do "
          "    attrs[ARGV[j]] = nil "
          "    dels[#dels + 1] = 'a:' .. ARGV[j] "
          "  end "
          "  for j = first_set, first_remove - 1, 2 do "
-         "    attrs[ARGV[j]] = ARGV[j + 1] "
-         "    sets[#sets + 1] = 'a:' .. ARGV[j] "
-         "    sets[#sets + 1] = ARGV[j + 1] "
+         "    if ARGV[j + 1] == '' then "
+         "      attrs[ARGV[j]] = nil "
+         "      dels[#dels + 1] = 'a:' .. ARGV[j] "
+         "    else "
+         "      attrs[ARGV[j]] = ARGV[j + 1] "
+         "      sets[#sets + 1] = 'a:' .. ARGV[j] "
+         "      sets[#sets + 1] = ARGV[j + 1] "
+         "    end "
          "  end "
          "  if nset > 0 then "
          "    local n, b = 0, 0 "
@@ -144,11 +153,10 @@ std::vector<const RedisScript*> redis_scripts() {
           &redis_destroy_script()};
 }
 
-void append_change_args(std::vector<std::string>& args, const SessionChange& change, bool replace) {
+void append_change_args(std::vector<std::string>& args, const SessionChange& change) {
   args.push_back(std::to_string(change.last_seen_ms));
   args.push_back(std::to_string(change.max_attributes));
   args.push_back(std::to_string(change.max_attribute_bytes));
-  args.push_back(replace ? "1" : "0");
   args.push_back(std::to_string(change.set.size()));
   for (const auto& [name, value] : change.set) {
     args.push_back(name);

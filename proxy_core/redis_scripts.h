@@ -37,9 +37,8 @@ const RedisScript& redis_destroy_script();
 // All of the above, for SCRIPT LOAD.
 std::vector<const RedisScript*> redis_scripts();
 
-// Appends a change's arguments: last seen, max attributes, max bytes, replace (1: drop every
-// attribute first; the gate's writes no longer use it), the number of attributes set, the
-// set pairs, then the names removed.
-void append_change_args(std::vector<std::string>& args, const SessionChange& change, bool replace);
+// Appends a change's arguments: last seen, max attributes, max bytes, the number of attributes
+// set, the set pairs (an empty value removes the attribute), then the names removed.
+void append_change_args(std::vector<std::string>& args, const SessionChange& change);
 
 }  // namespace sg

@@ -58,6 +58,8 @@ struct RedisStore::Pending {
   uint64_t deadline_ms;  // monotonic_ms() based; 0 = none (handshake commands)
   bool finished;         // on_reply already ran (timed out); the reply is awaited and dropped
   bool internal;         // handshake: sees error replies itself
+  bool retry_on_drop;    // a read: sent once more if the connection drops before the reply
+  std::vector<std::string> args;  // kept only when retry_on_drop
 };
 
 RedisStore::RedisStore(uv_loop_t* loop, const RedisStoreConfig& cfg, Millis idle_timeout,
@@ -120,6 +122,8 @@ void RedisStore::close() {
     redisAsyncFree(s);
   }
   run_deferred();
+  for (Retry& r : std::exchange(retries_, {}))
+    r.on_reply(nullptr);
   for (Pending* p : std::exchange(in_flight_, {})) {  // none expected: freeing drained them
     ReplyHandler h = p->finished ? nullptr : std::move(p->on_reply);
     delete p;
@@ -144,7 +148,8 @@ std::string RedisStore::key_of(const TokenHash& key) const {
 
 // ---- commands -------------------------------------------------------------------------------
 
-void RedisStore::send(std::vector<std::string> args, ReplyHandler on_reply, bool internal) {
+void RedisStore::send(std::vector<std::string> args, ReplyHandler on_reply, bool internal,
+                      OnDrop on_drop) {
   if (state_ == State::kClosed) {
     if (metrics_ != nullptr) metrics_->redis_rejected.add();
     on_reply(nullptr);
@@ -165,9 +170,10 @@ void RedisStore::send(std::vector<std::string> args, ReplyHandler on_reply, bool
     lengths.push_back(a.size());
   }
   const uint64_t now = monotonic_ms();
-  auto* p = new Pending{this,        ctx_,    std::move(on_reply),
-                        uv_hrtime(), now,     internal ? 0 : now + timeout_ms_,
-                        false,       internal};
+  auto* p = new Pending{this,        ctx_,     std::move(on_reply),
+                        uv_hrtime(), now,      internal ? 0 : now + timeout_ms_,
+                        false,       internal, !internal && on_drop == OnDrop::kRetryOnce,
+                        {}};
   // Appends to hiredis's output buffer; the reply callback never runs inside this call.
   if (redisAsyncCommandArgv(ctx_, reply_trampoline, p, static_cast<int>(argv.size()), argv.data(),
                             lengths.data()) != REDIS_OK) {
@@ -178,6 +184,8 @@ void RedisStore::send(std::vector<std::string> args, ReplyHandler on_reply, bool
     return;
   }
   if (metrics_ != nullptr) metrics_->redis_commands.add();
+  // hiredis copied the command; moving the vector keeps the strings argv pointed into.
+  if (p->retry_on_drop) p->args = std::move(args);
   in_flight_.push_back(p);
   // The timer runs whenever commands are in flight, set for the earliest deadline or patience.
   if (!uv_is_active(reinterpret_cast<uv_handle_t*>(command_timer_)) ||
@@ -202,6 +210,15 @@ void RedisStore::complete(Pending* p, const redisReply* reply) {
     stalled_ = false;
   }
   ReplyHandler handler = p->finished ? nullptr : std::move(p->on_reply);
+  if (reply == nullptr && handler && p->retry_on_drop && state_ != State::kClosed) {
+    // The connection dropped under a read: wait for the next one (send_retries), not past the
+    // read's deadline (on_command_timer). The lost attempt counts as an error either way.
+    if (metrics_ != nullptr) metrics_->redis_errors.add();
+    retries_.push_back(Retry{std::move(p->args), std::move(handler), p->deadline_ms});
+    delete p;
+    arm_command_timer();
+    return;
+  }
   const uint64_t sent_ns = p->sent_ns;
   redisAsyncContext* ctx = p->ctx;
   const bool internal = p->internal;
@@ -237,6 +254,12 @@ void RedisStore::complete(Pending* p, const redisReply* reply) {
   handler(reply);
 }
 
+void RedisStore::send_retries() {
+  // Sent at most once more, on this new connection, without a second retry.
+  for (Retry& r : std::exchange(retries_, {}))
+    send(std::move(r.args), std::move(r.on_reply));
+}
+
 void RedisStore::defer(std::function<void()> fn) {
   deferred_.push_back(std::move(fn));
   if (deferred_idle_ != nullptr && !uv_is_active(reinterpret_cast<uv_handle_t*>(deferred_idle_))) {
@@ -263,11 +286,14 @@ void RedisStore::run_deferred() {
 
 void RedisStore::arm_command_timer() {
   if (command_timer_ == nullptr) return;
-  if (in_flight_.empty()) {
+  if (in_flight_.empty() && retries_.empty()) {
     uv_timer_stop(command_timer_);
     return;
   }
-  uint64_t wake = in_flight_.front()->sent_ms + patience_ms_;
+  uint64_t wake = UINT64_MAX;
+  for (const Retry& r : retries_)
+    wake = std::min(wake, r.deadline_ms);
+  if (!in_flight_.empty()) wake = std::min(wake, in_flight_.front()->sent_ms + patience_ms_);
   for (const Pending* p : in_flight_) {
     if (p->finished || p->deadline_ms == 0) continue;
     wake = std::min(wake, p->deadline_ms);  // deadlines grow in send order: the first is it
@@ -290,8 +316,18 @@ void RedisStore::on_command_timer() {
     p->finished = true;  // the reply, if it ever comes, is dropped
     expired.push_back(std::move(p->on_reply));
   }
-  if (!expired.empty()) {
-    if (metrics_ != nullptr) metrics_->redis_timeouts.add(expired.size());
+  const size_t timed_out = expired.size();
+  // Reads that waited for a new connection until their deadline (counted as errors already).
+  for (auto it = retries_.begin(); it != retries_.end();) {
+    if (it->deadline_ms > now) {
+      ++it;
+      continue;
+    }
+    expired.push_back(std::move(it->on_reply));
+    it = retries_.erase(it);
+  }
+  if (timed_out != 0) {
+    if (metrics_ != nullptr) metrics_->redis_timeouts.add(timed_out);
     if (!stalled_) {
       SG_LOG_WARN("redis store: no reply from %s within %llu ms", server_.c_str(),
                   static_cast<unsigned long long>(timeout_ms_));

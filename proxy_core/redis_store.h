@@ -16,6 +16,11 @@
 //   has waited `patience` (max(4 x timeout, 200 ms)) the connection is dropped and re-opened.
 // - While not connected, commands fail at once (next loop iteration) with kUnavailable: nothing
 //   queues. At most kMaxInFlight commands wait for replies; beyond that they fail too.
+// - A lookup's HGETALL whose connection dropped before its reply (not one that timed out) is
+//   sent once more on the next connection, if that is ready before the lookup's deadline: a
+//   read is idempotent. Writes (the scripts) are never retried: the connection may have dropped
+//   after the script ran, and a second run could apply a change twice or fail a rotation that
+//   in fact succeeded (the new key now taken).
 // - Reconnects use capped exponential backoff with jitter (50 ms doubling to 2 s); a connection
 //   counts only after AUTH (password_file, read at each attempt so a rotated secret is picked up)
 //   and SELECT (database) succeeded, within `patience`.
@@ -41,7 +46,8 @@
 // Every script is SCRIPT LOADed at connect; a NOSCRIPT reply is retried once with EVAL.
 // Everything read back passes read_session_hash (check_session_record with the configured
 // bounds): a record that fails, or a key of another type, is not found, counted in
-// sessiongate_store_records_rejected_total and logged at warn with a digest prefix only.
+// sessiongate_store_records_rejected_total and logged at warn with a digest prefix only, at
+// most one line per second per worker (whoever can write keys could otherwise flood the log).
 // The TTL is the smaller of the remaining idle and absolute time, so Redis itself drops expired
 // sessions; lookup re-checks both timeouts on the client with the caller's clock.
 //
@@ -61,6 +67,7 @@
 #include <vector>
 
 #include "proxy_core/config.h"
+#include "proxy_core/log_limit.h"
 #include "proxy_core/metrics.h"
 #include "proxy_core/session_store.h"
 
@@ -130,7 +137,10 @@ class RedisStore final : public SessionStore {
 
   // Sends one command; `on_reply` runs exactly once, later. `internal` marks handshake commands,
   // which are sent before kReady and have no per-command deadline (patience covers them).
-  void send(std::vector<std::string> args, ReplyHandler on_reply, bool internal = false);
+  // kRetryOnce: idempotent reads only (see "Failure handling" above).
+  enum class OnDrop { kFail, kRetryOnce };
+  void send(std::vector<std::string> args, ReplyHandler on_reply, bool internal = false,
+            OnDrop on_drop = OnDrop::kFail);
   void defer(std::function<void()> fn);
   void run_deferred();
 
@@ -155,10 +165,9 @@ class RedisStore final : public SessionStore {
   void eval(const RedisScript& script, std::vector<std::string> args, ReplyHandler on_reply);
   void on_lookup_reply(const TokenHash& key, const redisReply* reply, int64_t now_ms, Follow follow,
                        LookupCallback done);
-  void change(const TokenHash& key, const SessionChange& change, bool replace, int64_t now_ms,
-              DoneCallback done);
+  void change(const TokenHash& key, const SessionChange& change, int64_t now_ms, DoneCallback done);
   void move(const TokenHash& old_key, const TokenHash& new_key, const SessionChange& change,
-            bool replace, int64_t grace_ms, int64_t now_ms, DoneCallback done);
+            int64_t grace_ms, int64_t now_ms, DoneCallback done);
   void count_rejected(const TokenHash& key, const char* why);
 
   static void reply_trampoline(redisAsyncContext* ac, void* reply, void* privdata);
@@ -185,6 +194,7 @@ class RedisStore final : public SessionStore {
   bool started_ = false;
   bool was_ready_ = false;    // for the reconnect counter and recovery logs
   bool logged_down_ = false;  // one warning per outage, not one per attempt
+  LogLimiter rejected_log_;   // crafted records: one warning per second (count_rejected)
   redisAsyncContext* ctx_ = nullptr;
   redisAsyncContext* sentinel_ctx_ = nullptr;
   redisAsyncContext* watch_ctx_ = nullptr;  // the master watch's question to a sentinel
@@ -197,6 +207,14 @@ class RedisStore final : public SessionStore {
 
   uint64_t timer_wake_ms_ = 0;      // when command_timer_ fires, while it is active
   std::deque<Pending*> in_flight_;  // in send order, which is reply order
+  // Reads whose connection dropped, waiting for the next one until their deadline.
+  struct Retry {
+    std::vector<std::string> args;
+    ReplyHandler on_reply;
+    uint64_t deadline_ms;
+  };
+  std::vector<Retry> retries_;
+  void send_retries();
   std::vector<std::function<void()>> deferred_;
 
   // Heap-allocated so that they may outlive the store until their close callbacks ran.

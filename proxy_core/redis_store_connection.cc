@@ -362,6 +362,7 @@ void RedisStore::connection_ready() {
   }
   was_ready_ = true;
   logged_down_ = false;
+  send_retries();
 }
 
 void RedisStore::connect_trampoline(const redisAsyncContext* ac, int status) {

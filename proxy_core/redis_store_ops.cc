@@ -66,16 +66,30 @@ void RedisStore::eval(const RedisScript& script, std::vector<std::string> args,
 
 void RedisStore::count_rejected(const TokenHash& key, const char* why) {
   if (metrics_ != nullptr) metrics_->store_records_rejected.add();
-  // A prefix of the digest identifies the key for an operator (SCAN MATCH prefix*) without
-  // writing a whole key into the log.
-  SG_LOG_WARN("redis store: record under %s%.8s... refused: %s", cfg_.key_prefix.c_str(),
-              digest_hex(key).c_str(), why);
+  // Whoever can write keys can make every lookup meet such a record: one line per second per
+  // worker at most (the metric above counts them all). A prefix of the digest identifies the key
+  // for an operator (SCAN MATCH prefix*) without writing a whole key into the log.
+  uint64_t suppressed = 0;
+  if (!rejected_log_.allow(static_cast<int64_t>(uv_now(loop_)), suppressed)) return;
+  if (suppressed == 0) {
+    SG_LOG_WARN("redis store: record under %s%.8s... refused: %s", cfg_.key_prefix.c_str(),
+                digest_hex(key).c_str(), why);
+  } else {
+    SG_LOG_WARN(
+        "redis store: record under %s%.8s... refused: %s (and %llu more since the last "
+        "such line)",
+        cfg_.key_prefix.c_str(), digest_hex(key).c_str(), why,
+        static_cast<unsigned long long>(suppressed));
+  }
 }
 
 void RedisStore::lookup(const TokenHash& key, int64_t now_ms, LookupCallback done) {
-  send({"HGETALL", key_of(key)}, [this, key, now_ms, done = std::move(done)](const redisReply* r) {
-    on_lookup_reply(key, r, now_ms, Follow{}, done);
-  });
+  send(
+      {"HGETALL", key_of(key)},
+      [this, key, now_ms, done = std::move(done)](const redisReply* r) {
+        on_lookup_reply(key, r, now_ms, Follow{}, done);
+      },
+      /*internal=*/false, OnDrop::kRetryOnce);
 }
 
 // One HGETALL reply along the chain that started at a lookup's key. `key` is the key read.
@@ -155,11 +169,11 @@ void RedisStore::create(const TokenHash& key, const SessionRecord& record, DoneC
   });
 }
 
-void RedisStore::change(const TokenHash& key, const SessionChange& change, bool replace,
-                        int64_t now_ms, DoneCallback done) {
+void RedisStore::change(const TokenHash& key, const SessionChange& change, int64_t now_ms,
+                        DoneCallback done) {
   std::vector<std::string> args = {"1", key_of(key), std::to_string(now_ms),
                                    std::to_string(idle_ms_), std::to_string(absolute_ms_)};
-  append_change_args(args, change, replace);
+  append_change_args(args, change);
   eval(redis_modify_script(), std::move(args), [done = std::move(done)](const redisReply* r) {
     long long n = -1;
     StoreStatus s = StoreStatus::kUnavailable;
@@ -172,11 +186,11 @@ void RedisStore::change(const TokenHash& key, const SessionChange& change, bool 
 
 void RedisStore::modify(const TokenHash& key, const SessionChange& change, int64_t now_ms,
                         DoneCallback done) {
-  this->change(key, change, /*replace=*/false, now_ms, std::move(done));
+  this->change(key, change, now_ms, std::move(done));
 }
 
 void RedisStore::move(const TokenHash& old_key, const TokenHash& new_key,
-                      const SessionChange& change, bool replace, int64_t grace_ms, int64_t now_ms,
+                      const SessionChange& change, int64_t grace_ms, int64_t now_ms,
                       DoneCallback done) {
   std::vector<std::string> args = {"2",
                                    key_of(old_key),
@@ -186,7 +200,7 @@ void RedisStore::move(const TokenHash& old_key, const TokenHash& new_key,
                                    std::to_string(absolute_ms_),
                                    digest_hex(new_key),
                                    std::to_string(now_ms + std::max<int64_t>(0, grace_ms))};
-  append_change_args(args, change, replace);
+  append_change_args(args, change);
   eval(redis_rotate_script(), std::move(args), [done = std::move(done)](const redisReply* r) {
     long long n = -1;
     StoreStatus s = StoreStatus::kUnavailable;  // also -1: the new key is taken
@@ -200,7 +214,7 @@ void RedisStore::move(const TokenHash& old_key, const TokenHash& new_key,
 void RedisStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
                         const SessionChange& change, int64_t grace_ms, int64_t now_ms,
                         DoneCallback done) {
-  move(old_key, new_key, change, /*replace=*/false, grace_ms, now_ms, std::move(done));
+  move(old_key, new_key, change, grace_ms, now_ms, std::move(done));
 }
 
 void RedisStore::destroy(const TokenHash& key, DoneCallback done) {

@@ -4,8 +4,15 @@
 // and the NOSCRIPT fallback. The tests fail when redis-server is not installed.
 #include <doctest/doctest.h>
 
-#include <climits>
+#include <fcntl.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <fstream>
+
+#include "proxy_core/log.h"
 #include "tests/unit/redis_test_support.h"
 
 namespace sg {
@@ -367,6 +374,151 @@ TEST_CASE("redis session: crafted records read back are not found, counted, neve
   CHECK(r.status == StoreStatus::kNotFound);
   CHECK_FALSE(r.record);
   CHECK(f.metrics.store_records_rejected.get() == expected + 1);
+}
+
+TEST_CASE("redis session: the scripts refuse numbers the decoder refuses (1e12, 0x.., 1.5, ' 7')") {
+  // Lua's tonumber reads all of these; lookup refuses them (redis_codec.cc). A script that took
+  // them would extend or rotate a record that no lookup ever returns. The absolute timeout is a
+  // century so that c = 1e12 (in 2001) is within it and only the number's form refuses it.
+  Fixture f(kIdle, Millis{3'153'600'000'000});
+  Harness& h = *f.h;
+  const int64_t now_ms = unix_now_ms();
+  const std::string now = std::to_string(now_ms);
+  char hex[32];
+  std::snprintf(hex, sizeof hex, "0x%llx", static_cast<unsigned long long>(now_ms));
+  const std::string handle(32, 'a');
+  const std::vector<std::pair<std::string, std::string>> crafted = {
+      {"1e12", now},    {now + "e0", now}, {hex, now},       {" " + now, now},
+      {"+" + now, now}, {now, now + ".0"}, {now, now + " "}, {now, "1.5e12"},
+  };
+  uint64_t rejected = 0;
+  for (const auto& [c, s] : crafted) {
+    CAPTURE(c);
+    CAPTURE(s);
+    const std::string name = "num" + c + "/" + s;
+    const std::string k = Fixture::rkey(name);
+    CHECK(f.cmd({"HSET", k, "h", handle, "c", c, "s", s, "a:role", "user"}) == "4");
+    CHECK(h.lookup(key(name)).status == StoreStatus::kNotFound);
+    CHECK(f.metrics.store_records_rejected.get() == ++rejected);
+    SessionChange change = set_attr("role", "admin");
+    change.last_seen_ms = now_ms + 1;
+    CHECK(h.modify(key(name), change) == StoreStatus::kNotFound);
+    CHECK(h.rotate(key(name), key(name + "-next"), change, 10'000) == StoreStatus::kNotFound);
+    CHECK(f.cmd({"HGET", k, "a:role"}) == "user");
+    CHECK(f.cmd({"HGET", k, "s"}) == s);
+    CHECK(f.cmd({"HLEN", k}) == "4");
+    CHECK(f.cmd({"PTTL", k}) == "-1");  // never given a TTL: not extended
+    CHECK(f.cmd({"EXISTS", Fixture::rkey(name + "-next")}) == "0");
+  }
+}
+
+TEST_CASE("redis session: an empty value in set removes the attribute, never stores ''") {
+  Fixture f;
+  Harness& h = *f.h;
+  CHECK(h.create(key("e"), new_record(1, {{"role", "admin"}, {"user", "alice"}})) ==
+        StoreStatus::kOk);
+  CHECK(h.modify(key("e"), set_attr("role", "")) == StoreStatus::kOk);
+  CHECK(f.cmd({"HEXISTS", Fixture::rkey("e"), "a:role"}) == "0");
+  LookupResult r = h.lookup(key("e"));
+  REQUIRE(r.record);
+  CHECK(r.record->attributes == SessionAttributes{{"user", "alice"}});
+  // In a rotation too, and an empty value for an absent attribute stores nothing.
+  SessionChange change = set_attr("user", "");
+  change.set.emplace_back("absent", "");
+  CHECK(h.rotate(key("e"), key("e2"), change, 0) == StoreStatus::kOk);
+  CHECK(f.cmd({"HLEN", Fixture::rkey("e2")}) == "3");  // h, c, s
+  r = h.lookup(key("e2"));
+  REQUIRE(r.record);
+  CHECK(r.record->attributes.empty());
+  CHECK(f.metrics.store_records_rejected.get() == 0);
+}
+
+// Redirects stderr (the error log) into a file while it lives; lines() reads what was written.
+class StderrCapture {
+ public:
+  StderrCapture() : path_(temp_dir() / "stderr.log") {
+    saved_ = dup(STDERR_FILENO);
+    const int fd = open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    REQUIRE(fd >= 0);
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+  }
+  ~StderrCapture() {
+    restore();
+    std::error_code ignored;
+    fs::remove_all(path_.parent_path(), ignored);
+  }
+  void restore() {
+    if (saved_ < 0) return;
+    dup2(saved_, STDERR_FILENO);
+    close(saved_);
+    saved_ = -1;
+  }
+  // Lines that contain `needle`.
+  std::vector<std::string> lines(const std::string& needle) const {
+    std::ifstream in(path_);
+    std::vector<std::string> out;
+    for (std::string line; std::getline(in, line);)
+      if (line.find(needle) != std::string::npos) out.push_back(line);
+    return out;
+  }
+
+ private:
+  fs::path path_;
+  int saved_ = -1;
+};
+
+TEST_CASE("redis session: a crafted record read back again and again logs one line a second") {
+  // Whoever can write keys could otherwise flood the log through any lookup of them.
+  Fixture f;
+  Harness& h = *f.h;
+  CHECK(f.cmd({"SET", Fixture::rkey("flood"), "a string"}) == "OK");
+  constexpr int kLookups = 40;
+  const LogLevel saved_level = log_level();
+  set_log_level(LogLevel::kWarn);
+  StderrCapture capture;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < kLookups; ++i)
+    CHECK(h.lookup(key("flood")).status == StoreStatus::kNotFound);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  capture.restore();
+  set_log_level(saved_level);
+  CHECK(f.metrics.store_records_rejected.get() == kLookups);  // every one counted
+  const std::vector<std::string> lines = capture.lines("refused: not a session hash");
+  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(elapsed).count();
+  CHECK(lines.size() >= 1);
+  CHECK(lines.size() <= static_cast<size_t>(seconds) + 2);
+  // A line after held-back ones says how many (only when the loop crossed a second).
+  if (lines.size() > 1) CHECK(lines[1].find("more since the last such line") != std::string::npos);
+}
+
+TEST_CASE("redis session: a lookup whose connection dropped is sent once more; a write is not") {
+  Fixture f;
+  // Its own store with a generous timeout: the retry waits for the reconnect (backoff, connect,
+  // handshake) within the lookup's deadline, and timing is not the subject here.
+  WorkerMetrics metrics;
+  RedisStore store(f.loop.get(), config_for(f.server.address(), Millis{10'000}), kIdle, kAbsolute,
+                   &metrics, 0, 0);
+  Harness h{f.loop, store};
+  store.start();
+  REQUIRE(h.connect());
+  CHECK(h.create(key("k"), new_record(3)) == StoreStatus::kOk);
+  CHECK(h.lookup(key("k")).status == StoreStatus::kOk);
+  // The server closes every connection but the killer's (ours, which is connected: the lookup
+  // above), and the store learns it only when it reads.
+  CHECK(std::stoi(f.cmd({"CLIENT", "KILL", "TYPE", "normal"})) >= 1);  // ours among them
+  LookupResult r = h.lookup(key("k"));
+  CHECK(r.status == StoreStatus::kOk);
+  REQUIRE(r.record);
+  CHECK(r.record->handle == new_record(3).handle);
+  CHECK(metrics.redis_reconnects.get() == 1);
+
+  // A write script may have run before the connection dropped: it completes kUnavailable.
+  CHECK(std::stoi(f.cmd({"CLIENT", "KILL", "TYPE", "normal"})) >= 1);  // ours among them
+  CHECK(h.modify(key("k"), set_attr("role", "x")) == StoreStatus::kUnavailable);
+  REQUIRE(h.connect());
+  CHECK(h.lookup(key("k")).status == StoreStatus::kOk);
+  store.close();
 }
 
 TEST_CASE("redis session: idle and absolute expiry, by the client clock and by Redis's TTL") {
