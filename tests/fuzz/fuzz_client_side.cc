@@ -362,8 +362,8 @@ void check_session(Run& r, const sg::MessageHead& req, sg::SessionGate::Outcome 
   if (event == "stored") {
     // A first-visit token came back: it is ours (the placeholder's), and stored now.
     SG_FUZZ_CHECK(sc.create == sg::SessionCreate::kOnReturn && live_before.empty());
-    SG_FUZZ_CHECK(std::find(candidates.begin(), candidates.end(),
-                            sg_fuzz::first_visit_token()) != candidates.end());
+    SG_FUZZ_CHECK(std::find(candidates.begin(), candidates.end(), sg_fuzz::first_visit_token()) !=
+                  candidates.end());
     SG_FUZZ_CHECK(sg_fuzz::live_handle(*r.store, sg_fuzz::first_visit_token()) == handle);
     return;
   }

@@ -492,7 +492,8 @@ TEST_CASE("redis session: a crafted record read back again and again logs one li
   if (lines.size() > 1) CHECK(lines[1].find("more since the last such line") != std::string::npos);
 }
 
-TEST_CASE("redis session: a lookup whose connection dropped is sent once more, and a write is not") {
+TEST_CASE(
+    "redis session: a lookup whose connection dropped is sent once more, and a write is not") {
   Fixture f;
   // Its own store with a generous timeout: the retry waits for the reconnect (backoff, connect,
   // handshake) within the lookup's deadline, and timing is not the subject here.
