@@ -70,7 +70,7 @@ bool is_forwarding_header(std::string_view name) {
   const char first = static_cast<char>(name[0] | 0x20);
   if (first != 'x' && first != 'f' && first != 't') return false;
   static constexpr std::string_view kXForwarded = "x-forwarded-";
-  if (name.size() > kXForwarded.size() && iequals(name.substr(0, kXForwarded.size()), kXForwarded))
+  if (name.size() >= kXForwarded.size() && iequals(name.substr(0, kXForwarded.size()), kXForwarded))
     return true;
   switch (name.size()) {
     case 9:

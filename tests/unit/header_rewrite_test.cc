@@ -288,12 +288,12 @@ TEST_CASE("a trusted proxy's X-Forwarded-Host that is not a valid host is replac
 TEST_CASE("forwarding header names are recognised whatever their case") {
   for (const char* name :
        {"Forwarded", "x-real-ip", "X-Forwarded-Port", "x-forwarded-prefix", "X-Forwarded-Anything",
-        "X-Client-IP", "true-client-ip", "Front-End-Https", "X-URL-Scheme"}) {
+        "X-Forwarded-", "X-Client-IP", "true-client-ip", "Front-End-Https", "X-URL-Scheme"}) {
     CAPTURE(name);
     CHECK(is_forwarding_header(name));
   }
-  for (const char* name : {"X-Forwarded-", "X-Forwarded", "Forwarded-For", "X-Real", "Host",
-                           "X-Request-Id", "X-Real-IPs"}) {
+  for (const char* name :
+       {"X-Forwarded", "Forwarded-For", "X-Real", "Host", "X-Request-Id", "X-Real-IPs"}) {
     CAPTURE(std::string(name));
     CHECK_FALSE(is_forwarding_header(name));
   }
