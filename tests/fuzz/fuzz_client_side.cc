@@ -107,7 +107,7 @@ bool end_to_end(const sg::MessageHead& req, std::string_view name, std::string_v
                 bool peer_trusted) {
   const std::string folded = fold_name(name);
   if (!peer_trusted) {
-    if (folded.size() > 12 && folded.starts_with("x-forwarded-")) return false;
+    if (folded.starts_with("x-forwarded-")) return false;
     for (std::string_view forwarding : {"forwarded", "x-real-ip", "x-client-ip", "true-client-ip",
                                         "front-end-https", "x-url-scheme"})
       if (sg::iequals(name, forwarding)) return false;
