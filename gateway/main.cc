@@ -25,11 +25,11 @@
 #include <string>
 
 #include "proxy_core/admin_server.h"
-#include "proxy_core/config_loader.h"
-#include "proxy_core/health_check.h"
-#include "proxy_core/log.h"
+#include "proxy_core/config/config_loader.h"
+#include "proxy_core/ops/health_check.h"
+#include "proxy_core/ops/log.h"
+#include "proxy_core/ops/systemd_notify.h"
 #include "proxy_core/server.h"
-#include "proxy_core/systemd_notify.h"
 
 namespace {
 

@@ -2,16 +2,16 @@
 
 #include <llhttp.h>
 
-#include "proxy_core/config_loader.h"
+#include "proxy_core/config/config_loader.h"
 #include "proxy_core/gateway_state.h"
-#include "proxy_core/header_rewrite.h"
-#include "proxy_core/http_parser.h"
-#include "proxy_core/log.h"
-#include "proxy_core/memory_store.h"
-#include "proxy_core/request_validation.h"
+#include "proxy_core/http/header_rewrite.h"
+#include "proxy_core/http/http_parser.h"
+#include "proxy_core/http/request_validation.h"
+#include "proxy_core/net/socket_address.h"
+#include "proxy_core/net/stream_io.h"
+#include "proxy_core/ops/log.h"
 #include "proxy_core/server.h"
-#include "proxy_core/socket_address.h"
-#include "proxy_core/stream_io.h"
+#include "proxy_core/store/memory_store.h"
 
 namespace sg {
 

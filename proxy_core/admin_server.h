@@ -10,7 +10,7 @@
 #include <functional>
 #include <string>
 
-#include "proxy_core/http_date.h"
+#include "proxy_core/http/http_date.h"
 
 namespace sg {
 

@@ -2,12 +2,12 @@
 
 #include <llhttp.h>
 
-#include "proxy_core/cidr.h"
-#include "proxy_core/log.h"
-#include "proxy_core/request_validation.h"
-#include "proxy_core/set_cookie.h"
-#include "proxy_core/socket_address.h"
-#include "proxy_core/stream_io.h"
+#include "proxy_core/http/request_validation.h"
+#include "proxy_core/http/set_cookie.h"
+#include "proxy_core/net/cidr.h"
+#include "proxy_core/net/socket_address.h"
+#include "proxy_core/net/stream_io.h"
+#include "proxy_core/ops/log.h"
 #include "proxy_core/worker.h"
 
 namespace sg {

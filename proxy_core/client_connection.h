@@ -14,12 +14,12 @@
 #include <string>
 #include <vector>
 
-#include "proxy_core/config.h"
-#include "proxy_core/header_rewrite.h"
-#include "proxy_core/http_parser.h"
-#include "proxy_core/session_gate.h"
-#include "proxy_core/set_cookie.h"
-#include "proxy_core/tls_engine.h"
+#include "proxy_core/config/config.h"
+#include "proxy_core/http/header_rewrite.h"
+#include "proxy_core/http/http_parser.h"
+#include "proxy_core/http/set_cookie.h"
+#include "proxy_core/session/session_gate.h"
+#include "proxy_core/tls/tls_engine.h"
 #include "proxy_core/upstream.h"
 
 namespace sg {

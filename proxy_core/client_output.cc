@@ -4,9 +4,9 @@
 
 #include <algorithm>
 
-#include "proxy_core/log.h"
-#include "proxy_core/request_validation.h"
-#include "proxy_core/stream_io.h"
+#include "proxy_core/http/request_validation.h"
+#include "proxy_core/net/stream_io.h"
+#include "proxy_core/ops/log.h"
 #include "proxy_core/worker.h"
 
 namespace sg {

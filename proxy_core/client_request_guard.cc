@@ -9,10 +9,10 @@
 #include <atomic>
 #include <optional>
 
-#include "proxy_core/log.h"
-#include "proxy_core/logout_guard.h"
-#include "proxy_core/request_validation.h"
-#include "proxy_core/set_cookie.h"
+#include "proxy_core/http/request_validation.h"
+#include "proxy_core/http/set_cookie.h"
+#include "proxy_core/ops/log.h"
+#include "proxy_core/session/logout_guard.h"
 #include "proxy_core/worker.h"
 
 namespace sg {

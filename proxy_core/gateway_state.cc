@@ -2,7 +2,7 @@
 
 #include <ctime>
 
-#include "proxy_core/session_store.h"
+#include "proxy_core/session/session_store.h"
 
 namespace sg {
 

@@ -7,9 +7,9 @@
 #include <memory>
 #include <vector>
 
-#include "proxy_core/access_log.h"
-#include "proxy_core/config.h"
-#include "proxy_core/metrics.h"
+#include "proxy_core/config/config.h"
+#include "proxy_core/ops/access_log.h"
+#include "proxy_core/ops/metrics.h"
 
 namespace sg {
 

@@ -3,8 +3,8 @@
 #include <cstring>
 #include <string>
 
-#include "proxy_core/socket_address.h"
-#include "proxy_core/upstream_socket.h"
+#include "proxy_core/net/socket_address.h"
+#include "proxy_core/net/upstream_socket.h"
 
 namespace sg {
 

@@ -10,7 +10,7 @@
 
 #include <memory>
 
-#include "proxy_core/config.h"
+#include "proxy_core/config/config.h"
 #include "proxy_core/gateway_state.h"
 
 namespace sg {

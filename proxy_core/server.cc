@@ -4,12 +4,12 @@
 
 #include <algorithm>
 
-#include "proxy_core/cpu_count.h"
-#include "proxy_core/log.h"
-#include "proxy_core/memory_store.h"
-#include "proxy_core/pending_destroys.h"
-#include "proxy_core/redis_store.h"
-#include "proxy_core/session_store.h"
+#include "proxy_core/ops/cpu_count.h"
+#include "proxy_core/ops/log.h"
+#include "proxy_core/session/session_store.h"
+#include "proxy_core/store/memory_store.h"
+#include "proxy_core/store/pending_destroys.h"
+#include "proxy_core/store/redis_store.h"
 #include "proxy_core/worker.h"
 
 namespace sg {

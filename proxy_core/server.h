@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "proxy_core/config.h"
+#include "proxy_core/config/config.h"
 #include "proxy_core/gateway_state.h"
-#include "proxy_core/pending_destroys.h"
+#include "proxy_core/store/pending_destroys.h"
 #include "proxy_core/worker.h"
 
 namespace sg {

@@ -6,8 +6,8 @@
 
 #include <algorithm>
 
-#include "proxy_core/log.h"
-#include "proxy_core/stream_io.h"
+#include "proxy_core/net/stream_io.h"
+#include "proxy_core/ops/log.h"
 
 namespace sg {
 

@@ -14,12 +14,12 @@
 #include <unordered_map>
 #include <vector>
 
-#include "proxy_core/config.h"
-#include "proxy_core/http_parser.h"
-#include "proxy_core/metrics.h"
-#include "proxy_core/socket_address.h"
-#include "proxy_core/tls_engine.h"
-#include "proxy_core/upstream_socket.h"
+#include "proxy_core/config/config.h"
+#include "proxy_core/http/http_parser.h"
+#include "proxy_core/net/socket_address.h"
+#include "proxy_core/net/upstream_socket.h"
+#include "proxy_core/ops/metrics.h"
+#include "proxy_core/tls/tls_engine.h"
 
 namespace sg {
 

@@ -10,9 +10,9 @@
 
 #include "proxy_core/client_connection.h"
 #include "proxy_core/health_probe.h"
-#include "proxy_core/log.h"
-#include "proxy_core/memory_store.h"
-#include "proxy_core/socket_address.h"
+#include "proxy_core/net/socket_address.h"
+#include "proxy_core/ops/log.h"
+#include "proxy_core/store/memory_store.h"
 
 namespace sg {
 

@@ -18,12 +18,12 @@
 #include <unordered_set>
 #include <vector>
 
-#include "proxy_core/config.h"
+#include "proxy_core/config/config.h"
 #include "proxy_core/gateway_state.h"
-#include "proxy_core/http_date.h"
-#include "proxy_core/metrics.h"
-#include "proxy_core/session_store.h"
-#include "proxy_core/tls_context.h"
+#include "proxy_core/http/http_date.h"
+#include "proxy_core/ops/metrics.h"
+#include "proxy_core/session/session_store.h"
+#include "proxy_core/tls/tls_context.h"
 #include "proxy_core/upstream.h"
 
 namespace sg {

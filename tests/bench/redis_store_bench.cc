@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "proxy_core/gateway_state.h"
-#include "proxy_core/redis_store.h"
-#include "proxy_core/token.h"
+#include "proxy_core/session/token.h"
+#include "proxy_core/store/redis_store.h"
 
 using namespace sg;
 using Clock = std::chrono::steady_clock;

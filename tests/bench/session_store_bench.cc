@@ -11,8 +11,8 @@
 #include <thread>
 #include <vector>
 
-#include "proxy_core/memory_store.h"
-#include "proxy_core/token.h"
+#include "proxy_core/session/token.h"
+#include "proxy_core/store/memory_store.h"
 
 namespace {
 

@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-#include "proxy_core/config_loader.h"
+#include "proxy_core/config/config_loader.h"
 #include "tests/fuzz/fuzz_support.h"
 
 namespace {

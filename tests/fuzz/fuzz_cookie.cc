@@ -25,9 +25,9 @@
 #include <string_view>
 #include <vector>
 
-#include "proxy_core/cookie.h"
-#include "proxy_core/set_cookie.h"
-#include "proxy_core/token.h"
+#include "proxy_core/http/cookie.h"
+#include "proxy_core/http/set_cookie.h"
+#include "proxy_core/session/token.h"
 #include "tests/fuzz/fuzz_support.h"
 
 namespace {

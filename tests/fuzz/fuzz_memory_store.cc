@@ -8,7 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "proxy_core/memory_store.h"
+#include "proxy_core/store/memory_store.h"
 #include "tests/fuzz/fuzz_support.h"
 #include "tests/fuzz/store_model.h"
 

@@ -17,8 +17,8 @@
 #include <string_view>
 #include <vector>
 
-#include "proxy_core/redis_codec.h"
-#include "proxy_core/session_record_check.h"
+#include "proxy_core/session/session_record_check.h"
+#include "proxy_core/store/redis_codec.h"
 #include "tests/fuzz/fuzz_support.h"
 
 namespace {

@@ -19,10 +19,10 @@
 #include <string_view>
 #include <vector>
 
-#include "proxy_core/cookie.h"
-#include "proxy_core/header_rewrite.h"
-#include "proxy_core/http_parser.h"
-#include "proxy_core/request_validation.h"
+#include "proxy_core/http/cookie.h"
+#include "proxy_core/http/header_rewrite.h"
+#include "proxy_core/http/http_parser.h"
+#include "proxy_core/http/request_validation.h"
 #include "tests/fuzz/fuzz_support.h"
 
 namespace {

@@ -19,8 +19,8 @@
 #include <string_view>
 #include <vector>
 
-#include "proxy_core/header_rewrite.h"
-#include "proxy_core/http_parser.h"
+#include "proxy_core/http/header_rewrite.h"
+#include "proxy_core/http/http_parser.h"
 #include "tests/fuzz/fuzz_support.h"
 
 namespace {

@@ -21,12 +21,12 @@
 #include <string_view>
 #include <vector>
 
-#include "proxy_core/config.h"
+#include "proxy_core/config/config.h"
 #include "proxy_core/gateway_state.h"
-#include "proxy_core/log.h"
-#include "proxy_core/memory_store.h"
-#include "proxy_core/session_gate.h"
-#include "proxy_core/token.h"
+#include "proxy_core/ops/log.h"
+#include "proxy_core/session/session_gate.h"
+#include "proxy_core/session/token.h"
+#include "proxy_core/store/memory_store.h"
 #include "tests/fuzz/fuzz_support.h"
 
 namespace sg_fuzz {

@@ -15,7 +15,7 @@
 #include <string>
 #include <string_view>
 
-#include "proxy_core/session_attributes.h"
+#include "proxy_core/session/session_attributes.h"
 #include "tests/fuzz/fuzz_support.h"
 
 namespace {

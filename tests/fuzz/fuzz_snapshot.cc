@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "proxy_core/session_record_check.h"
-#include "proxy_core/session_snapshot.h"
+#include "proxy_core/session/session_record_check.h"
+#include "proxy_core/store/session_snapshot.h"
 #include "tests/fuzz/fuzz_support.h"
 
 namespace {

@@ -19,9 +19,9 @@
 #include <utility>
 #include <vector>
 
-#include "proxy_core/http_message.h"
-#include "proxy_core/http_parser.h"
-#include "proxy_core/session_attributes.h"
+#include "proxy_core/http/http_message.h"
+#include "proxy_core/http/http_parser.h"
+#include "proxy_core/session/session_attributes.h"
 
 #ifdef SG_LIBFUZZER
 #define SG_FUZZ_ENTRY(name) extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)

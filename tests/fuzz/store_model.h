@@ -1,6 +1,6 @@
-// A reference model of the session store contract (proxy_core/session_store.h) and a driver that
-// runs random create/modify/rotate/destroy/lookup/reclaim sequences against a MemoryStore and the
-// model side by side. Used by the memory store's unit test (random numbers) and by the
+// A reference model of the session store contract (proxy_core/session/session_store.h) and a driver
+// that runs random create/modify/rotate/destroy/lookup/reclaim sequences against a MemoryStore and
+// the model side by side. Used by the memory store's unit test (random numbers) and by the
 // memory_store fuzz target (the fuzzer's bytes). No test framework: comparisons go to `check`.
 //
 // What it proves besides agreement: no record ever returned belongs to a destroyed session, by
@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "proxy_core/memory_store.h"
-#include "proxy_core/token.h"
+#include "proxy_core/session/token.h"
+#include "proxy_core/store/memory_store.h"
 
 namespace sg_store_model {
 

@@ -1,4 +1,4 @@
-"""Writes memory-store snapshot files (proxy_core/session_snapshot.h's format) from Python, so that
+"""Writes memory-store snapshot files (proxy_core/store/session_snapshot.h's format) from Python, so that
 tests can craft what an attacker with write access to the snapshot directory could."""
 
 import hashlib

@@ -6,8 +6,8 @@
 #include <map>
 #include <vector>
 
-#include "proxy_core/session_attributes.h"
-#include "proxy_core/session_store.h"
+#include "proxy_core/session/session_attributes.h"
+#include "proxy_core/session/session_store.h"
 
 namespace sg::testing {
 

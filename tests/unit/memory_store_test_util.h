@@ -10,8 +10,8 @@
 #include <iterator>
 #include <string>
 
-#include "proxy_core/memory_store.h"
-#include "proxy_core/token.h"
+#include "proxy_core/session/token.h"
+#include "proxy_core/store/memory_store.h"
 
 namespace sg::test {
 

@@ -3,7 +3,7 @@
 // blocking wrappers around the store's calls.
 #pragma once
 
-#include "proxy_core/redis_store.h"
+#include "proxy_core/store/redis_store.h"
 
 #include <doctest/doctest.h>
 #include <hiredis/hiredis.h>
@@ -25,10 +25,10 @@
 #include <vector>
 
 #include "proxy_core/gateway_state.h"
-#include "proxy_core/metrics.h"
-#include "proxy_core/redis_codec.h"
-#include "proxy_core/session_attributes.h"
-#include "proxy_core/token.h"
+#include "proxy_core/ops/metrics.h"
+#include "proxy_core/session/session_attributes.h"
+#include "proxy_core/session/token.h"
+#include "proxy_core/store/redis_codec.h"
 
 namespace sg::redis_test {
 

@@ -11,8 +11,8 @@
 #include <cstddef>
 #include <string>
 
-#include "proxy_core/config.h"
-#include "proxy_core/tls_engine.h"
+#include "proxy_core/config/config.h"
+#include "proxy_core/tls/tls_engine.h"
 
 namespace sg::testing {
 

@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "proxy_core/config_loader.h"
-#include "proxy_core/socket_address.h"
+#include "proxy_core/config/config_loader.h"
+#include "proxy_core/net/socket_address.h"
 
 namespace {
 

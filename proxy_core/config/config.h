@@ -1,0 +1,154 @@
+// The gateway's configuration: every section and key of gateway.toml, typed, with defaults.
+//
+// A Config is immutable once loaded; workers hold it through a shared_ptr<const Config> so that a
+// reload swaps the pointer for new connections while in-flight requests finish on the old one.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "proxy_core/net/cidr.h"
+
+namespace sg {
+
+using Millis = std::chrono::milliseconds;
+
+enum class UnderscorePolicy { kReject, kDrop };
+enum class CookieSecure { kAuto, kAlways, kNever };
+enum class StoreKind { kMemory, kRedis };
+enum class OnUnavailable { kFailClosed, kFailOpen };
+enum class OnRotatedReplay { kIgnore, kDestroy };
+enum class SessionCreate { kAlways, kOnReturn };
+enum class AccessLogFormat { kJson, kCombined };
+enum class LogLevel { kDebug, kInfo, kWarn, kError };
+
+struct ServerConfig {
+  std::vector<std::string> listen = {"127.0.0.1:8080"};  // "host:port", "[v6]:port"
+  unsigned workers = 0;                                  // 0 = "auto" (one per core)
+  Millis drain_delay{0};  // after SIGTERM: accept and serve with /readyz 503, then drain
+  Millis drain_timeout{30000};
+  uint32_t max_connections = 10000;  // whole process; each worker gets its share
+  std::vector<CidrBlock> trusted_proxies;
+  std::string redirect_listen;  // empty = off
+  std::string canonical_host;   // uri-host[:port] the HTTPS redirect uses; empty = the request's
+  UnderscorePolicy underscore_headers = UnderscorePolicy::kReject;
+};
+
+struct TlsCertificate {
+  std::vector<std::string> server_names;
+  std::string certificate;
+  std::string private_key;
+};
+
+struct TlsConfig {
+  std::string certificate;
+  std::string private_key;
+  std::string min_version = "1.2";  // "1.2" | "1.3"
+  std::string ciphers;              // empty = the built-in modern list
+  std::vector<TlsCertificate> certificates;
+  std::string strict_transport_security;  // header value; empty = no HSTS header
+  Millis handshake_timeout{10000};
+  bool enabled() const { return !certificate.empty() && !private_key.empty(); }
+};
+
+struct UpstreamConfig {
+  std::vector<std::string> servers = {"127.0.0.1:9000"};
+  Millis connect_timeout{5000};
+  Millis response_timeout{60000};      // from request sent to response head, and between body reads
+  Millis idle_timeout{60000};          // pooled idle connections are closed after this
+  uint32_t max_idle_connections = 64;  // per worker
+  bool websocket = true;
+  std::string health_path;  // empty = no active probe
+  Millis health_interval{5000};
+  bool tls = false;
+  std::string ca_file;
+  std::string server_name;
+  bool verify = true;
+  std::string certificate;
+  std::string private_key;
+};
+
+struct SessionConfig {
+  std::string cookie_name = "session_id";
+  std::string cookie_path = "/";
+  std::string cookie_domain;  // empty = host-only cookie
+  CookieSecure cookie_secure = CookieSecure::kAuto;
+  std::string cookie_samesite = "Lax";  // "Strict" | "Lax" | "None"
+  Millis idle_timeout{3600 * 1000};
+  Millis absolute_timeout{12 * 3600 * 1000};
+  std::string header_prefix = "X-Session-";
+  std::vector<std::string> exclude = {"/static/*"};
+  std::string logout_path;  // empty = off
+  std::string logout_redirect = "/";
+  uint32_t max_attributes = 32;
+  uint32_t max_attribute_bytes = 4096;  // names + values of one session
+  StoreKind store = StoreKind::kMemory;
+  // After a rotation the old token still resolves to the session this long (a page's parallel
+  // requests that left with it); 0 = off.
+  Millis rotation_grace{10000};
+  OnRotatedReplay on_rotated_replay = OnRotatedReplay::kIgnore;
+  // kOnReturn: a first visit gets a self-certifying token and is stored only when it comes back.
+  SessionCreate create = SessionCreate::kAlways;
+  std::string secret_file;  // key of the self-certifying tokens; empty = random per process
+};
+
+struct MemoryStoreConfig {
+  uint64_t max_sessions = 1000000;
+  std::string snapshot_path;  // empty = no snapshot
+  Millis snapshot_interval{300000};
+};
+
+struct RedisStoreConfig {
+  std::string address = "127.0.0.1:6379";  // host:port or a unix socket path
+  std::string password_file;
+  uint32_t database = 0;
+  std::string key_prefix = "sessiongate:";
+  Millis timeout{500};  // rides out a fork for BGSAVE (measured 57-172 ms at 1M sessions)
+  OnUnavailable on_unavailable = OnUnavailable::kFailClosed;
+  std::vector<std::string> sentinels;
+  std::string master_name;
+  // Destroys the store did not confirm, refused on this instance while they are retried (whole
+  // process); at the bound a logout the store does not confirm answers 503. 0 = no queue.
+  uint32_t max_pending_destroys = 10000;
+};
+
+struct HealthConfig {
+  std::string path = "/healthz";
+  std::string ready_path = "/readyz";
+};
+
+struct AdminConfig {
+  std::string listen;  // empty = off
+};
+
+struct LimitsConfig {
+  uint64_t max_header_bytes = 32 * 1024;
+  uint32_t max_headers = 100;
+  uint64_t max_body_bytes = 100ull * 1024 * 1024;  // 0 = unlimited
+  Millis header_timeout{10000};
+  Millis client_idle_timeout{60000};
+};
+
+struct LogConfig {
+  LogLevel level = LogLevel::kInfo;
+  std::string access = "stdout";  // "stdout" | "off" | a file path
+  AccessLogFormat format = AccessLogFormat::kJson;
+};
+
+struct Config {
+  ServerConfig server;
+  TlsConfig tls;
+  UpstreamConfig upstream;
+  SessionConfig session;
+  MemoryStoreConfig memory_store;
+  RedisStoreConfig redis_store;
+  HealthConfig health;
+  AdminConfig admin;
+  LimitsConfig limits;
+  LogConfig log;
+  std::string source_path;  // the file it came from, for messages
+};
+
+}  // namespace sg

@@ -1,0 +1,160 @@
+// render_effective_config: the Config back as TOML, for `/config` on the admin listener and for
+// operators comparing what runs with what they wrote. Loading the output yields the same Config.
+#include <sstream>
+
+#include "proxy_core/config/config_loader.h"
+#include "proxy_core/config/config_validate.h"
+
+namespace sg {
+namespace {
+
+using config_detail::toml_quote;
+
+class TomlWriter {
+ public:
+  void section(std::string_view name) {
+    out_ << (first_ ? "" : "\n") << "[" << name << "]\n", first_ = false;
+  }
+  void array_section(std::string_view name) { out_ << "\n[[" << name << "]]\n"; }
+  void raw(std::string_view key, const std::string& value) {
+    out_ << key << " = " << value << "\n";
+  }
+  void str(std::string_view key, std::string_view value) { raw(key, toml_quote(value)); }
+  void num(std::string_view key, uint64_t value) { raw(key, std::to_string(value)); }
+  void boolean(std::string_view key, bool value) { raw(key, value ? "true" : "false"); }
+  void duration(std::string_view key, Millis value) { str(key, format_duration(value)); }
+  void size(std::string_view key, uint64_t value) { str(key, format_size(value)); }
+  void list(std::string_view key, const std::vector<std::string>& values) {
+    std::string text = "[";
+    for (size_t i = 0; i < values.size(); ++i)
+      text += (i ? ", " : "") + toml_quote(values[i]);
+    raw(key, text + "]");
+  }
+  std::string text() const { return out_.str(); }
+
+ private:
+  std::ostringstream out_;
+  bool first_ = true;
+};
+
+}  // namespace
+
+std::string render_effective_config(const Config& c) {
+  TomlWriter w;
+  w.section("server");
+  w.list("listen", c.server.listen);
+  if (c.server.workers == 0) {
+    w.str("workers", "auto");
+  } else {
+    w.num("workers", c.server.workers);
+  }
+  w.duration("drain_delay", c.server.drain_delay);
+  w.duration("drain_timeout", c.server.drain_timeout);
+  w.num("max_connections", c.server.max_connections);
+  std::vector<std::string> proxies;
+  for (const CidrBlock& block : c.server.trusted_proxies)
+    proxies.push_back(block.to_string());
+  w.list("trusted_proxies", proxies);
+  w.str("redirect_listen", c.server.redirect_listen);
+  w.str("canonical_host", c.server.canonical_host);
+  w.str("underscore_headers",
+        c.server.underscore_headers == UnderscorePolicy::kReject ? "reject" : "drop");
+
+  w.section("tls");
+  w.str("certificate", c.tls.certificate);
+  w.str("private_key", c.tls.private_key);
+  w.str("min_version", c.tls.min_version);
+  w.str("ciphers", c.tls.ciphers);
+  w.str("strict_transport_security", c.tls.strict_transport_security);
+  w.duration("handshake_timeout", c.tls.handshake_timeout);
+  for (const TlsCertificate& entry : c.tls.certificates) {
+    w.array_section("tls.certificates");
+    w.list("server_names", entry.server_names);
+    w.str("certificate", entry.certificate);
+    w.str("private_key", entry.private_key);
+  }
+
+  const UpstreamConfig& u = c.upstream;
+  w.section("upstream");
+  w.list("servers", u.servers);
+  w.duration("connect_timeout", u.connect_timeout);
+  w.duration("response_timeout", u.response_timeout);
+  w.duration("idle_timeout", u.idle_timeout);
+  w.num("max_idle_connections", u.max_idle_connections);
+  w.boolean("websocket", u.websocket);
+  w.str("health_path", u.health_path);
+  w.duration("health_interval", u.health_interval);
+  w.boolean("tls", u.tls);
+  w.str("ca_file", u.ca_file);
+  w.str("server_name", u.server_name);
+  w.boolean("verify", u.verify);
+  w.str("certificate", u.certificate);
+  w.str("private_key", u.private_key);
+
+  const SessionConfig& s = c.session;
+  w.section("session");
+  w.str("cookie_name", s.cookie_name);
+  w.str("cookie_path", s.cookie_path);
+  w.str("cookie_domain", s.cookie_domain);
+  if (s.cookie_secure == CookieSecure::kAuto) {
+    w.str("cookie_secure", "auto");
+  } else {
+    w.boolean("cookie_secure", s.cookie_secure == CookieSecure::kAlways);
+  }
+  w.str("cookie_samesite", s.cookie_samesite);
+  w.duration("idle_timeout", s.idle_timeout);
+  w.duration("absolute_timeout", s.absolute_timeout);
+  w.str("header_prefix", s.header_prefix);
+  w.list("exclude", s.exclude);
+  w.str("logout_path", s.logout_path);
+  w.str("logout_redirect", s.logout_redirect);
+  w.num("max_attributes", s.max_attributes);
+  w.size("max_attribute_bytes", s.max_attribute_bytes);
+  w.str("store", s.store == StoreKind::kMemory ? "memory" : "redis");
+  w.duration("rotation_grace", s.rotation_grace);
+  w.str("on_rotated_replay",
+        s.on_rotated_replay == OnRotatedReplay::kIgnore ? "ignore" : "destroy");
+  w.str("create", s.create == SessionCreate::kAlways ? "always" : "on_return");
+  w.str("secret_file", s.secret_file);
+
+  w.section("store.memory");
+  w.num("max_sessions", c.memory_store.max_sessions);
+  w.str("snapshot_path", c.memory_store.snapshot_path);
+  w.duration("snapshot_interval", c.memory_store.snapshot_interval);
+
+  const RedisStoreConfig& r = c.redis_store;
+  w.section("store.redis");
+  w.str("address", r.address);
+  w.str("password_file", r.password_file);
+  w.num("database", r.database);
+  w.str("key_prefix", r.key_prefix);
+  w.duration("timeout", r.timeout);
+  w.str("on_unavailable",
+        r.on_unavailable == OnUnavailable::kFailClosed ? "fail_closed" : "fail_open");
+  w.list("sentinels", r.sentinels);
+  w.str("master_name", r.master_name);
+  w.num("max_pending_destroys", r.max_pending_destroys);
+
+  w.section("health");
+  w.str("path", c.health.path);
+  w.str("ready_path", c.health.ready_path);
+
+  w.section("admin");
+  w.str("listen", c.admin.listen);
+
+  w.section("limits");
+  w.size("max_header_bytes", c.limits.max_header_bytes);
+  w.num("max_headers", c.limits.max_headers);
+  w.size("max_body_bytes", c.limits.max_body_bytes);
+  w.duration("header_timeout", c.limits.header_timeout);
+  w.duration("client_idle_timeout", c.limits.client_idle_timeout);
+
+  static constexpr const char* kLevels[] = {"debug", "info", "warn", "error"};
+  w.section("log");
+  w.str("level", kLevels[static_cast<int>(c.log.level)]);
+  w.str("access", c.log.access);
+  w.str("format", c.log.format == AccessLogFormat::kJson ? "json" : "combined");
+  return w.text();
+}
+
+}  // namespace sg

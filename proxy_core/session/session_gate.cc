@@ -1,0 +1,355 @@
+#include "proxy_core/session/session_gate.h"
+
+#include "proxy_core/gateway_state.h"
+#include "proxy_core/http/cookie.h"
+#include "proxy_core/http/path_match.h"
+#include "proxy_core/http/set_cookie.h"
+#include "proxy_core/ops/log.h"
+#include "proxy_core/session/session_attributes.h"
+#include "proxy_core/session/token.h"
+
+namespace sg {
+
+namespace {
+
+// "user" -> "User", "tenant-id" -> "Tenant-Id": the conventional spelling of header names.
+void append_header_case(std::string& out, std::string_view name) {
+  bool upper = true;
+  for (char c : name) {
+    out.push_back(upper && c >= 'a' && c <= 'z' ? char(c - 32) : c);
+    upper = c == '-';
+  }
+}
+
+}  // namespace
+
+void SessionGate::set_handle_hex() {
+  handle_hex_.resize(32);
+  handle_to_hex(record_.handle, std::span<char, 32>(handle_hex_.data(), 32));
+}
+
+// A keep-alive connection sends the same cookie with every request: remembering the last
+// token's digest saves a SHA-256 per request. The token only ever meets its own digest here.
+TokenHash SessionGate::key_of(const std::string& token) {
+  if (token.size() != last_token_.size() || token != last_token_) {
+    last_token_ = token;
+    last_key_ = hash_token(token);
+  }
+  return last_key_;
+}
+
+void SessionGate::reset() {
+  // Callbacks from an earlier request (a slow store) carry an older generation and do nothing.
+  ++generation_;
+  active_ = is_new_ = logout_ = in_grace_ = unconfirmed_ = unstored_ = false;
+  sets_cookie_ = replace_cookie_ = false;
+  first_visit_index_ = -1;
+  rejected_directives_ = 0;
+  token_.clear();
+  candidate_count_ = 0;
+  record_.attributes.clear();
+  record_.created_ms = record_.last_seen_ms = 0;
+  injected_count_ = 0;  // the strings keep their capacity for the next request
+  cookie_value_.clear();
+  response_headers_.clear();
+  handle_hex_.clear();
+  event_.clear();
+}
+
+void SessionGate::begin(const Config& config, SessionStore* store, WorkerMetrics* metrics, bool tls,
+                        const MessageHead& request, Done done) {
+  config_ = &config;
+  store_ = store;
+  metrics_ = metrics;
+  tls_ = tls;
+  const SessionConfig& sc = config.session;
+
+  // Our cookie never reaches the application, excluded path or not.
+  fields_.clear();
+  for (size_t i = 0; i < request.header_count; ++i)
+    if (iequals(request.headers[i].name, "cookie")) fields_.push_back(request.headers[i].value);
+  find_cookie_values(fields_, sc.cookie_name, values_);
+  if (!values_.empty()) {
+    replace_cookie_ = true;
+    cookie_value_ = remove_cookie(fields_, sc.cookie_name);
+  }
+  // Copies (into strings that keep their capacity): the request head may be reused before an
+  // asynchronous store answers.
+  token_candidates(values_, shaped_);
+  for (std::string_view t : shaped_)
+    candidates_[candidate_count_++].assign(t);
+
+  std::string_view path = path_without_query(request.target);
+  if (!sc.logout_path.empty() && path == sc.logout_path) {
+    logout_ = true;
+  } else {
+    for (const std::string& pattern : sc.exclude)
+      if (path_matches(pattern, path)) {
+        done(Outcome::kProceed);  // no session, no cookie
+        return;
+      }
+  }
+  if (store_ == nullptr) {
+    done(Outcome::kProceed);
+    return;
+  }
+  valid_found_ = 0;
+  next_candidate_ = 0;
+  lookup_next(std::move(done));
+}
+
+// Looks the candidates up one after another. Several cookies with our name are accepted only if
+// exactly one session is live among them (a token inside its rotation grace counts as its
+// session); otherwise the request is treated as having none.
+void SessionGate::lookup_next(Done done) {
+  if (next_candidate_ >= candidate_count_) {
+    if (valid_found_ == 1) {
+      on_found(std::move(done));
+    } else if (logout_) {
+      // Several live sessions in one request (a cookie planted from a sibling domain, say):
+      // logging out must not leave any of them alive on the server.
+      destroy_live(0, std::move(done));
+    } else if (valid_found_ == 0 && first_visit_index_ >= 0) {
+      store_first_visit(std::move(done));
+    } else {
+      create_session(std::move(done));
+    }
+    return;
+  }
+  size_t index = next_candidate_++;
+  TokenHash key = key_of(candidates_[index]);
+  Ticket epoch = ticket();
+  store_->lookup(key, unix_now_ms(), [this, epoch, key, index, done](LookupResult r) mutable {
+    if (stale(epoch)) return;
+    on_lookup(index, key, std::move(r), std::move(done));
+  });
+}
+
+void SessionGate::on_lookup(size_t index, const TokenHash& key, LookupResult r, Done done) {
+  if (r.status == StoreStatus::kUnavailable) {
+    unavailable(std::move(done));
+    return;
+  }
+  if (r.rotated == RotatedKey::kReplay) {
+    on_replay(r, std::move(done));
+    return;
+  }
+  if (r.status == StoreStatus::kNotFound) note_first_visit(index, r);
+  if (r.status == StoreStatus::kOk && r.record) {
+    const bool grace = r.rotated == RotatedKey::kInGrace;
+    const TokenHash live = grace ? r.live_key : key;
+    unsigned seen = 0;
+    while (seen < valid_found_ && live_keys_[seen] != live)
+      ++seen;
+    if (seen == valid_found_) live_keys_[valid_found_++] = live;
+    // The first token of a session, or its live token after a grace one (the browser sent both).
+    if (seen == 0 && (valid_found_ == 1 || (in_grace_ && !grace))) {
+      key_ = live;
+      in_grace_ = grace;
+      token_.assign(candidates_[index]);
+      record_ = std::move(*r.record);
+    }
+  }
+  lookup_next(std::move(done));
+}
+
+// A rotated-away token after its grace window: the browser should have the new one, so this is
+// likely a copy of the old cookie (stolen, or a stale tab). The request goes on as a new visitor.
+void SessionGate::on_replay(const LookupResult& r, Done done) {
+  if (metrics_ != nullptr) metrics_->rotated_token_replays.add();
+  std::string handle = r.record ? handle_to_hex(r.record->handle) : std::string("(ended)");
+  SG_LOG_WARN("session %s: rotated token presented after the grace window", handle.c_str());
+  if (!r.record || config_->session.on_rotated_replay != OnRotatedReplay::kDestroy) {
+    lookup_next(std::move(done));
+    return;
+  }
+  Ticket epoch = ticket();
+  store_->destroy(r.live_key, [this, epoch, handle, done](StoreStatus s) mutable {
+    if (stale(epoch)) return;
+    if (s != StoreStatus::kOk) {
+      store_failed("destroy after a replay");
+    } else {
+      SG_LOG_WARN("session %s: destroyed after a rotated-token replay", handle.c_str());
+    }
+    lookup_next(std::move(done));
+  });
+}
+
+// Logout: every live session the request presented ends. The client is told it logged out only
+// when the store confirmed every destroy (a wrapper that refuses the token locally and retries
+// reports kOk); otherwise 503 with Retry-After, so the browser does not believe a logout that
+// did not happen.
+void SessionGate::destroy_live(unsigned index, Done done) {
+  if (index >= valid_found_) {
+    retire_candidates(0, index > 0, std::move(done));
+    return;
+  }
+  Ticket epoch = ticket();
+  destroy_session(live_keys_[index], [this, epoch, index, done](StoreStatus s) mutable {
+    if (stale(epoch)) return;
+    if (s != StoreStatus::kOk) {
+      unconfirmed_ = true;
+      store_failed("logout destroy");
+    }
+    destroy_live(index + 1, std::move(done));
+  });
+}
+
+// Ends the session whose live key `key` was when this request read it. A parallel request may
+// have rotated it since (the same browser's login): `key` is then a rotation marker, which
+// destroy() does not touch, and the session lives on under its new key. So a destroy that finds
+// nothing looks the key up again and ends the live session the marker leads to, inside the grace
+// window or after it. kOk when no live session is left.
+void SessionGate::destroy_session(const TokenHash& key, std::function<void(StoreStatus)> done) {
+  Ticket epoch = ticket();
+  store_->destroy(key, [this, epoch, key, done](StoreStatus s) {
+    if (stale(epoch)) return;
+    if (s != StoreStatus::kNotFound) {
+      done(s);
+      return;
+    }
+    store_->lookup(key, unix_now_ms(), [this, epoch, key, done](LookupResult r) {
+      if (stale(epoch)) return;
+      if (r.status == StoreStatus::kUnavailable) {
+        done(StoreStatus::kUnavailable);
+      } else if (r.rotated != RotatedKey::kNo && r.record && r.live_key != key) {
+        store_->destroy(r.live_key, [epoch, done](StoreStatus d) {
+          if (stale(epoch)) return;
+          done(d == StoreStatus::kNotFound ? StoreStatus::kOk : d);
+        });
+      } else {
+        done(StoreStatus::kOk);  // gone: destroyed or expired meanwhile
+      }
+    });
+  });
+}
+
+// After the live sessions: every first-visit token the request presented is retired too, so that
+// no copy of the cookie can store its session again (retire_first_visit).
+void SessionGate::retire_candidates(size_t index, bool destroyed, Done done) {
+  if (index >= candidate_count_) {
+    if (unconfirmed_) {
+      done(Outcome::kUnavailable);
+      return;
+    }
+    if (destroyed) event_ = "destroyed";
+    add_set_cookie(/*expire=*/true);
+    done(Outcome::kLogout);
+    return;
+  }
+  Ticket epoch = ticket();
+  retire_first_visit(candidates_[index], [this, epoch, index, destroyed, done](StoreStatus s) {
+    if (stale(epoch)) return;
+    if (s != StoreStatus::kOk) {
+      unconfirmed_ = true;
+      store_failed("first-visit token retirement");
+    }
+    retire_candidates(index + 1, destroyed, std::move(done));
+  });
+}
+
+void SessionGate::store_failed(const char* what) {
+  SG_LOG_WARN("session store: %s not confirmed", what);
+  if (metrics_ != nullptr) metrics_->store_errors.add();
+}
+
+void SessionGate::unavailable(Done done) {
+  SG_LOG_WARN("session store unavailable");
+  if (metrics_ != nullptr) metrics_->store_errors.add();
+  // logout_path is the gateway's own: never forwarded, even with fail_open (the application
+  // would answer it, and the client would believe it logged out).
+  if (!logout_ && config_->redis_store.on_unavailable == OnUnavailable::kFailOpen &&
+      config_->session.store == StoreKind::kRedis) {
+    done(Outcome::kProceed);  // no session, no cookie
+  } else {
+    done(Outcome::kUnavailable);
+  }
+}
+
+// A returning visit writes nothing here: the idle refresh is decided when the response arrives.
+void SessionGate::on_found(Done done) {
+  if (logout_) {
+    set_handle_hex();
+    destroy_live(0, std::move(done));
+    return;
+  }
+  active_ = true;
+  finish_request(std::move(done));
+}
+
+void SessionGate::create_session(Done done) {
+  if (logout_) {
+    done(Outcome::kLogout);
+    return;
+  }
+  record_ = SessionRecord{};
+  if (config_->session.create == SessionCreate::kOnReturn) {
+    // A cookie and a handle, no store write: the token itself says it is ours and when it began.
+    const FirstVisitKey* fv = first_visit_key();
+    if (fv == nullptr || !fv->issue(unix_now_ms(), token_, record_.handle, record_.created_ms)) {
+      SG_LOG_ERROR("cannot issue a first-visit token: refusing to create a session");
+      done(Outcome::kUnavailable);
+      return;
+    }
+    record_.last_seen_ms = record_.created_ms;  // key_ waits for a write (create_then)
+    is_new_ = unstored_ = active_ = true;
+    event_ = "new";
+    add_set_cookie(/*expire=*/false);
+    finish_request(std::move(done));
+    return;
+  }
+  // A CSPRNG failure must not produce a guessable session: fail closed.
+  if (!generate_token(token_) || !generate_handle(record_.handle)) {
+    SG_LOG_ERROR("RAND_bytes failed: refusing to create a session");
+    done(Outcome::kUnavailable);
+    return;
+  }
+  record_.created_ms = record_.last_seen_ms = unix_now_ms();
+  key_ = key_of(token_);
+  is_new_ = true;
+  Ticket epoch = ticket();
+  store_->create(key_, record_, [this, epoch, done](StoreStatus s) {
+    if (stale(epoch)) return;
+    if (s != StoreStatus::kOk) {
+      unavailable(std::move(done));
+      return;
+    }
+    active_ = true;
+    event_ = "new";
+    add_set_cookie(/*expire=*/false);
+    finish_request(std::move(done));
+  });
+}
+
+void SessionGate::finish_request(Done done) {
+  const std::string& prefix = config_->session.header_prefix;
+  set_handle_hex();
+  auto next = [this]() -> std::pair<std::string, std::string>& {
+    if (injected_count_ == injected_.size()) injected_.emplace_back();
+    return injected_[injected_count_++];
+  };
+  auto& id = next();
+  id.first.assign(prefix).append("Id");
+  id.second.assign(handle_hex_);
+  for (const auto& [attr, value] : record_.attributes) {
+    auto& h = next();
+    h.first.assign(prefix);
+    append_header_case(h.first, attr);
+    h.second.assign(value);
+  }
+  done(Outcome::kProceed);
+}
+
+void SessionGate::add_set_cookie(bool expire) {
+  const SessionConfig& sc = config_->session;
+  bool secure = cookie_secure_effective(sc, tls_);
+  // Only one Set-Cookie of ours per response: the last decision (rotate, destroy) wins.
+  for (auto it = response_headers_.begin(); it != response_headers_.end();)
+    it = it->first == "Set-Cookie" ? response_headers_.erase(it) : it + 1;
+  response_headers_.emplace_back(
+      "Set-Cookie", expire ? build_expired_cookie(sc, secure)
+                           : build_session_cookie(sc, token_, secure, unix_now_ms() / 1000));
+  sets_cookie_ = true;
+}
+
+}  // namespace sg

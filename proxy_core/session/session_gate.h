@@ -1,0 +1,155 @@
+// SessionGate: the session side of one exchange. It reads our cookie from the request, resolves
+// or creates the session through the (asynchronous) SessionStore, says which trusted headers to
+// inject and which Cookie value to forward, then applies the application's directives from the
+// response (rotate, destroy, set attributes) and says which Set-Cookie to add.
+//
+// One per ClientConnection, reset for every request. Loop thread only. The token lives only here
+// and in the Set-Cookie we send: never in logs, never in an upstream header.
+//
+// Integrity (issue 13): a returning visit costs the store one lookup and nothing else. Every
+// write happens when the response arrives, as ONE per-field SessionChange on the session's live
+// key (attribute sets and removes, and last-seen when the idle refresh is due), so a slow request
+// can neither put back an attribute another request removed nor re-create a destroyed session.
+// The refresh Set-Cookie is sent only when that modify succeeded, i.e. the token is still live
+// (after a rotation by another request the old key is a marker and modify finds nothing).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proxy_core/config/config.h"
+#include "proxy_core/http/cookie.h"
+#include "proxy_core/http/header_rewrite.h"
+#include "proxy_core/http/http_message.h"
+#include "proxy_core/ops/metrics.h"
+#include "proxy_core/session/first_visit_token.h"
+#include "proxy_core/session/session_store.h"
+
+namespace sg {
+
+class SessionGate {
+ public:
+  enum class Outcome {
+    kProceed,      // forward the request (with or without a session)
+    kUnavailable,  // the store failed (fail_closed), or a logout the store did not confirm: 503
+    kLogout,       // logout_path: the session is gone; answer 303 to logout_redirect
+  };
+  using Done = std::function<void(Outcome)>;
+
+  void reset();
+  // Starts resolving the session of `request`. `done` may run before begin() returns.
+  // `metrics` (the worker's) counts store failures and rotated-token replays; may be null.
+  void begin(const Config& config, SessionStore* store, WorkerMetrics* metrics, bool tls,
+             const MessageHead& request, Done done);
+  // Applies the application's directives in `response` (and strips nothing: the response builder
+  // drops every header under the prefix). `done` may run before on_response() returns.
+  void on_response(const MessageHead& response, std::function<void()> done);
+
+  // For the upstream request.
+  // The first injected_count() entries of injected() are this request's trusted headers (the
+  // list keeps spare entries so that their strings are reused across requests).
+  const HeaderList& injected() const { return injected_; }
+  size_t injected_count() const { return injected_count_; }
+  bool replace_cookie() const { return replace_cookie_; }
+  std::string_view cookie_value() const { return cookie_value_; }
+  // For the client response.
+  const HeaderList& response_headers() const { return response_headers_; }
+  bool sets_cookie() const { return sets_cookie_; }
+  // For the access log.
+  std::string_view handle() const { return handle_hex_; }
+  std::string_view event() const { return event_; }
+  // Application directives refused in the last response (bad name, value or bounds).
+  unsigned rejected_directives() const { return rejected_directives_; }
+
+ private:
+  // What the response asked for, validated against the record read at request time.
+  struct Directives {
+    bool rotate = false, destroy = false;
+    bool refresh = false;               // the idle refresh is due (last_seen_ms in change)
+    unsigned attribute_directives = 0;  // accepted Set- directives (rejected if the store refuses)
+    bool followed = false;              // already sent on to the live key after a rotation
+    SessionChange change;
+  };
+  void lookup_next(Done done);
+  void on_lookup(size_t index, const TokenHash& key, LookupResult r, Done done);
+  void on_replay(const LookupResult& r, Done done);
+  TokenHash key_of(const std::string& token);
+  void on_found(Done done);
+  void unavailable(Done done);
+  void store_failed(const char* what);
+  void create_session(Done done);
+  // session.create = "on_return" (first_visit_token.h).
+  const FirstVisitKey* first_visit_key();
+  void note_first_visit(size_t index, const LookupResult& r);
+  void store_first_visit(Done done);
+  void first_visit_stored(bool retried, Done done);
+  void create_then(std::function<void()> next);
+  void finish_request(Done done);
+  void add_set_cookie(bool expire);
+  void read_directives(const MessageHead& response, Directives& d);
+  void on_first_visit_response(Directives d, std::function<void()> done);
+  void destroy_directive(std::function<void()> done);
+  void rotate_directive(Directives d, std::function<void()> done);
+  void modify_directive(Directives d, std::function<void()> done);
+  void refused_by_bounds(const Directives& d);
+
+  const Config* config_ = nullptr;
+  SessionStore* store_ = nullptr;
+  WorkerMetrics* metrics_ = nullptr;
+  bool tls_ = false;
+  // Asynchronous answers must not touch a gate that moved on (next request) or is gone (closed
+  // connection): they carry a Ticket, checked by stale(). One allocation per connection.
+  struct Ticket {
+    std::weak_ptr<uint64_t> alive;  // points at generation_ while the gate lives
+    uint64_t generation;
+  };
+  Ticket ticket() const { return {alive_, generation_}; }
+  static bool stale(const Ticket& t) {
+    std::shared_ptr<uint64_t> g = t.alive.lock();
+    return g == nullptr || *g != t.generation;
+  }
+  void set_handle_hex();
+  void destroy_live(unsigned index, Done done);  // logout with several live sessions: all of them
+  void retire_candidates(size_t index, bool destroyed, Done done);
+  void destroy_session(const TokenHash& key, std::function<void(StoreStatus)> done);
+  void follow_rotation(std::function<void(bool found)> next);
+  void retire_first_visit(std::string_view token, std::function<void(StoreStatus)> done);
+  std::shared_ptr<uint64_t> alive_ = std::make_shared<uint64_t>(0);
+  uint64_t& generation_ = *alive_;
+  bool active_ = false;  // this request has a session (not excluded, store usable)
+  bool is_new_ = false;
+  bool logout_ = false;
+  bool in_grace_ = false;       // the token is a rotated-away one inside rotation_grace
+  bool unconfirmed_ = false;    // logout: a destroy the store did not confirm
+  bool unstored_ = false;       // on_return: a first visit, not in the store (yet)
+  int first_visit_index_ = -1;  // the candidate that is a returning first-visit token
+  SessionHandle first_visit_handle_{};
+  int64_t first_visit_created_ms_ = 0;
+  std::shared_ptr<const FirstVisitKey> first_visit_key_;  // for first_visit_key_config_
+  const Config* first_visit_key_config_ = nullptr;
+  std::string candidates_[kMaxTokenCandidates];  // copied out of the request head
+  TokenHash live_keys_[kMaxTokenCandidates];     // the live keys of the sessions found (unique)
+  size_t candidate_count_ = 0;
+  std::vector<std::string_view> fields_, values_, shaped_;  // scratch, reused
+  size_t injected_count_ = 0;
+  size_t next_candidate_ = 0;
+  unsigned valid_found_ = 0;
+  unsigned rejected_directives_ = 0;
+  TokenHash key_{};         // the session's live key (for a grace request: not the token's digest)
+  std::string last_token_;  // the connection's last token and its digest (see key_of)
+  TokenHash last_key_{};
+  std::string token_;
+  SessionRecord record_;
+  HeaderList injected_;
+  bool replace_cookie_ = false;
+  std::string cookie_value_;
+  HeaderList response_headers_;
+  bool sets_cookie_ = false;
+  std::string handle_hex_;
+  std::string event_;
+};
+
+}  // namespace sg

@@ -1,0 +1,144 @@
+#include "proxy_core/store/redis_codec.h"
+
+#include <algorithm>
+#include <charconv>
+
+namespace sg {
+namespace {
+
+constexpr char kHexDigits[] = "0123456789abcdef";
+
+void append_hex(std::string& out, const uint8_t* bytes, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    out.push_back(kHexDigits[bytes[i] >> 4]);
+    out.push_back(kHexDigits[bytes[i] & 0xf]);
+  }
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;  // uppercase too: we only ever write lowercase
+}
+
+bool parse_hex(std::string_view hex, uint8_t* out, size_t n) {
+  if (hex.size() != 2 * n) return false;
+  for (size_t i = 0; i < n; ++i) {
+    const int hi = hex_value(hex[2 * i]);
+    const int lo = hex_value(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return true;
+}
+
+// Plain decimal as we write it: an optional '-', digits, nothing else, within int64.
+bool parse_int64(std::string_view text, int64_t& out) {
+  if (text.empty() || text.size() > 20) return false;
+  const char* last = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), last, out);
+  return ec == std::errc() && ptr == last;
+}
+
+// One field set at most once; `seen` guards against a crafted reply that repeats a field.
+bool take_int(std::string_view value, bool& seen, int64_t& out) {
+  if (seen) return false;
+  seen = true;
+  return parse_int64(value, out);
+}
+
+}  // namespace
+
+std::string digest_hex(const TokenHash& key) {
+  std::string out;
+  out.reserve(key.size() * 2);
+  append_hex(out, key.data(), key.size());
+  return out;
+}
+
+bool parse_digest_hex(std::string_view hex, TokenHash& out) {
+  return parse_hex(hex, out.data(), out.size());
+}
+
+std::string redis_session_key(std::string_view prefix, const TokenHash& key) {
+  std::string out;
+  out.reserve(prefix.size() + key.size() * 2);
+  out.append(prefix);
+  append_hex(out, key.data(), key.size());
+  return out;
+}
+
+std::vector<std::string> session_hash_fields(const SessionRecord& record) {
+  std::vector<std::string> out;
+  out.reserve(6 + 2 * record.attributes.size());
+  std::string handle;
+  append_hex(handle, record.handle.data(), record.handle.size());
+  out.emplace_back(kFieldHandle);
+  out.push_back(std::move(handle));
+  out.emplace_back(kFieldCreated);
+  out.push_back(std::to_string(record.created_ms));
+  out.emplace_back(kFieldLastSeen);
+  out.push_back(std::to_string(record.last_seen_ms));
+  for (const auto& [name, value] : record.attributes) {
+    out.push_back(std::string(kFieldAttributePrefix).append(name));
+    out.push_back(value);
+  }
+  return out;
+}
+
+StoredEntry read_session_hash(const HashFields& fields, int64_t now_ms, uint32_t max_attributes,
+                              uint32_t max_attribute_bytes) {
+  StoredEntry e;
+  if (fields.empty()) return e;
+  e.kind = StoredKind::kMalformed;
+  bool handle = false, created = false, seen = false, next = false, grace = false;
+  for (const auto& [field, value] : fields) {
+    if (field.size() > kFieldAttributePrefix.size() &&
+        field.substr(0, kFieldAttributePrefix.size()) == kFieldAttributePrefix) {
+      e.record.attributes.emplace_back(field.substr(kFieldAttributePrefix.size()), value);
+    } else if (field == kFieldHandle) {
+      if (handle || !parse_hex(value, e.record.handle.data(), e.record.handle.size())) return e;
+      handle = true;
+    } else if (field == kFieldCreated) {
+      if (!take_int(value, created, e.record.created_ms)) return e;
+    } else if (field == kFieldLastSeen) {
+      if (!take_int(value, seen, e.record.last_seen_ms)) return e;
+    } else if (field == kFieldRotatedTo) {
+      if (next || !parse_digest_hex(value, e.marker.next)) return e;
+      next = true;
+    } else if (field == kFieldGraceUntil) {
+      if (!take_int(value, grace, e.marker.grace_until_ms)) return e;
+    } else {
+      return e;  // unknown field (including "a:" with an empty name)
+    }
+  }
+  if (next || grace) {
+    // A marker is exactly r and g.
+    if (next && grace && !handle && !created && !seen && e.record.attributes.empty() &&
+        e.marker.grace_until_ms >= 0) {
+      e.kind = StoredKind::kMarker;
+    }
+    return e;
+  }
+  if (!handle || !created || !seen) return e;
+  std::sort(e.record.attributes.begin(), e.record.attributes.end());
+  e.error = check_session_record(e.record, now_ms, max_attributes, max_attribute_bytes);
+  e.kind = e.error == RecordError::kOk ? StoredKind::kSession : StoredKind::kInvalid;
+  return e;
+}
+
+ExpiryKind session_expiry(const SessionRecord& record, int64_t now_ms, int64_t idle_ms,
+                          int64_t absolute_ms) {
+  if (now_ms - record.created_ms > absolute_ms) return ExpiryKind::kAbsolute;
+  if (now_ms - record.last_seen_ms > idle_ms) return ExpiryKind::kIdle;
+  return ExpiryKind::kNone;
+}
+
+int64_t session_ttl_ms(const SessionRecord& record, int64_t now_ms, int64_t idle_ms,
+                       int64_t absolute_ms) {
+  const int64_t idle_left = idle_ms - (now_ms - record.last_seen_ms);
+  const int64_t absolute_left = absolute_ms - (now_ms - record.created_ms);
+  return std::max<int64_t>(1, std::min(idle_left, absolute_left));
+}
+
+}  // namespace sg

@@ -1,0 +1,91 @@
+// The Redis store's key and hash encoding, and the checks on what is read back. Pure logic, no
+// I/O: tested (and fuzzed) without a server.
+//
+// Key: key_prefix + lowercase hex of the token's SHA-256 (64 characters). One key per session;
+// only rotate touches two (old and new), as it did before the hash layout.
+//
+// Data: one Redis hash per key, so that a change is per field (HSET/HDEL of the fields it
+// touches) and two requests changing different attributes never undo each other. A live session:
+//
+//   h     handle, 32 lowercase hex digits
+//   c     created, unix epoch ms, decimal
+//   s     last seen, unix epoch ms, decimal (only ever moves forward)
+//   a:N   attribute N (a folded header token), its value
+//
+// A rotation marker (what rotate leaves under the old key, with a TTL of idle_timeout):
+//
+//   r     the session's next key: 64 lowercase hex digits (the digest, without the prefix)
+//   g     grace until, unix epoch ms, decimal
+//
+// Why a hash and not a versioned binary value: a per-field change needs the store to address the
+// fields, and HGETALL still reads a whole session in one command. Anything else under the prefix
+// (a value of another type, a missing or unknown field, a bad integer, a record that breaks
+// check_session_record) is never returned as a session.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "proxy_core/session/session_record_check.h"
+#include "proxy_core/session/session_store.h"
+
+namespace sg {
+
+inline constexpr std::string_view kFieldHandle = "h";
+inline constexpr std::string_view kFieldCreated = "c";
+inline constexpr std::string_view kFieldLastSeen = "s";
+inline constexpr std::string_view kFieldAttributePrefix = "a:";
+inline constexpr std::string_view kFieldRotatedTo = "r";
+inline constexpr std::string_view kFieldGraceUntil = "g";
+
+// Lowercase hex of the digest (64 characters), and back (false unless exactly that form).
+std::string digest_hex(const TokenHash& key);
+bool parse_digest_hex(std::string_view hex, TokenHash& out);
+
+// key_prefix + digest_hex(key).
+std::string redis_session_key(std::string_view prefix, const TokenHash& key);
+
+// The field/value arguments of a new session's hash (h, c, s, then a:N per attribute).
+std::vector<std::string> session_hash_fields(const SessionRecord& record);
+
+// A field and its value of an HGETALL reply.
+using HashFields = std::vector<std::pair<std::string_view, std::string_view>>;
+
+struct RotationMarker {
+  TokenHash next{};  // the key the session moved to
+  int64_t grace_until_ms = 0;
+};
+
+enum class StoredKind {
+  kAbsent,     // no fields: no such key
+  kSession,    // a session that passed check_session_record
+  kMarker,     // a rotation marker
+  kMalformed,  // not a hash of ours: unknown, missing or duplicated fields, bad integers or hex
+  kInvalid,    // decoded, but check_session_record refused it (`error` says why)
+};
+
+struct StoredEntry {
+  StoredKind kind = StoredKind::kAbsent;
+  SessionRecord record;   // kSession
+  RotationMarker marker;  // kMarker
+  RecordError error = RecordError::kOk;
+};
+
+// Reads what HGETALL returned under a session key. A session comes back with its attributes
+// sorted (a hash has no order) and only when check_session_record(record, now_ms, bounds) passes.
+StoredEntry read_session_hash(const HashFields& fields, int64_t now_ms, uint32_t max_attributes,
+                              uint32_t max_attribute_bytes);
+
+// Which timeout a session has passed at now_ms, absolute first (as the memory store reports it).
+ExpiryKind session_expiry(const SessionRecord& record, int64_t now_ms, int64_t idle_ms,
+                          int64_t absolute_ms);
+
+// Milliseconds until the session expires by either timeout, measured from now_ms; at least 1, so
+// that a PEXPIRE argument is always valid (an already expired record vanishes at once).
+int64_t session_ttl_ms(const SessionRecord& record, int64_t now_ms, int64_t idle_ms,
+                       int64_t absolute_ms);
+
+}  // namespace sg

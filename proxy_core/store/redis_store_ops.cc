@@ -1,0 +1,230 @@
+// RedisStore's session operations: what each one sends and how its reply maps to the store
+// contract (session_store.h). The commands are listed in redis_store.h.
+#include <hiredis/hiredis.h>
+
+#include <cstring>
+#include <string_view>
+#include <utility>
+
+#include "proxy_core/gateway_state.h"
+#include "proxy_core/ops/log.h"
+#include "proxy_core/store/redis_codec.h"
+#include "proxy_core/store/redis_scripts.h"
+#include "proxy_core/store/redis_store.h"
+
+namespace sg {
+namespace {
+
+bool is_error(const redisReply* r, const char* prefix) {
+  const size_t n = std::strlen(prefix);
+  return r != nullptr && r->type == REDIS_REPLY_ERROR && r->len >= n &&
+         std::memcmp(r->str, prefix, n) == 0;
+}
+
+// The script replies: an integer, or nothing usable (kUnavailable).
+bool integer_reply(const redisReply* r, long long& out) {
+  if (r == nullptr || r->type != REDIS_REPLY_INTEGER) return false;
+  out = r->integer;
+  return true;
+}
+
+// HGETALL's field/value list. False when the reply is not one (a misbehaving server or proxy).
+bool hash_fields(const redisReply* r, HashFields& out) {
+  if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) return false;
+  out.reserve(r->elements / 2);
+  for (size_t i = 0; i < r->elements; i += 2) {
+    const redisReply* f = r->element[i];
+    const redisReply* v = r->element[i + 1];
+    if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) return false;
+    out.emplace_back(std::string_view(f->str, f->len), std::string_view(v->str, v->len));
+  }
+  return true;
+}
+
+}  // namespace
+
+void RedisStore::eval(const RedisScript& script, std::vector<std::string> args,
+                      ReplyHandler on_reply) {
+  args.insert(args.begin(), {"EVALSHA", script.sha1});
+  std::vector<std::string> fallback = args;  // kept for a NOSCRIPT reply
+  send(std::move(args), [this, &script, fallback = std::move(fallback),
+                         on_reply = std::move(on_reply)](const redisReply* r) mutable {
+    if (!is_error(r, "NOSCRIPT")) {
+      on_reply(r);
+      return;
+    }
+    // The server lost its script cache (a failover to a replica, SCRIPT FLUSH, a restart).
+    // Nothing ran: send the body, which also caches it again.
+    SG_LOG_DEBUG("redis store: NOSCRIPT for the %s script: sending it with EVAL", script.name);
+    fallback[0] = "EVAL";
+    fallback[1] = script.body;
+    send(std::move(fallback), [on_reply = std::move(on_reply)](const redisReply* again) {
+      on_reply(is_error(again, "NOSCRIPT") ? nullptr : again);
+    });
+  });
+}
+
+void RedisStore::count_rejected(const TokenHash& key, const char* why) {
+  if (metrics_ != nullptr) metrics_->store_records_rejected.add();
+  // Whoever can write keys can make every lookup meet such a record: one line per second per
+  // worker at most (the metric above counts them all). A prefix of the digest identifies the key
+  // for an operator (SCAN MATCH prefix*) without writing a whole key into the log.
+  uint64_t suppressed = 0;
+  if (!rejected_log_.allow(static_cast<int64_t>(uv_now(loop_)), suppressed)) return;
+  if (suppressed == 0) {
+    SG_LOG_WARN("redis store: record under %s%.8s... refused: %s", cfg_.key_prefix.c_str(),
+                digest_hex(key).c_str(), why);
+  } else {
+    SG_LOG_WARN(
+        "redis store: record under %s%.8s... refused: %s (and %llu more since the last "
+        "such line)",
+        cfg_.key_prefix.c_str(), digest_hex(key).c_str(), why,
+        static_cast<unsigned long long>(suppressed));
+  }
+}
+
+void RedisStore::lookup(const TokenHash& key, int64_t now_ms, LookupCallback done) {
+  send(
+      {"HGETALL", key_of(key)},
+      [this, key, now_ms, done = std::move(done)](const redisReply* r) {
+        on_lookup_reply(key, r, now_ms, Follow{}, done);
+      },
+      /*internal=*/false, OnDrop::kRetryOnce);
+}
+
+// One HGETALL reply along the chain that started at a lookup's key. `key` is the key read.
+void RedisStore::on_lookup_reply(const TokenHash& key, const redisReply* r, int64_t now_ms,
+                                 Follow follow, LookupCallback done) {
+  LookupResult result;
+  // Behind a marker: in grace the session is served; after it, the lookup is a replay.
+  if (follow.hops > 0) result.rotated = follow.in_grace ? RotatedKey::kNo : RotatedKey::kReplay;
+  if (r == nullptr) {
+    result.status = StoreStatus::kUnavailable;
+    result.rotated = RotatedKey::kNo;
+    if (done) done(std::move(result));
+    return;
+  }
+  StoredEntry e;
+  HashFields fields;
+  if (is_error(r, "WRONGTYPE")) {
+    e.kind = StoredKind::kMalformed;  // a value of another type under a session key
+  } else if (!hash_fields(r, fields)) {
+    result.status = StoreStatus::kUnavailable;
+    result.rotated = RotatedKey::kNo;
+    if (done) done(std::move(result));
+    return;
+  } else {
+    e = read_session_hash(fields, now_ms, max_attributes_, max_attribute_bytes_);
+  }
+  switch (e.kind) {
+    case StoredKind::kAbsent:
+      break;
+    case StoredKind::kMalformed:
+      count_rejected(key, "not a session hash");
+      break;
+    case StoredKind::kInvalid:
+      count_rejected(key, record_error_text(e.error));
+      break;
+    case StoredKind::kMarker:
+      if (follow.hops == kMaxMarkerHops) {
+        count_rejected(key, "too many rotation markers in a row");
+        break;
+      }
+      if (follow.hops == 0) {
+        follow.in_grace = now_ms < e.marker.grace_until_ms;
+        result.rotated = follow.in_grace ? RotatedKey::kNo : RotatedKey::kReplay;
+      }
+      ++follow.hops;
+      send({"HGETALL", key_of(e.marker.next)},
+           [this, next = e.marker.next, now_ms, follow, done = std::move(done)](
+               const redisReply* r2) { on_lookup_reply(next, r2, now_ms, follow, done); });
+      return;
+    case StoredKind::kSession:
+      // Redis's TTL already drops expired sessions; this catches clock differences between
+      // gateways and the last millisecond. The key is left to its TTL.
+      result.expired = session_expiry(e.record, now_ms, idle_ms_, absolute_ms_);
+      if (result.expired != ExpiryKind::kNone) break;
+      result.record = std::move(e.record);
+      if (follow.hops == 0) {
+        result.status = StoreStatus::kOk;
+      } else {
+        result.live_key = key;
+        result.status = follow.in_grace ? StoreStatus::kOk : StoreStatus::kNotFound;
+        result.rotated = follow.in_grace ? RotatedKey::kInGrace : RotatedKey::kReplay;
+      }
+      break;
+  }
+  if (done) done(std::move(result));
+}
+
+void RedisStore::create(const TokenHash& key, const SessionRecord& record, DoneCallback done) {
+  const int64_t ttl = session_ttl_ms(record, unix_now_ms(), idle_ms_, absolute_ms_);
+  std::vector<std::string> args = {"1", key_of(key), std::to_string(ttl)};
+  for (std::string& f : session_hash_fields(record))
+    args.push_back(std::move(f));
+  eval(redis_create_script(), std::move(args), [done = std::move(done)](const redisReply* r) {
+    long long n = 0;
+    // 0 means the key exists: a 256-bit collision. Fail closed, replace nothing.
+    if (done) done(integer_reply(r, n) && n == 1 ? StoreStatus::kOk : StoreStatus::kUnavailable);
+  });
+}
+
+void RedisStore::change(const TokenHash& key, const SessionChange& change, int64_t now_ms,
+                        DoneCallback done) {
+  std::vector<std::string> args = {"1", key_of(key), std::to_string(now_ms),
+                                   std::to_string(idle_ms_), std::to_string(absolute_ms_)};
+  append_change_args(args, change);
+  eval(redis_modify_script(), std::move(args), [done = std::move(done)](const redisReply* r) {
+    long long n = -1;
+    StoreStatus s = StoreStatus::kUnavailable;
+    if (integer_reply(r, n) && n == 1) s = StoreStatus::kOk;
+    if (n == 0) s = StoreStatus::kNotFound;  // destroyed, expired, rotated away: nothing written
+    if (n == 2) s = StoreStatus::kRejected;
+    if (done) done(s);
+  });
+}
+
+void RedisStore::modify(const TokenHash& key, const SessionChange& change, int64_t now_ms,
+                        DoneCallback done) {
+  this->change(key, change, now_ms, std::move(done));
+}
+
+void RedisStore::move(const TokenHash& old_key, const TokenHash& new_key,
+                      const SessionChange& change, int64_t grace_ms, int64_t now_ms,
+                      DoneCallback done) {
+  std::vector<std::string> args = {"2",
+                                   key_of(old_key),
+                                   key_of(new_key),
+                                   std::to_string(now_ms),
+                                   std::to_string(idle_ms_),
+                                   std::to_string(absolute_ms_),
+                                   digest_hex(new_key),
+                                   std::to_string(now_ms + std::max<int64_t>(0, grace_ms))};
+  append_change_args(args, change);
+  eval(redis_rotate_script(), std::move(args), [done = std::move(done)](const redisReply* r) {
+    long long n = -1;
+    StoreStatus s = StoreStatus::kUnavailable;  // also -1: the new key is taken
+    if (integer_reply(r, n) && n == 1) s = StoreStatus::kOk;
+    if (n == 0) s = StoreStatus::kNotFound;
+    if (n == 2) s = StoreStatus::kRejected;
+    if (done) done(s);
+  });
+}
+
+void RedisStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
+                        const SessionChange& change, int64_t grace_ms, int64_t now_ms,
+                        DoneCallback done) {
+  move(old_key, new_key, change, grace_ms, now_ms, std::move(done));
+}
+
+void RedisStore::destroy(const TokenHash& key, DoneCallback done) {
+  eval(redis_destroy_script(), {"1", key_of(key)}, [done = std::move(done)](const redisReply* r) {
+    long long n = -2;
+    StoreStatus s = StoreStatus::kUnavailable;  // an error reply, a timeout, a lost connection
+    if (integer_reply(r, n) && n >= 0) s = StoreStatus::kOk;  // gone now, or already
+    if (n == -1) s = StoreStatus::kNotFound;                  // a marker is no live key
+    if (done) done(s);
+  });
+}
+
+}  // namespace sg
