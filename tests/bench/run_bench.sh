@@ -19,7 +19,7 @@
 #                    one run, alternated with the others: e.g. main's build against a branch's)
 #   SKIP=...         space-separated phases to skip: wrk callgrind strace perf idle store
 #   WORKLOADS="..."  the wrk workloads to run (default all: ka-session ka-c100 ka-c200 ka-new close
-#                    1mib); e.g. WORKLOADS="ka-session ka-c100 ka-c200" SKIP="callgrind strace perf
+#                    1mib post1mib); e.g. WORKLOADS="ka-session ka-c100 ka-c200" SKIP="callgrind strace perf
 #                    idle store" for the keep-alive scaling figures alone
 #   PERF_DURATION=5s the wrk run sampled by `perf record` per target and workload
 #   KEEP_TMP=1       keep the temporary directory (configs, wrk outputs, logs)
@@ -66,7 +66,7 @@ SKIP=${SKIP:-}
 SG_BIN_B=${SG_BIN_B:-}
 NULL_PROXY=${NULL_PROXY:-$root/build/null_proxy}
 TARGETS=(sessiongate ${SG_BIN_B:+sessiongate-b} nginx haproxy floor direct)
-read -r -a WORKLOADS <<<"${WORKLOADS:-ka-session ka-c100 ka-c200 ka-new close 1mib}"
+read -r -a WORKLOADS <<<"${WORKLOADS:-ka-session ka-c100 ka-c200 ka-new close 1mib post1mib}"
 
 skipped() { [[ " $SKIP " == *" $1 "* ]]; }
 
@@ -224,6 +224,12 @@ PY
 # Configurations.
 read -r P_ORIGIN P_SG P_NGINX P_HAPROXY P_CG P_CG_ORIGIN P_SG_B P_FLOOR < <(py free_ports 8)
 head -c 1048576 /dev/urandom >"$tmp/www/1m"
+# post1mib: wrk posts the same 1 MiB body on every request.
+cat >"$tmp/post1m.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = string.rep("x", 1048576)
+wrk.headers["Content-Type"] = "application/octet-stream"
+LUA
 body=$(printf '%-99s' 'sessiongate benchmark origin: the same fixed body for every target')  # + "\n": 100 bytes
 # Generous keep-alive limits everywhere so no peer closes a wrk connection every 1000 requests
 # (nginx's default keepalive_requests, raised in bench_lib.sh's nginx pieces); the gateway and
@@ -233,7 +239,9 @@ NGINX_CONNS=$(($(ulimit -n) - 100))
 write_1m_origin_conf() {  # file port extra-main-directives: the origin, also serving /1m
   write_origin_conf "$1" "origin-$2" "$2" "$NGINX_CONNS" "$3" "default_type application/octet-stream;
   sendfile on;" "root $tmp/www;
-    location = /1m { }"
+    location = /1m { }
+    # 1 MiB request bodies (post1mib): read and dropped, then the 100-byte answer.
+    location = /upload { client_max_body_size 0; return 200 \"$body\n\"; }"
 }
 
 write_nginx_conf() {  # file port extra-main-directives
@@ -246,6 +254,7 @@ $(nginx_http_common "proxy-$2")
 $(nginx_upstream_origin)
   server {
     listen 127.0.0.1:$2 backlog=4096;
+    client_max_body_size 0;  # post1mib; request buffering stays at nginx's default (on)
 $(nginx_session_proxy "httponly samesite=lax")
   }
 }
@@ -440,6 +449,7 @@ run_wrk() {  # workload target cookie duration outfile
     ka-new) hdr=() ;;
     close) hdr=(-H "Cookie: $3" -H "Connection: close") ;;
     1mib) hdr=(-H "Cookie: $3"); path=/1m ;;
+    post1mib) hdr=(-H "Cookie: $3" -s "$tmp/post1m.lua"); path=/upload ;;
   esac
   bench_wrk "$5" "http://127.0.0.1:$PORT$path" "$4" "$conns" "${hdr[@]}"
 }
@@ -668,7 +678,8 @@ WORKLOADS = [("ka-session", "keep-alive, returning session"),
              ("ka-c100", "keep-alive, returning session, 100 connections"),
              ("ka-c200", "keep-alive, returning session, 200 connections"),
              ("ka-new", "keep-alive, new visitors"),
-             ("close", "Connection: close, returning session"), ("1mib", "1 MiB body, keep-alive")]
+             ("close", "Connection: close, returning session"), ("1mib", "1 MiB body, keep-alive"),
+             ("post1mib", "1 MiB request body (POST), keep-alive")]
 TARGETS = ["sessiongate", "sessiongate-b", "nginx", "haproxy", "floor", "direct"]
 res = {}
 for w, t, r, nreq, rps, p50, p99, errs, non2xx, cpu in rows:
