@@ -38,7 +38,6 @@ SourcePos pos_of(const toml::source_region& region);
 std::string describe(const toml::node& node);
 // `expected WHAT, got "VALUE"`.
 std::string expected(std::string_view what, const std::string& got);
-bool iequals(std::string_view a, std::string_view b);
 bool has_control(std::string_view text);
 // Replaces ${NAME} with the environment variable NAME ("$${" is a literal "${"). On failure
 // returns false with `error` set.
