@@ -58,6 +58,13 @@ std::vector<std::pair<std::string, std::string>> response_fields(
 
 }  // namespace
 
+H2Preface match_h2_preface(std::string_view received) {
+  std::string_view preface(NGHTTP2_CLIENT_MAGIC, NGHTTP2_CLIENT_MAGIC_LEN);
+  size_t n = std::min(received.size(), preface.size());
+  if (received.substr(0, n) != preface.substr(0, n)) return H2Preface::kNo;
+  return n == preface.size() ? H2Preface::kYes : H2Preface::kNeedMore;
+}
+
 H2Session::H2Session(H2SessionOwner& owner, const H2Settings& settings, Clock clock)
     : owner_(owner), settings_(settings), clock_(clock ? std::move(clock) : Clock(steady_ms)) {
   nghttp2_session_callbacks* callbacks = nullptr;

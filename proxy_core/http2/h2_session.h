@@ -54,6 +54,12 @@ struct nghttp2_session;
 
 namespace sg {
 
+// h2c with prior knowledge (RFC 9113 §3.3; server.http2_cleartext): do the first bytes of a plain
+// connection start the HTTP/2 client preface? kNeedMore while they are a strict prefix of it. A
+// request line never matches ("PRI * HTTP/2.0" is refused by llhttp), so kNo means HTTP/1.1.
+enum class H2Preface { kYes, kNo, kNeedMore };
+H2Preface match_h2_preface(std::string_view received);
+
 class H2SessionOwner {
  public:
   virtual ~H2SessionOwner() = default;

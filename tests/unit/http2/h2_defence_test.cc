@@ -239,6 +239,17 @@ TEST_CASE("h2 a bad preface or a frame on the wrong stream is a connection error
   }
 }
 
+TEST_CASE("h2 the client preface is recognised for h2c with prior knowledge") {
+  const std::string preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  CHECK(match_h2_preface(preface) == H2Preface::kYes);
+  CHECK(match_h2_preface(preface + "\x00\x00") == H2Preface::kYes);
+  CHECK(match_h2_preface("") == H2Preface::kNeedMore);
+  CHECK(match_h2_preface("PRI * HTTP/2") == H2Preface::kNeedMore);
+  CHECK(match_h2_preface("GET / HTTP/1.1\r\n") == H2Preface::kNo);
+  CHECK(match_h2_preface("PRI * HTTP/1.1\r\n") == H2Preface::kNo);
+  CHECK(match_h2_preface("POST") == H2Preface::kNo);
+}
+
 TEST_CASE("h2 graceful shutdown lets open streams finish and refuses new ones") {
   RawHarness h;
   h.owner.answer_on_end = false;
