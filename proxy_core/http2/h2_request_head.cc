@@ -97,6 +97,7 @@ H2HeadVerdict H2RequestHeadBuilder::add(std::string_view name, std::string_view 
   list_bytes_ += name.size() + value.size() + 32;
   if (list_bytes_ > max_bytes_) return fail(H2HeadVerdict::kTooLarge);
   if (!name.empty() && name[0] == ':') return add_pseudo(name, value);
+  if (++fields_seen_ > max_fields_) return fail(H2HeadVerdict::kTooLarge);
   return add_regular(name, value);
 }
 

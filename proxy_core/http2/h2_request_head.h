@@ -24,7 +24,10 @@ enum class H2HeadVerdict {
 
 class H2RequestHeadBuilder {
  public:
-  explicit H2RequestHeadBuilder(size_t max_header_list_bytes) : max_bytes_(max_header_list_bytes) {}
+  // Over `max_header_list_bytes` (RFC 9113 §6.5.2 sizes) or over `max_fields` regular fields
+  // (crumbs of one cookie count one each): kTooLarge.
+  H2RequestHeadBuilder(size_t max_header_list_bytes, size_t max_fields)
+      : max_bytes_(max_header_list_bytes), max_fields_(max_fields) {}
 
   // One decoded field, in order. After a verdict other than kOk the rest is ignored.
   H2HeadVerdict add(std::string_view name, std::string_view value);
@@ -39,7 +42,9 @@ class H2RequestHeadBuilder {
   H2HeadVerdict fail(H2HeadVerdict v) { return verdict_ = v; }
 
   size_t max_bytes_;
+  size_t max_fields_;
   size_t list_bytes_ = 0;
+  size_t fields_seen_ = 0;
   H2HeadVerdict verdict_ = H2HeadVerdict::kOk;
   bool regular_seen_ = false;
   bool has_method_ = false, has_scheme_ = false, has_path_ = false, has_authority_ = false;

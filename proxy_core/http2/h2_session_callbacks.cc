@@ -26,7 +26,7 @@ struct H2Session::Callbacks {
     H2Session& h = self(user_data);
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
     int32_t id = frame->hd.stream_id;
-    h.streams_[id] = std::make_unique<Stream>(h.settings_.max_header_list_bytes);
+    h.streams_[id] = std::make_unique<Stream>(h.settings_);
     (void)s;
     return 0;
   }

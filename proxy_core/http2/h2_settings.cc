@@ -11,6 +11,7 @@ H2Settings h2_settings_from(const Config& config) {
   uint64_t list =
       h.max_header_list_bytes != 0 ? h.max_header_list_bytes : config.limits.max_header_bytes;
   s.max_header_list_bytes = static_cast<uint32_t>(list);
+  s.max_header_fields = config.limits.max_headers;
   s.stream_window_bytes = static_cast<uint32_t>(h.stream_window_bytes);
   s.connection_window_bytes = static_cast<uint32_t>(h.connection_window_bytes);
   s.response_buffer_bytes = h.response_buffer_bytes;

@@ -15,6 +15,8 @@ struct H2Settings {
   // SETTINGS_MAX_HEADER_LIST_SIZE, and enforced here: a request whose decoded header list (RFC
   // 9113 §6.5.2: name + value + 32 per field) is larger is answered 431 without reaching the owner.
   uint32_t max_header_list_bytes = 32 * 1024;
+  // Regular fields per request (limits.max_headers, as for HTTP/1.1): more is answered 431 too.
+  uint32_t max_header_fields = 100;
   // SETTINGS_INITIAL_WINDOW_SIZE: request body bytes one stream may have delivered to its owner and
   // not yet consumed (H2Session::consume). A slow upstream holds at most this much per stream.
   uint32_t stream_window_bytes = 64 * 1024;

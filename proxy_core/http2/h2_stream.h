@@ -12,7 +12,7 @@
 namespace sg {
 
 struct H2Session::Stream {
-  explicit Stream(size_t max_header_list_bytes) : builder(max_header_list_bytes) {}
+  explicit Stream(const H2Settings& s) : builder(s.max_header_list_bytes, s.max_header_fields) {}
 
   size_t pending() const { return out.size() - out_offset; }
 

@@ -23,6 +23,7 @@ TEST_CASE("h2 config defaults map onto the codec settings") {
   CHECK(s.connection_window_bytes == 1024 * 1024);
   CHECK(s.flood_window_ms == 10000);
   CHECK(s.max_continuations == 8);
+  CHECK(s.max_header_fields == c.limits.max_headers);
 }
 
 TEST_CASE("h2 config keys are read, rendered and read back") {

@@ -17,8 +17,9 @@ using Fields = std::vector<std::pair<std::string, std::string>>;
 const Fields kGet = {
     {":method", "GET"}, {":scheme", "https"}, {":authority", "a.example"}, {":path", "/p"}};
 
-H2HeadVerdict build(const Fields& fields, MessageHead* out = nullptr, size_t limit = 4096) {
-  H2RequestHeadBuilder b(limit);
+H2HeadVerdict build(const Fields& fields, MessageHead* out = nullptr, size_t limit = 4096,
+                    size_t max_fields = 100) {
+  H2RequestHeadBuilder b(limit, max_fields);
   for (const auto& [n, v] : fields)
     if (b.add(n, v) != H2HeadVerdict::kOk) return b.verdict();
   MessageHead head;
@@ -120,6 +121,12 @@ TEST_CASE("h2 head builder counts the header list like SETTINGS_MAX_HEADER_LIST_
   CHECK(build(kGet, nullptr, 176) == H2HeadVerdict::kOk);
   CHECK(build(kGet, nullptr, 175) == H2HeadVerdict::kTooLarge);
   CHECK(build(plus(kGet, {{"x", std::string(5000, 'a')}})) == H2HeadVerdict::kTooLarge);
+}
+
+TEST_CASE("h2 head builder counts regular fields like limits.max_headers") {
+  Fields three = plus(kGet, {{"a", "1"}, {"cookie", "b=2"}, {"cookie", "c=3"}});
+  CHECK(build(three, nullptr, 4096, 3) == H2HeadVerdict::kOk);
+  CHECK(build(three, nullptr, 4096, 2) == H2HeadVerdict::kTooLarge);
 }
 
 TEST_CASE("h2 head builder answers unknown methods with kBadMethod") {

@@ -246,5 +246,24 @@ TEST_CASE("h2 a header list over the limit is answered 431 and the connection go
   CHECK(session.stats().header_lists_too_large == 1);
 }
 
+TEST_CASE("h2 more fields than limits.max_headers are answered 431") {
+  H2Settings settings;
+  settings.max_header_fields = 10;
+  h2test::FakeOwner owner;
+  H2Session session(owner, settings);
+  owner.session = &session;
+  h2test::H2Client client;
+  Fields many = get_request();
+  for (int i = 0; i < 11; ++i)
+    many.emplace_back("x-" + std::to_string(i), "v");
+  int32_t over = client.request(many);
+  many.pop_back();
+  int32_t at = client.request(many);
+  client.pump(session);
+  CHECK(owner.requests.count(over) == 0);
+  CHECK(client.responses[over].status == 431);
+  CHECK(owner.requests.count(at) == 1);
+}
+
 }  // namespace
 }  // namespace sg
