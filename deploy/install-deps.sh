@@ -54,12 +54,13 @@ PIN
 fi
 
 pkgs=(build-essential cmake pkg-config libuv1-dev libllhttp-dev libssl-dev libtomlplusplus-dev
-      libhiredis-dev doctest-dev python3 curl ca-certificates openssl)
+      libhiredis-dev doctest-dev libnghttp2-dev python3 curl ca-certificates openssl)
 if [ "$want" = test ]; then
   pkgs+=(redis-server redis-tools wrk nginx-light haproxy valgrind clang-14 libclang-rt-14-dev
          clang-format strace procps prometheus chromium  # chromium: tests/integration/test_browser.py
          slowhttptest  # tests/bench/slowhttp.sh
-         python3-yaml)  # tests/integration/test_deploy.py parses the Kubernetes manifests
+         python3-yaml  # tests/integration/test_deploy.py parses the Kubernetes manifests
+         nghttp2-client python3-h2)  # HTTP/2 clients (nghttp, h2load) for the HTTP/2 tests
 fi
 
 missing=()

@@ -34,6 +34,8 @@ struct ServerConfig {
   std::string redirect_listen;  // empty = off
   std::string canonical_host;   // uri-host[:port] the HTTPS redirect uses; empty = the request's
   UnderscorePolicy underscore_headers = UnderscorePolicy::kReject;
+  bool http2 = true;             // TLS listeners offer ALPN "h2" (then "http/1.1")
+  bool http2_cleartext = false;  // plain listeners take HTTP/2 with prior knowledge (h2c)
 };
 
 struct TlsCertificate {
@@ -131,6 +133,20 @@ struct LimitsConfig {
   Millis client_idle_timeout{60000};
 };
 
+// HTTP/2 sessions (proxy_core/http2/h2_settings.h says what each limit does).
+struct Http2Config {
+  uint32_t max_concurrent_streams = 128;
+  uint64_t max_header_list_bytes = 0;  // 0 = limits.max_header_bytes
+  uint64_t stream_window_bytes = 64 * 1024;
+  uint64_t connection_window_bytes = 1024 * 1024;
+  uint64_t response_buffer_bytes = 64 * 1024;
+  Millis flood_window{10000};
+  uint32_t max_resets = 500;
+  uint32_t max_control_frames = 1000;
+  uint32_t max_empty_frames = 100;
+  uint32_t max_continuations = 8;
+};
+
 struct LogConfig {
   LogLevel level = LogLevel::kInfo;
   std::string access = "stdout";  // "stdout" | "off" | a file path
@@ -147,6 +163,7 @@ struct Config {
   HealthConfig health;
   AdminConfig admin;
   LimitsConfig limits;
+  Http2Config http2;
   LogConfig log;
   std::string source_path;  // the file it came from, for messages
 };

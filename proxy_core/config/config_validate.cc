@@ -69,6 +69,7 @@ class Validator {
     check_session();
     check_store();
     check_paths();
+    check_http2();
   }
 
  private:
@@ -77,6 +78,16 @@ class Validator {
   }
   void warning(std::initializer_list<std::string> keys, const std::string& message) {
     diagnostics_.warning(positions_.of(keys), *keys.begin() + ": " + message);
+  }
+
+  void check_http2() {
+    const Http2Config& h = c_.http2;
+    // All streams share the connection window: below one stream's window, one stream fills it.
+    if (h.connection_window_bytes < h.stream_window_bytes)
+      error({"http2.connection_window_bytes", "http2.stream_window_bytes"},
+            "must be at least http2.stream_window_bytes");
+    if (h.flood_window > Millis{3600 * 1000})
+      error({"http2.flood_window"}, "at most \"1h\": the counters are meant for bursts");
   }
 
   bool cookie_secure() const {

@@ -9,6 +9,7 @@ void MessageHead::clear() {
   status = 0;
   reason.clear();
   version_major = version_minor = 1;
+  http2 = false;
   header_count = 0;
   chunked = has_content_length = has_transfer_encoding = upgrade = false;
   content_length = 0;

@@ -28,6 +28,7 @@ struct MessageHead {
 
   int version_major = 1;
   int version_minor = 1;
+  bool http2 = false;  // built by the HTTP/2 codec (version 2.0), never by llhttp
   std::vector<HeaderField> headers;
   size_t header_count = 0;  // valid entries in `headers` (the vector is reused, not shrunk)
 

@@ -83,7 +83,10 @@ std::string_view target_path(std::string_view target) {
 }
 
 RequestVerdict validate_request(MessageHead& head, UnderscorePolicy underscore_policy) {
-  if (head.version_major != 1) {
+  // 2.0 only from the HTTP/2 codec (http2/h2_request_head.h): llhttp parses an HTTP/1.x request
+  // line saying "HTTP/2.0", which stays a 400.
+  bool http2 = head.http2 && head.version_major == 2 && head.version_minor == 0;
+  if (head.version_major != 1 && !http2) {
     return {head.version_major == 0 || head.version_major == 2 ? 400 : 505,
             "unsupported HTTP version"};
   }
@@ -123,7 +126,7 @@ RequestVerdict validate_request(MessageHead& head, UnderscorePolicy underscore_p
     if (host != nullptr) return {400, "duplicate Host"};
     host = &head.headers[i];
   }
-  if (host == nullptr && head.is_http11()) return {400, "missing Host"};
+  if (host == nullptr && (head.is_http11() || http2)) return {400, "missing Host"};
   if (host != nullptr && !is_valid_host(trim_ows(host->value))) return {400, "invalid Host"};
 
   std::string& target = head.target;

@@ -14,9 +14,11 @@ struct RequestVerdict {
   bool ok() const { return status == 0; }
 };
 
-// May modify `head`: drops headers whose names contain '_' under UnderscorePolicy::kDrop, and
-// turns an absolute-form target into origin-form, its authority replacing Host (RFC 9112 §3.2.2).
-// Host must be a valid authority (is_valid_host); RFC 9112 §3.2 makes an invalid one a 400.
+// Accepts HTTP/1.0, HTTP/1.1 and the version 2.0 heads of the HTTP/2 codec (which always carry
+// Host: :authority becomes one). May modify `head`: drops headers whose names contain '_' under
+// UnderscorePolicy::kDrop, and turns an absolute-form target into origin-form, its authority
+// replacing Host (RFC 9112 §3.2.2). Host must be a valid authority (is_valid_host); RFC 9112 §3.2
+// makes an invalid one a 400.
 RequestVerdict validate_request(MessageHead& head, UnderscorePolicy underscore_policy);
 
 // Is `authority` a `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2) we accept as a Host?

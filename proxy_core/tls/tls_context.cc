@@ -213,21 +213,29 @@ CtxExtra* ctx_extra(const SSL_CTX* ctx) {
 
 // ---- OpenSSL callbacks --------------------------------------------------------------------------
 
-// ALPN (RFC 7301): we speak HTTP/1.1 only. A client that offers it gets it; a client that offers
-// only h2 (or anything else) gets no ALPN answer and may go on with HTTP/1.1 or leave.
-int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
-                unsigned int inlen, void*) {
-  static constexpr unsigned char kHttp11[] = {'h', 't', 't', 'p', '/', '1', '.', '1'};
+// Finds `protocol` in a client's ALPN list (RFC 7301 §3.1 wire format).
+bool find_alpn(const unsigned char* in, unsigned int inlen, std::string_view protocol,
+               const unsigned char** out, unsigned char* outlen) {
   for (unsigned int i = 0; i < inlen;) {
     unsigned int len = in[i];
     if (len == 0 || i + 1 + len > inlen) break;  // malformed list: ignore the rest
-    if (len == sizeof kHttp11 && std::memcmp(in + i + 1, kHttp11, len) == 0) {
+    if (len == protocol.size() && std::memcmp(in + i + 1, protocol.data(), len) == 0) {
       *out = in + i + 1;
       *outlen = static_cast<unsigned char>(len);
-      return SSL_TLSEXT_ERR_OK;
+      return true;
     }
     i += 1 + len;
   }
+  return false;
+}
+
+// ALPN (RFC 7301), server preference: h2 when the policy allows it and the client offers it
+// (anywhere in its list), else http/1.1 when offered. A client that offers neither gets no ALPN
+// answer and may go on with HTTP/1.1 or leave. `arg` is non-null for AlpnPolicy::kH2AndHttp11.
+int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+                unsigned int inlen, void* arg) {
+  if (arg != nullptr && find_alpn(in, inlen, "h2", out, outlen)) return SSL_TLSEXT_ERR_OK;
+  if (find_alpn(in, inlen, "http/1.1", out, outlen)) return SSL_TLSEXT_ERR_OK;
   return SSL_TLSEXT_ERR_NOACK;
 }
 
@@ -316,7 +324,7 @@ using CtxPtr = std::unique_ptr<SSL_CTX, CtxDeleter>;
 // One server SSL_CTX: every setting but the certificate is the same for the default context and
 // the SNI ones, since a connection switched by SNI keeps some settings of the first context and
 // takes others (ALPN, certificate) from the new one.
-CtxPtr make_server_ctx(const TlsConfig& config, int min_version,
+CtxPtr make_server_ctx(const TlsConfig& config, AlpnPolicy alpn, int min_version,
                        const std::shared_ptr<TicketKeyRing>& keys, const std::string& prefix,
                        const std::string& certificate, const std::string& private_key,
                        std::string& error) {
@@ -343,7 +351,10 @@ CtxPtr make_server_ctx(const TlsConfig& config, int min_version,
             take_openssl_errors();
     return nullptr;
   }
-  SSL_CTX_set_alpn_select_cb(c, select_alpn, nullptr);
+  // Any non-null pointer means "h2 allowed": the callback only tests it.
+  static int h2_allowed = 1;
+  SSL_CTX_set_alpn_select_cb(c, select_alpn,
+                             alpn == AlpnPolicy::kH2AndHttp11 ? &h2_allowed : nullptr);
 
   // Resumption: stateless tickets (TLS 1.2 and 1.3) under our rotating keys, plus OpenSSL's
   // internal cache for TLS 1.2 clients that resume by session ID.
@@ -372,7 +383,8 @@ CtxPtr make_server_ctx(const TlsConfig& config, int min_version,
 
 std::shared_ptr<TlsServerContext> TlsServerContext::load(const TlsConfig& config,
                                                          std::string& error,
-                                                         const TlsServerContext* previous) {
+                                                         const TlsServerContext* previous,
+                                                         AlpnPolicy alpn) {
   int min_version = 0;
   if (config.min_version == "1.2") {
     min_version = TLS1_2_VERSION;
@@ -398,7 +410,7 @@ std::shared_ptr<TlsServerContext> TlsServerContext::load(const TlsConfig& config
     }
   }
 
-  CtxPtr ctx = make_server_ctx(config, min_version, keys, "tls.", config.certificate,
+  CtxPtr ctx = make_server_ctx(config, alpn, min_version, keys, "tls.", config.certificate,
                                config.private_key, error);
   if (!ctx) return nullptr;
 
@@ -406,7 +418,7 @@ std::shared_ptr<TlsServerContext> TlsServerContext::load(const TlsConfig& config
   for (size_t i = 0; i < config.certificates.size(); ++i) {
     const TlsCertificate& entry = config.certificates[i];
     const std::string prefix = "tls.certificates[" + std::to_string(i) + "].";
-    CtxPtr named = make_server_ctx(config, min_version, keys, prefix, entry.certificate,
+    CtxPtr named = make_server_ctx(config, alpn, min_version, keys, prefix, entry.certificate,
                                    entry.private_key, error);
     if (!named) return nullptr;
     sni->owned.push_back(named.get());

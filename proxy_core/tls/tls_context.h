@@ -54,6 +54,10 @@ bool tls_server_name_matches(std::string_view pattern, std::string_view name);
 
 struct TicketKeyRing;  // in tls_context.cc
 
+// What ALPN may select. kH2AndHttp11 ("h2" first, then "http/1.1") only for a listener whose
+// connections speak HTTP/2 (server.http2); TlsEngine::alpn() then tells the connection which.
+enum class AlpnPolicy { kHttp11Only, kH2AndHttp11 };
+
 // The listener side: certificates, versions, ciphers, ALPN, SNI, resumption.
 class TlsServerContext {
  public:
@@ -61,7 +65,8 @@ class TlsServerContext {
   // `previous` (the context being replaced on reload, or nullptr) hands over its ticket keys, so
   // clients resume across a reload; the server-side session cache starts empty.
   static std::shared_ptr<TlsServerContext> load(const TlsConfig& config, std::string& error,
-                                                const TlsServerContext* previous = nullptr);
+                                                const TlsServerContext* previous = nullptr,
+                                                AlpnPolicy alpn = AlpnPolicy::kHttp11Only);
   ~TlsServerContext();
   TlsServerContext(const TlsServerContext&) = delete;
   TlsServerContext& operator=(const TlsServerContext&) = delete;

@@ -93,8 +93,10 @@ class TlsEngine {
   bool peer_closed() const { return peer_closed_; }  // close_notify received
   bool failed() const { return failed_; }
   std::string_view error_text() const { return error_; }
-  // The ALPN protocol agreed ("http/1.1"), empty when none.
+  // The ALPN protocol agreed ("h2" or "http/1.1"), empty when none.
   std::string_view alpn() const;
+  // HTTP/2 was negotiated: the connection speaks HTTP/2 from its first byte (RFC 9113 §3.2).
+  bool negotiated_h2() const { return alpn() == "h2"; }
   // Server: the SNI name the client sent (empty when none). Client: the host given at creation.
   std::string_view server_name() const;
   bool session_reused() const;

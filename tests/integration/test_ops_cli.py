@@ -21,11 +21,11 @@ def toml_keys(text: str, commented_tables: bool = False) -> dict:
     commented_tables, keys of a commented-out [[table]] example count too (value "required")."""
     out, section, example = {}, "", False
     for line in text.splitlines():
-        m = re.match(r"^(#\s*)?\[\[?([a-z_.]+)\]\]?\s*$", line)
+        m = re.match(r"^(#\s*)?\[\[?([a-z0-9_.]+)\]\]?\s*$", line)
         if m and (m.group(1) is None or commented_tables):
             section, example = m.group(2), m.group(1) is not None
             continue
-        m = re.match(r"^(#\s*# |# )?([a-z_]+) = (.+)$", line) if example else re.match(r"^([a-z_]+) = (.+)$", line)
+        m = re.match(r"^(#\s*# |# )?([a-z0-9_]+) = (.+)$", line) if example else re.match(r"^([a-z0-9_]+) = (.+)$", line)
         if m and section:
             key, value = (m.group(2), "required") if example else (m.group(1), m.group(2))
             out[f"{section}.{key}"] = value.strip()
@@ -40,11 +40,11 @@ def readme_reference() -> dict:
     end = text.index("\n### ", start + 1)
     out, section = {}, ""
     for line in text[start:end].splitlines():
-        m = re.match(r"^`\[\[?([a-z_.]+)\]\]?`", line)
+        m = re.match(r"^`\[\[?([a-z0-9_.]+)\]\]?`", line)
         if m:
             section = m.group(1)
             continue
-        m = re.match(r"^\| `([a-z_]+)` \| (`(.*?)`|required) \|", line)
+        m = re.match(r"^\| `([a-z0-9_]+)` \| (`(.*?)`|required) \|", line)
         if m:
             out[f"{section}.{m.group(1)}"] = m.group(3) if m.group(3) is not None else "required"
     return out

@@ -94,8 +94,8 @@ TEST_CASE("every known key appears in the shipped gateway.toml under a comment")
   // an entry cannot exist without real certificate files.
   std::ifstream in(kShipped);
   REQUIRE(in.good());
-  const std::regex header(R"(^(#\s*)?\[\[?([a-z_.]+)\]\]?\s*$)");
-  const std::regex assignment(R"(^(#\s*)?([a-z_]+)\s*=)");
+  const std::regex header(R"(^(#\s*)?\[\[?([a-z0-9_.]+)\]\]?\s*$)");
+  const std::regex assignment(R"(^(#\s*)?([a-z0-9_]+)\s*=)");
   std::string section, line, previous;
   bool section_commented = false;
   std::set<std::string> active, commented;
@@ -127,7 +127,7 @@ TEST_CASE("every known key appears in the shipped gateway.toml under a comment")
 TEST_CASE("every comment of gateway.toml names the key's default") {
   std::ifstream in(kShipped);
   std::string line, comment;
-  const std::regex assignment(R"(^([a-z_]+)\s*=)");
+  const std::regex assignment(R"(^([a-z0-9_]+)\s*=)");
   while (std::getline(in, line)) {
     std::smatch m;
     if (std::regex_search(line, m, assignment)) {

@@ -251,6 +251,39 @@ TEST_CASE("TLS ALPN agrees on http/1.1 and never on h2") {
   }
 }
 
+TEST_CASE("ALPN selects h2 when offered and allowed, else http/1.1") {
+  std::string error;
+  auto h2_ctx = sg::TlsServerContext::load(sg::testing::server_config(), error, nullptr,
+                                           sg::AlpnPolicy::kH2AndHttp11);
+  REQUIRE_MESSAGE(h2_ctx != nullptr, error);
+  auto http11_ctx = server_context();
+  struct Case {
+    std::string offer;
+    bool h2_allowed;
+    const char* expected;
+  };
+  const std::string h2_first("\x02h2\x08http/1.1", 12);
+  const std::string h2_last("\x08http/1.1\x02h2", 12);
+  for (const Case& c :
+       {Case{h2_first, true, "h2"}, Case{h2_last, true, "h2"},
+        Case{std::string("\x02h2", 3), true, "h2"},
+        Case{std::string("\x08http/1.1", 9), true, "http/1.1"},
+        Case{std::string("\x06spdy/3", 7), true, ""}, Case{h2_first, false, "http/1.1"}}) {
+    CAPTURE(c.expected);
+    RawClient browser;
+    SSL_CTX_set_verify(browser.ctx, SSL_VERIFY_NONE, nullptr);
+    SSL_CTX_set_alpn_protos(browser.ctx, reinterpret_cast<const unsigned char*>(c.offer.data()),
+                            static_cast<unsigned>(c.offer.size()));
+    TlsEngine server(c.h2_allowed ? *h2_ctx : *http11_ctx);
+    TlsEngine client(browser.ctx, sg::TlsRole::kClient, "default.test");
+    Pipe pipe(server, client);
+    REQUIRE(pipe.handshake());
+    CHECK(server.alpn() == c.expected);
+    CHECK(client.alpn() == c.expected);
+    CHECK(server.negotiated_h2() == (std::string_view(c.expected) == "h2"));
+  }
+}
+
 TEST_CASE("TLS sessions resume with tickets, across key rotation and reload, and by ID") {
   auto server_ctx = server_context();
   auto client_ctx = client_context();
