@@ -7,6 +7,7 @@
 #include <hiredis/hiredis.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <utility>
 
@@ -44,6 +45,42 @@ uint64_t monotonic_ms() {
   return uv_hrtime() / 1'000'000;
 }
 
+size_t decimal_digits(size_t n) {
+  size_t d = 1;
+  while (n >= 10) {
+    n /= 10;
+    ++d;
+  }
+  return d;
+}
+
+void append_decimal(std::string& out, char kind, size_t n) {
+  char digits[24];
+  const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, n);
+  (void)ec;
+  out.push_back(kind);
+  out.append(digits, end);
+  out.append("\r\n");
+}
+
+// The command in RESP, as hiredis formats it (an array of bulk strings), in one allocation:
+// hiredis's own formatting (redisAsyncCommandArgv) costs several times more per command.
+template <typename Args>
+std::string format_command(const Args& args) {
+  size_t size = 1 + decimal_digits(args.size()) + 2;
+  for (const auto& a : args)
+    size += 1 + decimal_digits(a.size()) + 2 + a.size() + 2;
+  std::string out;
+  out.reserve(size);
+  append_decimal(out, '*', args.size());
+  for (const auto& a : args) {
+    append_decimal(out, '$', a.size());
+    out.append(a.data(), a.size());
+    out.append("\r\n");
+  }
+  return out;
+}
+
 template <typename Handle>
 void close_and_free(Handle* h) {
   uv_close(reinterpret_cast<uv_handle_t*>(h),
@@ -62,7 +99,7 @@ struct RedisClient::Pending {
   bool finished;         // on_reply already ran (timed out); the reply is awaited and dropped
   bool internal;         // handshake: sees error replies itself
   bool retry_on_drop;    // a read: sent once more if the connection drops before the reply
-  std::vector<std::string> args;  // kept only when retry_on_drop
+  std::string command;   // the formatted command, kept only when retry_on_drop
 };
 
 RedisClient::RedisClient(uv_loop_t* loop, RedisClientOptions options, WorkerMetrics* metrics,
@@ -143,11 +180,22 @@ bool RedisClient::usable() const {
 
 // ---- commands -------------------------------------------------------------------------------
 
-void RedisClient::send(std::vector<std::string> args, ReplyHandler on_reply, OnDrop on_drop) {
-  send_command(std::move(args), std::move(on_reply), /*internal=*/false, on_drop);
+void RedisClient::send(std::initializer_list<std::string_view> args, ReplyHandler on_reply,
+                       OnDrop on_drop) {
+  send_command(format_command(args), std::move(on_reply), /*internal=*/false, on_drop);
 }
 
-void RedisClient::send_command(std::vector<std::string> args, ReplyHandler on_reply, bool internal,
+void RedisClient::send(const std::vector<std::string>& args, ReplyHandler on_reply,
+                       OnDrop on_drop) {
+  send_command(format_command(args), std::move(on_reply), /*internal=*/false, on_drop);
+}
+
+void RedisClient::send_internal(std::initializer_list<std::string_view> args,
+                                ReplyHandler on_reply) {
+  send_command(format_command(args), std::move(on_reply), /*internal=*/true, OnDrop::kFail);
+}
+
+void RedisClient::send_command(std::string command, ReplyHandler on_reply, bool internal,
                                OnDrop on_drop) {
   if (state_ == State::kClosed) {
     if (metrics_ != nullptr) metrics_->redis_rejected.add();
@@ -160,22 +208,14 @@ void RedisClient::send_command(std::vector<std::string> args, ReplyHandler on_re
     defer([h = std::move(on_reply)] { h(nullptr); });
     return;
   }
-  std::vector<const char*> argv;
-  std::vector<size_t> lengths;
-  argv.reserve(args.size());
-  lengths.reserve(args.size());
-  for (const std::string& a : args) {
-    argv.push_back(a.data());
-    lengths.push_back(a.size());
-  }
   const uint64_t now = monotonic_ms();
   auto* p = new Pending{this,        ctx_,     std::move(on_reply),
                         uv_hrtime(), now,      internal ? 0 : now + timeout_ms_,
                         false,       internal, !internal && on_drop == OnDrop::kRetryOnce,
                         {}};
   // Appends to hiredis's output buffer; the reply callback never runs inside this call.
-  if (redisAsyncCommandArgv(ctx_, reply_trampoline, p, static_cast<int>(argv.size()), argv.data(),
-                            lengths.data()) != REDIS_OK) {
+  if (redisAsyncFormattedCommand(ctx_, reply_trampoline, p, command.data(), command.size()) !=
+      REDIS_OK) {
     // The connection is going away (a pending callback of a dying connection sent this).
     if (metrics_ != nullptr) metrics_->redis_rejected.add();
     defer([h = std::move(p->on_reply)] { h(nullptr); });
@@ -183,8 +223,7 @@ void RedisClient::send_command(std::vector<std::string> args, ReplyHandler on_re
     return;
   }
   if (metrics_ != nullptr) metrics_->redis_commands.add();
-  // hiredis copied the command; moving the vector keeps the strings argv pointed into.
-  if (p->retry_on_drop) p->args = std::move(args);
+  if (p->retry_on_drop) p->command = std::move(command);  // hiredis copied it; ours for a resend
   in_flight_.push_back(p);
   // The timer runs whenever commands are in flight, set for the earliest deadline or patience.
   if (!uv_is_active(reinterpret_cast<uv_handle_t*>(command_timer_)) ||
@@ -213,7 +252,7 @@ void RedisClient::complete(Pending* p, const redisReply* reply) {
     // The connection dropped under a read: wait for the next one (send_retries), not past the
     // read's deadline (on_command_timer). The lost attempt counts as an error either way.
     if (metrics_ != nullptr) metrics_->redis_errors.add();
-    retries_.push_back(Retry{std::move(p->args), std::move(handler), p->deadline_ms});
+    retries_.push_back(Retry{std::move(p->command), std::move(handler), p->deadline_ms});
     delete p;
     arm_command_timer();
     return;
@@ -256,7 +295,7 @@ void RedisClient::complete(Pending* p, const redisReply* reply) {
 void RedisClient::send_retries() {
   // Sent at most once more, on this new connection, without a second retry.
   for (Retry& r : std::exchange(retries_, {}))
-    send(std::move(r.args), std::move(r.on_reply));
+    send_command(std::move(r.command), std::move(r.on_reply), /*internal=*/false, OnDrop::kFail);
 }
 
 void RedisClient::defer(std::function<void()> fn) {

@@ -6,7 +6,8 @@
 // Ownership and threading: one RedisClient per worker, created, used and closed on that worker's
 // loop thread only (usable() excepted). It owns one hiredis asynchronous connection attached to
 // the loop (redis_dial.h), plus a few uv handles (timers, an idle handle); nothing blocks on
-// Redis. Commands are pipelined on the one connection; replies come back in order.
+// Redis. Commands are pipelined on the one connection; replies come back in order. The commands
+// queued in one loop turn leave in that turn, together in one write (redis_dial.h).
 //
 // Reply handlers run on the loop, never synchronously inside send/eval: a reply, a timeout, or
 // (while disconnected) the next loop iteration completes them. Every handler runs exactly once;
@@ -50,8 +51,10 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <initializer_list>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "proxy_core/config/config.h"
@@ -107,8 +110,11 @@ class RedisClient {
   // REQUIRES: not called from inside one of this client's reply handlers.
   void close();
 
-  // Sends one command; `on_reply` runs exactly once, later.
-  void send(std::vector<std::string> args, ReplyHandler on_reply, OnDrop on_drop = OnDrop::kFail);
+  // Sends one command (its arguments); `on_reply` runs exactly once, later.
+  void send(std::initializer_list<std::string_view> args, ReplyHandler on_reply,
+            OnDrop on_drop = OnDrop::kFail);
+  void send(const std::vector<std::string>& args, ReplyHandler on_reply,
+            OnDrop on_drop = OnDrop::kFail);
   // EVALSHA `script` with args (KEYS count, keys, ARGV); on NOSCRIPT, once more as EVAL.
   void eval(const RedisScript& script, std::vector<std::string> args, ReplyHandler on_reply);
 
@@ -124,15 +130,16 @@ class RedisClient {
   enum class State { kIdle, kDiscovering, kHandshake, kReady, kClosed };
   struct Pending;
   struct Retry {
-    std::vector<std::string> args;
+    std::string command;  // formatted
     ReplyHandler on_reply;
     uint64_t deadline_ms;
   };
 
-  // Commands (redis_client.cc). `internal` marks handshake commands, which are sent before
-  // kReady, see error replies themselves and have no per-command deadline (patience covers them).
-  void send_command(std::vector<std::string> args, ReplyHandler on_reply, bool internal,
-                    OnDrop on_drop);
+  // Commands (redis_client.cc), formatted in RESP. `internal` marks handshake commands, which are
+  // sent before kReady, see error replies themselves and have no per-command deadline (patience
+  // covers them).
+  void send_command(std::string command, ReplyHandler on_reply, bool internal, OnDrop on_drop);
+  void send_internal(std::initializer_list<std::string_view> args, ReplyHandler on_reply);
   void complete(Pending* p, const redisReply* reply);
   void send_retries();
   void defer(std::function<void()> fn);

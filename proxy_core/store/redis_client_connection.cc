@@ -194,37 +194,28 @@ void RedisClient::connect_to(const std::string& address) {
 // step's reply makes the connection ready: ROLE (must be "master") with sentinels, else PING.
 void RedisClient::handshake(const std::string& password) {
   if (!password.empty()) {
-    send_command(
-        {"AUTH", password},
-        [this](const redisReply* r) { on_handshake_step(r, "AUTH", /*last=*/false); }, true,
-        OnDrop::kFail);
+    send_internal({"AUTH", password},
+                  [this](const redisReply* r) { on_handshake_step(r, "AUTH", /*last=*/false); });
   }
   if (opts_.database != 0) {
-    send_command(
-        {"SELECT", std::to_string(opts_.database)},
-        [this](const redisReply* r) { on_handshake_step(r, "SELECT", /*last=*/false); }, true,
-        OnDrop::kFail);
+    send_internal({"SELECT", std::to_string(opts_.database)},
+                  [this](const redisReply* r) { on_handshake_step(r, "SELECT", /*last=*/false); });
   }
   // Loaded ahead, so that EVALSHA finds them; a refusal is not fatal (eval falls back to EVAL).
   for (const RedisScript* script : scripts_) {
-    send_command(
-        {"SCRIPT", "LOAD", script->body},
-        [script](const redisReply* r) {
-          if (r == nullptr || r->type != REDIS_REPLY_STRING ||
-              std::string_view(r->str, r->len) != script->sha1) {
-            SG_LOG_DEBUG("redis store: SCRIPT LOAD of the %s script failed", script->name);
-          }
-        },
-        true, OnDrop::kFail);
+    send_internal({"SCRIPT", "LOAD", script->body}, [script](const redisReply* r) {
+      if (r == nullptr || r->type != REDIS_REPLY_STRING ||
+          std::string_view(r->str, r->len) != script->sha1) {
+        SG_LOG_DEBUG("redis store: SCRIPT LOAD of the %s script failed", script->name);
+      }
+    });
   }
   if (opts_.sentinels.empty()) {
-    send_command(
-        {"PING"}, [this](const redisReply* r) { on_handshake_step(r, "PING", /*last=*/true); },
-        true, OnDrop::kFail);
+    send_internal({"PING"},
+                  [this](const redisReply* r) { on_handshake_step(r, "PING", /*last=*/true); });
   } else {
-    send_command(
-        {"ROLE"}, [this](const redisReply* r) { on_handshake_step(r, "ROLE", /*last=*/true); },
-        true, OnDrop::kFail);
+    send_internal({"ROLE"},
+                  [this](const redisReply* r) { on_handshake_step(r, "ROLE", /*last=*/true); });
   }
 }
 

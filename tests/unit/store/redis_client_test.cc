@@ -106,6 +106,18 @@ TEST_CASE("redis client: pipelined commands get their replies in send order") {
   CHECK(c.metrics.redis_errors.get() == 0);
 }
 
+TEST_CASE("redis client: arguments are sent byte for byte, CR, LF and NUL included") {
+  auto server = running_server();
+  Connected c(*server, Millis{1000});
+  const std::string value("a\r\n$3\r\n\0*z", 10);
+  const std::string empty;
+  CHECK(c.roundtrip({"SET", "bin", value}).text == "OK");
+  CHECK(c.roundtrip({"GET", "bin"}).text == value);
+  CHECK(c.roundtrip({"SET", "empty", empty}).text == "OK");
+  CHECK(c.roundtrip({"STRLEN", "empty"}).type == REDIS_REPLY_INTEGER);
+  CHECK(sync_command(*server, {"STRLEN", "bin"}) == "10");
+}
+
 TEST_CASE("redis client: a command with no reply fails at its deadline and the client is stalled") {
   auto server = running_server();
   const Millis timeout{100};
