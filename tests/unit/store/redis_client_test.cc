@@ -118,6 +118,43 @@ TEST_CASE("redis client: arguments are sent byte for byte, CR, LF and NUL includ
   CHECK(sync_command(*server, {"STRLEN", "bin"}) == "10");
 }
 
+// Commands leave in the loop turn that queued them (redis_dial.h): from a timer callback (before
+// the poll) and from a reply handler (after it). Without that flush a command would wait for the
+// next wake-up of the loop, here its own deadline, and fail; no other handle wakes this loop.
+TEST_CASE("redis client: commands queued by a timer or a reply handler leave in that loop turn") {
+  auto server = running_server();
+  Connected c(*server, Millis{5'000});
+  std::optional<Seen> first, second;
+  uv_timer_t timer;
+  uv_timer_init(c.loop.get(), &timer);
+  struct Ctx {
+    Connected* c;
+    std::optional<Seen>* first;
+    std::optional<Seen>* second;
+  } ctx{&c, &first, &second};
+  timer.data = &ctx;
+  uv_timer_start(
+      &timer,
+      [](uv_timer_t* t) {
+        auto* x = static_cast<Ctx*>(t->data);
+        x->c->client->send({"ECHO", "from a timer"}, [x](const redisReply* r) {
+          *x->first = seen_of(r);
+          x->c->client->send({"ECHO", "from a handler"},
+                             [x](const redisReply* r2) { *x->second = seen_of(r2); });
+        });
+      },
+      1, 0);
+  // UV_RUN_ONCE without the harness's 1 ms tick: the loop sleeps until Redis answers or a
+  // command's deadline passes.
+  while (!second.has_value())
+    uv_run(c.loop.get(), UV_RUN_ONCE);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer), nullptr);
+  REQUIRE(first.has_value());
+  CHECK(first->text == "from a timer");
+  CHECK(second->text == "from a handler");
+  CHECK(c.metrics.redis_timeouts.get() == 0);
+}
+
 TEST_CASE("redis client: a command with no reply fails at its deadline and the client is stalled") {
   auto server = running_server();
   const Millis timeout{100};
