@@ -99,8 +99,9 @@ void RedisStore::count_rejected(const TokenHash& key, const char* why) {
 void RedisStore::lookup(const TokenHash& key, int64_t now_ms, LookupCallback done) {
   client_.send(
       {"HGETALL", key_of(key)},
-      [this, key, now_ms, done = std::move(done)](const redisReply* r) {
-        on_lookup_reply(key, r, now_ms, Follow{}, done);
+      // A handler runs once: the callback moves on instead of being copied.
+      [this, key, now_ms, done = std::move(done)](const redisReply* r) mutable {
+        on_lookup_reply(key, r, now_ms, Follow{}, std::move(done));
       },
       RedisClient::OnDrop::kRetryOnce);
 }
@@ -149,8 +150,10 @@ void RedisStore::on_lookup_reply(const TokenHash& key, const redisReply* r, int6
       }
       ++follow.hops;
       client_.send({"HGETALL", key_of(e.marker.next)},
-                   [this, next = e.marker.next, now_ms, follow, done = std::move(done)](
-                       const redisReply* r2) { on_lookup_reply(next, r2, now_ms, follow, done); });
+                   [this, next = e.marker.next, now_ms, follow,
+                    done = std::move(done)](const redisReply* r2) mutable {
+                     on_lookup_reply(next, r2, now_ms, follow, std::move(done));
+                   });
       return;
     case StoredKind::kSession:
       // Redis's TTL already drops expired sessions; this catches clock differences between
