@@ -85,7 +85,7 @@ class PendingDestroyStore final : public SessionStore {
   static constexpr uint64_t kFirstRetryMs = 100;
   static constexpr uint64_t kMaxRetryMs = 2000;
   // Destroys sent per retry round: 10,000 pending keys clear in ~40 rounds once the store is back,
-  // without filling the Redis connection's in-flight bound (RedisStore::kMaxInFlight).
+  // without filling the Redis connection's in-flight bound (RedisClient::kMaxInFlight).
   static constexpr size_t kRetryBatch = 256;
 
   // REQUIRES: loop, inner, refused non-null. `metrics` may be null.

@@ -8,10 +8,15 @@ namespace {
 
 constexpr char kHexDigits[] = "0123456789abcdef";
 
+// Grows `out` once and writes in place: push_back per digit made this a tenth of a returning
+// visit's Redis cost (callgrind).
 void append_hex(std::string& out, const uint8_t* bytes, size_t n) {
+  const size_t at = out.size();
+  out.resize(at + 2 * n);
+  char* p = out.data() + at;
   for (size_t i = 0; i < n; ++i) {
-    out.push_back(kHexDigits[bytes[i] >> 4]);
-    out.push_back(kHexDigits[bytes[i] & 0xf]);
+    p[2 * i] = kHexDigits[bytes[i] >> 4];
+    p[2 * i + 1] = kHexDigits[bytes[i] & 0xf];
   }
 }
 

@@ -1,5 +1,6 @@
-// The Lua scripts of the Redis store (redis_store.h). Each runs atomically in Redis, so a session
-// is checked and changed in one step that no other client can interleave with. They are loaded
+// The Lua scripts of the Redis store (redis_store.h), run by its client (redis_client.h). Each
+// runs atomically in Redis, so a session is checked and changed in one step that no other client
+// can interleave with. They are loaded
 // with SCRIPT LOAD when a connection opens and called with EVALSHA; a NOSCRIPT reply (after a
 // failover or SCRIPT FLUSH) is answered by sending the script itself with EVAL, which runs it and
 // caches it again.
@@ -14,14 +15,9 @@
 #include <vector>
 
 #include "proxy_core/session/session_store.h"
+#include "proxy_core/store/redis_client.h"
 
 namespace sg {
-
-struct RedisScript {
-  const char* name;  // for logs
-  std::string body;
-  std::string sha1;  // lowercase hex, as EVALSHA wants it
-};
 
 // KEYS[1]; ARGV[1] TTL ms, then the hash's field/value pairs. 1 = created, 0 = key taken.
 const RedisScript& redis_create_script();

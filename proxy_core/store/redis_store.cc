@@ -1,345 +1,241 @@
-// RedisStore's command machinery: sending, replies in order, deadlines and close. The contract
-// is in redis_store.h.
+// RedisStore: what each session operation sends through the Redis client and how its reply maps
+// to the store contract (session_store.h). The commands are listed in redis_store.h.
 #include "proxy_core/store/redis_store.h"
 
-#include <hiredis/adapters/libuv.h>
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
-#include <algorithm>
 #include <cstring>
+#include <string_view>
 #include <utility>
 
+#include "proxy_core/base/clock.h"
 #include "proxy_core/ops/log.h"
 #include "proxy_core/store/redis_codec.h"
+#include "proxy_core/store/redis_scripts.h"
 
 namespace sg {
 namespace {
 
-bool starts_with(const redisReply* r, const char* prefix) {
+bool is_error(const redisReply* r, const char* prefix) {
   const size_t n = std::strlen(prefix);
-  return r->len >= n && std::memcmp(r->str, prefix, n) == 0;
+  return r != nullptr && r->type == REDIS_REPLY_ERROR && r->len >= n &&
+         std::memcmp(r->str, prefix, n) == 0;
 }
 
-// Errors after which this connection cannot serve us: a replica after a failover (READONLY), a
-// replica cut off from its master, a server loading its data set, a restarted server that now
-// wants a password. A fresh connection (and discovery, with sentinels) is the remedy.
-bool error_needs_reconnect(const redisReply* r) {
-  return starts_with(r, "READONLY") || starts_with(r, "MASTERDOWN") || starts_with(r, "LOADING") ||
-         starts_with(r, "NOAUTH");
+// The script replies: an integer, or nothing usable (kUnavailable).
+bool integer_reply(const redisReply* r, long long& out) {
+  if (r == nullptr || r->type != REDIS_REPLY_INTEGER) return false;
+  out = r->integer;
+  return true;
 }
 
-// Errors the caller handles itself: NOSCRIPT (eval sends the script body), WRONGTYPE (lookup:
-// something else under a session key is no session). Neither says anything about the connection.
-bool error_is_for_caller(const redisReply* r) {
-  return starts_with(r, "NOSCRIPT") || starts_with(r, "WRONGTYPE");
-}
-
-// Milliseconds from a monotonic clock. Not uv_now(): the loop's cached time is stale by however
-// long the current iteration has run, and deadlines must count from the moment of sending.
-uint64_t monotonic_ms() {
-  return uv_hrtime() / 1'000'000;
-}
-
-template <typename Handle>
-void close_and_free(Handle* h) {
-  uv_close(reinterpret_cast<uv_handle_t*>(h),
-           [](uv_handle_t* handle) { delete reinterpret_cast<Handle*>(handle); });
+// HGETALL's field/value list. False when the reply is not one (a misbehaving server or proxy).
+bool hash_fields(const redisReply* r, HashFields& out) {
+  if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) return false;
+  out.reserve(r->elements / 2);
+  for (size_t i = 0; i < r->elements; i += 2) {
+    const redisReply* f = r->element[i];
+    const redisReply* v = r->element[i + 1];
+    if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) return false;
+    out.emplace_back(std::string_view(f->str, f->len), std::string_view(v->str, v->len));
+  }
+  return true;
 }
 
 }  // namespace
 
-struct RedisStore::Pending {
-  RedisStore* store;
-  redisAsyncContext* ctx;  // the connection it went out on
-  ReplyHandler on_reply;
-  uint64_t sent_ns;      // uv_hrtime(), for the latency histogram
-  uint64_t sent_ms;      // monotonic_ms(), for patience
-  uint64_t deadline_ms;  // monotonic_ms() based; 0 = none (handshake commands)
-  bool finished;         // on_reply already ran (timed out); the reply is awaited and dropped
-  bool internal;         // handshake: sees error replies itself
-  bool retry_on_drop;    // a read: sent once more if the connection drops before the reply
-  std::vector<std::string> args;  // kept only when retry_on_drop
-};
+namespace {
+RedisClientOptions client_options(const RedisStoreConfig& cfg) {
+  RedisClientOptions o;
+  o.address = cfg.address;
+  o.sentinels = cfg.sentinels;
+  o.master_name = cfg.master_name;
+  o.password_file = cfg.password_file;
+  o.database = cfg.database;
+  o.timeout = cfg.timeout;
+  return o;
+}
+}  // namespace
 
 RedisStore::RedisStore(uv_loop_t* loop, const RedisStoreConfig& cfg, Millis idle_timeout,
                        Millis absolute_timeout, WorkerMetrics* metrics, uint32_t max_attributes,
                        uint32_t max_attribute_bytes)
     : loop_(loop),
-      cfg_(cfg),
+      key_prefix_(cfg.key_prefix),
       idle_ms_(idle_timeout.count()),
       absolute_ms_(absolute_timeout.count()),
-      timeout_ms_(static_cast<uint64_t>(std::max<int64_t>(1, cfg.timeout.count()))),
-      patience_ms_(std::max<uint64_t>(4 * timeout_ms_, kMinPatience.count())),
       metrics_(metrics),
       max_attributes_(max_attributes),
       max_attribute_bytes_(max_attribute_bytes),
-      backoff_ms_(kMinBackoff.count()),
-      jitter_(static_cast<uint32_t>(uv_hrtime() ^ reinterpret_cast<uintptr_t>(this))) {
-  command_timer_ = new uv_timer_t;
-  phase_timer_ = new uv_timer_t;
-  watch_timer_ = new uv_timer_t;
-  deferred_idle_ = new uv_idle_t;
-  uv_timer_init(loop_, command_timer_);
-  uv_timer_init(loop_, phase_timer_);
-  uv_timer_init(loop_, watch_timer_);
-  uv_idle_init(loop_, deferred_idle_);
-  command_timer_->data = phase_timer_->data = watch_timer_->data = deferred_idle_->data = this;
-}
+      client_(loop, client_options(cfg), metrics, redis_scripts()) {}
 
 RedisStore::~RedisStore() {
   close();
 }
 
-void RedisStore::start() {
-  if (started_ || state_ == State::kClosed) return;
-  started_ = true;
-  connect_next();
-  if (!cfg_.sentinels.empty()) {
-    uv_timer_start(
-        watch_timer_, [](uv_timer_t* t) { static_cast<RedisStore*>(t->data)->watch_master(); },
-        kSentinelWatchInterval.count(), kSentinelWatchInterval.count());
-  }
-}
-
-void RedisStore::close() {
-  if (state_ == State::kClosed) return;
-  state_ = State::kClosed;
-  if (metrics_ != nullptr) metrics_->redis_connected.store(0, std::memory_order_relaxed);
-  if (redisAsyncContext* w = std::exchange(watch_ctx_, nullptr)) {
-    w->data = nullptr;
-    redisAsyncFree(w);
-  }
-  redisAsyncContext* c = std::exchange(ctx_, nullptr);
-  redisAsyncContext* s = std::exchange(sentinel_ctx_, nullptr);
-  // Freeing runs every waiting reply callback with a null reply: each completes kUnavailable.
-  if (c != nullptr) {
-    c->data = nullptr;
-    redisAsyncFree(c);
-  }
-  if (s != nullptr) {
-    s->data = nullptr;
-    redisAsyncFree(s);
-  }
-  run_deferred();
-  for (Retry& r : std::exchange(retries_, {}))
-    r.on_reply(nullptr);
-  for (Pending* p : std::exchange(in_flight_, {})) {  // none expected: freeing drained them
-    ReplyHandler h = p->finished ? nullptr : std::move(p->on_reply);
-    delete p;
-    if (h) h(nullptr);
-  }
-  close_and_free(command_timer_);
-  close_and_free(phase_timer_);
-  close_and_free(watch_timer_);
-  watch_timer_ = nullptr;
-  close_and_free(deferred_idle_);
-  command_timer_ = phase_timer_ = nullptr;
-  deferred_idle_ = nullptr;
-}
-
-bool RedisStore::usable() const {
-  return state_ == State::kReady && !stalled_;
-}
-
 std::string RedisStore::key_of(const TokenHash& key) const {
-  return redis_session_key(cfg_.key_prefix, key);
+  return redis_session_key(key_prefix_, key);
 }
 
-// ---- commands -------------------------------------------------------------------------------
-
-void RedisStore::send(std::vector<std::string> args, ReplyHandler on_reply, bool internal,
-                      OnDrop on_drop) {
-  if (state_ == State::kClosed) {
-    if (metrics_ != nullptr) metrics_->redis_rejected.add();
-    on_reply(nullptr);
-    return;
-  }
-  const bool open = internal ? ctx_ != nullptr : state_ == State::kReady;
-  if (!open || in_flight_.size() >= kMaxInFlight) {
-    if (metrics_ != nullptr) metrics_->redis_rejected.add();
-    defer([h = std::move(on_reply)] { h(nullptr); });
-    return;
-  }
-  std::vector<const char*> argv;
-  std::vector<size_t> lengths;
-  argv.reserve(args.size());
-  lengths.reserve(args.size());
-  for (const std::string& a : args) {
-    argv.push_back(a.data());
-    lengths.push_back(a.size());
-  }
-  const uint64_t now = monotonic_ms();
-  auto* p = new Pending{this,        ctx_,     std::move(on_reply),
-                        uv_hrtime(), now,      internal ? 0 : now + timeout_ms_,
-                        false,       internal, !internal && on_drop == OnDrop::kRetryOnce,
-                        {}};
-  // Appends to hiredis's output buffer; the reply callback never runs inside this call.
-  if (redisAsyncCommandArgv(ctx_, reply_trampoline, p, static_cast<int>(argv.size()), argv.data(),
-                            lengths.data()) != REDIS_OK) {
-    // The connection is going away (a pending callback of a dying connection sent this).
-    if (metrics_ != nullptr) metrics_->redis_rejected.add();
-    defer([h = std::move(p->on_reply)] { h(nullptr); });
-    delete p;
-    return;
-  }
-  if (metrics_ != nullptr) metrics_->redis_commands.add();
-  // hiredis copied the command; moving the vector keeps the strings argv pointed into.
-  if (p->retry_on_drop) p->args = std::move(args);
-  in_flight_.push_back(p);
-  // The timer runs whenever commands are in flight, set for the earliest deadline or patience.
-  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(command_timer_)) ||
-      (p->deadline_ms != 0 && p->deadline_ms < timer_wake_ms_)) {
-    arm_command_timer();
+void RedisStore::count_rejected(const TokenHash& key, const char* why) {
+  if (metrics_ != nullptr) metrics_->store_records_rejected.add();
+  // Whoever can write keys can make every lookup meet such a record: one line per second per
+  // worker at most (the metric above counts them all). A prefix of the digest identifies the key
+  // for an operator (SCAN MATCH prefix*) without writing a whole key into the log.
+  uint64_t suppressed = 0;
+  if (!rejected_log_.allow(static_cast<int64_t>(uv_now(loop_)), suppressed)) return;
+  if (suppressed == 0) {
+    SG_LOG_WARN("redis store: record under %s%.8s... refused: %s", key_prefix_.c_str(),
+                digest_hex(key).c_str(), why);
+  } else {
+    SG_LOG_WARN(
+        "redis store: record under %s%.8s... refused: %s (and %llu more since the last "
+        "such line)",
+        key_prefix_.c_str(), digest_hex(key).c_str(), why,
+        static_cast<unsigned long long>(suppressed));
   }
 }
 
-void RedisStore::reply_trampoline(redisAsyncContext* ac, void* r, void* privdata) {
-  auto* p = static_cast<Pending*>(privdata);
-  p->store->complete(p, static_cast<const redisReply*>(r));
-  (void)ac;
+void RedisStore::lookup(const TokenHash& key, int64_t now_ms, LookupCallback done) {
+  client_.send(
+      {"HGETALL", key_of(key)},
+      // A handler runs once: the callback moves on instead of being copied.
+      [this, key, now_ms, done = std::move(done)](const redisReply* r) mutable {
+        on_lookup_reply(key, r, now_ms, Follow{}, std::move(done));
+      },
+      RedisClient::OnDrop::kRetryOnce);
 }
 
-void RedisStore::complete(Pending* p, const redisReply* reply) {
-  // Replies come in send order, so this is nearly always the front.
-  if (auto it = std::find(in_flight_.begin(), in_flight_.end(), p); it != in_flight_.end())
-    in_flight_.erase(it);
-  if (reply == nullptr) {
-    lose_context(p->ctx);  // a null reply means hiredis is freeing that connection
-  } else if (p->ctx == ctx_) {
-    stalled_ = false;
-  }
-  ReplyHandler handler = p->finished ? nullptr : std::move(p->on_reply);
-  if (reply == nullptr && handler && p->retry_on_drop && state_ != State::kClosed) {
-    // The connection dropped under a read: wait for the next one (send_retries), not past the
-    // read's deadline (on_command_timer). The lost attempt counts as an error either way.
-    if (metrics_ != nullptr) metrics_->redis_errors.add();
-    retries_.push_back(Retry{std::move(p->args), std::move(handler), p->deadline_ms});
-    delete p;
-    arm_command_timer();
+// One HGETALL reply along the chain that started at a lookup's key. `key` is the key read.
+void RedisStore::on_lookup_reply(const TokenHash& key, const redisReply* r, int64_t now_ms,
+                                 Follow follow, LookupCallback done) {
+  LookupResult result;
+  // Behind a marker: in grace the session is served; after it, the lookup is a replay.
+  if (follow.hops > 0) result.rotated = follow.in_grace ? RotatedKey::kNo : RotatedKey::kReplay;
+  if (r == nullptr) {
+    result.status = StoreStatus::kUnavailable;
+    result.rotated = RotatedKey::kNo;
+    if (done) done(std::move(result));
     return;
   }
-  const uint64_t sent_ns = p->sent_ns;
-  redisAsyncContext* ctx = p->ctx;
-  const bool internal = p->internal;
-  delete p;
-  if (!handler) return;
-  if (internal) {
-    handler(reply);
+  StoredEntry e;
+  HashFields fields;
+  if (is_error(r, "WRONGTYPE")) {
+    e.kind = StoredKind::kMalformed;  // a value of another type under a session key
+  } else if (!hash_fields(r, fields)) {
+    result.status = StoreStatus::kUnavailable;
+    result.rotated = RotatedKey::kNo;
+    if (done) done(std::move(result));
     return;
+  } else {
+    e = read_session_hash(fields, now_ms, max_attributes_, max_attribute_bytes_);
   }
-
-  if (reply == nullptr) {
-    if (metrics_ != nullptr) metrics_->redis_errors.add();
-    handler(nullptr);
-    return;
+  switch (e.kind) {
+    case StoredKind::kAbsent:
+      break;
+    case StoredKind::kMalformed:
+      count_rejected(key, "not a session hash");
+      break;
+    case StoredKind::kInvalid:
+      count_rejected(key, record_error_text(e.error));
+      break;
+    case StoredKind::kMarker:
+      if (follow.hops == kMaxMarkerHops) {
+        count_rejected(key, "too many rotation markers in a row");
+        break;
+      }
+      if (follow.hops == 0) {
+        follow.in_grace = now_ms < e.marker.grace_until_ms;
+        result.rotated = follow.in_grace ? RotatedKey::kNo : RotatedKey::kReplay;
+      }
+      ++follow.hops;
+      client_.send({"HGETALL", key_of(e.marker.next)},
+                   [this, next = e.marker.next, now_ms, follow,
+                    done = std::move(done)](const redisReply* r2) mutable {
+                     on_lookup_reply(next, r2, now_ms, follow, std::move(done));
+                   });
+      return;
+    case StoredKind::kSession:
+      // Redis's TTL already drops expired sessions; this catches clock differences between
+      // gateways and the last millisecond. The key is left to its TTL.
+      result.expired = session_expiry(e.record, now_ms, idle_ms_, absolute_ms_);
+      if (result.expired != ExpiryKind::kNone) break;
+      result.record = std::move(e.record);
+      if (follow.hops == 0) {
+        result.status = StoreStatus::kOk;
+      } else {
+        result.live_key = key;
+        result.status = follow.in_grace ? StoreStatus::kOk : StoreStatus::kNotFound;
+        result.rotated = follow.in_grace ? RotatedKey::kInGrace : RotatedKey::kReplay;
+      }
+      break;
   }
-  if (metrics_ != nullptr) {
-    metrics_->redis_command_duration.observe(static_cast<double>(uv_hrtime() - sent_ns) / 1e9);
-  }
-  if (reply->type == REDIS_REPLY_ERROR && error_is_for_caller(reply)) {
-    handler(reply);
-    return;
-  }
-  if (reply->type == REDIS_REPLY_ERROR) {
-    if (metrics_ != nullptr) metrics_->redis_errors.add();
-    SG_LOG_DEBUG("redis store: error reply: %.*s", static_cast<int>(reply->len), reply->str);
-    if (error_needs_reconnect(reply) && ctx == ctx_) {
-      // Inside hiredis's callback: the free is deferred until it returns.
-      drop_connection(std::string(reply->str, std::min<size_t>(reply->len, 120)).c_str());
-    }
-    handler(nullptr);
-    return;
-  }
-  handler(reply);
+  if (done) done(std::move(result));
 }
 
-void RedisStore::send_retries() {
-  // Sent at most once more, on this new connection, without a second retry.
-  for (Retry& r : std::exchange(retries_, {}))
-    send(std::move(r.args), std::move(r.on_reply));
+void RedisStore::create(const TokenHash& key, const SessionRecord& record, DoneCallback done) {
+  const int64_t ttl = session_ttl_ms(record, unix_now_ms(), idle_ms_, absolute_ms_);
+  std::vector<std::string> args = {"1", key_of(key), std::to_string(ttl)};
+  for (std::string& f : session_hash_fields(record))
+    args.push_back(std::move(f));
+  client_.eval(
+      redis_create_script(), std::move(args), [done = std::move(done)](const redisReply* r) {
+        long long n = 0;
+        // 0 means the key exists: a 256-bit collision. Fail closed, replace nothing.
+        if (done)
+          done(integer_reply(r, n) && n == 1 ? StoreStatus::kOk : StoreStatus::kUnavailable);
+      });
 }
 
-void RedisStore::defer(std::function<void()> fn) {
-  deferred_.push_back(std::move(fn));
-  if (deferred_idle_ != nullptr && !uv_is_active(reinterpret_cast<uv_handle_t*>(deferred_idle_))) {
-    uv_idle_start(deferred_idle_, [](uv_idle_t* h) {
-      auto* self = static_cast<RedisStore*>(h->data);
-      uv_idle_stop(h);
-      self->run_deferred();
-    });
-  }
+void RedisStore::modify(const TokenHash& key, const SessionChange& change, int64_t now_ms,
+                        DoneCallback done) {
+  std::vector<std::string> args = {"1", key_of(key), std::to_string(now_ms),
+                                   std::to_string(idle_ms_), std::to_string(absolute_ms_)};
+  append_change_args(args, change);
+  client_.eval(redis_modify_script(), std::move(args),
+               [done = std::move(done)](const redisReply* r) {
+                 long long n = -1;
+                 StoreStatus s = StoreStatus::kUnavailable;
+                 if (integer_reply(r, n) && n == 1) s = StoreStatus::kOk;
+                 if (n == 0)
+                   s = StoreStatus::kNotFound;  // destroyed, expired, rotated away: nothing written
+                 if (n == 2) s = StoreStatus::kRejected;
+                 if (done) done(s);
+               });
 }
 
-void RedisStore::run_deferred() {
-  // Callbacks may defer more work: that runs on the next iteration (or in this loop, when
-  // closing, so that nothing is left behind).
-  while (!deferred_.empty()) {
-    std::vector<std::function<void()>> batch = std::exchange(deferred_, {});
-    for (auto& fn : batch)
-      fn();
-    if (state_ != State::kClosed) break;
-  }
+void RedisStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
+                        const SessionChange& change, int64_t grace_ms, int64_t now_ms,
+                        DoneCallback done) {
+  std::vector<std::string> args = {"2",
+                                   key_of(old_key),
+                                   key_of(new_key),
+                                   std::to_string(now_ms),
+                                   std::to_string(idle_ms_),
+                                   std::to_string(absolute_ms_),
+                                   digest_hex(new_key),
+                                   std::to_string(now_ms + std::max<int64_t>(0, grace_ms))};
+  append_change_args(args, change);
+  client_.eval(redis_rotate_script(), std::move(args),
+               [done = std::move(done)](const redisReply* r) {
+                 long long n = -1;
+                 StoreStatus s = StoreStatus::kUnavailable;  // also -1: the new key is taken
+                 if (integer_reply(r, n) && n == 1) s = StoreStatus::kOk;
+                 if (n == 0) s = StoreStatus::kNotFound;
+                 if (n == 2) s = StoreStatus::kRejected;
+                 if (done) done(s);
+               });
 }
 
-// ---- timeouts -------------------------------------------------------------------------------
-
-void RedisStore::arm_command_timer() {
-  if (command_timer_ == nullptr) return;
-  if (in_flight_.empty() && retries_.empty()) {
-    uv_timer_stop(command_timer_);
-    return;
-  }
-  uint64_t wake = UINT64_MAX;
-  for (const Retry& r : retries_)
-    wake = std::min(wake, r.deadline_ms);
-  if (!in_flight_.empty()) wake = std::min(wake, in_flight_.front()->sent_ms + patience_ms_);
-  for (const Pending* p : in_flight_) {
-    if (p->finished || p->deadline_ms == 0) continue;
-    wake = std::min(wake, p->deadline_ms);  // deadlines grow in send order: the first is it
-    break;
-  }
-  const uint64_t now = monotonic_ms();
-  timer_wake_ms_ = wake;
-  // The loop's clock may lag ours: then the timer fires early and on_command_timer re-arms.
-  uv_timer_start(
-      command_timer_, [](uv_timer_t* t) { static_cast<RedisStore*>(t->data)->on_command_timer(); },
-      wake > now ? wake - now : 0, 0);
-}
-
-void RedisStore::on_command_timer() {
-  const uint64_t now = monotonic_ms();
-  std::vector<ReplyHandler> expired;
-  for (Pending* p : in_flight_) {
-    if (p->finished || p->deadline_ms == 0) continue;
-    if (p->deadline_ms > now) break;
-    p->finished = true;  // the reply, if it ever comes, is dropped
-    expired.push_back(std::move(p->on_reply));
-  }
-  const size_t timed_out = expired.size();
-  // Reads that waited for a new connection until their deadline (counted as errors already).
-  for (auto it = retries_.begin(); it != retries_.end();) {
-    if (it->deadline_ms > now) {
-      ++it;
-      continue;
-    }
-    expired.push_back(std::move(it->on_reply));
-    it = retries_.erase(it);
-  }
-  if (timed_out != 0) {
-    if (metrics_ != nullptr) metrics_->redis_timeouts.add(timed_out);
-    if (!stalled_) {
-      SG_LOG_WARN("redis store: no reply from %s within %llu ms", server_.c_str(),
-                  static_cast<unsigned long long>(timeout_ms_));
-    }
-    stalled_ = true;
-  }
-  if (!in_flight_.empty() && ctx_ != nullptr && in_flight_.front()->sent_ms + patience_ms_ <= now) {
-    drop_connection("no reply within patience");
-  }
-  for (ReplyHandler& h : expired)
-    h(nullptr);
-  arm_command_timer();
+void RedisStore::destroy(const TokenHash& key, DoneCallback done) {
+  client_.eval(
+      redis_destroy_script(), {"1", key_of(key)}, [done = std::move(done)](const redisReply* r) {
+        long long n = -2;
+        StoreStatus s = StoreStatus::kUnavailable;  // an error reply, a timeout, a lost connection
+        if (integer_reply(r, n) && n >= 0) s = StoreStatus::kOk;  // gone now, or already
+        if (n == -1) s = StoreStatus::kNotFound;                  // a marker is no live key
+        if (done) done(s);
+      });
 }
 
 }  // namespace sg

@@ -1,7 +1,6 @@
-// RedisStore's connection life: direct connect or Sentinel discovery, the handshake (AUTH,
+// RedisClient's connection life: direct connect or Sentinel discovery, the handshake (AUTH,
 // SELECT, SCRIPT LOAD, PING or ROLE), reconnects with backoff, and the master watch. The
-// contract is in redis_store.h.
-#include <hiredis/adapters/libuv.h>
+// contract is in redis_client.h.
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
@@ -9,27 +8,15 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
-#include <optional>
 #include <string_view>
 #include <utility>
 
-#include "proxy_core/net/host_port.h"
 #include "proxy_core/ops/log.h"
-#include "proxy_core/store/redis_scripts.h"
-#include "proxy_core/store/redis_store.h"
+#include "proxy_core/store/redis_client.h"
+#include "proxy_core/store/redis_dial.h"
 
 namespace sg {
 namespace {
-// "host:port", "[v6]:port" -> what redisAsyncConnect takes; port 0 is no Redis server.
-bool redis_host_port(const std::string& address, std::string& host, int& port) {
-  const std::optional<HostPort> split = split_host_port(address);
-  const std::optional<uint16_t> number = split ? parse_port(split->port) : std::nullopt;
-  if (!number || *number == 0 || split->host.empty()) return false;
-  host = std::string(split->host);
-  port = *number;
-  return true;
-}
-
 bool read_password(const std::string& path, std::string& out) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return false;
@@ -44,44 +31,12 @@ bool read_password(const std::string& path, std::string& out) {
   return true;
 }
 
-// hiredis 0.14's libuv adapter ignores a poll error status, and libuv reports a socket error
-// (a refused connect, a reset) to uv_poll only as UV_EBADF with the handle stopped: hiredis would
-// never learn of it, and the connection would hang until our timeouts. These hooks replace the
-// adapter's add/del functions (same struct, same handle) with a poll callback that hands an error
-// to hiredis as readable, where the read (or the pending connect's SO_ERROR) reports it.
-void poll_cb(uv_poll_t* handle, int status, int events) {
-  auto* p = static_cast<redisLibuvEvents*>(handle->data);
-  if (status < 0) events = UV_READABLE;
-  if (p->context != nullptr && (events & UV_READABLE)) redisAsyncHandleRead(p->context);
-  if (p->context != nullptr && (events & UV_WRITABLE)) redisAsyncHandleWrite(p->context);
-}
-
-void poll_update(void* privdata, int add, int remove) {
-  auto* p = static_cast<redisLibuvEvents*>(privdata);
-  p->events = (p->events | add) & ~remove;
-  if (p->events != 0) {
-    uv_poll_start(&p->handle, p->events, poll_cb);
-  } else {
-    uv_poll_stop(&p->handle);
-  }
-}
-
-// redisLibuvAttach plus the hooks above.
-bool attach(redisAsyncContext* ac, uv_loop_t* loop) {
-  if (redisLibuvAttach(ac, loop) != REDIS_OK) return false;
-  ac->ev.addRead = [](void* p) { poll_update(p, UV_READABLE, 0); };
-  ac->ev.delRead = [](void* p) { poll_update(p, 0, UV_READABLE); };
-  ac->ev.addWrite = [](void* p) { poll_update(p, UV_WRITABLE, 0); };
-  ac->ev.delWrite = [](void* p) { poll_update(p, 0, UV_WRITABLE); };
-  return true;
-}
-
 }  // namespace
 
 // A failover with the old master still up leaves it accepting writes until Sentinel demotes it
 // (about ten seconds), and those writes are lost when it resyncs. So while connected we keep
 // asking the sentinels, in turn, where the master is, and move as soon as the answer changes.
-void RedisStore::watch_master() {
+void RedisClient::watch_master() {
   if (state_ != State::kReady) return;
   if (watch_ctx_ != nullptr) {
     // The previous question went unanswered for a whole interval: give up on that sentinel.
@@ -89,50 +44,33 @@ void RedisStore::watch_master() {
     stuck->data = nullptr;
     redisAsyncFree(stuck);
   }
-  const std::string& address = cfg_.sentinels[watch_index_++ % cfg_.sentinels.size()];
-  std::string host;
-  int port = 0;
-  redisAsyncContext* ac = nullptr;
-  if (redis_host_port(address, host, port)) ac = redisAsyncConnect(host.c_str(), port);
-  if (ac == nullptr || ac->err != 0 || !attach(ac, loop_)) {
-    if (ac != nullptr) redisAsyncFree(ac);
-    return;
-  }
+  const std::string& sentinel = opts_.sentinels[watch_index_++ % opts_.sentinels.size()];
+  std::string error;
+  redisAsyncContext* ac =
+      ask_sentinel_for_master(loop_, sentinel, opts_.master_name, watch_trampoline, this, error);
+  if (ac == nullptr) return;
   ac->data = this;
-  const char* argv[] = {"SENTINEL", "get-master-addr-by-name", cfg_.master_name.c_str()};
-  const size_t lengths[] = {8, 23, cfg_.master_name.size()};
-  if (redisAsyncCommandArgv(ac, watch_trampoline, this, 3, argv, lengths) != REDIS_OK) {
-    redisAsyncFree(ac);
-    return;
-  }
   watch_ctx_ = ac;
 }
 
-void RedisStore::watch_trampoline(redisAsyncContext* ac, void* r, void* privdata) {
-  auto* self = static_cast<RedisStore*>(privdata);
+void RedisClient::watch_trampoline(redisAsyncContext* ac, void* r, void* privdata) {
+  auto* self = static_cast<RedisClient*>(privdata);
   if (ac != self->watch_ctx_) return;  // abandoned
   self->watch_ctx_ = nullptr;
   ac->data = nullptr;
   const auto* reply = static_cast<const redisReply*>(r);
-  std::string address;
-  if (reply != nullptr && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-      reply->element[0]->type == REDIS_REPLY_STRING &&
-      reply->element[1]->type == REDIS_REPLY_STRING) {
-    std::string host(reply->element[0]->str, reply->element[0]->len);
-    address = bracket_host(host);
-    address.append(":").append(reply->element[1]->str, reply->element[1]->len);
-  }
+  const std::string address = master_address_of(reply);
   if (reply != nullptr) redisAsyncFree(ac);  // deferred by hiredis until this callback returns
   if (!address.empty() && self->state_ == State::kReady && address != self->server_) {
     SG_LOG_WARN("redis store: sentinels now name %s as master '%s' (was %s): moving",
-                address.c_str(), self->cfg_.master_name.c_str(), self->server_.c_str());
+                address.c_str(), self->opts_.master_name.c_str(), self->server_.c_str());
     self->drop_connection("the master moved");
   }
 }
 
 // ---- connection life ------------------------------------------------------------------------
 
-void RedisStore::schedule_reconnect() {
+void RedisClient::schedule_reconnect() {
   if (state_ == State::kClosed) return;
   state_ = State::kIdle;
   // Jitter (x0.75 .. x1.25) keeps the workers of several gateways from reconnecting in step.
@@ -142,7 +80,7 @@ void RedisStore::schedule_reconnect() {
   uv_timer_start(
       phase_timer_,
       [](uv_timer_t* t) {
-        auto* self = static_cast<RedisStore*>(t->data);
+        auto* self = static_cast<RedisClient*>(t->data);
         if (self->state_ == State::kIdle) {
           self->connect_next();
         } else {
@@ -152,71 +90,59 @@ void RedisStore::schedule_reconnect() {
       delay, 0);
 }
 
-void RedisStore::connect_next() {
+void RedisClient::connect_next() {
   if (state_ != State::kIdle) return;
-  if (cfg_.sentinels.empty()) {
-    connect_to(cfg_.address);
+  if (opts_.sentinels.empty()) {
+    connect_to(opts_.address);
   } else {
     sentinels_tried_ = 0;
     ask_sentinel();
   }
 }
 
-void RedisStore::ask_sentinel() {
-  while (sentinels_tried_ < cfg_.sentinels.size()) {
-    const std::string& address = cfg_.sentinels[sentinel_index_ % cfg_.sentinels.size()];
-    std::string host;
-    int port = 0;
-    redisAsyncContext* ac = nullptr;
-    if (redis_host_port(address, host, port)) ac = redisAsyncConnect(host.c_str(), port);
-    if (ac != nullptr && ac->err == 0 && attach(ac, loop_)) {
+void RedisClient::ask_sentinel() {
+  while (sentinels_tried_ < opts_.sentinels.size()) {
+    const std::string& address = opts_.sentinels[sentinel_index_ % opts_.sentinels.size()];
+    std::string error;
+    redisAsyncContext* ac = ask_sentinel_for_master(loop_, address, opts_.master_name,
+                                                    sentinel_trampoline, this, error);
+    if (ac != nullptr) {
       ac->data = this;
-      const char* argv[] = {"SENTINEL", "get-master-addr-by-name", cfg_.master_name.c_str()};
-      const size_t lengths[] = {8, 23, cfg_.master_name.size()};
-      if (redisAsyncCommandArgv(ac, sentinel_trampoline, this, 3, argv, lengths) == REDIS_OK) {
-        state_ = State::kDiscovering;
-        sentinel_ctx_ = ac;
-        uv_timer_start(
-            phase_timer_,
-            [](uv_timer_t* t) { static_cast<RedisStore*>(t->data)->on_phase_timeout(); },
-            patience_ms_, 0);
-        return;
-      }
+      state_ = State::kDiscovering;
+      sentinel_ctx_ = ac;
+      uv_timer_start(
+          phase_timer_,
+          [](uv_timer_t* t) { static_cast<RedisClient*>(t->data)->on_phase_timeout(); },
+          patience_ms_, 0);
+      return;
     }
     if (!logged_down_) {
       SG_LOG_WARN("redis store: sentinel %s unreachable%s%s", address.c_str(),
-                  ac != nullptr && ac->err != 0 ? ": " : "",
-                  ac != nullptr && ac->err != 0 ? ac->errstr : "");
+                  error.empty() ? "" : ": ", error.c_str());
     }
-    if (ac != nullptr) redisAsyncFree(ac);
     ++sentinel_index_;
     ++sentinels_tried_;
   }
   if (!logged_down_) {
     SG_LOG_WARN("redis store: no sentinel gave the address of master '%s'",
-                cfg_.master_name.c_str());
+                opts_.master_name.c_str());
     logged_down_ = true;
   }
   schedule_reconnect();
 }
 
-void RedisStore::sentinel_trampoline(redisAsyncContext* ac, void* r, void* privdata) {
-  auto* self = static_cast<RedisStore*>(privdata);
+void RedisClient::sentinel_trampoline(redisAsyncContext* ac, void* r, void* privdata) {
+  auto* self = static_cast<RedisClient*>(privdata);
   if (ac != self->sentinel_ctx_) return;  // abandoned (timeout, close)
   self->sentinel_ctx_ = nullptr;
   ac->data = nullptr;
   const auto* reply = static_cast<const redisReply*>(r);
   const std::string& sentinel =
-      self->cfg_.sentinels[self->sentinel_index_ % self->cfg_.sentinels.size()];
+      self->opts_.sentinels[self->sentinel_index_ % self->opts_.sentinels.size()];
   if (reply != nullptr) redisAsyncFree(ac);  // deferred by hiredis until this callback returns
-  if (reply != nullptr && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-      reply->element[0]->type == REDIS_REPLY_STRING &&
-      reply->element[1]->type == REDIS_REPLY_STRING) {
-    std::string host(reply->element[0]->str, reply->element[0]->len);
-    std::string address = bracket_host(host);
-    address.append(":").append(reply->element[1]->str, reply->element[1]->len);
+  if (const std::string address = master_address_of(reply); !address.empty()) {
     SG_LOG_DEBUG("redis store: sentinel %s names %s as master '%s'", sentinel.c_str(),
-                 address.c_str(), self->cfg_.master_name.c_str());
+                 address.c_str(), self->opts_.master_name.c_str());
     self->state_ = State::kIdle;
     self->connect_to(address);
     return;
@@ -226,7 +152,7 @@ void RedisStore::sentinel_trampoline(redisAsyncContext* ac, void* r, void* privd
       SG_LOG_WARN("redis store: sentinel %s unreachable: %s", sentinel.c_str(), ac->errstr);
     } else {
       SG_LOG_WARN("redis store: sentinel %s does not know master '%s'", sentinel.c_str(),
-                  self->cfg_.master_name.c_str());
+                  self->opts_.master_name.c_str());
     }
   }
   ++self->sentinel_index_;
@@ -234,34 +160,22 @@ void RedisStore::sentinel_trampoline(redisAsyncContext* ac, void* r, void* privd
   self->ask_sentinel();
 }
 
-void RedisStore::connect_to(const std::string& address) {
+void RedisClient::connect_to(const std::string& address) {
   server_ = address;
   redisAsyncContext* ac = nullptr;
-  const char* problem = nullptr;
+  std::string problem;
   std::string password;
-  if (!cfg_.password_file.empty() &&
-      (!read_password(cfg_.password_file, password) || password.empty())) {
+  if (!opts_.password_file.empty() &&
+      (!read_password(opts_.password_file, password) || password.empty())) {
     problem = "store.redis.password_file is unreadable or empty";
-  } else if (!address.empty() && address.front() == '/') {
-    ac = redisAsyncConnectUnix(address.c_str());
   } else {
-    std::string host;
-    int port = 0;
-    if (redis_host_port(address, host, port)) {
-      ac = redisAsyncConnect(host.c_str(), port);
-    } else {
-      problem = "not host:port or a socket path";
-    }
+    ac = redis_dial(loop_, address, /*allow_unix=*/true, problem);
   }
-  if (ac == nullptr && problem == nullptr) problem = "out of memory";
-  if (ac != nullptr && ac->err != 0) problem = ac->errstr;
-  if (problem == nullptr && !attach(ac, loop_)) problem = "cannot watch socket";
-  if (problem != nullptr) {
+  if (ac == nullptr) {
     if (!logged_down_) {
-      SG_LOG_WARN("redis store: cannot connect to %s: %s", address.c_str(), problem);
+      SG_LOG_WARN("redis store: cannot connect to %s: %s", address.c_str(), problem.c_str());
       logged_down_ = true;
     }
-    if (ac != nullptr) redisAsyncFree(ac);
     schedule_reconnect();
     return;
   }
@@ -271,48 +185,41 @@ void RedisStore::connect_to(const std::string& address) {
   ctx_ = ac;
   state_ = State::kHandshake;
   uv_timer_start(
-      phase_timer_, [](uv_timer_t* t) { static_cast<RedisStore*>(t->data)->on_phase_timeout(); },
+      phase_timer_, [](uv_timer_t* t) { static_cast<RedisClient*>(t->data)->on_phase_timeout(); },
       patience_ms_, 0);
   handshake(password);
 }
 
 // Queued at once, ahead of any command; hiredis writes it when the socket connects. The last
 // step's reply makes the connection ready: ROLE (must be "master") with sentinels, else PING.
-void RedisStore::handshake(const std::string& password) {
+void RedisClient::handshake(const std::string& password) {
   if (!password.empty()) {
-    send(
-        {"AUTH", password},
-        [this](const redisReply* r) { on_handshake_step(r, "AUTH", /*last=*/false); }, true);
+    send_internal({"AUTH", password},
+                  [this](const redisReply* r) { on_handshake_step(r, "AUTH", /*last=*/false); });
   }
-  if (cfg_.database != 0) {
-    send(
-        {"SELECT", std::to_string(cfg_.database)},
-        [this](const redisReply* r) { on_handshake_step(r, "SELECT", /*last=*/false); }, true);
+  if (opts_.database != 0) {
+    send_internal({"SELECT", std::to_string(opts_.database)},
+                  [this](const redisReply* r) { on_handshake_step(r, "SELECT", /*last=*/false); });
   }
   // Loaded ahead, so that EVALSHA finds them; a refusal is not fatal (eval falls back to EVAL).
-  for (const RedisScript* script : redis_scripts()) {
-    send(
-        {"SCRIPT", "LOAD", script->body},
-        [script](const redisReply* r) {
-          if (r == nullptr || r->type != REDIS_REPLY_STRING ||
-              std::string_view(r->str, r->len) != script->sha1) {
-            SG_LOG_DEBUG("redis store: SCRIPT LOAD of the %s script failed", script->name);
-          }
-        },
-        true);
+  for (const RedisScript* script : scripts_) {
+    send_internal({"SCRIPT", "LOAD", script->body}, [script](const redisReply* r) {
+      if (r == nullptr || r->type != REDIS_REPLY_STRING ||
+          std::string_view(r->str, r->len) != script->sha1) {
+        SG_LOG_DEBUG("redis store: SCRIPT LOAD of the %s script failed", script->name);
+      }
+    });
   }
-  if (cfg_.sentinels.empty()) {
-    send(
-        {"PING"}, [this](const redisReply* r) { on_handshake_step(r, "PING", /*last=*/true); },
-        true);
+  if (opts_.sentinels.empty()) {
+    send_internal({"PING"},
+                  [this](const redisReply* r) { on_handshake_step(r, "PING", /*last=*/true); });
   } else {
-    send(
-        {"ROLE"}, [this](const redisReply* r) { on_handshake_step(r, "ROLE", /*last=*/true); },
-        true);
+    send_internal({"ROLE"},
+                  [this](const redisReply* r) { on_handshake_step(r, "ROLE", /*last=*/true); });
   }
 }
 
-void RedisStore::on_handshake_step(const redisReply* reply, const char* what, bool last) {
+void RedisClient::on_handshake_step(const redisReply* reply, const char* what, bool last) {
   if (state_ != State::kHandshake) return;  // the connection was dropped meanwhile
   bool ok = reply != nullptr && reply->type != REDIS_REPLY_ERROR;
   const char* detail =
@@ -345,7 +252,7 @@ void RedisStore::on_handshake_step(const redisReply* reply, const char* what, bo
   if (last) connection_ready();
 }
 
-void RedisStore::connection_ready() {
+void RedisClient::connection_ready() {
   state_ = State::kReady;
   stalled_ = false;
   backoff_ms_ = kMinBackoff.count();
@@ -363,8 +270,8 @@ void RedisStore::connection_ready() {
   send_retries();
 }
 
-void RedisStore::connect_trampoline(const redisAsyncContext* ac, int status) {
-  auto* self = static_cast<RedisStore*>(ac->data);
+void RedisClient::connect_trampoline(const redisAsyncContext* ac, int status) {
+  auto* self = static_cast<RedisClient*>(ac->data);
   if (self == nullptr || ac != self->ctx_ || status == REDIS_OK) return;
   // hiredis frees the context after this returns and fails the queued handshake: not here.
   const_cast<redisAsyncContext*>(ac)->data = nullptr;
@@ -377,13 +284,13 @@ void RedisStore::connect_trampoline(const redisAsyncContext* ac, int status) {
   self->schedule_reconnect();
 }
 
-void RedisStore::disconnect_trampoline(const redisAsyncContext* ac, int /*status*/) {
-  auto* self = static_cast<RedisStore*>(ac->data);
+void RedisClient::disconnect_trampoline(const redisAsyncContext* ac, int /*status*/) {
+  auto* self = static_cast<RedisClient*>(ac->data);
   if (self != nullptr) self->lose_context(const_cast<redisAsyncContext*>(ac));
 }
 
 // hiredis is freeing `ac` (the server closed it, or an I/O error): forget it, try again later.
-void RedisStore::lose_context(redisAsyncContext* ac) {
+void RedisClient::lose_context(redisAsyncContext* ac) {
   if (ac == nullptr || ac != ctx_) return;
   ac->data = nullptr;
   ctx_ = nullptr;
@@ -396,7 +303,7 @@ void RedisStore::lose_context(redisAsyncContext* ac) {
   schedule_reconnect();
 }
 
-void RedisStore::drop_connection(const char* why) {
+void RedisClient::drop_connection(const char* why) {
   if (state_ == State::kClosed) return;
   if (!logged_down_) {
     SG_LOG_WARN("redis store: dropping connection to %s: %s", server_.c_str(), why);
@@ -417,7 +324,7 @@ void RedisStore::drop_connection(const char* why) {
   }
 }
 
-void RedisStore::on_phase_timeout() {
+void RedisClient::on_phase_timeout() {
   if (state_ == State::kDiscovering) {
     redisAsyncContext* s = std::exchange(sentinel_ctx_, nullptr);
     if (s != nullptr) {
@@ -426,7 +333,7 @@ void RedisStore::on_phase_timeout() {
     }
     if (!logged_down_) {
       SG_LOG_WARN("redis store: sentinel %s did not answer within %llu ms",
-                  cfg_.sentinels[sentinel_index_ % cfg_.sentinels.size()].c_str(),
+                  opts_.sentinels[sentinel_index_ % opts_.sentinels.size()].c_str(),
                   static_cast<unsigned long long>(patience_ms_));
     }
     ++sentinel_index_;
