@@ -2,6 +2,7 @@
 
 #include <llhttp.h>
 
+#include "proxy_core/chunk_bufs.h"
 #include "proxy_core/http/request_validation.h"
 #include "proxy_core/http/set_cookie.h"
 #include "proxy_core/net/cidr.h"
@@ -176,10 +177,7 @@ void ClientConnection::process(const char* data, size_t len) {
     // Parse only while reading a head or streaming a request body to a connected upstream.
     bool parse = state_ == State::kHead || (state_ == State::kForward && !request_done_);
     if (!parse) break;
-    size_t used = 0;
-    HttpParser::Event ev = request_parser_.execute(data, len, used);
-    data += used;
-    len -= used;
+    HttpParser::Event ev = request_parser_.step(data, len);
     switch (ev) {
       case HttpParser::Event::kNeedMore:
         break;
@@ -270,28 +268,15 @@ void ClientConnection::arm_timer(TimerKind kind) {
       t = config_->tls.handshake_timeout;
       break;
   }
-  // Timers are re-armed several times per request. Like nginx, we only move the deadline and
-  // touch libuv's timer heap when the new deadline is earlier than the one already armed; a
-  // timer that fires early re-arms itself for the rest.
-  uint64_t now = uv_now(worker_->loop());
-  deadline_ = now + static_cast<uint64_t>(t.count());
-  if (timer_armed_ && armed_due_ <= deadline_) return;
-  uv_timer_start(&timer_, &ClientConnection::on_timer, deadline_ - now, 0);
-  timer_armed_ = true;
-  armed_due_ = deadline_;
+  // Re-armed several times per request: LazyDeadline makes moving it later cheap.
+  deadline_.set(&timer_, &ClientConnection::on_timer, static_cast<uint64_t>(t.count()));
 }
 
 void ClientConnection::on_timer(uv_timer_t* t) {
   auto* c = static_cast<ClientConnection*>(t->data);
-  c->timer_armed_ = false;
+  c->deadline_.fired();
   if (c->timer_kind_ == TimerKind::kNone) return;
-  uint64_t now = uv_now(c->worker_->loop());
-  if (now < c->deadline_) {
-    uv_timer_start(&c->timer_, &ClientConnection::on_timer, c->deadline_ - now, 0);
-    c->timer_armed_ = true;
-    c->armed_due_ = c->deadline_;
-    return;
-  }
+  if (!c->deadline_.passed(&c->timer_, &ClientConnection::on_timer)) return;
   switch (c->timer_kind_) {
     case TimerKind::kHeader:
       c->reject(408, "request head not received in time");
@@ -313,7 +298,6 @@ void ClientConnection::on_request_head(bool complete) {
   request_parser_.set_limits(request_limits(*config_));
   MessageHead& req = request_parser_.head();
   upstream_ms_ = -1;
-  upstream_dirty_ = false;
   // A trusted proxy's request id is kept so that one request has one id end to end.
   const HeaderField* incoming_id = peer_trusted_ ? req.find("x-request-id") : nullptr;
   if (incoming_id != nullptr && is_printable_id(incoming_id->value))
@@ -477,10 +461,7 @@ void ClientConnection::on_upstream_connected(UpstreamConnection* c, int status) 
 
 void ClientConnection::send_upstream_head() {
   state_ = State::kForward;
-  HttpParser& rp = upstream_->parser();
-  rp.reset();
-  rp.set_expect_no_body(head_request_);
-  rp.set_body_sink([this](const char* data, size_t len) { on_response_body(data, len); });
+  upstream_->begin_response(head_request_, config_->upstream.response_timeout);
   if (int r = upstream_->write(upstream_head_); r != 0) {
     upstream_->fail(r);  // a pooled connection the upstream had closed: on_upstream_closed
     return;
@@ -509,12 +490,8 @@ void ClientConnection::on_request_body(const char* data, size_t len) {
   if (upstream_ == nullptr || closing_) return;  // a local answer discards the body
   int r;
   if (request_framing_ == BodyFraming::kChunked) {
-    out_.clear();
-    append_chunk_header(len, out_);
-    uv_buf_t bufs[3] = {uv_buf_init(out_.data(), static_cast<unsigned>(out_.size())),
-                        uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len)),
-                        uv_buf_init(const_cast<char*>(kChunkTrailer.data()), 2)};
-    r = upstream_->write(bufs, 3);
+    ChunkBufs chunk(data, len, out_);
+    r = upstream_->write(chunk.bufs, ChunkBufs::kCount);
   } else {
     r = upstream_->write(std::string_view(data, len));
   }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "proxy_core/chunk_bufs.h"
 #include "proxy_core/http/request_validation.h"
 #include "proxy_core/net/stream_io.h"
 #include "proxy_core/ops/log.h"
@@ -13,112 +14,79 @@ namespace sg {
 
 // ---- the response -------------------------------------------------------------------------
 
-void ClientConnection::on_upstream_data(UpstreamConnection* c, const char* data, size_t len) {
+// A final response head, parsed by the upstream connection. False while the store applies its
+// directives: the connection holds the rest of the response until after_directives().
+bool ClientConnection::on_upstream_head(UpstreamConnection* c, const MessageHead& head) {
+  if (c != upstream_ || closing_) return true;
+  if (!apply_directives(head)) return false;
+  on_response_head(head);
+  return true;
+}
+
+void ClientConnection::on_upstream_body(UpstreamConnection* c, const char* data, size_t len) {
+  if (c == upstream_) on_response_body(data, len);
+}
+
+void ClientConnection::on_upstream_complete(UpstreamConnection* c) {
+  if (c != upstream_) return;
+  if (c->closing()) upstream_ = nullptr;  // delimited by the upstream's close
+  if (closing_) return;
+  on_response_complete();
+}
+
+void ClientConnection::on_upstream_upgrade(UpstreamConnection* c, const MessageHead& head,
+                                           const char* rest, size_t len) {
   if (c != upstream_ || closing_) return;
-  // Everything this read produces for the client (head, body, chunk framing) leaves in one
-  // writev when the guard ends: fewer syscalls than a write per piece.
-  CorkGuard cork(this);
-  if (state_ == State::kTunnel) {
-    uv_buf_t buf = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
-    write_client(&buf, 1, /*stable=*/true);
-    arm_timer(TimerKind::kActivity);
+  on_response_head(head);
+  if (upstream_ != c || closing_) return;
+  if (head.status == 101 && tunnel_requested_) {
+    // Bytes after the 101 head belong to the tunnel.
+    if (len > 0) write_client(std::string_view(rest, len));
+    start_tunnel();
     return;
   }
-  if (awaiting_directives_) {
-    upstream_pending_.append(data, len);  // the store has not answered yet
-    return;
-  }
-  if (response_started_) upstream_->start_timer(config_->upstream.response_timeout);
-  HttpParser& rp = c->parser();
-  while (len > 0 && upstream_ == c && !closing_ && !response_done_) {
-    size_t used = 0;
-    HttpParser::Event ev = rp.execute(data, len, used);
-    data += used;
-    len -= used;
-    switch (ev) {
-      case HttpParser::Event::kNeedMore:
-        break;
-      case HttpParser::Event::kHead:
-      case HttpParser::Event::kHeadDone:
-        if (rp.head().status >= 200 && !apply_directives(ev, data, len)) return;
-        on_response_head();
-        if (upstream_ != c || closing_) return;
-        rp.resume();
-        if (ev == HttpParser::Event::kHeadDone && rp.head().status >= 200) {
-          if (len > 0) upstream_dirty_ = true;
-          on_response_complete();
-        }
-        break;
-      case HttpParser::Event::kMessageDone:
-        if (upstream_ != c || closing_) return;
-        rp.resume();
-        if (rp.head().status >= 200) {
-          // Bytes after a complete response: the upstream is out of step; never reuse it.
-          if (len > 0) upstream_dirty_ = true;
-          on_response_complete();
-        }
-        break;
-      case HttpParser::Event::kUpgrade:
-        if (!rp.head_reported()) on_response_head();
-        if (upstream_ != c || closing_) return;
-        if (rp.head().status == 101 && tunnel_requested_) {
-          // Bytes after the 101 head belong to the tunnel.
-          if (len > 0) write_client(std::string_view(data, len));
-          len = 0;
-          start_tunnel();
-          return;
-        }
-        upstream_failed(502, UpstreamError::kBadResponse, "unexpected upgrade from upstream");
-        return;
-      case HttpParser::Event::kError:
-        upstream_failed(502, UpstreamError::kBadResponse, rp.error_reason());
-        return;
-    }
-  }
+  upstream_failed(502, UpstreamError::kBadResponse, "unexpected upgrade from upstream");
+}
+
+void ClientConnection::on_upstream_bad_response(UpstreamConnection* c, const char* why) {
+  if (c == upstream_ && !closing_) upstream_failed(502, UpstreamError::kBadResponse, why);
+}
+
+void ClientConnection::on_upstream_tunnel_data(UpstreamConnection* c, const char* data,
+                                               size_t len) {
+  if (c != upstream_ || closing_) return;
+  uv_buf_t buf = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
+  write_client(&buf, 1, /*stable=*/true);
+  arm_timer(TimerKind::kActivity);
 }
 
 // Applies the application's session directives before the response head goes out (its
-// Set-Cookie depends on them). True when the store answered at once; otherwise reading from the
-// upstream pauses, the unparsed bytes wait in upstream_pending_, and after_directives() resumes.
-bool ClientConnection::apply_directives(HttpParser::Event ev, const char* rest, size_t len) {
+// Set-Cookie depends on them). True when the store answered at once; otherwise
+// after_directives() goes on when it does.
+bool ClientConnection::apply_directives(const MessageHead& response) {
   in_directives_call_ = true;
   directives_answered_ = false;
-  session_.on_response(upstream_->parser().head(), [this, ev] {
+  session_.on_response(response, [this] {
     if (in_directives_call_) {
       directives_answered_ = true;
     } else {
-      after_directives(ev);
+      after_directives();
     }
   });
   in_directives_call_ = false;
-  if (directives_answered_) return true;
-  awaiting_directives_ = true;
-  upstream_pending_.assign(rest, len);
-  upstream_->pause_reading();
-  return false;
+  return directives_answered_;
 }
 
-void ClientConnection::after_directives(HttpParser::Event ev) {
-  awaiting_directives_ = false;
+void ClientConnection::after_directives() {
   UpstreamConnection* c = upstream_;
   if (closing_ || c == nullptr) return;
-  on_response_head();
+  CorkGuard cork(this);
+  on_response_head(c->response_head());
   if (upstream_ != c || closing_) return;
-  HttpParser& rp = c->parser();
-  rp.resume();
-  if (ev == HttpParser::Event::kHeadDone) {
-    if (!upstream_pending_.empty()) upstream_dirty_ = true;
-    on_response_complete();
-    return;
-  }
-  std::string rest;
-  rest.swap(upstream_pending_);
-  c->resume_reading();
-  if (!rest.empty()) on_upstream_data(c, rest.data(), rest.size());
+  c->resume_response();
 }
 
-void ClientConnection::on_response_head() {
-  const MessageHead& resp = upstream_->parser().head();
+void ClientConnection::on_response_head(const MessageHead& resp) {
   if (resp.status < 200 && resp.status != 101) return;  // 1xx: we sent our own 100 already
   upstream_head_.clear();  // the response has started: no retry any more
   upstream_ms_ = static_cast<double>(uv_hrtime() - upstream_started_hr_) / 1e6;
@@ -143,9 +111,6 @@ void ClientConnection::on_response_head() {
   const MessageHead& req = request_parser_.head();
   bool client11 = req.is_http11();
   bool no_body = head_request_ || resp.status == 204 || resp.status == 304;
-  if (!resp.keep_alive && !upstream_->parser().body_until_eof()) {
-    // The upstream closes after this response; the client connection is unaffected.
-  }
   if (no_body) {
     response_framing_ = BodyFraming::kNone;
   } else if (resp.has_content_length && !resp.chunked) {
@@ -177,12 +142,8 @@ void ClientConnection::on_response_body(const char* data, size_t len) {
   if (closing_ || len == 0) return;
   response_body_bytes_ += len;
   if (response_framing_ == BodyFraming::kChunked) {
-    out_.clear();
-    append_chunk_header(len, out_);
-    uv_buf_t bufs[3] = {uv_buf_init(out_.data(), static_cast<unsigned>(out_.size())),
-                        uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len)),
-                        uv_buf_init(const_cast<char*>(kChunkTrailer.data()), 2)};
-    write_client(bufs, 3, /*stable=*/false);
+    ChunkBufs chunk(data, len, out_);
+    write_client(chunk.bufs, ChunkBufs::kCount, /*stable=*/false);
   } else {
     uv_buf_t buf = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
     write_client(&buf, 1, /*stable=*/true);  // the upstream read buffer outlives the cork
@@ -195,7 +156,6 @@ void ClientConnection::on_response_complete() {
     write_client(&buf, 1, /*stable=*/true);
   }
   response_done_ = true;
-  if (upstream_ != nullptr) upstream_->stop_timer();
   if (request_done_ || close_after_) finish_exchange();
 }
 
@@ -206,13 +166,6 @@ void ClientConnection::on_upstream_closed(UpstreamConnection* c, int status) {
   if (state_ == State::kTunnel) {
     close_after_flush();
     return;
-  }
-  if (response_started_ && !response_done_ && c->parser().body_until_eof() && status == UV_EOF) {
-    // A close-delimited body ends here (RFC 9112 §6.3 rule 8).
-    if (c->parser().finish() == HttpParser::Event::kMessageDone) {
-      on_response_complete();
-      return;
-    }
   }
   if (!response_started_ && c->reused() && !retried_ && request_framing_ == BodyFraming::kNone &&
       !upstream_head_.empty()) {
@@ -268,6 +221,7 @@ void ClientConnection::start_tunnel() {
   log_exchange();
   if (upstream_ != nullptr) {
     upstream_->stop_timer();
+    upstream_->start_tunnel();
     if (!pending_.empty()) {
       upstream_->write(pending_);
       pending_.clear();
@@ -278,8 +232,7 @@ void ClientConnection::start_tunnel() {
 }
 
 void ClientConnection::finish_exchange() {
-  bool reusable = request_done_ && response_done_ && upstream_ != nullptr && !upstream_dirty_ &&
-                  upstream_->parser().should_keep_alive() && !upstream_->parser().in_message();
+  bool reusable = request_done_ && response_done_ && upstream_ != nullptr && upstream_->reusable();
   release_upstream(reusable);
   log_exchange();
   if (close_after_ || draining_ || !request_done_) {
