@@ -77,10 +77,10 @@ class ClientConnection final : public UpstreamUser {
   void send_upstream_head();
   void on_request_body(const char* data, size_t len);
   void on_request_complete();
-  bool answer_locally();
-  ClientScheme request_scheme();
-  bool refuse_logout(bool https);
-  void redirect_to_https();
+  bool answer_locally(const MessageHead& req);
+  ClientScheme request_scheme(const MessageHead& req);
+  bool refuse_logout(const MessageHead& req, bool https);
+  void redirect_to_https(const MessageHead& req);
 
   // The response.
   void on_upstream_connected(UpstreamConnection* c, int status) override;
@@ -160,33 +160,45 @@ class ClientConnection final : public UpstreamUser {
   std::string request_id_;
   bool peer_trusted_ = false;
 
-  // The current exchange.
-  UpstreamConnection* upstream_ = nullptr;
-  std::string upstream_head_;  // kept until the response starts, for one retry
-  bool retried_ = false;
-  bool upstream_paused_ = false;  // reading from the upstream stopped for client backpressure
-  bool client_eof_ = false;       // the client half-closed after a complete request
-  bool in_directives_call_ = false;
-  bool directives_answered_ = false;
+  bool client_eof_ = false;  // the client half-closed after a complete request
   int cork_depth_ = 0;
   std::vector<CorkedPiece> corked_;
   std::string corked_bytes_;
-  bool request_done_ = false;
-  bool response_started_ = false;  // a response head went to the client
-  bool response_done_ = false;
-  bool close_after_ = false;  // no keep-alive after this exchange
-  bool head_request_ = false;
-  bool tunnel_requested_ = false;
-  bool expect_continue_ = false;
-  BodyFraming request_framing_ = BodyFraming::kNone;
-  BodyFraming response_framing_ = BodyFraming::kNone;
-  uint64_t request_body_bytes_ = 0;
-  uint64_t response_body_bytes_ = 0;
-  int status_ = 0;
-  int64_t started_ms_ = 0;
-  uint64_t started_hr_ = 0;
-  uint64_t upstream_started_hr_ = 0;
-  double upstream_ms_ = -1;
+
+  // The current exchange: one request and its response. Reset as a whole when the first byte of
+  // a request arrives (process()), so nothing of the previous exchange can leak into this one's
+  // answer or access-log line.
+  struct ExchangeState {
+    enum class Response : uint8_t {
+      kNotStarted,
+      kStarted,  // a response head went to the client
+      kDone,
+    };
+    UpstreamConnection* upstream = nullptr;
+    int64_t started_ms = 0;
+    uint64_t started_hr = 0;  // 0 once the exchange is logged
+    uint64_t upstream_started_hr = 0;
+    double upstream_ms = -1;
+    uint64_t request_body_bytes = 0;
+    uint64_t response_body_bytes = 0;
+    int status = 0;
+    BodyFraming request_framing = BodyFraming::kNone;
+    BodyFraming response_framing = BodyFraming::kNone;
+    Response response = Response::kNotStarted;
+    bool request_done = false;
+    bool close_after = false;  // no keep-alive after this exchange
+    bool head_request = false;
+    bool client_http11 = false;
+    bool tunnel_requested = false;
+    bool expect_continue = false;
+    bool retried = false;
+    bool upstream_paused = false;  // reading from the upstream stopped for client backpressure
+    bool in_directives_call = false;
+    bool directives_answered = false;
+  };
+  using Response = ExchangeState::Response;
+  ExchangeState ex_;
+  std::string upstream_head_;  // kept until the response starts, for one retry (capacity reused)
   SessionGate session_;
 };
 

@@ -17,29 +17,29 @@ namespace sg {
 // A final response head, parsed by the upstream connection. False while the store applies its
 // directives: the connection holds the rest of the response until after_directives().
 bool ClientConnection::on_upstream_head(UpstreamConnection* c, const MessageHead& head) {
-  if (c != upstream_ || closing_) return true;
+  if (c != ex_.upstream || closing_) return true;
   if (!apply_directives(head)) return false;
   on_response_head(head);
   return true;
 }
 
 void ClientConnection::on_upstream_body(UpstreamConnection* c, const char* data, size_t len) {
-  if (c == upstream_) on_response_body(data, len);
+  if (c == ex_.upstream) on_response_body(data, len);
 }
 
 void ClientConnection::on_upstream_complete(UpstreamConnection* c) {
-  if (c != upstream_) return;
-  if (c->closing()) upstream_ = nullptr;  // delimited by the upstream's close
+  if (c != ex_.upstream) return;
+  if (c->closing()) ex_.upstream = nullptr;  // delimited by the upstream's close
   if (closing_) return;
   on_response_complete();
 }
 
 void ClientConnection::on_upstream_upgrade(UpstreamConnection* c, const MessageHead& head,
                                            const char* rest, size_t len) {
-  if (c != upstream_ || closing_) return;
+  if (c != ex_.upstream || closing_) return;
   on_response_head(head);
-  if (upstream_ != c || closing_) return;
-  if (head.status == 101 && tunnel_requested_) {
+  if (ex_.upstream != c || closing_) return;
+  if (head.status == 101 && ex_.tunnel_requested) {
     // Bytes after the 101 head belong to the tunnel.
     if (len > 0) write_client(std::string_view(rest, len));
     start_tunnel();
@@ -49,12 +49,12 @@ void ClientConnection::on_upstream_upgrade(UpstreamConnection* c, const MessageH
 }
 
 void ClientConnection::on_upstream_bad_response(UpstreamConnection* c, const char* why) {
-  if (c == upstream_ && !closing_) upstream_failed(502, UpstreamError::kBadResponse, why);
+  if (c == ex_.upstream && !closing_) upstream_failed(502, UpstreamError::kBadResponse, why);
 }
 
 void ClientConnection::on_upstream_tunnel_data(UpstreamConnection* c, const char* data,
                                                size_t len) {
-  if (c != upstream_ || closing_) return;
+  if (c != ex_.upstream || closing_) return;
   uv_buf_t buf = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
   write_client(&buf, 1, /*stable=*/true);
   arm_timer(TimerKind::kActivity);
@@ -64,36 +64,36 @@ void ClientConnection::on_upstream_tunnel_data(UpstreamConnection* c, const char
 // Set-Cookie depends on them). True when the store answered at once; otherwise
 // after_directives() goes on when it does.
 bool ClientConnection::apply_directives(const MessageHead& response) {
-  in_directives_call_ = true;
-  directives_answered_ = false;
+  ex_.in_directives_call = true;
+  ex_.directives_answered = false;
   session_.on_response(response, [this] {
-    if (in_directives_call_) {
-      directives_answered_ = true;
+    if (ex_.in_directives_call) {
+      ex_.directives_answered = true;
     } else {
       after_directives();
     }
   });
-  in_directives_call_ = false;
-  return directives_answered_;
+  ex_.in_directives_call = false;
+  return ex_.directives_answered;
 }
 
 void ClientConnection::after_directives() {
-  UpstreamConnection* c = upstream_;
+  UpstreamConnection* c = ex_.upstream;
   if (closing_ || c == nullptr) return;
   CorkGuard cork(this);
   on_response_head(c->response_head());
-  if (upstream_ != c || closing_) return;
+  if (ex_.upstream != c || closing_) return;
   c->resume_response();
 }
 
 void ClientConnection::on_response_head(const MessageHead& resp) {
   if (resp.status < 200 && resp.status != 101) return;  // 1xx: we sent our own 100 already
   upstream_head_.clear();  // the response has started: no retry any more
-  upstream_ms_ = static_cast<double>(uv_hrtime() - upstream_started_hr_) / 1e6;
-  worker_->metrics().upstream_response_duration.observe(upstream_ms_ / 1e3);
+  ex_.upstream_ms = static_cast<double>(uv_hrtime() - ex_.upstream_started_hr) / 1e6;
+  worker_->metrics().upstream_response_duration.observe(ex_.upstream_ms / 1e3);
   worker_->state().upstream_ok_ms.store(unix_now_ms(), std::memory_order_relaxed);
   if (resp.status == 101) {
-    if (!tunnel_requested_) return;  // the parser reports kUpgrade; refused there
+    if (!ex_.tunnel_requested) return;  // the parser reports kUpgrade; refused there
     out_.clear();
     ClientResponseOptions o;
     o.header_prefix = config_->session.header_prefix;
@@ -101,47 +101,46 @@ void ClientConnection::on_response_head(const MessageHead& resp) {
     o.upgrade = true;
     o.added = &response_extra(nullptr);
     build_client_response(resp, o, out_);
-    status_ = 101;
-    response_started_ = true;
+    ex_.status = 101;
+    ex_.response = Response::kStarted;
     write_client(out_);
     return;
   }
   // A refused upgrade: whatever the client sends next may not be HTTP.
-  if (tunnel_requested_) close_after_ = true;
-  const MessageHead& req = request_parser_.head();
-  bool client11 = req.is_http11();
-  bool no_body = head_request_ || resp.status == 204 || resp.status == 304;
+  if (ex_.tunnel_requested) ex_.close_after = true;
+  const bool client11 = ex_.client_http11;
+  bool no_body = ex_.head_request || resp.status == 204 || resp.status == 304;
   if (no_body) {
-    response_framing_ = BodyFraming::kNone;
+    ex_.response_framing = BodyFraming::kNone;
   } else if (resp.has_content_length && !resp.chunked) {
-    response_framing_ = BodyFraming::kContentLength;
+    ex_.response_framing = BodyFraming::kContentLength;
   } else if (client11) {
-    response_framing_ = BodyFraming::kChunked;  // chunked, or close-delimited re-framed
+    ex_.response_framing = BodyFraming::kChunked;  // chunked, or close-delimited re-framed
   } else {
-    response_framing_ = BodyFraming::kUntilClose;  // an HTTP/1.0 client cannot take chunks
-    close_after_ = true;
+    ex_.response_framing = BodyFraming::kUntilClose;  // an HTTP/1.0 client cannot take chunks
+    ex_.close_after = true;
   }
-  if (!request_done_) close_after_ = true;  // early response: the rest of the body is unread
-  status_ = resp.status;
+  if (!ex_.request_done) ex_.close_after = true;  // early response: the rest of the body is unread
+  ex_.status = resp.status;
   ClientResponseOptions o;
   o.header_prefix = config_->session.header_prefix;
   o.cookie_name = config_->session.cookie_name;
-  o.framing = response_framing_;
+  o.framing = ex_.response_framing;
   o.client_http11 = client11;
-  o.close = close_after_ || draining_;
+  o.close = ex_.close_after || draining_;
   o.force_no_store = session_.sets_cookie();
   o.added = &response_extra(nullptr);
   out_.clear();
   build_client_response(resp, o, out_);
-  response_started_ = true;
+  ex_.response = Response::kStarted;
   arm_timer(TimerKind::kActivity);  // from here on, the client must keep reading
   write_client(out_);
 }
 
 void ClientConnection::on_response_body(const char* data, size_t len) {
   if (closing_ || len == 0) return;
-  response_body_bytes_ += len;
-  if (response_framing_ == BodyFraming::kChunked) {
+  ex_.response_body_bytes += len;
+  if (ex_.response_framing == BodyFraming::kChunked) {
     ChunkBufs chunk(data, len, out_);
     write_client(chunk.bufs, ChunkBufs::kCount, /*stable=*/false);
   } else {
@@ -151,27 +150,27 @@ void ClientConnection::on_response_body(const char* data, size_t len) {
 }
 
 void ClientConnection::on_response_complete() {
-  if (response_framing_ == BodyFraming::kChunked) {
+  if (ex_.response_framing == BodyFraming::kChunked) {
     uv_buf_t buf = uv_buf_init(const_cast<char*>(kLastChunk.data()), 5);
     write_client(&buf, 1, /*stable=*/true);
   }
-  response_done_ = true;
-  if (request_done_ || close_after_) finish_exchange();
+  ex_.response = Response::kDone;
+  if (ex_.request_done || ex_.close_after) finish_exchange();
 }
 
 void ClientConnection::on_upstream_closed(UpstreamConnection* c, int status) {
-  if (c != upstream_) return;
-  upstream_ = nullptr;  // it is closing itself
+  if (c != ex_.upstream) return;
+  ex_.upstream = nullptr;  // it is closing itself
   if (closing_) return;
   if (state_ == State::kTunnel) {
     close_after_flush();
     return;
   }
-  if (!response_started_ && c->reused() && !retried_ && request_framing_ == BodyFraming::kNone &&
-      !upstream_head_.empty()) {
+  if (ex_.response == Response::kNotStarted && c->reused() && !ex_.retried &&
+      ex_.request_framing == BodyFraming::kNone && !upstream_head_.empty()) {
     // The pooled connection was closed by the upstream under us and nothing of the response
     // arrived: safe to send the (bodiless) request again, once, on a fresh connection.
-    retried_ = true;
+    ex_.retried = true;
     connect_upstream();
     return;
   }
@@ -180,11 +179,11 @@ void ClientConnection::on_upstream_closed(UpstreamConnection* c, int status) {
 }
 
 void ClientConnection::on_upstream_drained(UpstreamConnection* c) {
-  if (c == upstream_) update_reading();
+  if (c == ex_.upstream) update_reading();
 }
 
 void ClientConnection::on_upstream_timeout(UpstreamConnection* c) {
-  if (c != upstream_) return;
+  if (c != ex_.upstream) return;
   if (state_ == State::kTunnel) {
     close_now();
     return;
@@ -201,29 +200,30 @@ void ClientConnection::upstream_failed(int status, UpstreamError kind, const cha
   SG_LOG_WARN("%s %s: %s (status %d)", request_parser_.head().method.c_str(),
               std::string(target_path(request_parser_.head().target)).c_str(), why, status);
   release_upstream(false);
-  if (response_started_) {
+  if (ex_.response != Response::kNotStarted) {
     // Never let a truncated response look complete: abort the client connection (after what
     // was already produced, so the client sees where it broke).
     flush_cork();
-    status_ = status_ == 0 ? status : status_;
+    ex_.status = ex_.status == 0 ? status : ex_.status;
     log_exchange();
     close_now();
     return;
   }
-  status_ = status;
-  close_after_ = true;
+  ex_.status = status;
+  ex_.close_after = true;
   send_local(status, status == 504 ? "upstream timed out\n" : "bad gateway\n", true);
 }
 
 void ClientConnection::start_tunnel() {
   state_ = State::kTunnel;
-  request_done_ = response_done_ = true;
+  ex_.request_done = true;
+  ex_.response = Response::kDone;
   log_exchange();
-  if (upstream_ != nullptr) {
-    upstream_->stop_timer();
-    upstream_->start_tunnel();
+  if (ex_.upstream != nullptr) {
+    ex_.upstream->stop_timer();
+    ex_.upstream->start_tunnel();
     if (!pending_.empty()) {
-      upstream_->write(pending_);
+      ex_.upstream->write(pending_);
       pending_.clear();
     }
   }
@@ -232,10 +232,11 @@ void ClientConnection::start_tunnel() {
 }
 
 void ClientConnection::finish_exchange() {
-  bool reusable = request_done_ && response_done_ && upstream_ != nullptr && upstream_->reusable();
+  bool reusable = ex_.request_done && ex_.response == Response::kDone && ex_.upstream != nullptr &&
+                  ex_.upstream->reusable();
   release_upstream(reusable);
   log_exchange();
-  if (close_after_ || draining_ || !request_done_) {
+  if (ex_.close_after || draining_ || !ex_.request_done) {
     close_after_flush();
     return;
   }
@@ -251,9 +252,9 @@ void ClientConnection::finish_exchange() {
 }
 
 void ClientConnection::release_upstream(bool reusable) {
-  UpstreamConnection* c = upstream_;
-  upstream_ = nullptr;
-  upstream_paused_ = false;
+  UpstreamConnection* c = ex_.upstream;
+  ex_.upstream = nullptr;
+  ex_.upstream_paused = false;
   if (c == nullptr) return;
   c->stop_timer();
   if (reusable) {
