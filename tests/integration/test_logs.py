@@ -103,6 +103,31 @@ class AccessLog(unittest.TestCase):
             self.assertNotIn(t, out)
             self.assertNotIn(t, err)
 
+    def test_rejected_head_logs_its_own_figures(self):
+        # A keep-alive connection: a forwarded POST with a body, then a head the parser refuses.
+        # The refused request's line carries nothing of the exchange before it: no body bytes,
+        # no upstream time, no session.
+        gw = Gateway(self, self.up.port)
+        c = HttpClient(gw.port, self)
+        first = c.roundtrip("POST", "/upload", body=b"z" * 1000)
+        self.assertEqual(first.status, 200, first)
+        c.send(b"GET /bad HTTP/1.1\r\nHost: x\r\nNo Colon Here\r\n\r\n")
+        refused = c.read_response()
+        self.assertEqual(refused.status, 400, refused)
+
+        def both():
+            lines = [e for e in gw.access_log_lines() if "method" in e]
+            return lines if len(lines) >= 2 else None
+        entries = wait_until(both, 15.0, message="two access log lines")
+        by_status = {int(e["status"]): e for e in entries}
+        self.assertEqual(int(by_status[200]["bytes_received"]), 1000, by_status[200])
+        self.assertNotEqual(by_status[200]["session"], "", by_status[200])
+        bad = by_status[400]
+        self.assertEqual(int(bad["bytes_received"]), 0, bad)
+        self.assertNotIn("upstream_ms", bad)
+        self.assertEqual(bad["session"], "", bad)
+        self.assertNotEqual(bad["request_id"], by_status[200]["request_id"], bad)
+
 
 if __name__ == "__main__":
     unittest.main()
