@@ -26,6 +26,8 @@ size_t ResponseReader::feed(const char* data, size_t len) {
   const size_t given = len;
   while (len > 0 && events_->still_reading()) {
     HttpParser::Event ev = parser_.step(data, len);
+    // The body went to the receiver during step(): it may have given the connection up.
+    if (ev != HttpParser::Event::kNeedMore && !events_->still_reading()) return given - len;
     switch (ev) {
       case HttpParser::Event::kNeedMore:
         break;

@@ -15,6 +15,7 @@ struct Recorder final : ResponseReader::Events {
   std::vector<std::string> events;
   bool hold_heads = false;
   bool give_up_on_head = false;
+  bool give_up_on_body = false;
   bool reading = true;
 
   bool on_head(const MessageHead& head) override {
@@ -23,6 +24,7 @@ struct Recorder final : ResponseReader::Events {
     return !hold_heads;
   }
   void on_body(const char* data, size_t len) override {
+    if (give_up_on_body) reading = false;
     if (!events.empty() && events.back().rfind("body ", 0) == 0) {
       events.back().append(data, len);  // one entry however the body was cut
     } else {
@@ -159,6 +161,15 @@ TEST_CASE("response reader: a receiver that gives up on the head stops the parsi
   s.feed("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc");
   CHECK(s.r.events == std::vector<std::string>{"head 200"});
   CHECK_FALSE(s.reader.held());
+}
+
+TEST_CASE("response reader: a receiver that gives up during the body hears nothing more") {
+  Setup s;
+  s.r.give_up_on_body = true;
+  s.feed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+  CHECK(s.r.events == std::vector<std::string>{"head 200", "body abc"});
+  s.feed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nZZ\r\n");
+  CHECK(s.r.events == std::vector<std::string>{"head 200", "body abc"});
 }
 
 TEST_CASE("response reader: a close-delimited body ends at the close") {
