@@ -2,6 +2,7 @@
 
 #include <llhttp.h>
 
+#include "proxy_core/chunk_bufs.h"
 #include "proxy_core/http/request_validation.h"
 #include "proxy_core/http/set_cookie.h"
 #include "proxy_core/net/cidr.h"
@@ -118,10 +119,10 @@ void ClientConnection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* bu
 }
 
 void ClientConnection::on_client_eof(int status) {
-  if (status == UV_EOF && state_ == State::kForward && request_done_ && !closing_) {
+  if (status == UV_EOF && state_ == State::kForward && ex_.request_done && !closing_) {
     // A half-close after a complete request (RFC 9112 §9.6 allows it): answer, then close.
     client_eof_ = true;
-    close_after_ = true;
+    ex_.close_after = true;
     update_reading();
     return;
   }
@@ -132,7 +133,7 @@ void ClientConnection::on_client_eof(int status) {
 
 void ClientConnection::on_plaintext(const char* data, size_t len) {
   if (state_ == State::kTunnel) {
-    if (upstream_ == nullptr || upstream_->write(std::string_view(data, len)) != 0) {
+    if (ex_.upstream == nullptr || ex_.upstream->write(std::string_view(data, len)) != 0) {
       close_now();
       return;
     }
@@ -164,22 +165,21 @@ void ClientConnection::process(const char* data, size_t len) {
   while (len > 0 && !closing_) {
     if (state_ == State::kIdle) {
       state_ = State::kHead;
-      // A new exchange: a head rejected before on_request_head (parse error, header timeout)
-      // must get its error response after the previous, possibly still corked, answer; a stale
-      // flag would make reject() abort the connection and drop that answer.
-      response_started_ = response_done_ = false;
-      started_ms_ = unix_now_ms();
-      started_hr_ = uv_hrtime();
+      // A new exchange, reset as a whole: a head rejected before on_request_head (parse error,
+      // header timeout) must get its error response after the previous, possibly still corked,
+      // answer (a stale response state would make reject() abort the connection), and its log
+      // line must not carry the previous exchange's figures or session.
+      ex_ = ExchangeState{};
+      session_.reset();
+      ex_.started_ms = unix_now_ms();
+      ex_.started_hr = uv_hrtime();
       worker_->next_request_id(request_id_);  // rejected requests are logged with an id too
       arm_timer(TimerKind::kHeader);
     }
     // Parse only while reading a head or streaming a request body to a connected upstream.
-    bool parse = state_ == State::kHead || (state_ == State::kForward && !request_done_);
+    bool parse = state_ == State::kHead || (state_ == State::kForward && !ex_.request_done);
     if (!parse) break;
-    size_t used = 0;
-    HttpParser::Event ev = request_parser_.execute(data, len, used);
-    data += used;
-    len -= used;
+    HttpParser::Event ev = request_parser_.step(data, len);
     switch (ev) {
       case HttpParser::Event::kNeedMore:
         break;
@@ -218,21 +218,23 @@ void ClientConnection::update_reading() {
       want = pending_.size() < worker_->read_buffer_size();
       break;
     case State::kForward:
-      if (request_done_) {
+      if (ex_.request_done) {
         // Keep reading while the response runs: a pipelined request waits in pending_ (bounded),
         // and not toggling the socket saves two epoll_ctl calls per request.
         want = pending_.size() < worker_->read_buffer_size() && !client_eof_;
         break;
       }
-      // upstream_ is null only while a local answer discards the rest of the request.
-      want = pending_.empty() && (upstream_ == nullptr || upstream_->queued() < kWriteHighWater);
+      // ex_.upstream is null only while a local answer discards the rest of the request.
+      want =
+          pending_.empty() && (ex_.upstream == nullptr || ex_.upstream->queued() < kWriteHighWater);
       // While we hold the client back (a slow upstream), the client is not idle: its timer
       // waits, and the upstream's response timeout bounds the stall instead.
-      if (!request_done_ && !response_started_ && want != (timer_kind_ == TimerKind::kActivity))
+      if (!ex_.request_done && ex_.response == Response::kNotStarted &&
+          want != (timer_kind_ == TimerKind::kActivity))
         arm_timer(want ? TimerKind::kActivity : TimerKind::kNone);
       break;
     case State::kTunnel:
-      want = upstream_ != nullptr && upstream_->queued() < kWriteHighWater;
+      want = ex_.upstream != nullptr && ex_.upstream->queued() < kWriteHighWater;
       break;
     case State::kClosing:
       want = lingering_;
@@ -270,28 +272,15 @@ void ClientConnection::arm_timer(TimerKind kind) {
       t = config_->tls.handshake_timeout;
       break;
   }
-  // Timers are re-armed several times per request. Like nginx, we only move the deadline and
-  // touch libuv's timer heap when the new deadline is earlier than the one already armed; a
-  // timer that fires early re-arms itself for the rest.
-  uint64_t now = uv_now(worker_->loop());
-  deadline_ = now + static_cast<uint64_t>(t.count());
-  if (timer_armed_ && armed_due_ <= deadline_) return;
-  uv_timer_start(&timer_, &ClientConnection::on_timer, deadline_ - now, 0);
-  timer_armed_ = true;
-  armed_due_ = deadline_;
+  // Re-armed several times per request: LazyDeadline makes moving it later cheap.
+  deadline_.set(&timer_, &ClientConnection::on_timer, static_cast<uint64_t>(t.count()));
 }
 
 void ClientConnection::on_timer(uv_timer_t* t) {
   auto* c = static_cast<ClientConnection*>(t->data);
-  c->timer_armed_ = false;
+  c->deadline_.fired();
   if (c->timer_kind_ == TimerKind::kNone) return;
-  uint64_t now = uv_now(c->worker_->loop());
-  if (now < c->deadline_) {
-    uv_timer_start(&c->timer_, &ClientConnection::on_timer, c->deadline_ - now, 0);
-    c->timer_armed_ = true;
-    c->armed_due_ = c->deadline_;
-    return;
-  }
+  if (!c->deadline_.passed(&c->timer_, &ClientConnection::on_timer)) return;
   switch (c->timer_kind_) {
     case TimerKind::kHeader:
       c->reject(408, "request head not received in time");
@@ -312,22 +301,14 @@ void ClientConnection::on_request_head(bool complete) {
   config_ = worker_->config();
   request_parser_.set_limits(request_limits(*config_));
   MessageHead& req = request_parser_.head();
-  upstream_ms_ = -1;
-  upstream_dirty_ = false;
   // A trusted proxy's request id is kept so that one request has one id end to end.
   const HeaderField* incoming_id = peer_trusted_ ? req.find("x-request-id") : nullptr;
   if (incoming_id != nullptr && is_printable_id(incoming_id->value))
     request_id_ = incoming_id->value;
-  request_done_ = complete;
-  response_started_ = response_done_ = false;
-  retried_ = false;
-  status_ = 0;
-  request_body_bytes_ = response_body_bytes_ = 0;
-  head_request_ = req.method_id == HTTP_HEAD;
-  close_after_ = !req.keep_alive || draining_;
-  tunnel_requested_ = false;
-  expect_continue_ = false;
-  session_.reset();
+  ex_.request_done = complete;
+  ex_.head_request = req.method_id == HTTP_HEAD;
+  ex_.client_http11 = req.is_http11();
+  ex_.close_after = !req.keep_alive || draining_;
 
   RequestVerdict verdict = validate_request(req, config_->server.underscore_headers);
   if (!verdict.ok()) {
@@ -335,41 +316,42 @@ void ClientConnection::on_request_head(bool complete) {
     return;
   }
   if (req.chunked) {
-    request_framing_ = BodyFraming::kChunked;
+    ex_.request_framing = BodyFraming::kChunked;
   } else if (req.has_content_length) {
-    request_framing_ = BodyFraming::kContentLength;
+    ex_.request_framing = BodyFraming::kContentLength;
     if (config_->limits.max_body_bytes != 0 &&
         req.content_length > config_->limits.max_body_bytes) {
       reject(413, "request body over limits.max_body_bytes");
       return;
     }
   } else {
-    request_framing_ = BodyFraming::kNone;
+    ex_.request_framing = BodyFraming::kNone;
   }
   if (const HeaderField* expect = req.find("expect")) {
     // RFC 9110 §10.1.1: we answer 100 ourselves when we are ready for the body.
-    expect_continue_ = iequals(trim_ows(expect->value), "100-continue") && req.is_http11() &&
-                       (req.chunked || req.content_length > 0);
+    ex_.expect_continue = iequals(trim_ows(expect->value), "100-continue") && req.is_http11() &&
+                          (req.chunked || req.content_length > 0);
   }
   if (req.upgrade) {
     const HeaderField* upgrade = req.find("upgrade");
     // Only WebSocket is tunnelled; h2c and anything else are forwarded as plain requests
     // (Upgrade is hop-by-hop and dropped), and the connection is not reused after.
-    tunnel_requested_ = config_->upstream.websocket && upgrade != nullptr &&
-                        req.method_id == HTTP_GET &&
-                        list_contains_token(upgrade->value, "websocket");
-    if (!tunnel_requested_) close_after_ = true;
+    ex_.tunnel_requested = config_->upstream.websocket && upgrade != nullptr &&
+                           req.method_id == HTTP_GET &&
+                           list_contains_token(upgrade->value, "websocket");
+    if (!ex_.tunnel_requested) ex_.close_after = true;
   }
   // A body is read under the activity timer; otherwise the upstream's timers govern.
-  arm_timer(request_framing_ == BodyFraming::kNone ? TimerKind::kNone : TimerKind::kActivity);
-  if (answer_locally()) return;
+  arm_timer(ex_.request_framing == BodyFraming::kNone ? TimerKind::kNone : TimerKind::kActivity);
+  if (answer_locally(req)) return;
   if (redirect_only_) {
-    redirect_to_https();
+    redirect_to_https(req);
     return;
   }
   // (The common cases, TLS or an untrusted peer, are decided here without a call.)
-  const bool https = tls_ != nullptr || (peer_trusted_ && request_scheme() == ClientScheme::kHttps);
-  if (!config_->session.logout_path.empty() && refuse_logout(https)) return;
+  const bool https =
+      tls_ != nullptr || (peer_trusted_ && request_scheme(req) == ClientScheme::kHttps);
+  if (!config_->session.logout_path.empty() && refuse_logout(req, https)) return;
 
   state_ = State::kSession;
   session_.begin(*config_, worker_->store(), &worker_->metrics(), https, req,
@@ -377,19 +359,18 @@ void ClientConnection::on_request_head(bool complete) {
 }
 
 // Health and readiness are answered here and never forwarded.
-bool ClientConnection::answer_locally() {
-  const MessageHead& req = request_parser_.head();
+bool ClientConnection::answer_locally(const MessageHead& req) {
   if (req.method_id != HTTP_GET && req.method_id != HTTP_HEAD) return false;
   std::string_view path = target_path(req.target);
   const HealthConfig& h = config_->health;
   if (path == h.path) {
-    status_ = 200;
-    send_local(200, "ok\n", close_after_);
+    ex_.status = 200;
+    send_local(200, "ok\n", ex_.close_after);
   } else if (path == h.ready_path) {
     const char* why =
         draining_ ? "not ready: draining" : readiness_problem(worker_->state(), *config_);
-    status_ = why ? 503 : 200;
-    send_local(status_, why ? std::string(why) + "\n" : std::string("ready\n"), close_after_);
+    ex_.status = why ? 503 : 200;
+    send_local(ex_.status, why ? std::string(why) + "\n" : std::string("ready\n"), ex_.close_after);
   } else {
     return false;
   }
@@ -401,15 +382,15 @@ void ClientConnection::on_session_ready(SessionGate::Outcome outcome) {
   switch (outcome) {
     case SessionGate::Outcome::kUnavailable: {
       HeaderList extra{{"Retry-After", "1"}};
-      status_ = 503;
-      send_local(503, "session store unavailable\n", close_after_, &extra);
+      ex_.status = 503;
+      send_local(503, "session store unavailable\n", ex_.close_after, &extra);
       return;
     }
     case SessionGate::Outcome::kLogout: {
       HeaderList extra = session_.response_headers();
       extra.emplace_back("Location", config_->session.logout_redirect);
-      status_ = 303;
-      send_local(303, "logged out\n", close_after_, &extra);
+      ex_.status = 303;
+      send_local(303, "logged out\n", ex_.close_after, &extra);
       return;
     }
     case SessionGate::Outcome::kProceed:
@@ -425,8 +406,8 @@ void ClientConnection::forward_request() {
   o.peer_trusted = peer_trusted_;
   o.scheme = tls_ != nullptr ? "https" : "http";
   o.header_prefix = config_->session.header_prefix;
-  o.tunnel_websocket = tunnel_requested_;
-  o.framing = request_framing_;
+  o.tunnel_websocket = ex_.tunnel_requested;
+  o.framing = ex_.request_framing;
   o.content_length = req.content_length;
   o.replace_cookie = session_.replace_cookie();
   o.cookie_value = session_.cookie_value();
@@ -444,100 +425,93 @@ void ClientConnection::forward_request() {
 void ClientConnection::connect_upstream() {
   UpstreamPool& pool = worker_->pool();
   const std::string& server = pool.pick_server(config_->upstream.servers);
-  upstream_ = retried_ ? nullptr : pool.take_idle(server);
-  upstream_started_hr_ = uv_hrtime();
-  if (upstream_ != nullptr) {
-    upstream_->attach(this);
+  ex_.upstream = ex_.retried ? nullptr : pool.take_idle(server);
+  ex_.upstream_started_hr = uv_hrtime();
+  if (ex_.upstream != nullptr) {
+    ex_.upstream->attach(this);
     send_upstream_head();
     return;
   }
   state_ = State::kUpstreamWait;
   update_reading();
-  upstream_ = pool.open(server, config_->upstream, response_limits(*config_), this,
-                        config_->upstream.tls ? worker_->upstream_tls() : nullptr);
-  if (upstream_ == nullptr)
+  ex_.upstream = pool.open(server, config_->upstream, response_limits(*config_), this,
+                           config_->upstream.tls ? worker_->upstream_tls() : nullptr);
+  if (ex_.upstream == nullptr)
     upstream_failed(502, UpstreamError::kConnectOther, "upstream address unusable");
 }
 
 void ClientConnection::on_upstream_connected(UpstreamConnection* c, int status) {
-  if (c != upstream_ || closing_) return;
+  if (c != ex_.upstream || closing_) return;
   if (status != 0) {
     const bool refused = is_connect_refusal(status);
     if (refused) worker_->pool().mark_refused(c->server());
     SG_LOG_WARN("upstream %s: connect failed: %s", c->server().c_str(), uv_strerror(status));
-    upstream_ = nullptr;  // the connection closes itself
+    ex_.upstream = nullptr;  // the connection closes itself
     upstream_failed(502, refused ? UpstreamError::kConnectRefused : UpstreamError::kConnectOther,
                     "upstream connect failed");
     return;
   }
   worker_->metrics().upstream_connect_duration.observe(
-      static_cast<double>(uv_hrtime() - upstream_started_hr_) / 1e9);
+      static_cast<double>(uv_hrtime() - ex_.upstream_started_hr) / 1e9);
   send_upstream_head();
 }
 
 void ClientConnection::send_upstream_head() {
   state_ = State::kForward;
-  HttpParser& rp = upstream_->parser();
-  rp.reset();
-  rp.set_expect_no_body(head_request_);
-  rp.set_body_sink([this](const char* data, size_t len) { on_response_body(data, len); });
-  if (int r = upstream_->write(upstream_head_); r != 0) {
-    upstream_->fail(r);  // a pooled connection the upstream had closed: on_upstream_closed
+  ex_.upstream->begin_response(ex_.head_request, config_->upstream.response_timeout);
+  if (int r = ex_.upstream->write(upstream_head_); r != 0) {
+    ex_.upstream->fail(r);  // a pooled connection the upstream had closed: on_upstream_closed
     return;
   }
-  upstream_->start_timer(config_->upstream.response_timeout);
-  if (request_done_) return;  // a retry: the request had no body
-  if (request_framing_ == BodyFraming::kNone && !tunnel_requested_) {
+  ex_.upstream->start_timer(config_->upstream.response_timeout);
+  if (ex_.request_done) return;  // a retry: the request had no body
+  if (ex_.request_framing == BodyFraming::kNone && !ex_.tunnel_requested) {
     // No body: the message is complete once the head is; let the parser say so.
-  } else if (expect_continue_) {
+  } else if (ex_.expect_continue) {
     write_client(k100Continue);
-    expect_continue_ = false;
+    ex_.expect_continue = false;
   }
   request_parser_.resume();
   process_pending();
 }
 
 void ClientConnection::on_request_body(const char* data, size_t len) {
-  request_body_bytes_ += len;
+  ex_.request_body_bytes += len;
   uint64_t limit = config_->limits.max_body_bytes;
-  if (limit != 0 && request_body_bytes_ > limit) {
+  if (limit != 0 && ex_.request_body_bytes > limit) {
     // Only a chunked body can get here (a Content-Length over the limit is refused up front).
     release_upstream(false);
     reject(413, "request body over limits.max_body_bytes");
     return;
   }
-  if (upstream_ == nullptr || closing_) return;  // a local answer discards the body
+  if (ex_.upstream == nullptr || closing_) return;  // a local answer discards the body
   int r;
-  if (request_framing_ == BodyFraming::kChunked) {
-    out_.clear();
-    append_chunk_header(len, out_);
-    uv_buf_t bufs[3] = {uv_buf_init(out_.data(), static_cast<unsigned>(out_.size())),
-                        uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len)),
-                        uv_buf_init(const_cast<char*>(kChunkTrailer.data()), 2)};
-    r = upstream_->write(bufs, 3);
+  if (ex_.request_framing == BodyFraming::kChunked) {
+    ChunkBufs chunk(data, len, out_);
+    r = ex_.upstream->write(chunk.bufs, ChunkBufs::kCount);
   } else {
-    r = upstream_->write(std::string_view(data, len));
+    r = ex_.upstream->write(std::string_view(data, len));
   }
   if (r != 0) {
-    upstream_->fail(r);
+    ex_.upstream->fail(r);
     return;
   }
   // A long upload is progress: the response timeout counts from the last body byte sent.
-  upstream_->start_timer(config_->upstream.response_timeout);
+  ex_.upstream->start_timer(config_->upstream.response_timeout);
   if (timer_kind_ == TimerKind::kActivity) arm_timer(TimerKind::kActivity);
 }
 
 void ClientConnection::on_request_complete() {
-  request_done_ = true;
-  if (!response_started_) arm_timer(TimerKind::kNone);
-  if (upstream_ != nullptr && request_framing_ == BodyFraming::kChunked) {
-    if (int r = upstream_->write(kLastChunk); r != 0) {
-      upstream_->fail(r);
+  ex_.request_done = true;
+  if (ex_.response == Response::kNotStarted) arm_timer(TimerKind::kNone);
+  if (ex_.upstream != nullptr && ex_.request_framing == BodyFraming::kChunked) {
+    if (int r = ex_.upstream->write(kLastChunk); r != 0) {
+      ex_.upstream->fail(r);
       return;
     }
   }
   // Anything after this message (a pipelined request, tunnel bytes) waits in pending_.
-  if (response_done_) finish_exchange();
+  if (ex_.response == Response::kDone) finish_exchange();
 }
 
 // ---- closing ------------------------------------------------------------------------------
@@ -566,7 +540,7 @@ void ClientConnection::close_after_flush() {
   // sending: a rejected or unfinished request, or bytes we never parsed. Closing with unread
   // data makes the kernel send a reset that can destroy our answer in flight (nginx's
   // lingering_close heuristic). A complete exchange closes as soon as our bytes are out.
-  linger_ = !request_done_ || !pending_.empty();
+  linger_ = !ex_.request_done || !pending_.empty();
   if (!linger_ && tls_ == nullptr && queued_bytes(reinterpret_cast<uv_stream_t*>(&tcp_)) == 0) {
     // Everything is already in the kernel and nothing is unread: close() sends our FIN after
     // the data, and saves the shutdown(2) round.

@@ -18,6 +18,7 @@
 #include "proxy_core/http/header_rewrite.h"
 #include "proxy_core/http/http_parser.h"
 #include "proxy_core/http/set_cookie.h"
+#include "proxy_core/net/lazy_deadline.h"
 #include "proxy_core/session/session_gate.h"
 #include "proxy_core/tls/tls_engine.h"
 #include "proxy_core/upstream.h"
@@ -76,20 +77,28 @@ class ClientConnection final : public UpstreamUser {
   void send_upstream_head();
   void on_request_body(const char* data, size_t len);
   void on_request_complete();
-  bool answer_locally();
-  ClientScheme request_scheme();
-  bool refuse_logout(bool https);
-  void redirect_to_https();
+  bool answer_locally(const MessageHead& req);
+  ClientScheme request_scheme(const MessageHead& req);
+  bool refuse_logout(const MessageHead& req, bool https);
+  void redirect_to_https(const MessageHead& req);
 
   // The response.
   void on_upstream_connected(UpstreamConnection* c, int status) override;
-  void on_upstream_data(UpstreamConnection* c, const char* data, size_t len) override;
+  bool on_upstream_head(UpstreamConnection* c, const MessageHead& head) override;
+  void on_upstream_body(UpstreamConnection* c, const char* data, size_t len) override;
+  void on_upstream_complete(UpstreamConnection* c) override;
+  void on_upstream_upgrade(UpstreamConnection* c, const MessageHead& head, const char* rest,
+                           size_t len) override;
+  void on_upstream_bad_response(UpstreamConnection* c, const char* why) override;
+  void on_upstream_read_begin() override { ++cork_depth_; }
+  void on_upstream_read_end() override { uncork(); }
+  void on_upstream_tunnel_data(UpstreamConnection* c, const char* data, size_t len) override;
   void on_upstream_closed(UpstreamConnection* c, int status) override;
   void on_upstream_drained(UpstreamConnection* c) override;
   void on_upstream_timeout(UpstreamConnection* c) override;
-  bool apply_directives(HttpParser::Event ev, const char* rest, size_t len);
-  void after_directives(HttpParser::Event ev);
-  void on_response_head();
+  bool apply_directives(const MessageHead& response);
+  void after_directives();
+  void on_response_head(const MessageHead& resp);
   void on_response_body(const char* data, size_t len);
   void on_response_complete();
   void upstream_failed(int status, UpstreamError kind, const char* why);
@@ -101,9 +110,8 @@ class ClientConnection final : public UpstreamUser {
   // `stable`: the bytes stay valid until the cork ends (upstream read buffer, constants), so a
   // corked write need not copy them.
   bool write_client(const uv_buf_t* bufs, unsigned count, bool stable = false);
-  int write_raw(std::string_view bytes);
-  const HeaderList& response_extra(
-      const HeaderList* more);  // bytes as they go on the wire (ciphertext with TLS)
+  int write_raw(std::string_view bytes);  // bytes as they go on the wire (ciphertext with TLS)
+  const HeaderList& response_extra(const HeaderList* more);
   void flush_cork();
   void uncork();
   struct CorkGuard {
@@ -134,9 +142,7 @@ class ClientConnection final : public UpstreamUser {
   int handles_open_ = 0;
   State state_ = State::kIdle;
   TimerKind timer_kind_ = TimerKind::kNone;
-  uint64_t deadline_ = 0;   // loop time when timer_kind_ expires
-  uint64_t armed_due_ = 0;  // when the libuv timer is set to fire
-  bool timer_armed_ = false;
+  LazyDeadline deadline_;  // when timer_kind_ expires
   bool reading_ = false;
   bool closing_ = false;
   bool draining_ = false;
@@ -154,37 +160,45 @@ class ClientConnection final : public UpstreamUser {
   std::string request_id_;
   bool peer_trusted_ = false;
 
-  // The current exchange.
-  UpstreamConnection* upstream_ = nullptr;
-  std::string upstream_head_;  // kept until the response starts, for one retry
-  bool retried_ = false;
-  bool upstream_dirty_ = false;  // bytes after its response: never reuse
-  bool upstream_paused_ = false;
-  bool client_eof_ = false;  // the client half-closed after a complete request      // reading from
-                             // the upstream stopped for client backpressure
-  bool awaiting_directives_ = false;  // the store is applying the response's directives
-  bool in_directives_call_ = false;
-  bool directives_answered_ = false;
-  std::string upstream_pending_;  // upstream bytes read while awaiting the store
+  bool client_eof_ = false;  // the client half-closed after a complete request
   int cork_depth_ = 0;
   std::vector<CorkedPiece> corked_;
   std::string corked_bytes_;
-  bool request_done_ = false;
-  bool response_started_ = false;  // a response head went to the client
-  bool response_done_ = false;
-  bool close_after_ = false;  // no keep-alive after this exchange
-  bool head_request_ = false;
-  bool tunnel_requested_ = false;
-  bool expect_continue_ = false;
-  BodyFraming request_framing_ = BodyFraming::kNone;
-  BodyFraming response_framing_ = BodyFraming::kNone;
-  uint64_t request_body_bytes_ = 0;
-  uint64_t response_body_bytes_ = 0;
-  int status_ = 0;
-  int64_t started_ms_ = 0;
-  uint64_t started_hr_ = 0;
-  uint64_t upstream_started_hr_ = 0;
-  double upstream_ms_ = -1;
+
+  // The current exchange: one request and its response. Reset as a whole when the first byte of
+  // a request arrives (process()), so nothing of the previous exchange can leak into this one's
+  // answer or access-log line.
+  struct ExchangeState {
+    enum class Response : uint8_t {
+      kNotStarted,
+      kStarted,  // a response head went to the client
+      kDone,
+    };
+    UpstreamConnection* upstream = nullptr;
+    int64_t started_ms = 0;
+    uint64_t started_hr = 0;  // 0 once the exchange is logged
+    uint64_t upstream_started_hr = 0;
+    double upstream_ms = -1;
+    uint64_t request_body_bytes = 0;
+    uint64_t response_body_bytes = 0;
+    int status = 0;
+    BodyFraming request_framing = BodyFraming::kNone;
+    BodyFraming response_framing = BodyFraming::kNone;
+    Response response = Response::kNotStarted;
+    bool request_done = false;
+    bool close_after = false;  // no keep-alive after this exchange
+    bool head_request = false;
+    bool client_http11 = false;
+    bool tunnel_requested = false;
+    bool expect_continue = false;
+    bool retried = false;
+    bool upstream_paused = false;  // reading from the upstream stopped for client backpressure
+    bool in_directives_call = false;
+    bool directives_answered = false;
+  };
+  using Response = ExchangeState::Response;
+  ExchangeState ex_;
+  std::string upstream_head_;  // kept until the response starts, for one retry (capacity reused)
   SessionGate session_;
 };
 

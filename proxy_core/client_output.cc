@@ -76,8 +76,7 @@ const HeaderList& ClientConnection::response_extra(const HeaderList* more) {
 
 // The redirect listener: every request but health checks gets a 308 to the same URL on https,
 // at server.canonical_host when set, else at the request's Host (validated by then).
-void ClientConnection::redirect_to_https() {
-  const MessageHead& req = request_parser_.head();
+void ClientConnection::redirect_to_https(const MessageHead& req) {
   const std::string& canonical = config_->server.canonical_host;
   const HeaderField* host = req.find("host");
   if (canonical.empty() && (host == nullptr || trim_ows(host->value).empty())) {
@@ -103,8 +102,8 @@ void ClientConnection::redirect_to_https() {
   }
   location.append(req.target);
   HeaderList extra{{"Location", std::move(location)}};
-  status_ = 308;
-  send_local(308, "", close_after_, &extra);
+  ex_.status = 308;
+  send_local(308, "", ex_.close_after, &extra);
 }
 
 void ClientConnection::flush_cork() {
@@ -122,13 +121,14 @@ void ClientConnection::flush_cork() {
   cork_depth_ = depth;
   corked_.clear();
   corked_bytes_.clear();
-  if (closing_ || upstream_ == nullptr) return;
-  if (queued_bytes(reinterpret_cast<uv_stream_t*>(&tcp_)) > kWriteHighWater && !upstream_paused_) {
+  if (closing_ || ex_.upstream == nullptr) return;
+  if (queued_bytes(reinterpret_cast<uv_stream_t*>(&tcp_)) > kWriteHighWater &&
+      !ex_.upstream_paused) {
     // A slow client, not a slow upstream: the upstream's silence is ours, so its response
     // timeout waits while the client's activity timeout bounds the stall.
-    upstream_->pause_reading();
-    if (state_ != State::kTunnel) upstream_->stop_timer();
-    upstream_paused_ = true;
+    ex_.upstream->pause_reading();
+    if (state_ != State::kTunnel) ex_.upstream->stop_timer();
+    ex_.upstream_paused = true;
   }
 }
 
@@ -144,11 +144,11 @@ void ClientConnection::on_write_done(uv_stream_t* s, int status) {
     return;
   }
   if (c->timer_kind_ == TimerKind::kActivity) c->arm_timer(TimerKind::kActivity);
-  if (c->upstream_ != nullptr && c->upstream_paused_ && queued_bytes(s) < kWriteLowWater) {
-    c->upstream_paused_ = false;
-    c->upstream_->resume_reading();
+  if (c->ex_.upstream != nullptr && c->ex_.upstream_paused && queued_bytes(s) < kWriteLowWater) {
+    c->ex_.upstream_paused = false;
+    c->ex_.upstream->resume_reading();
     if (c->state_ == State::kForward)
-      c->upstream_->start_timer(c->config_->upstream.response_timeout);
+      c->ex_.upstream->start_timer(c->config_->upstream.response_timeout);
   }
 }
 
@@ -156,10 +156,9 @@ void ClientConnection::send_local(int status, std::string_view body, bool close,
                                   const HeaderList* extra) {
   out_.clear();
   build_local_response(status, body, close || draining_, worker_->http_date(), out_,
-                       &response_extra(extra), head_request_);
-  status_ = status;
-  response_started_ = true;
-  response_done_ = true;
+                       &response_extra(extra), ex_.head_request);
+  ex_.status = status;
+  ex_.response = Response::kDone;
   write_client(out_);
   if (close || draining_) {
     log_exchange();
@@ -168,7 +167,7 @@ void ClientConnection::send_local(int status, std::string_view body, bool close,
   }
   // Keep the connection: read (and discard) the rest of this request, then finish the exchange
   // when its end is parsed, exactly as for a forwarded one.
-  if (request_done_) {
+  if (ex_.request_done) {
     finish_exchange();
     return;
   }
@@ -180,21 +179,21 @@ void ClientConnection::send_local(int status, std::string_view body, bool close,
 void ClientConnection::reject(int status, const char* reason) {
   SG_LOG_DEBUG("client %s: rejected with %d: %s", peer_ip_.c_str(), status, reason);
   worker_->metrics().bad_requests.add();
-  if (response_started_) {
+  if (ex_.response != Response::kNotStarted) {
     close_now();
     return;
   }
-  close_after_ = true;
-  head_request_ = false;
+  ex_.close_after = true;
+  ex_.head_request = false;
   pending_.clear();
   send_local(status, std::string(status_reason(status)) + "\n", true);
 }
 
 void ClientConnection::log_exchange() {
-  if (status_ == 0 || started_hr_ == 0) return;
+  if (ex_.status == 0 || ex_.started_hr == 0) return;
   const MessageHead& req = request_parser_.head();
   AccessRecord r;
-  r.time_ms = started_ms_;
+  r.time_ms = ex_.started_ms;
   r.request_id = request_id_;
   r.client = peer_ip_;
   r.method = req.method;
@@ -204,21 +203,21 @@ void ClientConnection::log_exchange() {
     if (const HeaderField* h = req.find("referer")) r.referer = h->value;
     if (const HeaderField* h = req.find("user-agent")) r.user_agent = h->value;
   }
-  r.status = status_;
-  r.bytes_sent = response_body_bytes_;
-  r.bytes_received = request_body_bytes_;
-  r.duration_ms = static_cast<double>(uv_hrtime() - started_hr_) / 1e6;
-  r.upstream_ms = upstream_ms_;
+  r.status = ex_.status;
+  r.bytes_sent = ex_.response_body_bytes;
+  r.bytes_received = ex_.request_body_bytes;
+  r.duration_ms = static_cast<double>(uv_hrtime() - ex_.started_hr) / 1e6;
+  r.upstream_ms = ex_.upstream_ms;
   r.session = session_.handle();
   r.session_event = session_.event();
   worker_->state().access_log.write(r);
-  started_hr_ = 0;  // logged once
+  ex_.started_hr = 0;  // logged once
   WorkerMetrics& m = worker_->metrics();
-  int cls = status_ / 100 - 1;
+  int cls = ex_.status / 100 - 1;
   if (cls >= 0 && cls < 5) m.requests[static_cast<int>(method_label(req.method))][cls].add();
   m.request_duration.observe(r.duration_ms / 1e3);
-  m.bytes_received.add(request_body_bytes_);
-  m.bytes_sent.add(response_body_bytes_);
+  m.bytes_received.add(ex_.request_body_bytes);
+  m.bytes_sent.add(ex_.response_body_bytes);
   if (unsigned n = session_.rejected_directives()) m.rejected_directives.add(n);
 }
 

@@ -18,9 +18,8 @@
 namespace sg {
 
 // The scheme the client used (Secure under cookie_secure = "auto", the logout origin check).
-ClientScheme ClientConnection::request_scheme() {
-  const HeaderField* proto =
-      peer_trusted_ ? request_parser_.head().find("x-forwarded-proto") : nullptr;
+ClientScheme ClientConnection::request_scheme(const MessageHead& req) {
+  const HeaderField* proto = peer_trusted_ ? req.find("x-forwarded-proto") : nullptr;
   ClientScheme scheme =
       client_scheme(tls_ != nullptr, peer_trusted_,
                     proto ? std::optional<std::string_view>(proto->value) : std::nullopt);
@@ -39,8 +38,7 @@ ClientScheme ClientConnection::request_scheme() {
 
 // logout_path ends the session only for a POST, or a GET from our own origin (logout CSRF);
 // decided before the session gate can destroy anything. True when answered here.
-bool ClientConnection::refuse_logout(bool https) {
-  const MessageHead& req = request_parser_.head();
+bool ClientConnection::refuse_logout(const MessageHead& req, bool https) {
   const std::string& logout = config_->session.logout_path;
   if (logout.empty() || target_path(req.target) != logout) return false;
   const auto field = [&req](std::string_view name) -> std::optional<std::string_view> {
@@ -60,14 +58,14 @@ bool ClientConnection::refuse_logout(bool https) {
       return false;
     case LogoutVerdict::kMethodNotAllowed: {
       HeaderList extra{{"Allow", std::string(kLogoutAllow)}};
-      send_local(405, "method not allowed\n", close_after_, &extra);
+      send_local(405, "method not allowed\n", ex_.close_after, &extra);
       return true;
     }
     case LogoutVerdict::kCrossSite:
       worker_->metrics().logout_refused.add();
       SG_LOG_INFO("client %s: %s %s refused: not from this site's own pages (logout CSRF)",
                   peer_ip_.c_str(), req.method.c_str(), logout.c_str());
-      send_local(403, "logout refused: use POST, or a link on this site\n", close_after_);
+      send_local(403, "logout refused: use POST, or a link on this site\n", ex_.close_after);
       return true;
   }
   return false;

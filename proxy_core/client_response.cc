@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "proxy_core/chunk_bufs.h"
 #include "proxy_core/http/request_validation.h"
 #include "proxy_core/net/stream_io.h"
 #include "proxy_core/ops/log.h"
@@ -13,119 +14,86 @@ namespace sg {
 
 // ---- the response -------------------------------------------------------------------------
 
-void ClientConnection::on_upstream_data(UpstreamConnection* c, const char* data, size_t len) {
-  if (c != upstream_ || closing_) return;
-  // Everything this read produces for the client (head, body, chunk framing) leaves in one
-  // writev when the guard ends: fewer syscalls than a write per piece.
-  CorkGuard cork(this);
-  if (state_ == State::kTunnel) {
-    uv_buf_t buf = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
-    write_client(&buf, 1, /*stable=*/true);
-    arm_timer(TimerKind::kActivity);
+// A final response head, parsed by the upstream connection. False while the store applies its
+// directives: the connection holds the rest of the response until after_directives().
+bool ClientConnection::on_upstream_head(UpstreamConnection* c, const MessageHead& head) {
+  if (c != ex_.upstream || closing_) return true;
+  if (!apply_directives(head)) return false;
+  on_response_head(head);
+  return true;
+}
+
+void ClientConnection::on_upstream_body(UpstreamConnection* c, const char* data, size_t len) {
+  if (c == ex_.upstream) on_response_body(data, len);
+}
+
+void ClientConnection::on_upstream_complete(UpstreamConnection* c) {
+  if (c != ex_.upstream) return;
+  if (c->closing()) ex_.upstream = nullptr;  // delimited by the upstream's close
+  if (closing_) return;
+  on_response_complete();
+}
+
+void ClientConnection::on_upstream_upgrade(UpstreamConnection* c, const MessageHead& head,
+                                           const char* rest, size_t len) {
+  if (c != ex_.upstream || closing_) return;
+  on_response_head(head);
+  if (ex_.upstream != c || closing_) return;
+  if (head.status == 101 && ex_.tunnel_requested) {
+    // Bytes after the 101 head belong to the tunnel.
+    if (len > 0) write_client(std::string_view(rest, len));
+    start_tunnel();
     return;
   }
-  if (awaiting_directives_) {
-    upstream_pending_.append(data, len);  // the store has not answered yet
-    return;
-  }
-  if (response_started_) upstream_->start_timer(config_->upstream.response_timeout);
-  HttpParser& rp = c->parser();
-  while (len > 0 && upstream_ == c && !closing_ && !response_done_) {
-    size_t used = 0;
-    HttpParser::Event ev = rp.execute(data, len, used);
-    data += used;
-    len -= used;
-    switch (ev) {
-      case HttpParser::Event::kNeedMore:
-        break;
-      case HttpParser::Event::kHead:
-      case HttpParser::Event::kHeadDone:
-        if (rp.head().status >= 200 && !apply_directives(ev, data, len)) return;
-        on_response_head();
-        if (upstream_ != c || closing_) return;
-        rp.resume();
-        if (ev == HttpParser::Event::kHeadDone && rp.head().status >= 200) {
-          if (len > 0) upstream_dirty_ = true;
-          on_response_complete();
-        }
-        break;
-      case HttpParser::Event::kMessageDone:
-        if (upstream_ != c || closing_) return;
-        rp.resume();
-        if (rp.head().status >= 200) {
-          // Bytes after a complete response: the upstream is out of step; never reuse it.
-          if (len > 0) upstream_dirty_ = true;
-          on_response_complete();
-        }
-        break;
-      case HttpParser::Event::kUpgrade:
-        if (!rp.head_reported()) on_response_head();
-        if (upstream_ != c || closing_) return;
-        if (rp.head().status == 101 && tunnel_requested_) {
-          // Bytes after the 101 head belong to the tunnel.
-          if (len > 0) write_client(std::string_view(data, len));
-          len = 0;
-          start_tunnel();
-          return;
-        }
-        upstream_failed(502, UpstreamError::kBadResponse, "unexpected upgrade from upstream");
-        return;
-      case HttpParser::Event::kError:
-        upstream_failed(502, UpstreamError::kBadResponse, rp.error_reason());
-        return;
-    }
-  }
+  upstream_failed(502, UpstreamError::kBadResponse, "unexpected upgrade from upstream");
+}
+
+void ClientConnection::on_upstream_bad_response(UpstreamConnection* c, const char* why) {
+  if (c == ex_.upstream && !closing_) upstream_failed(502, UpstreamError::kBadResponse, why);
+}
+
+void ClientConnection::on_upstream_tunnel_data(UpstreamConnection* c, const char* data,
+                                               size_t len) {
+  if (c != ex_.upstream || closing_) return;
+  uv_buf_t buf = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
+  write_client(&buf, 1, /*stable=*/true);
+  arm_timer(TimerKind::kActivity);
 }
 
 // Applies the application's session directives before the response head goes out (its
-// Set-Cookie depends on them). True when the store answered at once; otherwise reading from the
-// upstream pauses, the unparsed bytes wait in upstream_pending_, and after_directives() resumes.
-bool ClientConnection::apply_directives(HttpParser::Event ev, const char* rest, size_t len) {
-  in_directives_call_ = true;
-  directives_answered_ = false;
-  session_.on_response(upstream_->parser().head(), [this, ev] {
-    if (in_directives_call_) {
-      directives_answered_ = true;
+// Set-Cookie depends on them). True when the store answered at once; otherwise
+// after_directives() goes on when it does.
+bool ClientConnection::apply_directives(const MessageHead& response) {
+  ex_.in_directives_call = true;
+  ex_.directives_answered = false;
+  session_.on_response(response, [this] {
+    if (ex_.in_directives_call) {
+      ex_.directives_answered = true;
     } else {
-      after_directives(ev);
+      after_directives();
     }
   });
-  in_directives_call_ = false;
-  if (directives_answered_) return true;
-  awaiting_directives_ = true;
-  upstream_pending_.assign(rest, len);
-  upstream_->pause_reading();
-  return false;
+  ex_.in_directives_call = false;
+  return ex_.directives_answered;
 }
 
-void ClientConnection::after_directives(HttpParser::Event ev) {
-  awaiting_directives_ = false;
-  UpstreamConnection* c = upstream_;
+void ClientConnection::after_directives() {
+  UpstreamConnection* c = ex_.upstream;
   if (closing_ || c == nullptr) return;
-  on_response_head();
-  if (upstream_ != c || closing_) return;
-  HttpParser& rp = c->parser();
-  rp.resume();
-  if (ev == HttpParser::Event::kHeadDone) {
-    if (!upstream_pending_.empty()) upstream_dirty_ = true;
-    on_response_complete();
-    return;
-  }
-  std::string rest;
-  rest.swap(upstream_pending_);
-  c->resume_reading();
-  if (!rest.empty()) on_upstream_data(c, rest.data(), rest.size());
+  CorkGuard cork(this);
+  on_response_head(c->response_head());
+  if (ex_.upstream != c || closing_) return;
+  c->resume_response();
 }
 
-void ClientConnection::on_response_head() {
-  const MessageHead& resp = upstream_->parser().head();
+void ClientConnection::on_response_head(const MessageHead& resp) {
   if (resp.status < 200 && resp.status != 101) return;  // 1xx: we sent our own 100 already
   upstream_head_.clear();  // the response has started: no retry any more
-  upstream_ms_ = static_cast<double>(uv_hrtime() - upstream_started_hr_) / 1e6;
-  worker_->metrics().upstream_response_duration.observe(upstream_ms_ / 1e3);
+  ex_.upstream_ms = static_cast<double>(uv_hrtime() - ex_.upstream_started_hr) / 1e6;
+  worker_->metrics().upstream_response_duration.observe(ex_.upstream_ms / 1e3);
   worker_->state().upstream_ok_ms.store(unix_now_ms(), std::memory_order_relaxed);
   if (resp.status == 101) {
-    if (!tunnel_requested_) return;  // the parser reports kUpgrade; refused there
+    if (!ex_.tunnel_requested) return;  // the parser reports kUpgrade; refused there
     out_.clear();
     ClientResponseOptions o;
     o.header_prefix = config_->session.header_prefix;
@@ -133,56 +101,48 @@ void ClientConnection::on_response_head() {
     o.upgrade = true;
     o.added = &response_extra(nullptr);
     build_client_response(resp, o, out_);
-    status_ = 101;
-    response_started_ = true;
+    ex_.status = 101;
+    ex_.response = Response::kStarted;
     write_client(out_);
     return;
   }
   // A refused upgrade: whatever the client sends next may not be HTTP.
-  if (tunnel_requested_) close_after_ = true;
-  const MessageHead& req = request_parser_.head();
-  bool client11 = req.is_http11();
-  bool no_body = head_request_ || resp.status == 204 || resp.status == 304;
-  if (!resp.keep_alive && !upstream_->parser().body_until_eof()) {
-    // The upstream closes after this response; the client connection is unaffected.
-  }
+  if (ex_.tunnel_requested) ex_.close_after = true;
+  const bool client11 = ex_.client_http11;
+  bool no_body = ex_.head_request || resp.status == 204 || resp.status == 304;
   if (no_body) {
-    response_framing_ = BodyFraming::kNone;
+    ex_.response_framing = BodyFraming::kNone;
   } else if (resp.has_content_length && !resp.chunked) {
-    response_framing_ = BodyFraming::kContentLength;
+    ex_.response_framing = BodyFraming::kContentLength;
   } else if (client11) {
-    response_framing_ = BodyFraming::kChunked;  // chunked, or close-delimited re-framed
+    ex_.response_framing = BodyFraming::kChunked;  // chunked, or close-delimited re-framed
   } else {
-    response_framing_ = BodyFraming::kUntilClose;  // an HTTP/1.0 client cannot take chunks
-    close_after_ = true;
+    ex_.response_framing = BodyFraming::kUntilClose;  // an HTTP/1.0 client cannot take chunks
+    ex_.close_after = true;
   }
-  if (!request_done_) close_after_ = true;  // early response: the rest of the body is unread
-  status_ = resp.status;
+  if (!ex_.request_done) ex_.close_after = true;  // early response: the rest of the body is unread
+  ex_.status = resp.status;
   ClientResponseOptions o;
   o.header_prefix = config_->session.header_prefix;
   o.cookie_name = config_->session.cookie_name;
-  o.framing = response_framing_;
+  o.framing = ex_.response_framing;
   o.client_http11 = client11;
-  o.close = close_after_ || draining_;
+  o.close = ex_.close_after || draining_;
   o.force_no_store = session_.sets_cookie();
   o.added = &response_extra(nullptr);
   out_.clear();
   build_client_response(resp, o, out_);
-  response_started_ = true;
+  ex_.response = Response::kStarted;
   arm_timer(TimerKind::kActivity);  // from here on, the client must keep reading
   write_client(out_);
 }
 
 void ClientConnection::on_response_body(const char* data, size_t len) {
   if (closing_ || len == 0) return;
-  response_body_bytes_ += len;
-  if (response_framing_ == BodyFraming::kChunked) {
-    out_.clear();
-    append_chunk_header(len, out_);
-    uv_buf_t bufs[3] = {uv_buf_init(out_.data(), static_cast<unsigned>(out_.size())),
-                        uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len)),
-                        uv_buf_init(const_cast<char*>(kChunkTrailer.data()), 2)};
-    write_client(bufs, 3, /*stable=*/false);
+  ex_.response_body_bytes += len;
+  if (ex_.response_framing == BodyFraming::kChunked) {
+    ChunkBufs chunk(data, len, out_);
+    write_client(chunk.bufs, ChunkBufs::kCount, /*stable=*/false);
   } else {
     uv_buf_t buf = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
     write_client(&buf, 1, /*stable=*/true);  // the upstream read buffer outlives the cork
@@ -190,35 +150,27 @@ void ClientConnection::on_response_body(const char* data, size_t len) {
 }
 
 void ClientConnection::on_response_complete() {
-  if (response_framing_ == BodyFraming::kChunked) {
+  if (ex_.response_framing == BodyFraming::kChunked) {
     uv_buf_t buf = uv_buf_init(const_cast<char*>(kLastChunk.data()), 5);
     write_client(&buf, 1, /*stable=*/true);
   }
-  response_done_ = true;
-  if (upstream_ != nullptr) upstream_->stop_timer();
-  if (request_done_ || close_after_) finish_exchange();
+  ex_.response = Response::kDone;
+  if (ex_.request_done || ex_.close_after) finish_exchange();
 }
 
 void ClientConnection::on_upstream_closed(UpstreamConnection* c, int status) {
-  if (c != upstream_) return;
-  upstream_ = nullptr;  // it is closing itself
+  if (c != ex_.upstream) return;
+  ex_.upstream = nullptr;  // it is closing itself
   if (closing_) return;
   if (state_ == State::kTunnel) {
     close_after_flush();
     return;
   }
-  if (response_started_ && !response_done_ && c->parser().body_until_eof() && status == UV_EOF) {
-    // A close-delimited body ends here (RFC 9112 §6.3 rule 8).
-    if (c->parser().finish() == HttpParser::Event::kMessageDone) {
-      on_response_complete();
-      return;
-    }
-  }
-  if (!response_started_ && c->reused() && !retried_ && request_framing_ == BodyFraming::kNone &&
-      !upstream_head_.empty()) {
+  if (ex_.response == Response::kNotStarted && c->reused() && !ex_.retried &&
+      ex_.request_framing == BodyFraming::kNone && !upstream_head_.empty()) {
     // The pooled connection was closed by the upstream under us and nothing of the response
     // arrived: safe to send the (bodiless) request again, once, on a fresh connection.
-    retried_ = true;
+    ex_.retried = true;
     connect_upstream();
     return;
   }
@@ -227,11 +179,11 @@ void ClientConnection::on_upstream_closed(UpstreamConnection* c, int status) {
 }
 
 void ClientConnection::on_upstream_drained(UpstreamConnection* c) {
-  if (c == upstream_) update_reading();
+  if (c == ex_.upstream) update_reading();
 }
 
 void ClientConnection::on_upstream_timeout(UpstreamConnection* c) {
-  if (c != upstream_) return;
+  if (c != ex_.upstream) return;
   if (state_ == State::kTunnel) {
     close_now();
     return;
@@ -248,28 +200,30 @@ void ClientConnection::upstream_failed(int status, UpstreamError kind, const cha
   SG_LOG_WARN("%s %s: %s (status %d)", request_parser_.head().method.c_str(),
               std::string(target_path(request_parser_.head().target)).c_str(), why, status);
   release_upstream(false);
-  if (response_started_) {
+  if (ex_.response != Response::kNotStarted) {
     // Never let a truncated response look complete: abort the client connection (after what
     // was already produced, so the client sees where it broke).
     flush_cork();
-    status_ = status_ == 0 ? status : status_;
+    ex_.status = ex_.status == 0 ? status : ex_.status;
     log_exchange();
     close_now();
     return;
   }
-  status_ = status;
-  close_after_ = true;
+  ex_.status = status;
+  ex_.close_after = true;
   send_local(status, status == 504 ? "upstream timed out\n" : "bad gateway\n", true);
 }
 
 void ClientConnection::start_tunnel() {
   state_ = State::kTunnel;
-  request_done_ = response_done_ = true;
+  ex_.request_done = true;
+  ex_.response = Response::kDone;
   log_exchange();
-  if (upstream_ != nullptr) {
-    upstream_->stop_timer();
+  if (ex_.upstream != nullptr) {
+    ex_.upstream->stop_timer();
+    ex_.upstream->start_tunnel();
     if (!pending_.empty()) {
-      upstream_->write(pending_);
+      ex_.upstream->write(pending_);
       pending_.clear();
     }
   }
@@ -278,11 +232,11 @@ void ClientConnection::start_tunnel() {
 }
 
 void ClientConnection::finish_exchange() {
-  bool reusable = request_done_ && response_done_ && upstream_ != nullptr && !upstream_dirty_ &&
-                  upstream_->parser().should_keep_alive() && !upstream_->parser().in_message();
+  bool reusable = ex_.request_done && ex_.response == Response::kDone && ex_.upstream != nullptr &&
+                  ex_.upstream->reusable();
   release_upstream(reusable);
   log_exchange();
-  if (close_after_ || draining_ || !request_done_) {
+  if (ex_.close_after || draining_ || !ex_.request_done) {
     close_after_flush();
     return;
   }
@@ -298,9 +252,9 @@ void ClientConnection::finish_exchange() {
 }
 
 void ClientConnection::release_upstream(bool reusable) {
-  UpstreamConnection* c = upstream_;
-  upstream_ = nullptr;
-  upstream_paused_ = false;
+  UpstreamConnection* c = ex_.upstream;
+  ex_.upstream = nullptr;
+  ex_.upstream_paused = false;
   if (c == nullptr) return;
   c->stop_timer();
   if (reusable) {

@@ -13,7 +13,7 @@ namespace sg {
 
 UpstreamConnection::UpstreamConnection(UpstreamPool* pool, std::string server,
                                        HttpParser::Limits limits)
-    : pool_(pool), server_(std::move(server)), parser_(HttpParser::Kind::kResponse, limits) {
+    : pool_(pool), server_(std::move(server)), reader_(this, limits) {
   socket_.init(pool_->loop(), is_unix_server(server_), this);
   uv_timer_init(pool_->loop(), &timer_);
   timer_.data = this;
@@ -91,7 +91,7 @@ void UpstreamConnection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* 
     c->fail(UV_EPROTO);
     return;
   }
-  c->user_->on_upstream_data(c, buf->base, static_cast<size_t>(nread));
+  c->on_plaintext(buf->base, static_cast<size_t>(nread));
   c->ack_partial_response(static_cast<size_t>(nread));
 }
 
@@ -112,7 +112,51 @@ void UpstreamConnection::fail(int status) {
   if (closing_) return;
   UpstreamUser* user = user_;
   close();
-  if (user != nullptr) user->on_upstream_closed(this, status);
+  if (user == nullptr) return;
+  if (status == UV_EOF && !tunnel_ && reader_.finish_at_close()) {
+    user->on_upstream_complete(this);  // a close-delimited body ends here
+    return;
+  }
+  user->on_upstream_closed(this, status);
+}
+
+void UpstreamConnection::begin_response(bool head_request, Millis response_timeout) {
+  reader_.begin(head_request);
+  response_timeout_ = response_timeout;
+  tunnel_ = false;
+}
+
+void UpstreamConnection::resume_response() {
+  if (!closing_ && user_ != nullptr) reader_.resume();
+}
+
+void UpstreamConnection::on_plaintext(const char* data, size_t len) {
+  UpstreamUser* user = user_;
+  user->on_upstream_read_begin();
+  if (tunnel_) {
+    user->on_upstream_tunnel_data(this, data, len);
+  } else {
+    if (reader_.head_taken()) start_timer(response_timeout_);
+    reader_.feed(data, len);
+  }
+  user->on_upstream_read_end();
+}
+
+void UpstreamConnection::on_body(const char* data, size_t len) {
+  if (user_ != nullptr) user_->on_upstream_body(this, data, len);
+}
+
+void UpstreamConnection::on_complete() {
+  stop_timer();
+  user_->on_upstream_complete(this);
+}
+
+void UpstreamConnection::hold_reading(bool held) {
+  if (held) {
+    pause_reading();
+  } else {
+    resume_reading();
+  }
 }
 
 void UpstreamConnection::on_ciphertext(const char* data, size_t len) {
@@ -145,7 +189,7 @@ void UpstreamConnection::on_ciphertext(const char* data, size_t len) {
     // The user may re-enter (and even close us); the scratch is not touched again here.
     std::string plain;
     plain.swap(tls_plain_);
-    user_->on_upstream_data(this, plain.data(), plain.size());
+    on_plaintext(plain.data(), plain.size());
     if (tls_plain_.empty()) {
       plain.clear();
       tls_plain_.swap(plain);  // keep the capacity
@@ -197,16 +241,11 @@ void UpstreamConnection::resume_reading() {
     reading_ = true;
 }
 
-// Lazy like ClientConnection::arm_timer: moving a deadline later costs no timer-heap work.
+// Restarted on every read of a response: LazyDeadline makes moving it later cheap.
 void UpstreamConnection::start_timer(Millis timeout) {
   if (closing_) return;
-  uint64_t now = uv_now(pool_->loop());
-  deadline_ = now + static_cast<uint64_t>(timeout.count());
   timer_on_ = true;
-  if (timer_armed_ && armed_due_ <= deadline_) return;
-  uv_timer_start(&timer_, &UpstreamConnection::on_timer, deadline_ - now, 0);
-  timer_armed_ = true;
-  armed_due_ = deadline_;
+  deadline_.set(&timer_, &UpstreamConnection::on_timer, static_cast<uint64_t>(timeout.count()));
 }
 
 void UpstreamConnection::stop_timer() {
@@ -215,15 +254,9 @@ void UpstreamConnection::stop_timer() {
 
 void UpstreamConnection::on_timer(uv_timer_t* t) {
   auto* c = static_cast<UpstreamConnection*>(t->data);
-  c->timer_armed_ = false;
+  c->deadline_.fired();
   if (c->closing_ || !c->timer_on_) return;
-  uint64_t now = uv_now(c->pool_->loop());
-  if (now < c->deadline_) {
-    uv_timer_start(&c->timer_, &UpstreamConnection::on_timer, c->deadline_ - now, 0);
-    c->timer_armed_ = true;
-    c->armed_due_ = c->deadline_;
-    return;
-  }
+  if (!c->deadline_.passed(&c->timer_, &UpstreamConnection::on_timer)) return;
   c->timer_on_ = false;
   if (c->user_ == nullptr) {
     c->close();  // idle too long in the pool
@@ -351,7 +384,7 @@ void UpstreamPool::put_idle(UpstreamConnection* c, Millis idle_timeout, size_t m
     c->close();
     return;
   }
-  c->parser_.reset();
+  c->reader_.reset();
   idle_.push_back(c);
   metrics_->upstream_idle.fetch_add(1, std::memory_order_relaxed);
   // Keep reading: an upstream that closes its side is noticed and dropped at once.

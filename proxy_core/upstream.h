@@ -16,6 +16,8 @@
 
 #include "proxy_core/config/config.h"
 #include "proxy_core/http/http_parser.h"
+#include "proxy_core/http/response_reader.h"
+#include "proxy_core/net/lazy_deadline.h"
 #include "proxy_core/net/socket_address.h"
 #include "proxy_core/net/upstream_socket.h"
 #include "proxy_core/ops/metrics.h"
@@ -25,12 +27,32 @@ namespace sg {
 
 class UpstreamConnection;
 
-// What an exchange hears from the connection it borrowed.
+// What an exchange hears from the connection it borrowed. The connection parses the response
+// (HttpParser, strict) and reports its head, body and end; it decides whether it can be reused.
 class UpstreamUser {
  public:
   virtual ~UpstreamUser() = default;
   virtual void on_upstream_connected(UpstreamConnection* c, int status) = 0;
-  virtual void on_upstream_data(UpstreamConnection* c, const char* data, size_t len) = 0;
+  // A final response head (1xx interim heads are skipped; 101 comes with on_upstream_upgrade).
+  // False holds the response: the connection stops reading, keeps what it has not parsed, and
+  // goes on when the user calls resume_response().
+  virtual bool on_upstream_head(UpstreamConnection* c, const MessageHead& head) = 0;
+  // Body bytes, decoded from chunked framing; valid only during the call.
+  virtual void on_upstream_body(UpstreamConnection* c, const char* data, size_t len) = 0;
+  // The response is complete. c->closing() when it was delimited by the upstream's close.
+  virtual void on_upstream_complete(UpstreamConnection* c) = 0;
+  // A 101 head; `rest` is what followed it (tunnel bytes). The user calls start_tunnel() or
+  // gives the connection up.
+  virtual void on_upstream_upgrade(UpstreamConnection* c, const MessageHead& head, const char* rest,
+                                   size_t len) = 0;
+  // The response broke the protocol (`why` names how); the user gives the connection up.
+  virtual void on_upstream_bad_response(UpstreamConnection* c, const char* why) = 0;
+  // Everything one read produces is reported between these two calls (the user may gather its
+  // writes into one). The user is never freed inside its own callbacks, so _end is always safe.
+  virtual void on_upstream_read_begin() = 0;
+  virtual void on_upstream_read_end() = 0;
+  // Raw bytes after start_tunnel().
+  virtual void on_upstream_tunnel_data(UpstreamConnection* c, const char* data, size_t len) = 0;
   // The upstream closed (UV_EOF) or failed; the connection is already closing.
   virtual void on_upstream_closed(UpstreamConnection* c, int status) = 0;
   virtual void on_upstream_drained(UpstreamConnection* c) = 0;  // write queue fell below low water
@@ -39,7 +61,7 @@ class UpstreamUser {
 
 class UpstreamPool;
 
-class UpstreamConnection {
+class UpstreamConnection final : private ResponseReader::Events {
  public:
   UpstreamConnection(UpstreamPool* pool, std::string server, HttpParser::Limits limits);
 
@@ -57,7 +79,18 @@ class UpstreamConnection {
   // Closes and tells the user (on_upstream_closed) with `status`.
   void fail(int status);
 
-  HttpParser& parser() { return parser_; }
+  // Starts one exchange's response: the parser starts over (a HEAD request's response has no
+  // body) and, once a final head has been reported, every read restarts `response_timeout`.
+  void begin_response(bool head_request, Millis response_timeout);
+  // Goes on after on_upstream_head returned false.
+  void resume_response();
+  // From now on, bytes go to on_upstream_tunnel_data unparsed.
+  void start_tunnel() { tunnel_ = true; }
+  // The response completed in step: the connection may carry the next request (keep-alive, no
+  // stray bytes after the response).
+  bool reusable() const { return !tunnel_ && reader_.reusable(); }
+  const MessageHead& response_head() const { return reader_.head(); }
+
   const std::string& server() const { return server_; }
   bool reused() const { return reused_; }
   bool closing() const { return closing_; }
@@ -71,6 +104,17 @@ class UpstreamConnection {
   static void on_timer(uv_timer_t* t);
   static void on_close(uv_handle_t* h);
   void on_ciphertext(const char* data, size_t len);
+  void on_plaintext(const char* data, size_t len);
+  // ResponseReader::Events, passed on to the user.
+  bool on_head(const MessageHead& head) override { return user_->on_upstream_head(this, head); }
+  void on_body(const char* data, size_t len) override;
+  void on_complete() override;
+  void on_upgrade(const MessageHead& head, const char* rest, size_t len) override {
+    user_->on_upstream_upgrade(this, head, rest, len);
+  }
+  void on_bad_response(const char* why) override { user_->on_upstream_bad_response(this, why); }
+  void hold_reading(bool held) override;
+  bool still_reading() const override { return user_ != nullptr && !closing_; }
   void ack_partial_response(size_t nread);
   static constexpr size_t kQuickAckBelow = 4096;  // bytes in a read: "small"
   void handshake_failed();
@@ -81,21 +125,21 @@ class UpstreamConnection {
   UpstreamSocket socket_;  // TCP or Unix-domain, by the server's address
   uv_timer_t timer_;
   uv_connect_t connect_req_;
-  HttpParser parser_;
+  ResponseReader reader_;
   UpstreamUser* user_ = nullptr;  // nullptr while idle in the pool
   std::shared_ptr<const TlsClientContext> tls_context_;
   std::string tls_host_;
   std::unique_ptr<TlsEngine> tls_;
   std::string tls_plain_, tls_net_;
   int handles_open_ = 0;
-  uint64_t deadline_ = 0;   // loop time when the running timeout expires
-  uint64_t armed_due_ = 0;  // when the libuv timer is set to fire
-  bool timer_on_ = false;   // a timeout is running (stop_timer() only clears this)
-  bool timer_armed_ = false;
+  LazyDeadline deadline_;  // when the running timeout expires
+  bool timer_on_ = false;  // a timeout is running (stop_timer() only clears this)
   bool connected_ = false;
   bool reading_ = false;
   bool closing_ = false;
   bool reused_ = false;
+  bool tunnel_ = false;
+  Millis response_timeout_{0};  // restarted by every read once the response has begun
 };
 
 class UpstreamPool {

@@ -272,7 +272,7 @@ void Worker::post_config(std::shared_ptr<const Config> config, TlsContexts tls,
     mailbox_tls_ = std::move(tls);
     for (OpenedListener& s : added)
       mailbox_listeners_.push_back(std::move(s));
-    if (!async_closed_) uv_async_send(&async_);
+    uv_async_send(&async_);  // not closed: checked above, under the same lock
   }
 }
 

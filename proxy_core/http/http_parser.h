@@ -51,6 +51,14 @@ class HttpParser {
   // Parses from `data`; sets `consumed` to the bytes used. After kHead or kMessageDone, call
   // resume() before feeding the remaining bytes.
   Event execute(const char* data, size_t len, size_t& consumed);
+  // execute(), moving `data` and `len` past the bytes it used.
+  Event step(const char*& data, size_t& len) {
+    size_t used = 0;
+    Event ev = execute(data, len, used);
+    data += used;
+    len -= used;
+    return ev;
+  }
   void resume();
   // The peer closed: for a response delimited by close this completes the message.
   Event finish();

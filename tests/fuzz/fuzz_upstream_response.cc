@@ -1,6 +1,6 @@
-// Fuzz target: the upstream response path with the session in it, driven the way
-// client_response.cc drives it: HttpParser (responses, strict) -> SessionGate::on_response (the
-// application's X-Session-Control and X-Session-Set-* directives, applied to a seeded
+// Fuzz target: the upstream response path with the session in it: the gateway's own
+// ResponseReader (the upstream connection's response parsing, strict) -> SessionGate::on_response
+// (the application's X-Session-Control and X-Session-Set-* directives, applied to a seeded
 // MemoryStore, fuzz_session.h) -> build_client_response with the gate's Set-Cookie (and HSTS).
 //
 // Each final response in the stream answers one request of a keep-alive client that keeps a
@@ -33,6 +33,7 @@
 #include "proxy_core/http/cookie.h"
 #include "proxy_core/http/header_rewrite.h"
 #include "proxy_core/http/http_parser.h"
+#include "proxy_core/http/response_reader.h"
 #include "tests/fuzz/fuzz_session.h"
 #include "tests/fuzz/fuzz_support.h"
 
@@ -271,9 +272,8 @@ void check_directives(Run& r, const sg::MessageHead& resp) {
 
 // What the connection does with a final response head (client_response.cc: apply_directives,
 // then on_response_head). False: the connection closes.
-bool on_response_head(Run& r, HttpParser& parser) {
+bool on_response_head(Run& r, const sg::MessageHead& resp) {
   const Options& opt = *r.opt;
-  const sg::MessageHead& resp = parser.head();
   r.transcript += "head " + std::to_string(resp.status) +
                   " headers=" + std::to_string(resp.header_count) + "\n";
   if (resp.status < 200 && resp.status != 101) return true;  // interim: not forwarded
@@ -316,57 +316,70 @@ bool on_response_head(Run& r, HttpParser& parser) {
   return true;
 }
 
+// The receiving end of the reader: what the connection does with each event. One response after
+// another: a complete one is followed by the next request (begin) on the same connection.
+struct Receiver final : sg::ResponseReader::Events {
+  Run* r = nullptr;
+  std::string body;
+  bool stopped = false;   // the connection is given up
+  bool complete = false;  // the current response ended
+
+  bool on_head(const sg::MessageHead& head) override {
+    if (!on_response_head(*r, head)) stopped = true;
+    return true;
+  }
+  void on_body(const char* data, size_t len) override {
+    SG_FUZZ_CHECK(!stopped && !complete);
+    body.append(data, len);
+  }
+  void on_complete() override {
+    SG_FUZZ_CHECK(!complete);
+    r->transcript += "body " + body + "\ndone\n";
+    body.clear();
+    complete = true;
+  }
+  void on_upgrade(const sg::MessageHead& head, const char*, size_t) override {
+    on_response_head(*r, head);  // no tunnel was requested: refused (502)
+    r->transcript += "upgrade refused\n";
+    stopped = true;
+  }
+  void on_bad_response(const char*) override {
+    r->transcript += "error\n";
+    stopped = true;
+  }
+  void hold_reading(bool) override { SG_FUZZ_CHECK(false); }  // the memory store answers at once
+  bool still_reading() const override { return !stopped; }
+};
+
 std::string run(std::string_view stream, size_t cut, const Options& opt) {
   Run r;
   r.opt = &opt;
   r.store = sg_fuzz::seeded_store(opt.config);
   r.jar = opt.initial_cookie;
-  HttpParser parser(HttpParser::Kind::kResponse, opt.limits);
-  parser.set_expect_no_body(opt.head_request);
-  std::string body;
-  parser.set_body_sink([&](const char* data, size_t len) { body.append(data, len); });
+  Receiver events;
+  events.r = &r;
+  sg::ResponseReader reader(&events, opt.limits);
+  reader.begin(opt.head_request);
   const std::string_view reads[2] = {stream.substr(0, cut), stream.substr(cut)};
-  auto message_done = [&] {
-    SG_FUZZ_CHECK(parser.body_bytes() == body.size());
-    r.transcript += "body " + body + "\ndone\n";
-    body.clear();
-  };
-  const bool whole = sg_fuzz::feed_reads(parser, reads, 2 * stream.size() + 4, [&](Event ev) {
-    switch (ev) {
-      case Event::kNeedMore:  // feed_reads keeps it to itself
-        return true;
-      case Event::kHead:
-        if (!on_response_head(r, parser)) return false;
-        parser.resume();
-        return true;
-      case Event::kHeadDone:
-        if (!on_response_head(r, parser)) return false;
-        r.transcript += "done\n";
-        parser.resume();
-        return true;
-      case Event::kMessageDone:
-        message_done();
-        parser.resume();
-        return true;
-      case Event::kUpgrade:
-        if (!parser.head_reported()) on_response_head(r, parser);
-        r.transcript += "upgrade refused\n";
-        return false;
-      case Event::kError:
-        SG_FUZZ_CHECK(parser.error_status() == 502);
-        r.transcript += "error\n";
-        return false;
+  size_t steps = 0;
+  for (std::string_view pending : reads) {
+    while (!pending.empty() && !events.stopped) {
+      SG_FUZZ_CHECK(++steps <= 2 * stream.size() + 4);  // no livelock
+      const size_t used = reader.feed(pending.data(), pending.size());
+      SG_FUZZ_CHECK(used <= pending.size());
+      pending.remove_prefix(used);
+      if (events.complete) {
+        SG_FUZZ_CHECK(!reader.held());
+        events.complete = false;
+        reader.begin(opt.head_request);  // the next request on this connection
+      } else {
+        SG_FUZZ_CHECK(pending.empty() || events.stopped);
+      }
     }
-    return true;
-  });
-  if (!whole) return r.transcript;
-  if (opt.peer_closes && parser.in_message()) {
-    const Event ev = parser.finish();
-    SG_FUZZ_CHECK(ev == Event::kMessageDone || ev == Event::kError || ev == Event::kNeedMore);
-    if (ev == Event::kMessageDone) message_done();
-    if (ev == Event::kError) r.transcript += "error at close\n";
   }
-  r.transcript += "eof in_message=" + std::to_string(parser.in_message()) + "\n";
+  if (events.stopped) return r.transcript;
+  if (opt.peer_closes && reader.finish_at_close()) events.on_complete();
+  r.transcript += "eof\n";
   return r.transcript;
 }
 

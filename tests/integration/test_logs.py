@@ -103,6 +103,34 @@ class AccessLog(unittest.TestCase):
             self.assertNotIn(t, out)
             self.assertNotIn(t, err)
 
+    def test_rejected_head_logs_its_own_figures(self):
+        # A keep-alive connection: a forwarded POST with a body, then a head the parser refuses.
+        # The refused request's line carries nothing of the exchange before it: no body bytes,
+        # no upstream time, no session.
+        gw = Gateway(self, self.up.port)
+        c = HttpClient(gw.port, self)
+        first = c.roundtrip("POST", "/upload", body=b"z" * 1000)
+        self.assertEqual(first.status, 200, first)
+        c.send(b"GET /bad HTTP/1.1\r\nHost: x\r\nNo Colon Here\r\n\r\n")
+        refused = c.read_response()
+        self.assertEqual(refused.status, 400, refused)
+
+        def both():
+            # (Other lines, such as the harness's readiness probe, may come first.)
+            lines = [e for e in gw.access_log_lines() if "method" in e]
+            upload = [e for e in lines if e.get("path") == "/upload"]
+            bad = [e for e in lines if e.get("path") == "/bad"]
+            return (upload[0], bad[0]) if upload and bad else None
+        upload, bad = wait_until(both, 15.0, message=lambda: f"the /upload and /bad lines: "
+                                                             f"{gw.access_log_lines()}")
+        self.assertEqual(int(bad["status"]), 400, bad)
+        self.assertEqual(int(upload["bytes_received"]), 1000, upload)
+        self.assertNotEqual(upload["session"], "", upload)
+        self.assertEqual(int(bad["bytes_received"]), 0, bad)
+        self.assertNotIn("upstream_ms", bad)
+        self.assertEqual(bad["session"], "", bad)
+        self.assertNotEqual(bad["request_id"], upload["request_id"], bad)
+
 
 if __name__ == "__main__":
     unittest.main()
