@@ -6,6 +6,7 @@
 
 #include "proxy_core/ops/cpu_count.h"
 #include "proxy_core/ops/log.h"
+#include "proxy_core/session/session_attributes.h"
 #include "proxy_core/session/session_store.h"
 #include "proxy_core/store/memory_store.h"
 #include "proxy_core/store/pending_destroys.h"
@@ -46,13 +47,19 @@ bool load_tls(const Config& config, const TlsServerContext* previous, Worker::Tl
   return true;
 }
 
+SessionStore* Server::admin_store() {
+  return state_.memory_store;
+}
+
 bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
   config_ = std::move(config);
   if (!state_.access_log.open(config_->log.access, config_->log.format, error)) return false;
   if (!load_tls(*config_, nullptr, tls_, error)) return false;
   const SessionConfig& sc = config_->session;
+  // The user attribute is read at start: the index is keyed by it (a reload keeps it).
   auto memory = std::make_unique<MemoryStore>(sc.idle_timeout, sc.absolute_timeout,
-                                              config_->memory_store.max_sessions);
+                                              config_->memory_store.max_sessions,
+                                              fold_attribute_name(sc.user_attribute));
   if (!config_->memory_store.snapshot_path.empty()) {
     // A restart logs nobody out. A bad snapshot is reported and start-up goes on.
     SnapshotStatus s = memory->load_snapshot(config_->memory_store.snapshot_path, unix_now_ms(),

@@ -20,6 +20,8 @@ enum class CookieSecure { kAuto, kAlways, kNever };
 enum class StoreKind { kMemory, kRedis };
 enum class OnUnavailable { kFailClosed, kFailOpen };
 enum class OnRotatedReplay { kIgnore, kDestroy };
+// session.on_limit: what joining a user at session.max_per_user does.
+enum class UserLimitPolicy { kEvictOldest, kReject };
 enum class SessionCreate { kAlways, kOnReturn };
 enum class AccessLogFormat { kJson, kCombined };
 enum class LogLevel { kDebug, kInfo, kWarn, kError };
@@ -92,6 +94,10 @@ struct SessionConfig {
   // kOnReturn: a first visit gets a self-certifying token and is stored only when it comes back.
   SessionCreate create = SessionCreate::kAlways;
   std::string secret_file;  // key of the self-certifying tokens; empty = random per process
+  // The attribute whose value names the session's user (the per-user index, issue 14).
+  std::string user_attribute = "User";
+  uint32_t max_per_user = 0;  // sessions per user; 0 = no cap
+  UserLimitPolicy on_limit = UserLimitPolicy::kEvictOldest;
 };
 
 struct MemoryStoreConfig {
@@ -120,7 +126,8 @@ struct HealthConfig {
 };
 
 struct AdminConfig {
-  std::string listen;  // empty = off
+  std::string listen;      // empty = off
+  std::string token_file;  // bearer token of the /sessions API; empty = no /sessions API
 };
 
 struct LimitsConfig {

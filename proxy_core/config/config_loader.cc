@@ -47,13 +47,13 @@ constexpr std::string_view kKnownKeys[] = {
     "session.header_prefix", "session.exclude", "session.logout_path", "session.logout_redirect",
     "session.max_attributes", "session.max_attribute_bytes", "session.store",
     "session.rotation_grace", "session.on_rotated_replay", "session.create",
-    "session.secret_file",
+    "session.secret_file", "session.user_attribute", "session.max_per_user", "session.on_limit",
     "store.memory.max_sessions", "store.memory.snapshot_path", "store.memory.snapshot_interval",
     "store.redis.address", "store.redis.password_file", "store.redis.database",
     "store.redis.key_prefix", "store.redis.timeout", "store.redis.on_unavailable",
     "store.redis.sentinels", "store.redis.master_name", "store.redis.max_pending_destroys",
     "health.path", "health.ready_path",
-    "admin.listen",
+    "admin.listen", "admin.token_file",
     "limits.max_header_bytes", "limits.max_headers", "limits.max_body_bytes",
     "limits.header_timeout", "limits.client_idle_timeout",
     "log.level", "log.access", "log.format",
@@ -305,6 +305,15 @@ void read_session(TableReader t, SessionConfig& s) {
   t.choice("create", s.create,
            {{"always", SessionCreate::kAlways}, {"on_return", SessionCreate::kOnReturn}});
   t.path("secret_file", s.secret_file);
+  t.string("user_attribute", s.user_attribute, [](const std::string& v) {
+    const bool id = v.size() == 2 && (v[0] | 0x20) == 'i' && (v[1] | 0x20) == 'd';
+    return is_token(v) && !id
+               ? ""
+               : config_detail::expected("an attribute name (a header token, not \"Id\")", v);
+  });
+  t.integer("max_per_user", s.max_per_user, 0, 1000000);
+  t.choice("on_limit", s.on_limit,
+           {{"evict_oldest", UserLimitPolicy::kEvictOldest}, {"reject", UserLimitPolicy::kReject}});
   t.finish();
 }
 
@@ -367,6 +376,7 @@ void read_all(TableReader root, Config& c) {
   health.finish();
   TableReader admin = root.section("admin");
   admin.string("listen", c.admin.listen, check_optional_listen);
+  admin.path("token_file", c.admin.token_file);
   admin.finish();
   TableReader limits = root.section("limits");
   // 256 bytes still fits a request line and a Host header; past 1 MiB one slow client could

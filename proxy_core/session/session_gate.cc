@@ -6,6 +6,7 @@
 #include "proxy_core/http/set_cookie.h"
 #include "proxy_core/ops/log.h"
 #include "proxy_core/session/session_attributes.h"
+#include "proxy_core/session/session_record_check.h"
 #include "proxy_core/session/token.h"
 
 namespace sg {
@@ -54,6 +55,18 @@ void SessionGate::reset() {
   response_headers_.clear();
   handle_hex_.clear();
   event_.clear();
+  client_address_.clear();
+  request_id_.clear();
+}
+
+void SessionGate::set_client(std::string_view address, std::string_view request_id) {
+  client_address_ = origin_text(address, kMaxClientAddressBytes);
+  request_id_.assign(request_id.substr(0, 128));
+}
+
+void SessionGate::record_origin(const MessageHead& request) {
+  const HeaderField* agent = request.find("user-agent");
+  user_agent_ = agent ? origin_text(agent->value, kMaxUserAgentBytes) : std::string();
 }
 
 void SessionGate::begin(const Config& config, SessionStore* store, WorkerMetrics* metrics, bool tls,
@@ -63,6 +76,7 @@ void SessionGate::begin(const Config& config, SessionStore* store, WorkerMetrics
   metrics_ = metrics;
   tls_ = tls;
   const SessionConfig& sc = config.session;
+  record_origin(request);
 
   // Our cookie never reaches the application, excluded path or not.
   fields_.clear();
@@ -283,6 +297,8 @@ void SessionGate::create_session(Done done) {
     return;
   }
   record_ = SessionRecord{};
+  record_.client_address = client_address_;
+  record_.user_agent = user_agent_;
   if (config_->session.create == SessionCreate::kOnReturn) {
     // A cookie and a handle, no store write: the token itself says it is ours and when it began.
     const FirstVisitKey* fv = first_visit_key();

@@ -40,6 +40,11 @@ class SessionGate {
   using Done = std::function<void(Outcome)>;
 
   void reset();
+  // The client's address and the request's id, for the session record (address and user agent are
+  // recorded when a session is created) and the audit log. Call after reset() and before
+  // begin(); empty when unknown. (The seam for the exchange: until it calls this, sessions are
+  // recorded without an address.)
+  void set_client(std::string_view address, std::string_view request_id);
   // Starts resolving the session of `request`. `done` may run before begin() returns.
   // `metrics` (the worker's) counts store failures and rotated-token replays; may be null.
   void begin(const Config& config, SessionStore* store, WorkerMetrics* metrics, bool tls,
@@ -68,7 +73,9 @@ class SessionGate {
   // What the response asked for, validated against the record read at request time.
   struct Directives {
     bool rotate = false, destroy = false;
-    bool refresh = false;               // the idle refresh is due (last_seen_ms in change)
+    bool destroy_others = false;  // X-Session-Control: destroy-others (the user's other sessions)
+    bool destroy_user = false;    // X-Session-Control: destroy-user (all of them, this one too)
+    bool refresh = false;         // the idle refresh is due (last_seen_ms in change)
     unsigned attribute_directives = 0;  // accepted Set- directives (rejected if the store refuses)
     bool followed = false;              // already sent on to the live key after a rotation
     SessionChange change;
@@ -91,10 +98,17 @@ class SessionGate {
   void add_set_cookie(bool expire);
   void read_directives(const MessageHead& response, Directives& d);
   void on_first_visit_response(Directives d, std::function<void()> done);
+  void apply_directives(Directives d, std::function<void()> done);
   void destroy_directive(std::function<void()> done);
   void rotate_directive(Directives d, std::function<void()> done);
   void modify_directive(Directives d, std::function<void()> done);
   void refused_by_bounds(const Directives& d);
+  // session_gate_users.cc: the user index's directives and the per-user cap.
+  const std::string* record_user() const;
+  void user_directive(Directives d, std::function<void()> done);
+  void limit_reached(Directives d, std::function<void()> done);
+  void clear_limit_notice(SessionChange& change) const;
+  void record_origin(const MessageHead& request);
 
   const Config* config_ = nullptr;
   SessionStore* store_ = nullptr;
@@ -150,6 +164,9 @@ class SessionGate {
   bool sets_cookie_ = false;
   std::string handle_hex_;
   std::string event_;
+  std::string client_address_;  // set_client
+  std::string request_id_;
+  std::string user_agent_;  // this request's, bounded (recorded at creation)
 };
 
 }  // namespace sg

@@ -38,6 +38,10 @@ void SessionGate::read_directives(const MessageHead& response, Directives& d) {
         d.rotate = true;
       } else if (iequals(value, "destroy")) {
         d.destroy = true;
+      } else if (iequals(value, "destroy-others")) {
+        d.destroy_others = true;
+      } else if (iequals(value, "destroy-user")) {
+        d.destroy_user = true;
       } else {
         ++rejected_directives_;
         SG_LOG_WARN("session %s: unknown %s value ignored", handle_hex_.c_str(), f.name.c_str());
@@ -63,6 +67,10 @@ void SessionGate::read_directives(const MessageHead& response, Directives& d) {
   }
   d.change.max_attributes = sc.max_attributes;
   d.change.max_attribute_bytes = sc.max_attribute_bytes;
+  d.change.max_per_user = sc.max_per_user;
+  d.change.on_limit =
+      sc.on_limit == UserLimitPolicy::kReject ? OnUserLimit::kReject : OnUserLimit::kEvictOldest;
+  clear_limit_notice(d.change);
 }
 
 void SessionGate::on_response(const MessageHead& response, std::function<void()> done) {
@@ -74,6 +82,14 @@ void SessionGate::on_response(const MessageHead& response, std::function<void()>
   read_directives(response, d);
   if (unstored_) {
     on_first_visit_response(std::move(d), std::move(done));
+    return;
+  }
+  apply_directives(std::move(d), std::move(done));
+}
+
+void SessionGate::apply_directives(Directives d, std::function<void()> done) {
+  if (d.destroy_others || d.destroy_user) {
+    user_directive(std::move(d), std::move(done));
     return;
   }
   if (d.destroy) {
@@ -157,6 +173,9 @@ void SessionGate::rotate_directive(Directives d, std::function<void()> done) {
     } else if (s == StoreStatus::kRejected) {
       // Not rotated at all: a login whose user does not fit must not half-happen.
       refused_by_bounds(d);
+    } else if (s == StoreStatus::kLimitReached) {
+      limit_reached(std::move(d), std::move(done));  // not rotated either
+      return;
     } else if (s == StoreStatus::kUnavailable) {
       store_failed("rotate");
     }  // kNotFound: the session ended or was rotated meanwhile; nothing to send
@@ -183,6 +202,10 @@ void SessionGate::modify_directive(Directives d, std::function<void()> done) {
       return;
     }
     if (s == StoreStatus::kUnavailable) store_failed("modify");
+    if (s == StoreStatus::kLimitReached) {
+      limit_reached(std::move(d), std::move(done));
+      return;
+    }
     if (s == StoreStatus::kNotFound && (!d.change.set.empty() || !d.change.remove.empty()) &&
         !d.followed) {
       // A login on a parallel request may have rotated the session meanwhile: the application

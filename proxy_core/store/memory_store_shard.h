@@ -13,6 +13,8 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -44,6 +46,30 @@ struct KeyHasher {
   }
 };
 
+// What a session holds beyond its fixed fields, behind one pointer that is null when it holds
+// nothing: attributes, and the client address and user agent recorded at creation (packed in one
+// string, "address\0agent", so that both cost one allocation and an empty pair costs nothing).
+struct SessionExtra {
+  SessionAttributes attrs;
+  std::string origin;
+
+  std::string_view client_address() const {
+    return std::string_view(origin).substr(0, origin.find('\0'));
+  }
+  std::string_view user_agent() const {
+    const size_t nul = origin.find('\0');
+    return nul == std::string::npos ? std::string_view() : std::string_view(origin).substr(nul + 1);
+  }
+  static std::string pack_origin(std::string_view address, std::string_view agent) {
+    if (address.empty() && agent.empty()) return {};
+    std::string out(address);
+    out.push_back('\0');
+    out.append(agent);
+    return out;
+  }
+  bool empty() const { return attrs.empty() && origin.empty(); }
+};
+
 // What an old key leaves behind after rotate(): where the session went and until when the old key
 // still opens it. Forgotten at forget_at_ms (the idle timeout after the rotation).
 struct Marker {
@@ -60,8 +86,8 @@ struct alignas(64) Shard {
     SessionHandle handle{};
     int64_t created_ms = 0;
     int64_t last_seen_ms = 0;
-    std::unique_ptr<SessionAttributes> attrs;  // null when the session has none
-    uint32_t prev : 31 = kNil;                 // towards the most recently seen end
+    std::unique_ptr<SessionExtra> extra;  // null when the session has no attributes and no origin
+    uint32_t prev : 31 = kNil;            // towards the most recently seen end
     uint32_t segment : 1 = kProbation;
     uint32_t next = kNil;  // towards the least recently seen end; free list
   };
@@ -169,7 +195,7 @@ struct alignas(64) Shard {
   void erase_slot(size_t i) {
     const uint32_t n = slots[i].node - 1;
     lru_unlink(n);
-    nodes[n].attrs.reset();
+    nodes[n].extra.reset();
     nodes[n].next = free_head;
     free_head = n;
     --size;
