@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "proxy_core/ops/audit_log.h"
 #include "proxy_core/session/token.h"
 
 namespace sg {
@@ -158,6 +159,9 @@ void handle_sessions_request(const MessageHead& req, const std::string& token_fi
       } else if (list) {
         reply(AdminReply{200, sessions_json(user, v), true});
       } else {
+        for (const UserSession& u : v)
+          audit(AuditEvent{"destroyed", "admin", handle_to_hex(u.handle), user, u.client_address,
+                           ""});
         std::string body = "{\"user\":";
         append_json_string(body, user);
         reply(AdminReply{200, body + ",\"destroyed\":" + std::to_string(v.size()) + "}\n", true});
@@ -194,6 +198,8 @@ void handle_sessions_request(const MessageHead& req, const std::string& token_fi
     } else if (s != StoreStatus::kOk) {
       reply(text(503, "session store unavailable\n"));
     } else {
+      for (const UserSession& u : v)
+        audit(AuditEvent{"destroyed", "admin", handle_to_hex(u.handle), "", u.client_address, ""});
       reply(AdminReply{200, "{\"destroyed\":" + std::to_string(v.size()) + "}\n", true});
     }
   });

@@ -20,6 +20,7 @@ Server::Server() = default;
 Server::~Server() {
   force_stop();
   join();
+  if (process_audit_log() == &state_.audit_log) set_process_audit_log(nullptr);
 }
 
 unsigned Server::effective_workers(const Config& config) {
@@ -54,6 +55,8 @@ SessionStore* Server::admin_store() {
 bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
   config_ = std::move(config);
   if (!state_.access_log.open(config_->log.access, config_->log.format, error)) return false;
+  if (!state_.audit_log.open(config_->log.audit, error)) return false;
+  set_process_audit_log(&state_.audit_log);
   if (!load_tls(*config_, nullptr, tls_, error)) return false;
   const SessionConfig& sc = config_->session;
   // The user attribute is read at start: the index is keyed by it (a reload keeps it).
@@ -173,6 +176,11 @@ bool Server::apply(std::shared_ptr<const Config> config, std::string& error) {
       close_all();
       return false;
     }
+  }
+  if (effective->log.audit != config_->log.audit &&
+      !state_.audit_log.open(effective->log.audit, error)) {
+    close_all();
+    return false;
   }
   set_log_level(effective->log.level);
   config_ = effective;

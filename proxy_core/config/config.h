@@ -98,6 +98,8 @@ struct SessionConfig {
   std::string user_attribute = "User";
   uint32_t max_per_user = 0;  // sessions per user; 0 = no cap
   UserLimitPolicy on_limit = UserLimitPolicy::kEvictOldest;
+  // Requests that do not extend the idle timeout (polling, heartbeats); path_match.h patterns.
+  std::vector<std::string> passive_paths;
 };
 
 struct MemoryStoreConfig {
@@ -141,6 +143,7 @@ struct LimitsConfig {
 struct LogConfig {
   LogLevel level = LogLevel::kInfo;
   std::string access = "stdout";  // "stdout" | "off" | a file path
+  std::string audit = "off";      // session events (ops/audit_log.h): "stderr" | "off" | a path
   AccessLogFormat format = AccessLogFormat::kJson;
 };
 

@@ -48,6 +48,7 @@ constexpr std::string_view kKnownKeys[] = {
     "session.max_attributes", "session.max_attribute_bytes", "session.store",
     "session.rotation_grace", "session.on_rotated_replay", "session.create",
     "session.secret_file", "session.user_attribute", "session.max_per_user", "session.on_limit",
+    "session.passive_paths",
     "store.memory.max_sessions", "store.memory.snapshot_path", "store.memory.snapshot_interval",
     "store.redis.address", "store.redis.password_file", "store.redis.database",
     "store.redis.key_prefix", "store.redis.timeout", "store.redis.on_unavailable",
@@ -56,7 +57,7 @@ constexpr std::string_view kKnownKeys[] = {
     "admin.listen", "admin.token_file",
     "limits.max_header_bytes", "limits.max_headers", "limits.max_body_bytes",
     "limits.header_timeout", "limits.client_idle_timeout",
-    "log.level", "log.access", "log.format",
+    "log.level", "log.access", "log.format", "log.audit",
 };
 // clang-format on
 
@@ -312,6 +313,7 @@ void read_session(TableReader t, SessionConfig& s) {
                : config_detail::expected("an attribute name (a header token, not \"Id\")", v);
   });
   t.integer("max_per_user", s.max_per_user, 0, 1000000);
+  t.string_list("passive_paths", s.passive_paths, check_path_prefix, true);
   t.choice("on_limit", s.on_limit,
            {{"evict_oldest", UserLimitPolicy::kEvictOldest}, {"reject", UserLimitPolicy::kReject}});
   t.finish();
@@ -361,6 +363,10 @@ void read_log(TableReader t, LogConfig& log) {
   if (log.access.empty()) log.access = "off";  // an empty path would fail at open; say "off"
   t.choice("format", log.format,
            {{"json", AccessLogFormat::kJson}, {"combined", AccessLogFormat::kCombined}});
+  std::string audit = log.audit;
+  t.string("audit", audit);
+  log.audit = (audit == "stderr" || audit == "off") ? audit : t.resolve(audit);
+  if (log.audit.empty()) log.audit = "off";
   t.finish();
 }
 

@@ -119,6 +119,7 @@ std::string render_effective_config(const Config& c) {
   w.str("user_attribute", s.user_attribute);
   w.num("max_per_user", s.max_per_user);
   w.str("on_limit", s.on_limit == UserLimitPolicy::kEvictOldest ? "evict_oldest" : "reject");
+  w.list("passive_paths", s.passive_paths);
 
   w.section("store.memory");
   w.num("max_sessions", c.memory_store.max_sessions);
@@ -157,6 +158,7 @@ std::string render_effective_config(const Config& c) {
   w.section("log");
   w.str("level", kLevels[static_cast<int>(c.log.level)]);
   w.str("access", c.log.access);
+  w.str("audit", c.log.audit);
   w.str("format", c.log.format == AccessLogFormat::kJson ? "json" : "combined");
   return w.text();
 }

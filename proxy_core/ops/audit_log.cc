@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -76,8 +77,11 @@ std::string AuditLog::format(const AuditEvent& e, int64_t now_ms) {
   return out;
 }
 
-void AuditLog::write(const AuditEvent& event, int64_t now_ms) {
+void AuditLog::write(const AuditEvent& event) {
   if (!enabled()) return;
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
   const std::string line = format(event, now_ms);
   std::lock_guard<std::mutex> lock(write_mutex_);
   const int fd = fd_.load(std::memory_order_relaxed);
@@ -87,6 +91,23 @@ void AuditLog::write(const AuditEvent& event, int64_t now_ms) {
   do {
     n = ::write(fd, line.data(), line.size());
   } while (n < 0 && errno == EINTR);
+}
+
+namespace {
+std::atomic<AuditLog*> g_audit_log{nullptr};
+}  // namespace
+
+void set_process_audit_log(AuditLog* log) {
+  g_audit_log.store(log, std::memory_order_release);
+}
+
+AuditLog* process_audit_log() {
+  return g_audit_log.load(std::memory_order_acquire);
+}
+
+void audit(const AuditEvent& event) {
+  AuditLog* log = process_audit_log();
+  if (log != nullptr && log->enabled()) log->write(event);
 }
 
 }  // namespace sg

@@ -38,7 +38,7 @@ class AuditLog {
   bool open(const std::string& target, std::string& error);
   bool reopen(std::string& error);
   bool enabled() const { return fd_.load(std::memory_order_relaxed) >= 0; }
-  void write(const AuditEvent& event, int64_t now_ms);
+  void write(const AuditEvent& event);  // stamped with the wall clock now
   ~AuditLog();
 
   static std::string format(const AuditEvent& event, int64_t now_ms);
@@ -48,5 +48,13 @@ class AuditLog {
   std::atomic<int> fd_{-1};
   std::mutex write_mutex_;
 };
+
+// The process's audit log, for code that has no GatewayState at hand (the session gate, the
+// memory store): set once by Server::start before any worker runs; null in unit tests (no
+// events written).
+void set_process_audit_log(AuditLog* log);
+AuditLog* process_audit_log();
+// Writes `event` to the process's audit log when one is set and enabled.
+void audit(const AuditEvent& event);
 
 }  // namespace sg

@@ -105,9 +105,14 @@ class SessionGate {
   void refused_by_bounds(const Directives& d);
   // session_gate_users.cc: the user index's directives and the per-user cap.
   const std::string* record_user() const;
+  // The session's user once `change` is applied, or null.
+  const std::string* rotated_user(const SessionChange& change) const;
   void user_directive(Directives d, std::function<void()> done);
   void limit_reached(Directives d, std::function<void()> done);
   void clear_limit_notice(SessionChange& change) const;
+  // One audit line (ops/audit_log.h) about `handle` (hex) with this request's client and id.
+  void audit_event(std::string_view event, std::string_view reason, std::string_view handle,
+                   const std::string* user) const;
   void record_origin(const MessageHead& request);
 
   const Config* config_ = nullptr;
@@ -126,6 +131,8 @@ class SessionGate {
     return g == nullptr || *g != t.generation;
   }
   void set_handle_hex();
+  static bool is_passive(const SessionConfig& sc, const MessageHead& request,
+                         std::string_view path);
   void destroy_live(unsigned index, Done done);  // logout with several live sessions: all of them
   void retire_candidates(size_t index, bool destroyed, Done done);
   void destroy_session(const TokenHash& key, std::function<void(StoreStatus)> done);
@@ -139,6 +146,7 @@ class SessionGate {
   bool in_grace_ = false;       // the token is a rotated-away one inside rotation_grace
   bool unconfirmed_ = false;    // logout: a destroy the store did not confirm
   bool unstored_ = false;       // on_return: a first visit, not in the store (yet)
+  bool passive_ = false;        // passive_paths or <prefix>Passive: 1: no idle refresh
   int first_visit_index_ = -1;  // the candidate that is a returning first-visit token
   SessionHandle first_visit_handle_{};
   int64_t first_visit_created_ms_ = 0;

@@ -100,7 +100,8 @@ void SessionGate::apply_directives(Directives d, std::function<void()> done) {
   // responses carry no Set-Cookie and most visits write nothing. Never for a grace request: its
   // token is no longer the live one, and a Set-Cookie with it would undo the rotation.
   const int64_t now = unix_now_ms();
-  if (!in_grace_ && now - record_.last_seen_ms >= config_->session.idle_timeout.count() / 10) {
+  if (!in_grace_ && !passive_ &&
+      now - record_.last_seen_ms >= config_->session.idle_timeout.count() / 10) {
     d.refresh = true;
     d.change.last_seen_ms = now;
   }
@@ -139,7 +140,10 @@ void SessionGate::destroy_directive(std::function<void()> done) {
   Ticket epoch = ticket();
   destroy_session(key_, [this, epoch, done](StoreStatus s) {
     if (stale(epoch)) return;
-    if (s != StoreStatus::kOk) store_failed("destroy directive");
+    if (s != StoreStatus::kOk)
+      store_failed("destroy directive");
+    else
+      audit_event("destroyed", "directive", handle_hex_, record_user());
     retire_first_visit(token_, [this, epoch, done](StoreStatus r) {
       if (stale(epoch)) return;
       if (r != StoreStatus::kOk) store_failed("first-visit token retirement");
@@ -170,6 +174,7 @@ void SessionGate::rotate_directive(Directives d, std::function<void()> done) {
       in_grace_ = false;
       event_ = "rotated";
       add_set_cookie(/*expire=*/false);
+      audit_event("rotated", "", handle_hex_, rotated_user(d.change));
     } else if (s == StoreStatus::kRejected) {
       // Not rotated at all: a login whose user does not fit must not half-happen.
       refused_by_bounds(d);

@@ -4,7 +4,9 @@
 #include <mutex>
 #include <vector>
 
+#include "proxy_core/ops/audit_log.h"
 #include "proxy_core/ops/log.h"
+#include "proxy_core/session/token.h"
 #include "proxy_core/store/memory_store_shard.h"
 #include "proxy_core/store/memory_store_users.h"
 
@@ -130,9 +132,44 @@ void MemoryStore::count_removal(Removal why) {
 
 void MemoryStore::erase_session(Shard& shard, size_t slot, Removal why) {
   const Shard::Node& node = shard.node_at(slot);
-  if (const std::string* user = user_of(attributes_of(node))) users_->leave(*user, node.key);
+  const std::string* user = user_of(attributes_of(node));
+  if (user != nullptr) users_->leave(*user, node.key);
+  // Destroys are audited by whoever asked, with their reason; the store's own removals here.
+  if (why != Removal::kDestroyed)
+    audit_removal(node.handle, user, node.extra ? node.extra->client_address() : std::string_view(),
+                  why);
   count_removal(why);
   shard.erase_slot(slot);
+}
+
+// The audit log's mutex is a leaf lock (ops/audit_log.h), so writing under the shard lock cannot
+// deadlock; with the audit log off (the default) this is one atomic load.
+void MemoryStore::audit_removal(const SessionHandle& handle, const std::string* user,
+                                std::string_view client, Removal why) const {
+  AuditLog* log = process_audit_log();
+  if (log == nullptr || !log->enabled()) return;
+  AuditEvent e;
+  switch (why) {
+    case Removal::kExpiredIdle:
+      e.event = "expired", e.reason = "idle";
+      break;
+    case Removal::kExpiredAbsolute:
+      e.event = "expired", e.reason = "absolute";
+      break;
+    case Removal::kEvicted:
+      e.event = "evicted";
+      break;
+    case Removal::kUserCap:
+      e.event = "evicted", e.reason = "user-cap";
+      break;
+    case Removal::kDestroyed:
+      return;
+  }
+  const std::string hex = handle_to_hex(handle);
+  e.session = hex;
+  if (user != nullptr) e.user = *user;
+  e.client = client;
+  log->write(e);
 }
 
 uint64_t MemoryStore::make_room(Shard& shard, int64_t now_ms) {

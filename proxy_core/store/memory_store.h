@@ -184,6 +184,8 @@ class MemoryStore final : public SessionStore {
   // Under the shard's lock: removes the session in `slot` from the table and its user's index,
   // counted as `why`.
   void erase_session(Shard& shard, size_t slot, Removal why);
+  void audit_removal(const SessionHandle& handle, const std::string* user, std::string_view client,
+                     Removal why) const;
   // The value of the user attribute in `attrs`, or null.
   const std::string* user_of(const SessionAttributes* attrs) const;
   // Under the lock of the shard holding the session: moves its index entry from (old_user,

@@ -2,8 +2,10 @@
 X-Session-Control: destroy-others and destroy-user, session.max_per_user in both modes, and index
 cleanup after expiry and eviction. Memory store."""
 
+import json
 import os
 import tempfile
+import time
 import unittest
 
 from harness import HttpClient, wait_until
@@ -186,6 +188,69 @@ class Cleanup(UsersTestCase):
         self.device(gw, "C")
         self.assertEqual(self.list_user(gw, "hal"), [])
         self.assertEqual(len(self.list_user(gw, "ivy")), 1)
+
+
+class Audit(UsersTestCase):
+    def test_audit_lines_for_session_events_without_tokens(self):
+        path = os.path.join(self.tmp, "audit.log")
+        gw = self.gateway({"admin": {"listen": FREE_ADMIN_LISTEN, "token_file": self.token_file},
+                           "log": {"audit": path}})
+        tokens = [self.device(gw, f"A{i}") for i in range(3)]
+        for t in tokens:
+            self.sign_in(gw, t, "jay")
+        self.get(gw, respond_target(("X-Session-Control", "rotate")), token=tokens[0])
+        self.get(gw, respond_target(("X-Session-Control", "destroy-others")), token=tokens[1])
+        self.assertEqual(self.admin(gw, "DELETE", "/sessions?user=jay").status, 200)
+
+        def lines():
+            with open(path) as f:
+                return [json.loads(line) for line in f if line.strip()]
+
+        def has(event, reason, count=1):
+            return sum(1 for e in lines() if e["event"] == event and e["reason"] == reason) >= count
+
+        wait_until(lambda: has("destroyed", "admin"), timeout=10, message="no admin destroy line")
+        self.assertTrue(has("created", "", 3))
+        self.assertTrue(has("rotated", ""))
+        self.assertTrue(has("destroyed", "user-revoke", 2))
+        for e in lines():
+            self.assertEqual(sorted(e), ["client", "event", "reason", "request_id", "session", "time", "user"])
+            if e["event"] != "created":
+                self.assertEqual(e["user"], "jay", e)
+        with open(path) as f:
+            text = f.read()
+        for t in tokens:
+            self.assertNotIn(t, text, "a token in the audit log")
+
+    def test_expiry_is_audited(self):
+        path = os.path.join(self.tmp, "audit.log")
+        gw = self.gateway({"log": {"audit": path}}, idle_timeout="1s")
+        t = self.device(gw, "E")
+        self.sign_in(gw, t, "kim")
+
+        def expired():
+            # Passive: polling must not keep the session alive; a lookup after expiry removes it.
+            self.get(gw, "/echo", token=t, headers=[("X-Session-Passive", "1")])
+            with open(path) as f:
+                return any(json.loads(line)["event"] == "expired" for line in f if line.strip())
+        wait_until(expired, timeout=10, message="no expired line")
+
+
+class Passive(UsersTestCase):
+    def test_passive_requests_do_not_refresh(self):
+        gw = self.users_gateway(idle_timeout="10s", passive_paths=["/poll/*"])
+        t = self.device(gw, "P")
+        started = time.monotonic()
+        # The refresh is due a tenth of idle_timeout after the last one.
+        wait_until(lambda: time.monotonic() - started > 1.2, timeout=5)
+        r = self.get(gw, "/echo", token=t, headers=[("X-Session-Passive", "1")])
+        self.assertEqual(self.our_set_cookies(r), [], "a passive request refreshed the session")
+        self.assertEqual(header_values(self.seen(r), "X-Session-Passive"), [])
+        r = self.get(gw, "/poll/messages", token=t)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.our_set_cookies(r), [], "a passive path refreshed the session")
+        r = self.get(gw, "/echo", token=t)
+        self.assertEqual(len(self.our_set_cookies(r)), 1, "the refresh did not happen at all")
 
 
 if __name__ == "__main__":
