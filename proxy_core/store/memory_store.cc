@@ -308,11 +308,11 @@ bool MemoryStore::insert_new(Shard& shard, const TokenHash& key, SessionRecord&&
   node.handle = record.handle;
   node.created_ms = record.created_ms;
   node.last_seen_ms = record.last_seen_ms;
-  std::string origin = SessionExtra::pack_origin(record.client_address, record.user_agent);
-  if (!record.attributes.empty() || !origin.empty()) {
+  if (!record.attributes.empty() || !record.client_address.empty() || !record.user_agent.empty()) {
     node.extra = std::make_unique<SessionExtra>();
     node.extra->attrs = std::move(record.attributes);
-    node.extra->origin = std::move(origin);
+    node.extra->address = std::move(record.client_address);
+    node.extra->agent = shard.intern_agent(record.user_agent);
   }
   // A record that arrives with its user (snapshot) joins the index uncapped: it was in it.
   if (const std::string* user = user_of(attributes_of(node))) {
@@ -446,6 +446,13 @@ void MemoryStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
       const int64_t last_seen_ms = std::max(old.last_seen_ms, change.last_seen_ms);
       const Segment segment = attrs.empty() ? static_cast<Segment>(old.segment) : kProtected;
       std::unique_ptr<SessionExtra> extra = std::move(from.node_at(slot).extra);
+      if (extra && extra->agent != nullptr) {
+        // The agent moves to the new shard's table (taken there before it is let go here: the
+        // two may be one table).
+        const std::string* agent = to.intern_agent(*extra->agent);
+        from.release_agent(extra->agent);
+        extra->agent = agent;
+      }
       // The old key stops being a live key in the same critical section (its index entry was
       // re-keyed above: this is a move, not a removal).
       from.erase_slot(slot);

@@ -59,7 +59,16 @@
 //
 // Memory: a session without attributes costs one 80-byte node plus 8-byte index slots at a load
 // factor of at most 3/4 (about 100 bytes); attributes live behind a pointer that is null when
-// there are none.
+// there are none. The client address and user agent recorded at creation live behind the same
+// pointer (SessionExtra, memory_store_shard.h), the agent interned per shard: about 104 more bytes
+// a session with an IPv4 address and a shared browser agent (tests/bench/session_store_bench).
+// A session in a user index costs its entry there, about 83 bytes with four sessions per user
+// (memory_store_users.h), beyond its user attribute (80 bytes for "user" = a short name).
+//
+// The user index (session_store.h, "The user index"): memory_store_users.h explains its locks.
+// Session shard locks are taken before user shard locks, never after; the operations that read
+// an index first copy its entries, release its lock, then visit each session under its own
+// shard's lock.
 #pragma once
 
 #include <atomic>
