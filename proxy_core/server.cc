@@ -138,6 +138,11 @@ bool Server::apply(std::shared_ptr<const Config> config, std::string& error) {
     SG_LOG_WARN("reload: session.store and store.memory.max_sessions need a restart");
   effective->session.store = config_->session.store;
   effective->memory_store.max_sessions = config_->memory_store.max_sessions;
+  // The memory store's user index is keyed by the attribute named at start.
+  if (fold_attribute_name(config->session.user_attribute) !=
+      fold_attribute_name(config_->session.user_attribute))
+    SG_LOG_WARN("reload: session.user_attribute changes need a restart");
+  effective->session.user_attribute = config_->session.user_attribute;
   const RedisStoreConfig &was = config_->redis_store, &now = config->redis_store;
   if (was.address != now.address || was.database != now.database ||
       was.key_prefix != now.key_prefix || was.sentinels != now.sentinels ||
