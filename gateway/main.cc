@@ -238,6 +238,7 @@ void on_signal(uv_signal_t* s, int signum) {
   if (signum == SIGUSR1) {
     std::string error;
     if (!rt->server.state().access_log.reopen(error)) SG_LOG_ERROR("%s", error.c_str());
+    if (!rt->server.state().audit_log.reopen(error)) SG_LOG_ERROR("%s", error.c_str());
     return;
   }
   if (rt->draining) {

@@ -2,6 +2,7 @@
 
 #include <llhttp.h>
 
+#include "proxy_core/admin_sessions.h"
 #include "proxy_core/config/config_loader.h"
 #include "proxy_core/gateway_state.h"
 #include "proxy_core/http/header_rewrite.h"
@@ -76,6 +77,17 @@ struct AdminConnection {
   void handle_request() {
     const MessageHead& req = parser.head();
     bool head = req.method_id == HTTP_HEAD;
+    if (is_sessions_path(target_path(req.target))) {
+      // The memory store answers inside the call; a store on this loop that answers later would
+      // need the connection kept alive until then (its timer closes it after kAdminTimeoutMs).
+      handle_sessions_request(req, server->config()->admin.token_file, server->admin_store(),
+                              unix_now_ms(), [this](AdminReply r) {
+                                respond(r.status,
+                                        r.json ? "application/json" : "text/plain; charset=utf-8",
+                                        r.body, false);
+                              });
+      return;
+    }
     if (req.method_id != HTTP_GET && !head) {
       respond(405, "text/plain; charset=utf-8", "method not allowed\n", head);
       return;

@@ -10,6 +10,7 @@
 #include "proxy_core/base/clock.h"  // unix_now_ms, for the runtime files using this header
 #include "proxy_core/config/config.h"
 #include "proxy_core/ops/access_log.h"
+#include "proxy_core/ops/audit_log.h"
 #include "proxy_core/ops/metrics.h"
 
 namespace sg {
@@ -22,6 +23,7 @@ struct GatewayState {
   // Unix ms of the last sign of life from the upstream (a response head or a passing probe).
   std::atomic<int64_t> upstream_ok_ms{0};
   AccessLog access_log;
+  AuditLog audit_log;  // also reachable as process_audit_log() (sessions, stores)
   ProcessMetrics process_metrics;
   SessionStore* store = nullptr;  // the shared store (memory), or null with per-worker ones
   std::vector<SessionStore*> worker_stores;  // Redis: one per worker; fixed before workers start

@@ -7,6 +7,7 @@
 #include "proxy_core/base/clock.h"
 #include "proxy_core/ops/cpu_count.h"
 #include "proxy_core/ops/log.h"
+#include "proxy_core/session/session_attributes.h"
 #include "proxy_core/session/session_store.h"
 #include "proxy_core/store/memory_store.h"
 #include "proxy_core/store/pending_destroys.h"
@@ -20,6 +21,7 @@ Server::Server() = default;
 Server::~Server() {
   force_stop();
   join();
+  if (process_audit_log() == &state_.audit_log) set_process_audit_log(nullptr);
 }
 
 unsigned Server::effective_workers(const Config& config) {
@@ -47,14 +49,20 @@ bool load_tls(const Config& config, const TlsServerContext* previous, Worker::Tl
   return true;
 }
 
+SessionStore* Server::admin_store() {
+  return state_.memory_store;
+}
+
 namespace {
 
 // The embedded store for `config`, with the snapshot loaded when one is configured: a restart
 // logs nobody out. A bad snapshot is reported and start-up goes on.
 std::unique_ptr<MemoryStore> open_memory_store(const Config& config) {
   const SessionConfig& sc = config.session;
+  // The user attribute is read at start: the index is keyed by it (a reload keeps it).
   auto memory = std::make_unique<MemoryStore>(sc.idle_timeout, sc.absolute_timeout,
-                                              config.memory_store.max_sessions);
+                                              config.memory_store.max_sessions,
+                                              fold_attribute_name(sc.user_attribute));
   if (!config.memory_store.snapshot_path.empty()) {
     SnapshotStatus s = memory->load_snapshot(config.memory_store.snapshot_path, unix_now_ms(),
                                              sc.max_attributes, sc.max_attribute_bytes);
@@ -82,6 +90,8 @@ std::unique_ptr<MemoryStore> open_memory_store(const Config& config) {
 bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
   config_ = std::move(config);
   if (!state_.access_log.open(config_->log.access, config_->log.format, error)) return false;
+  if (!state_.audit_log.open(config_->log.audit, error)) return false;
+  set_process_audit_log(&state_.audit_log);
   if (!load_tls(*config_, nullptr, tls_, error)) return false;
   // Each worker learns the total from the config to size its share of max_connections.
   auto effective = std::make_shared<Config>(*config_);
@@ -142,6 +152,11 @@ bool Server::apply(std::shared_ptr<const Config> config, std::string& error) {
     SG_LOG_WARN("reload: session.store and store.memory.max_sessions need a restart");
   effective->session.store = config_->session.store;
   effective->memory_store.max_sessions = config_->memory_store.max_sessions;
+  // The memory store's user index is keyed by the attribute named at start.
+  if (fold_attribute_name(config->session.user_attribute) !=
+      fold_attribute_name(config_->session.user_attribute))
+    SG_LOG_WARN("reload: session.user_attribute changes need a restart");
+  effective->session.user_attribute = config_->session.user_attribute;
   const RedisStoreConfig &was = config_->redis_store, &now = config->redis_store;
   if (was.address != now.address || was.database != now.database ||
       was.key_prefix != now.key_prefix || was.sentinels != now.sentinels ||
@@ -180,6 +195,11 @@ bool Server::apply(std::shared_ptr<const Config> config, std::string& error) {
       close_all();
       return false;
     }
+  }
+  if (effective->log.audit != config_->log.audit &&
+      !state_.audit_log.open(effective->log.audit, error)) {
+    close_all();
+    return false;
   }
   set_log_level(effective->log.level);
   config_ = effective;

@@ -20,6 +20,8 @@ enum class CookieSecure { kAuto, kAlways, kNever };
 enum class StoreKind { kMemory, kRedis };
 enum class OnUnavailable { kFailClosed, kFailOpen };
 enum class OnRotatedReplay { kIgnore, kDestroy };
+// session.on_limit: what joining a user at session.max_per_user does.
+enum class UserLimitPolicy { kEvictOldest, kReject };
 enum class SessionCreate { kAlways, kOnReturn };
 enum class AccessLogFormat { kJson, kCombined };
 enum class LogLevel { kDebug, kInfo, kWarn, kError };
@@ -94,6 +96,12 @@ struct SessionConfig {
   // kOnReturn: a first visit gets a self-certifying token and is stored only when it comes back.
   SessionCreate create = SessionCreate::kAlways;
   std::string secret_file;  // key of the self-certifying tokens; empty = random per process
+  // The attribute whose value names the session's user (the per-user index, issue 14).
+  std::string user_attribute = "User";
+  uint32_t max_per_user = 0;  // sessions per user; 0 = no cap
+  UserLimitPolicy on_limit = UserLimitPolicy::kEvictOldest;
+  // Requests that do not extend the idle timeout (polling, heartbeats); path_match.h patterns.
+  std::vector<std::string> passive_paths;
 };
 
 struct MemoryStoreConfig {
@@ -122,7 +130,8 @@ struct HealthConfig {
 };
 
 struct AdminConfig {
-  std::string listen;  // empty = off
+  std::string listen;      // empty = off
+  std::string token_file;  // bearer token of the /sessions API; empty = no /sessions API
 };
 
 struct LimitsConfig {
@@ -150,6 +159,7 @@ struct Http2Config {
 struct LogConfig {
   LogLevel level = LogLevel::kInfo;
   std::string access = "stdout";  // "stdout" | "off" | a file path
+  std::string audit = "off";      // session events (ops/audit_log.h): "stderr" | "off" | a path
   AccessLogFormat format = AccessLogFormat::kJson;
 };
 

@@ -46,20 +46,21 @@ constexpr std::string_view kKnownKeys[] = {
     "session.header_prefix", "session.exclude", "session.logout_path", "session.logout_redirect",
     "session.max_attributes", "session.max_attribute_bytes", "session.store",
     "session.rotation_grace", "session.on_rotated_replay", "session.create",
-    "session.secret_file",
+    "session.secret_file", "session.user_attribute", "session.max_per_user", "session.on_limit",
+    "session.passive_paths",
     "store.memory.max_sessions", "store.memory.snapshot_path", "store.memory.snapshot_interval",
     "store.redis.address", "store.redis.password_file", "store.redis.database",
     "store.redis.key_prefix", "store.redis.timeout", "store.redis.on_unavailable",
     "store.redis.sentinels", "store.redis.master_name", "store.redis.max_pending_destroys",
     "health.path", "health.ready_path",
-    "admin.listen",
+    "admin.listen", "admin.token_file",
     "limits.max_header_bytes", "limits.max_headers", "limits.max_body_bytes",
     "limits.header_timeout", "limits.client_idle_timeout",
     "http2.max_concurrent_streams", "http2.max_header_list_bytes", "http2.stream_window_bytes",
     "http2.connection_window_bytes", "http2.response_buffer_bytes", "http2.flood_window",
     "http2.max_resets", "http2.max_control_frames", "http2.max_empty_frames",
     "http2.max_continuations",
-    "log.level", "log.access", "log.format",
+    "log.level", "log.access", "log.format", "log.audit",
 };
 // clang-format on
 
@@ -299,6 +300,16 @@ void read_session(TableReader t, SessionConfig& s) {
   t.choice("create", s.create,
            {{"always", SessionCreate::kAlways}, {"on_return", SessionCreate::kOnReturn}});
   t.path("secret_file", s.secret_file);
+  t.string("user_attribute", s.user_attribute, [](const std::string& v) {
+    const bool id = v.size() == 2 && (v[0] | 0x20) == 'i' && (v[1] | 0x20) == 'd';
+    return is_token(v) && !id
+               ? ""
+               : config_detail::expected("an attribute name (a header token, not \"Id\")", v);
+  });
+  t.integer("max_per_user", s.max_per_user, 0, 1000000);
+  t.string_list("passive_paths", s.passive_paths, check_path_prefix, true);
+  t.choice("on_limit", s.on_limit,
+           {{"evict_oldest", UserLimitPolicy::kEvictOldest}, {"reject", UserLimitPolicy::kReject}});
   t.finish();
 }
 
@@ -346,6 +357,10 @@ void read_log(TableReader t, LogConfig& log) {
   if (log.access.empty()) log.access = "off";  // an empty path would fail at open; say "off"
   t.choice("format", log.format,
            {{"json", AccessLogFormat::kJson}, {"combined", AccessLogFormat::kCombined}});
+  std::string audit = log.audit;
+  t.string("audit", audit);
+  log.audit = (audit == "stderr" || audit == "off") ? audit : t.resolve(audit);
+  if (log.audit.empty()) log.audit = "off";
   t.finish();
 }
 
@@ -377,6 +392,7 @@ void read_all(TableReader root, Config& c) {
   health.finish();
   TableReader admin = root.section("admin");
   admin.string("listen", c.admin.listen, check_optional_listen);
+  admin.path("token_file", c.admin.token_file);
   admin.finish();
   TableReader limits = root.section("limits");
   // 256 bytes still fits a request line and a Host header; past 1 MiB one slow client could

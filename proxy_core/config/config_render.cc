@@ -118,6 +118,10 @@ std::string render_effective_config(const Config& c) {
         s.on_rotated_replay == OnRotatedReplay::kIgnore ? "ignore" : "destroy");
   w.str("create", s.create == SessionCreate::kAlways ? "always" : "on_return");
   w.str("secret_file", s.secret_file);
+  w.str("user_attribute", s.user_attribute);
+  w.num("max_per_user", s.max_per_user);
+  w.str("on_limit", s.on_limit == UserLimitPolicy::kEvictOldest ? "evict_oldest" : "reject");
+  w.list("passive_paths", s.passive_paths);
 
   w.section("store.memory");
   w.num("max_sessions", c.memory_store.max_sessions);
@@ -143,6 +147,7 @@ std::string render_effective_config(const Config& c) {
 
   w.section("admin");
   w.str("listen", c.admin.listen);
+  w.str("token_file", c.admin.token_file);
 
   w.section("limits");
   w.size("max_header_bytes", c.limits.max_header_bytes);
@@ -168,6 +173,7 @@ std::string render_effective_config(const Config& c) {
   w.section("log");
   w.str("level", kLevels[static_cast<int>(c.log.level)]);
   w.str("access", c.log.access);
+  w.str("audit", c.log.audit);
   w.str("format", c.log.format == AccessLogFormat::kJson ? "json" : "combined");
   return w.text();
 }

@@ -6,6 +6,7 @@
 #include "proxy_core/ops/log.h"
 #include "proxy_core/session/session_attributes.h"
 #include "proxy_core/session/session_cookie.h"
+#include "proxy_core/session/session_record_check.h"
 #include "proxy_core/session/token.h"
 
 namespace sg {
@@ -28,6 +29,23 @@ void SessionGate::set_handle_hex() {
   handle_to_hex(record_.handle, std::span<char, 32>(handle_hex_.data(), 32));
 }
 
+// A passive request (session.passive_paths, or the client's own <prefix>Passive: 1) is served as
+// any other but does not move last-seen: polling must not keep an abandoned session alive. The
+// header can only shorten the client's own session, so it is taken from anyone.
+bool SessionGate::is_passive(const SessionConfig& sc, const MessageHead& request,
+                             std::string_view path) {
+  for (const std::string& pattern : sc.passive_paths)
+    if (path_matches(pattern, path)) return true;
+  const std::string& prefix = sc.header_prefix;
+  for (size_t i = 0; i < request.header_count; ++i) {
+    const std::string_view name = request.headers[i].name;
+    if (name.size() == prefix.size() + 7 && iequals(name.substr(0, prefix.size()), prefix) &&
+        iequals(name.substr(prefix.size()), "Passive") && trim_ows(request.headers[i].value) == "1")
+      return true;
+  }
+  return false;
+}
+
 // A keep-alive connection sends the same cookie with every request: remembering the last
 // token's digest saves a SHA-256 per request. The token only ever meets its own digest here.
 TokenHash SessionGate::key_of(const std::string& token) {
@@ -41,7 +59,7 @@ TokenHash SessionGate::key_of(const std::string& token) {
 void SessionGate::reset() {
   // Callbacks from an earlier request (a slow store) carry an older generation and do nothing.
   ++generation_;
-  active_ = is_new_ = logout_ = in_grace_ = unconfirmed_ = unstored_ = false;
+  active_ = is_new_ = logout_ = in_grace_ = unconfirmed_ = unstored_ = passive_ = false;
   sets_cookie_ = replace_cookie_ = false;
   first_visit_index_ = -1;
   rejected_directives_ = 0;
@@ -54,6 +72,18 @@ void SessionGate::reset() {
   response_headers_.clear();
   handle_hex_.clear();
   event_.clear();
+  client_address_.clear();
+  request_id_.clear();
+}
+
+void SessionGate::set_client(std::string_view address, std::string_view request_id) {
+  client_address_ = origin_text(address, kMaxClientAddressBytes);
+  request_id_.assign(request_id.substr(0, 128));
+}
+
+void SessionGate::record_origin(const MessageHead& request) {
+  const HeaderField* agent = request.find("user-agent");
+  user_agent_ = agent ? origin_text(agent->value, kMaxUserAgentBytes) : std::string();
 }
 
 void SessionGate::begin(const Config& config, SessionStore* store, WorkerMetrics* metrics, bool tls,
@@ -63,6 +93,7 @@ void SessionGate::begin(const Config& config, SessionStore* store, WorkerMetrics
   metrics_ = metrics;
   tls_ = tls;
   const SessionConfig& sc = config.session;
+  record_origin(request);
 
   // Our cookie never reaches the application, excluded path or not.
   fields_.clear();
@@ -80,6 +111,7 @@ void SessionGate::begin(const Config& config, SessionStore* store, WorkerMetrics
     candidates_[candidate_count_++].assign(t);
 
   std::string_view path = path_without_query(request.target);
+  passive_ = is_passive(sc, request, path);
   if (!sc.logout_path.empty() && path == sc.logout_path) {
     logout_ = true;
   } else {
@@ -159,6 +191,7 @@ void SessionGate::on_replay(const LookupResult& r, Done done) {
   if (metrics_ != nullptr) metrics_->rotated_token_replays.add();
   std::string handle = r.record ? handle_to_hex(r.record->handle) : std::string("(ended)");
   SG_LOG_WARN("session %s: rotated token presented after the grace window", handle.c_str());
+  audit_event("replay", "", r.record ? std::string_view(handle) : std::string_view(), nullptr);
   if (!r.record || config_->session.on_rotated_replay != OnRotatedReplay::kDestroy) {
     lookup_next(std::move(done));
     return;
@@ -170,6 +203,7 @@ void SessionGate::on_replay(const LookupResult& r, Done done) {
       store_failed("destroy after a replay");
     } else {
       SG_LOG_WARN("session %s: destroyed after a rotated-token replay", handle.c_str());
+      audit_event("destroyed", "replay", handle, nullptr);
     }
     lookup_next(std::move(done));
   });
@@ -232,7 +266,10 @@ void SessionGate::retire_candidates(size_t index, bool destroyed, Done done) {
       done(Outcome::kUnavailable);
       return;
     }
-    if (destroyed) event_ = "destroyed";
+    if (destroyed) {
+      event_ = "destroyed";
+      audit_event("destroyed", "logout", handle_hex_, record_user());
+    }
     add_set_cookie(/*expire=*/true);
     done(Outcome::kLogout);
     return;
@@ -283,6 +320,8 @@ void SessionGate::create_session(Done done) {
     return;
   }
   record_ = SessionRecord{};
+  record_.client_address = client_address_;
+  record_.user_agent = user_agent_;
   if (config_->session.create == SessionCreate::kOnReturn) {
     // A cookie and a handle, no store write: the token itself says it is ours and when it began.
     const FirstVisitKey* fv = first_visit_key();
@@ -317,6 +356,7 @@ void SessionGate::create_session(Done done) {
     active_ = true;
     event_ = "new";
     add_set_cookie(/*expire=*/false);
+    audit_event("created", "", handle_to_hex(record_.handle), nullptr);
     finish_request(std::move(done));
   });
 }

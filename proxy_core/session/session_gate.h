@@ -41,6 +41,11 @@ class SessionGate {
   using Done = std::function<void(Outcome)>;
 
   void reset();
+  // The client's address and the request's id, for the session record (address and user agent are
+  // recorded when a session is created) and the audit log. Call after reset() and before
+  // begin(); empty when unknown. (The seam for the exchange: until it calls this, sessions are
+  // recorded without an address.)
+  void set_client(std::string_view address, std::string_view request_id);
   // Starts resolving the session of `request`. `done` may run before begin() returns.
   // `metrics` (the worker's) counts store failures and rotated-token replays; may be null.
   void begin(const Config& config, SessionStore* store, WorkerMetrics* metrics, bool tls,
@@ -69,7 +74,9 @@ class SessionGate {
   // What the response asked for, validated against the record read at request time.
   struct Directives {
     bool rotate = false, destroy = false;
-    bool refresh = false;               // the idle refresh is due (last_seen_ms in change)
+    bool destroy_others = false;  // X-Session-Control: destroy-others (the user's other sessions)
+    bool destroy_user = false;    // X-Session-Control: destroy-user (all of them, this one too)
+    bool refresh = false;         // the idle refresh is due (last_seen_ms in change)
     unsigned attribute_directives = 0;  // accepted Set- directives (rejected if the store refuses)
     bool followed = false;              // already sent on to the live key after a rotation
     SessionChange change;
@@ -92,10 +99,22 @@ class SessionGate {
   void add_set_cookie(bool expire);
   void read_directives(const MessageHead& response, Directives& d);
   void on_first_visit_response(Directives d, std::function<void()> done);
+  void apply_directives(Directives d, std::function<void()> done);
   void destroy_directive(std::function<void()> done);
   void rotate_directive(Directives d, std::function<void()> done);
   void modify_directive(Directives d, std::function<void()> done);
   void refused_by_bounds(const Directives& d);
+  // session_gate_users.cc: the user index's directives and the per-user cap.
+  const std::string* record_user() const;
+  // The session's user once `change` is applied, or null.
+  const std::string* rotated_user(const SessionChange& change) const;
+  void user_directive(Directives d, std::function<void()> done);
+  void limit_reached(Directives d, std::function<void()> done);
+  void clear_limit_notice(SessionChange& change) const;
+  // One audit line (ops/audit_log.h) about `handle` (hex) with this request's client and id.
+  void audit_event(std::string_view event, std::string_view reason, std::string_view handle,
+                   const std::string* user) const;
+  void record_origin(const MessageHead& request);
 
   const Config* config_ = nullptr;
   SessionStore* store_ = nullptr;
@@ -113,6 +132,8 @@ class SessionGate {
     return g == nullptr || *g != t.generation;
   }
   void set_handle_hex();
+  static bool is_passive(const SessionConfig& sc, const MessageHead& request,
+                         std::string_view path);
   void destroy_live(unsigned index, Done done);  // logout with several live sessions: all of them
   void retire_candidates(size_t index, bool destroyed, Done done);
   void destroy_session(const TokenHash& key, std::function<void(StoreStatus)> done);
@@ -126,6 +147,7 @@ class SessionGate {
   bool in_grace_ = false;       // the token is a rotated-away one inside rotation_grace
   bool unconfirmed_ = false;    // logout: a destroy the store did not confirm
   bool unstored_ = false;       // on_return: a first visit, not in the store (yet)
+  bool passive_ = false;        // passive_paths or <prefix>Passive: 1: no idle refresh
   int first_visit_index_ = -1;  // the candidate that is a returning first-visit token
   SessionHandle first_visit_handle_{};
   int64_t first_visit_created_ms_ = 0;
@@ -151,6 +173,9 @@ class SessionGate {
   bool sets_cookie_ = false;
   std::string handle_hex_;
   std::string event_;
+  std::string client_address_;  // set_client
+  std::string request_id_;
+  std::string user_agent_;  // this request's, bounded (recorded at creation)
 };
 
 }  // namespace sg

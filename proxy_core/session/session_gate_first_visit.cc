@@ -51,11 +51,14 @@ void SessionGate::store_first_visit(Done done) {
   record_ = SessionRecord{};
   record_.handle = first_visit_handle_;
   record_.created_ms = record_.last_seen_ms = first_visit_created_ms_;
+  record_.client_address = client_address_;
+  record_.user_agent = user_agent_;
   Ticket epoch = ticket();
   store_->create(key_, record_, [this, epoch, done](StoreStatus s) mutable {
     if (stale(epoch)) return;
     if (s == StoreStatus::kOk) {
       event_ = "stored";
+      audit_event("created", "on-return", handle_to_hex(record_.handle), nullptr);
       first_visit_stored(/*retried=*/false, std::move(done));
     } else {
       // Taken: a parallel request or another instance stored it first. Read theirs.
@@ -96,9 +99,11 @@ void SessionGate::first_visit_stored(bool retried, Done done) {
 void SessionGate::create_then(std::function<void()> next) {
   key_ = key_of(token_);  // not computed for a first visit that the application does not write
   Ticket epoch = ticket();
-  store_->create(key_, record_, [this, epoch, next](StoreStatus) {
+  store_->create(key_, record_, [this, epoch, next](StoreStatus s) {
     if (stale(epoch)) return;
     unstored_ = false;
+    if (s == StoreStatus::kOk)
+      audit_event("created", "first-write", handle_to_hex(record_.handle), nullptr);
     next();
   });
 }

@@ -38,6 +38,10 @@ void SessionGate::read_directives(const MessageHead& response, Directives& d) {
         d.rotate = true;
       } else if (iequals(value, "destroy")) {
         d.destroy = true;
+      } else if (iequals(value, "destroy-others")) {
+        d.destroy_others = true;
+      } else if (iequals(value, "destroy-user")) {
+        d.destroy_user = true;
       } else {
         ++rejected_directives_;
         SG_LOG_WARN("session %s: unknown %s value ignored", handle_hex_.c_str(), f.name.c_str());
@@ -63,6 +67,10 @@ void SessionGate::read_directives(const MessageHead& response, Directives& d) {
   }
   d.change.max_attributes = sc.max_attributes;
   d.change.max_attribute_bytes = sc.max_attribute_bytes;
+  d.change.max_per_user = sc.max_per_user;
+  d.change.on_limit =
+      sc.on_limit == UserLimitPolicy::kReject ? OnUserLimit::kReject : OnUserLimit::kEvictOldest;
+  clear_limit_notice(d.change);
 }
 
 void SessionGate::on_response(const MessageHead& response, std::function<void()> done) {
@@ -76,6 +84,14 @@ void SessionGate::on_response(const MessageHead& response, std::function<void()>
     on_first_visit_response(std::move(d), std::move(done));
     return;
   }
+  apply_directives(std::move(d), std::move(done));
+}
+
+void SessionGate::apply_directives(Directives d, std::function<void()> done) {
+  if (d.destroy_others || d.destroy_user) {
+    user_directive(std::move(d), std::move(done));
+    return;
+  }
   if (d.destroy) {
     destroy_directive(std::move(done));
     return;
@@ -84,7 +100,8 @@ void SessionGate::on_response(const MessageHead& response, std::function<void()>
   // responses carry no Set-Cookie and most visits write nothing. Never for a grace request: its
   // token is no longer the live one, and a Set-Cookie with it would undo the rotation.
   const int64_t now = unix_now_ms();
-  if (!in_grace_ && now - record_.last_seen_ms >= config_->session.idle_timeout.count() / 10) {
+  if (!in_grace_ && !passive_ &&
+      now - record_.last_seen_ms >= config_->session.idle_timeout.count() / 10) {
     d.refresh = true;
     d.change.last_seen_ms = now;
   }
@@ -123,7 +140,10 @@ void SessionGate::destroy_directive(std::function<void()> done) {
   Ticket epoch = ticket();
   destroy_session(key_, [this, epoch, done](StoreStatus s) {
     if (stale(epoch)) return;
-    if (s != StoreStatus::kOk) store_failed("destroy directive");
+    if (s != StoreStatus::kOk)
+      store_failed("destroy directive");
+    else
+      audit_event("destroyed", "directive", handle_hex_, record_user());
     retire_first_visit(token_, [this, epoch, done](StoreStatus r) {
       if (stale(epoch)) return;
       if (r != StoreStatus::kOk) store_failed("first-visit token retirement");
@@ -154,9 +174,13 @@ void SessionGate::rotate_directive(Directives d, std::function<void()> done) {
       in_grace_ = false;
       event_ = "rotated";
       add_set_cookie(/*expire=*/false);
+      audit_event("rotated", "", handle_hex_, rotated_user(d.change));
     } else if (s == StoreStatus::kRejected) {
       // Not rotated at all: a login whose user does not fit must not half-happen.
       refused_by_bounds(d);
+    } else if (s == StoreStatus::kLimitReached) {
+      limit_reached(std::move(d), std::move(done));  // not rotated either
+      return;
     } else if (s == StoreStatus::kUnavailable) {
       store_failed("rotate");
     }  // kNotFound: the session ended or was rotated meanwhile; nothing to send
@@ -183,6 +207,10 @@ void SessionGate::modify_directive(Directives d, std::function<void()> done) {
       return;
     }
     if (s == StoreStatus::kUnavailable) store_failed("modify");
+    if (s == StoreStatus::kLimitReached) {
+      limit_reached(std::move(d), std::move(done));
+      return;
+    }
     if (s == StoreStatus::kNotFound && (!d.change.set.empty() || !d.change.remove.empty()) &&
         !d.followed) {
       // A login on a parallel request may have rotated the session meanwhile: the application

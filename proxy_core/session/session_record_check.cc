@@ -4,6 +4,18 @@
 
 namespace sg {
 
+namespace {
+
+bool printable(std::string_view text) {
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u > 0x7e) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 const char* record_error_text(RecordError error) {
   switch (error) {
     case RecordError::kOk:
@@ -20,8 +32,19 @@ const char* record_error_text(RecordError error) {
       return "too many session attributes";
     case RecordError::kTooManyBytes:
       return "session attributes too large";
+    case RecordError::kBadOrigin:
+      return "client address or user agent too long or not printable ASCII";
   }
   return "unknown record error";
+}
+
+std::string origin_text(std::string_view text, size_t max_bytes) {
+  std::string out(text.substr(0, max_bytes));
+  for (char& c : out) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u > 0x7e) c = '?';
+  }
+  return out;
 }
 
 RecordError check_session_record(const SessionRecord& record, int64_t now_ms,
@@ -39,16 +62,18 @@ RecordError check_session_record(const SessionRecord& record, int64_t now_ms,
   for (const auto& [name, value] : record.attributes) {
     if (!is_http_token(name) || fold_attribute_name(name) != name || name == "id")
       return RecordError::kBadName;
-    if (value.empty() || value.front() == ' ' || value.back() == ' ') return RecordError::kBadValue;
-    for (char c : value) {
-      const auto u = static_cast<unsigned char>(c);
-      if (u < 0x20 || u > 0x7e) return RecordError::kBadValue;
-    }
+    if (value.empty() || value.front() == ' ' || value.back() == ' ' || !printable(value))
+      return RecordError::kBadValue;
     if (previous != nullptr && !(*previous < name)) return RecordError::kUnsorted;
     previous = &name;
     bytes += name.size() + value.size();
   }
   if (max_attribute_bytes != 0 && bytes > max_attribute_bytes) return RecordError::kTooManyBytes;
+  // Shown by the admin API and the audit log: bounded like everything else read back.
+  if (record.client_address.size() > kMaxClientAddressBytes ||
+      record.user_agent.size() > kMaxUserAgentBytes || !printable(record.client_address) ||
+      !printable(record.user_agent))
+    return RecordError::kBadOrigin;
   return RecordError::kOk;
 }
 

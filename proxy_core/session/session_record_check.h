@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <string_view>
 
 #include "proxy_core/session/session_store.h"
 
@@ -23,10 +25,15 @@ enum class RecordError {
   kUnsorted,      // names not strictly increasing (unsorted or duplicated)
   kTooMany,       // more than max_attributes
   kTooManyBytes,  // names + values over max_attribute_bytes
+  kBadOrigin,     // client address or user agent over its bound or not printable ASCII
 };
 
 // Short English text for logs.
 const char* record_error_text(RecordError error);
+
+// `text` made fit for a record's client address or user agent: bytes outside 0x20-0x7E become
+// '?', and it is cut to `max_bytes`. What the gateway records always passes the check below.
+std::string origin_text(std::string_view text, size_t max_bytes);
 
 // Checks `record` against the rules above at now_ms. Bounds of 0 mean unbounded.
 RecordError check_session_record(const SessionRecord& record, int64_t now_ms,

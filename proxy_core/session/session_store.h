@@ -21,6 +21,25 @@
 // - Records read back from storage (snapshot file, Redis) are checked like directives before they
 //   are returned (session_record_check.h): a record that fails is skipped and counted, never
 //   returned.
+//
+// The user index (issue 14). A store is built with a UserIndexPolicy naming the attribute whose
+// value is the session's user (session.user_attribute, folded). A session whose attribute of that
+// name is set belongs to that user's index; a change that sets another value moves it, one that
+// removes it takes it out; destroy, expiry, eviction and rotation (the key changes, the session
+// stays) keep the index in step. The rules every implementation keeps:
+// - list_user() never returns a session that is not live (destroyed, expired, or no longer that
+//   user's); the index holds at most one entry per live indexed session (it never grows beyond
+//   the sessions stored).
+// - Joining an index and the cap (SessionChange::max_per_user) are decided in the same atomic
+//   step as the write: two concurrent logins cannot both pass a cap of one. kLimitReached (the
+//   policy is reject) writes nothing; with evict-oldest the oldest sessions (by created time)
+//   leave the index in that step and the store destroys them before it answers.
+// - destroy_user() and destroy_handle() end the sessions they report and report only those. A
+//   session that joins the index while destroy_user() runs may survive it (the caller can repeat).
+// - Stores that have no user index yet (Redis until its mapping lands) answer the user
+//   operations with kUnavailable through the defaults below; writes still work there.
+// A Redis mapping can keep these rules with one Lua script per operation: see the issue 14
+// report for the proposed key layout ({u:<hash>} hash-tagged sorted sets).
 #pragma once
 
 #include <array>
@@ -41,7 +60,32 @@ struct SessionRecord {
   int64_t created_ms = 0;    // unix epoch milliseconds
   int64_t last_seen_ms = 0;  // last refresh (throttled to once per tenth of idle_timeout)
   std::vector<std::pair<std::string, std::string>> attributes;  // sorted by name, unique names
+  // Recorded at creation for the user's session list (admin API), never changed afterwards and
+  // bounded (kMaxClientAddressBytes, kMaxUserAgentBytes; printable ASCII, see
+  // session_record_check.h). Empty when unknown.
+  std::string client_address;
+  std::string user_agent;
 };
+
+inline constexpr size_t kMaxClientAddressBytes = 64;  // an IPv6 text address is at most 45
+inline constexpr size_t kMaxUserAgentBytes = 256;     // longer ones are cut (never refused)
+
+// Which attribute names a session's user (the store is built with it). `attribute` is the
+// folded name (session_attributes.h); empty = no user index.
+struct UserIndexPolicy {
+  std::string attribute = "user";
+};
+
+// One session of a user's list: never its key or token.
+struct UserSession {
+  SessionHandle handle{};
+  int64_t created_ms = 0;
+  int64_t last_seen_ms = 0;
+  std::string client_address;
+  std::string user_agent;
+};
+
+enum class OnUserLimit { kEvictOldest, kReject };
 
 // A change to one stored session, applied atomically by the store and only while the session
 // exists under the key given. Attribute names are already folded and validated (the gate applies
@@ -53,14 +97,20 @@ struct SessionChange {
   std::vector<std::string> remove;                       // attribute names to remove
   uint32_t max_attributes = 0;       // bounds on the result; 0 = unbounded (tests, tools)
   uint32_t max_attribute_bytes = 0;  // names + values of the whole session
+  // Sessions per user (session.max_per_user): applied only when the change makes the session
+  // join a user's index (sets the user attribute to a user it was not in). 0 = no cap.
+  uint32_t max_per_user = 0;
+  OnUserLimit on_limit = OnUserLimit::kEvictOldest;
   bool empty() const { return last_seen_ms <= 0 && set.empty() && remove.empty(); }
 };
 
 enum class StoreStatus {
   kOk,        // done; for lookup, `record` holds the valid session
   kNotFound,  // unknown, expired, or (for writes) no live session under that key: nothing written
-  kUnavailable,  // the store could not answer (Redis down, timeout): apply on_unavailable
-  kRejected,     // modify/rotate: the result would exceed the attribute bounds; nothing written
+  kUnavailable,   // the store could not answer (Redis down, timeout): apply on_unavailable
+  kRejected,      // modify/rotate: the result would exceed the attribute bounds; nothing written
+  kLimitReached,  // modify/rotate: the change would add the session to a user index that is at
+                  // max_per_user, and on_limit is reject; nothing written
 };
 
 enum class ExpiryKind { kNone, kIdle, kAbsolute };
@@ -87,6 +137,9 @@ class SessionStore {
  public:
   using LookupCallback = std::function<void(LookupResult)>;
   using DoneCallback = std::function<void(StoreStatus)>;
+  // kOk with the sessions concerned (listed, or destroyed), kUnavailable when the store cannot
+  // answer or has no user index.
+  using UsersCallback = std::function<void(StoreStatus, std::vector<UserSession>)>;
 
   virtual ~SessionStore() = default;
 
@@ -116,6 +169,26 @@ class SessionStore {
   virtual void destroy(const TokenHash& key, DoneCallback done) = 0;
   // True while the store can answer (readiness).
   virtual bool usable() const = 0;
+
+  // The user index (see the top of this file). `user` is an attribute value as stored.
+  // Every live session of `user`, oldest first.
+  virtual void list_user(const std::string& user, int64_t now_ms, UsersCallback done) {
+    (void)user, (void)now_ms;
+    done(StoreStatus::kUnavailable, {});
+  }
+  // Destroys every live session of `user` except the one whose live key is `*except` (when not
+  // null); reports those it destroyed.
+  virtual void destroy_user(const std::string& user, const TokenHash* except, int64_t now_ms,
+                            UsersCallback done) {
+    (void)user, (void)except, (void)now_ms;
+    done(StoreStatus::kUnavailable, {});
+  }
+  // Destroys the indexed session with this handle (a session that belongs to no user is not
+  // found this way: handles are indexed only with their user). kNotFound when there is none.
+  virtual void destroy_handle(const SessionHandle& handle, int64_t now_ms, UsersCallback done) {
+    (void)handle, (void)now_ms;
+    done(StoreStatus::kUnavailable, {});
+  }
 };
 
 }  // namespace sg

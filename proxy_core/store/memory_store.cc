@@ -4,8 +4,11 @@
 #include <mutex>
 #include <vector>
 
+#include "proxy_core/ops/audit_log.h"
 #include "proxy_core/ops/log.h"
+#include "proxy_core/session/token.h"
 #include "proxy_core/store/memory_store_shard.h"
+#include "proxy_core/store/memory_store_users.h"
 
 namespace sg {
 namespace {
@@ -17,6 +20,7 @@ using memory_store_detail::kProtected;
 using memory_store_detail::load_u32;
 using memory_store_detail::Marker;
 using memory_store_detail::Segment;
+using memory_store_detail::SessionExtra;
 
 // The memory figure in memory_store.h (about 100 bytes a session) rests on this.
 static_assert(sizeof(void*) != 8 || sizeof(memory_store_detail::Shard::Node) == 80,
@@ -52,19 +56,31 @@ bool apply_change(SessionAttributes& attrs, const SessionChange& change) {
   return change.max_attribute_bytes == 0 || bytes <= change.max_attribute_bytes;
 }
 
-void store_attributes(std::unique_ptr<SessionAttributes>& slot, SessionAttributes&& attrs) {
-  if (attrs.empty())
-    slot.reset();
-  else if (slot)
-    *slot = std::move(attrs);
-  else
-    slot = std::make_unique<SessionAttributes>(std::move(attrs));
+void store_attributes(std::unique_ptr<SessionExtra>& extra, SessionAttributes&& attrs) {
+  if (!extra) {
+    if (attrs.empty()) return;
+    extra = std::make_unique<SessionExtra>();
+  }
+  extra->attrs = std::move(attrs);
+  if (extra->empty()) extra.reset();
+}
+
+bool has_attributes(const memory_store_detail::Shard::Node& node) {
+  return node.extra && !node.extra->attrs.empty();
+}
+
+const SessionAttributes* attributes_of(const memory_store_detail::Shard::Node& node) {
+  return node.extra ? &node.extra->attrs : nullptr;
 }
 
 }  // namespace
 
-MemoryStore::MemoryStore(Millis idle_timeout, Millis absolute_timeout, uint64_t max_sessions)
-    : idle_ms_(idle_timeout.count()), absolute_ms_(absolute_timeout.count()) {
+MemoryStore::MemoryStore(Millis idle_timeout, Millis absolute_timeout, uint64_t max_sessions,
+                         std::string user_attribute)
+    : idle_ms_(idle_timeout.count()),
+      absolute_ms_(absolute_timeout.count()),
+      user_attribute_(std::move(user_attribute)),
+      users_(std::make_unique<memory_store_detail::UserIndex>()) {
   max_sessions = std::max<uint64_t>(max_sessions, 1);
   while (shard_count_ * 2 <= kMaxShards &&
          max_sessions / (shard_count_ * 2) >= kMinSessionsPerShard) {
@@ -107,10 +123,53 @@ void MemoryStore::count_removal(Removal why) {
     case Removal::kDestroyed:
       destroyed_.fetch_add(1, std::memory_order_relaxed);
       break;
-    case Removal::kRotated:
-      return;  // the session lives on under its new key
+    case Removal::kUserCap:
+      evicted_user_cap_.fetch_add(1, std::memory_order_relaxed);
+      break;
   }
   active_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void MemoryStore::erase_session(Shard& shard, size_t slot, Removal why) {
+  const Shard::Node& node = shard.node_at(slot);
+  const std::string* user = user_of(attributes_of(node));
+  if (user != nullptr) users_->leave(*user, node.key);
+  // Destroys are audited by whoever asked, with their reason; the store's own removals here.
+  if (why != Removal::kDestroyed)
+    audit_removal(node.handle, user, node.extra ? node.extra->client_address() : std::string_view(),
+                  why);
+  count_removal(why);
+  shard.erase_slot(slot);
+}
+
+// The audit log's mutex is a leaf lock (ops/audit_log.h), so writing under the shard lock cannot
+// deadlock; with the audit log off (the default) this is one atomic load.
+void MemoryStore::audit_removal(const SessionHandle& handle, const std::string* user,
+                                std::string_view client, Removal why) const {
+  AuditLog* log = process_audit_log();
+  if (log == nullptr || !log->enabled()) return;
+  AuditEvent e;
+  switch (why) {
+    case Removal::kExpiredIdle:
+      e.event = "expired", e.reason = "idle";
+      break;
+    case Removal::kExpiredAbsolute:
+      e.event = "expired", e.reason = "absolute";
+      break;
+    case Removal::kEvicted:
+      e.event = "evicted";
+      break;
+    case Removal::kUserCap:
+      e.event = "evicted", e.reason = "user-cap";
+      break;
+    case Removal::kDestroyed:
+      return;
+  }
+  const std::string hex = handle_to_hex(handle);
+  e.session = hex;
+  if (user != nullptr) e.user = *user;
+  e.client = client;
+  log->write(e);
 }
 
 uint64_t MemoryStore::make_room(Shard& shard, int64_t now_ms) {
@@ -127,19 +186,19 @@ uint64_t MemoryStore::make_room(Shard& shard, int64_t now_ms) {
     }
     const Shard::Node& node = shard.nodes[victim];
     // A victim that has already expired is counted as expired, not as a capacity eviction.
+    Removal why = Removal::kEvicted;
     switch (expiry_of(node.created_ms, node.last_seen_ms, now_ms)) {
       case ExpiryKind::kAbsolute:
-        count_removal(Removal::kExpiredAbsolute);
+        why = Removal::kExpiredAbsolute;
         break;
       case ExpiryKind::kIdle:
-        count_removal(Removal::kExpiredIdle);
+        why = Removal::kExpiredIdle;
         break;
       case ExpiryKind::kNone:
-        count_removal(Removal::kEvicted);
         if (node.segment == kProtected) ++protected_evicted;
         break;
     }
-    shard.erase_slot(shard.find(node.key));
+    erase_session(shard, shard.find(node.key), why);
   }
   if (protected_evicted != 0)
     evicted_protected_.fetch_add(protected_evicted, std::memory_order_relaxed);
@@ -182,8 +241,8 @@ size_t MemoryStore::find_live(Shard& shard, const TokenHash& key, int64_t now_ms
   const Shard::Node& node = shard.node_at(slot);
   expired = expiry_of(node.created_ms, node.last_seen_ms, now_ms);
   if (expired == ExpiryKind::kNone) return slot;
-  count_removal(expired == ExpiryKind::kIdle ? Removal::kExpiredIdle : Removal::kExpiredAbsolute);
-  shard.erase_slot(slot);
+  erase_session(shard, slot,
+                expired == ExpiryKind::kIdle ? Removal::kExpiredIdle : Removal::kExpiredAbsolute);
   return kNoSlot;
 }
 
@@ -207,7 +266,11 @@ void MemoryStore::lookup(const TokenHash& key, int64_t now_ms, LookupCallback do
       rec.handle = node.handle;
       rec.created_ms = node.created_ms;
       rec.last_seen_ms = node.last_seen_ms;
-      if (node.attrs) rec.attributes = *node.attrs;
+      if (node.extra) {
+        rec.attributes = node.extra->attrs;
+        rec.client_address = node.extra->client_address();
+        rec.user_agent = node.extra->user_agent();
+      }
       if (via_marker) {
         result.live_key = k;
         result.status = in_grace ? StoreStatus::kOk : StoreStatus::kNotFound;
@@ -245,8 +308,17 @@ bool MemoryStore::insert_new(Shard& shard, const TokenHash& key, SessionRecord&&
   node.handle = record.handle;
   node.created_ms = record.created_ms;
   node.last_seen_ms = record.last_seen_ms;
-  if (!record.attributes.empty()) {
-    node.attrs = std::make_unique<SessionAttributes>(std::move(record.attributes));
+  if (!record.attributes.empty() || !record.client_address.empty() || !record.user_agent.empty()) {
+    node.extra = std::make_unique<SessionExtra>();
+    node.extra->attrs = std::move(record.attributes);
+    node.extra->address = std::move(record.client_address);
+    node.extra->agent = shard.intern_agent(record.user_agent);
+  }
+  // A record that arrives with its user (snapshot) joins the index uncapped: it was in it.
+  if (const std::string* user = user_of(attributes_of(node))) {
+    std::vector<UserEntry> none;
+    users_->join(*user, UserEntry{key, node.handle, node.created_ms}, 0, OnUserLimit::kEvictOldest,
+                 none);
   }
   active_.fetch_add(1, std::memory_order_relaxed);
   return true;
@@ -268,9 +340,34 @@ void MemoryStore::create(const TokenHash& key, const SessionRecord& record, Done
   if (done) done(status);
 }
 
+const std::string* MemoryStore::joined_user(const SessionChange& change) const {
+  if (user_attribute_.empty()) return nullptr;
+  for (const auto& [name, value] : change.set)
+    if (name == user_attribute_ && !value.empty()) return &value;
+  return nullptr;
+}
+
+bool MemoryStore::reindex(const std::string* old_user, const std::string* new_user,
+                          const TokenHash& old_key, const TokenHash& new_key,
+                          const UserEntry& entry, const SessionChange& change,
+                          std::vector<UserEntry>& evicted) {
+  if (old_user != nullptr && new_user != nullptr && *old_user == *new_user) {
+    if (old_key != new_key) users_->rekey(*new_user, old_key, new_key);
+    return true;
+  }
+  if (new_user != nullptr &&
+      !users_->join(*new_user, entry, change.max_per_user, change.on_limit, evicted))
+    return false;
+  if (old_user != nullptr) users_->leave(*old_user, old_key);
+  return true;
+}
+
 void MemoryStore::modify(const TokenHash& key, const SessionChange& change, int64_t now_ms,
                          DoneCallback done) {
   StoreStatus status = StoreStatus::kNotFound;
+  std::vector<UserEntry> evicted;
+  const std::string* joining = joined_user(change);
+  if (joining != nullptr && change.max_per_user != 0) prune_user(*joining, now_ms);
   {
     Shard& shard = shard_for(key);
     std::lock_guard lock(shard.mu);
@@ -281,14 +378,18 @@ void MemoryStore::modify(const TokenHash& key, const SessionChange& change, int6
       Shard::Node& node = shard.nodes[n];
       status = StoreStatus::kOk;
       if (!change.set.empty() || !change.remove.empty()) {
-        SessionAttributes attrs = node.attrs ? *node.attrs : SessionAttributes{};
-        if (apply_change(attrs, change))
-          store_attributes(node.attrs, std::move(attrs));
-        else
+        SessionAttributes attrs = node.extra ? node.extra->attrs : SessionAttributes{};
+        if (!apply_change(attrs, change))
           status = StoreStatus::kRejected;
+        else if (!reindex(user_of(attributes_of(node)), user_of(&attrs), key, key,
+                          UserEntry{key, node.handle, node.created_ms}, change, evicted))
+          status = StoreStatus::kLimitReached;
+        else
+          store_attributes(node.extra, std::move(attrs));
       }
       if (status == StoreStatus::kOk) {
-        const Segment segment = node.attrs ? kProtected : static_cast<Segment>(node.segment);
+        const Segment segment =
+            has_attributes(node) ? kProtected : static_cast<Segment>(node.segment);
         if (change.last_seen_ms > node.last_seen_ms) {
           // Keep the lists ordered by last-seen so reclaim can stop at the first live tail.
           node.last_seen_ms = change.last_seen_ms;
@@ -299,6 +400,7 @@ void MemoryStore::modify(const TokenHash& key, const SessionChange& change, int6
       }
     }
   }
+  evict_for_cap(evicted);
   if (done) done(status);
 }
 
@@ -308,6 +410,9 @@ void MemoryStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
   StoreStatus status = StoreStatus::kOk;
   uint64_t protected_evicted = 0;
   uint64_t markers_dropped = 0;
+  std::vector<UserEntry> evicted;
+  const std::string* joining = joined_user(change);
+  if (joining != nullptr && change.max_per_user != 0) prune_user(*joining, now_ms);
   {
     const size_t a = shard_index(old_key);
     const size_t b = shard_index(new_key);
@@ -327,8 +432,12 @@ void MemoryStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
       status = StoreStatus::kUnavailable;
     } else {
       const Shard::Node& old = from.node_at(slot);
-      if (old.attrs) attrs = *old.attrs;
-      if (!apply_change(attrs, change)) status = StoreStatus::kRejected;
+      if (old.extra) attrs = old.extra->attrs;
+      if (!apply_change(attrs, change))
+        status = StoreStatus::kRejected;
+      else if (!reindex(user_of(attributes_of(old)), user_of(&attrs), old_key, new_key,
+                        UserEntry{new_key, old.handle, old.created_ms}, change, evicted))
+        status = StoreStatus::kLimitReached;
     }
     if (status == StoreStatus::kOk) {
       const Shard::Node& old = from.node_at(slot);
@@ -336,8 +445,17 @@ void MemoryStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
       const int64_t created_ms = old.created_ms;
       const int64_t last_seen_ms = std::max(old.last_seen_ms, change.last_seen_ms);
       const Segment segment = attrs.empty() ? static_cast<Segment>(old.segment) : kProtected;
-      from.erase_slot(slot);  // the old key stops being a live key in the same critical section
-      count_removal(Removal::kRotated);
+      std::unique_ptr<SessionExtra> extra = std::move(from.node_at(slot).extra);
+      if (extra && extra->agent != nullptr) {
+        // The agent moves to the new shard's table (taken there before it is let go here: the
+        // two may be one table).
+        const std::string* agent = to.intern_agent(*extra->agent);
+        from.release_agent(extra->agent);
+        extra->agent = agent;
+      }
+      // The old key stops being a live key in the same critical section (its index entry was
+      // re-keyed above: this is a move, not a removal).
+      from.erase_slot(slot);
       markers_dropped = from.add_marker(
           old_key, Marker{new_key, now_ms + std::max<int64_t>(grace_ms, 0), now_ms + idle_ms_});
       markers_.fetch_add(1 - static_cast<int64_t>(markers_dropped), std::memory_order_relaxed);
@@ -348,10 +466,12 @@ void MemoryStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
       node.handle = handle;
       node.created_ms = created_ms;
       node.last_seen_ms = last_seen_ms;
-      store_attributes(node.attrs, std::move(attrs));
+      node.extra = std::move(extra);  // keeps the origin recorded at creation
+      store_attributes(node.extra, std::move(attrs));
       rotated_.fetch_add(1, std::memory_order_relaxed);
     }
   }
+  evict_for_cap(evicted);
   warn_protected_evictions(protected_evicted, now_ms);
   warn_markers_dropped(markers_dropped, now_ms);
   if (done) done(status);
@@ -364,8 +484,7 @@ void MemoryStore::destroy(const TokenHash& key, DoneCallback done) {
     std::lock_guard lock(shard.mu);
     const size_t slot = shard.find(key);
     if (slot != kNoSlot) {
-      shard.erase_slot(slot);
-      count_removal(Removal::kDestroyed);
+      erase_session(shard, slot, Removal::kDestroyed);
     } else if (shard.markers.count(key) != 0) {
       status = StoreStatus::kNotFound;  // a rotated-away key: the caller must use the live key
     }
@@ -391,9 +510,9 @@ size_t MemoryStore::reclaim_some(int64_t now_ms, size_t budget) {
         const Shard::Node& tail = shard.nodes[shard.lists[segment].tail];
         const ExpiryKind kind = expiry_of(tail.created_ms, tail.last_seen_ms, now_ms);
         if (kind == ExpiryKind::kNone) break;
-        count_removal(kind == ExpiryKind::kIdle ? Removal::kExpiredIdle
-                                                : Removal::kExpiredAbsolute);
-        shard.erase_slot(shard.find(tail.key));
+        erase_session(
+            shard, shard.find(tail.key),
+            kind == ExpiryKind::kIdle ? Removal::kExpiredIdle : Removal::kExpiredAbsolute);
         ++freed;
       }
     }
@@ -414,6 +533,9 @@ MemoryStore::Stats MemoryStore::stats() const {
   s.active = static_cast<uint64_t>(std::max<int64_t>(0, active_.load(std::memory_order_relaxed)));
   s.markers = static_cast<uint64_t>(std::max<int64_t>(0, markers_.load(std::memory_order_relaxed)));
   s.markers_dropped = markers_dropped_.load(std::memory_order_relaxed);
+  s.evicted_user_cap = evicted_user_cap_.load(std::memory_order_relaxed);
+  s.indexed = users_->size();
+  s.users = users_->users();
   return s;
 }
 

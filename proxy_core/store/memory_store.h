@@ -59,13 +59,23 @@
 //
 // Memory: a session without attributes costs one 80-byte node plus 8-byte index slots at a load
 // factor of at most 3/4 (about 100 bytes); attributes live behind a pointer that is null when
-// there are none.
+// there are none. The client address and user agent recorded at creation live behind the same
+// pointer (SessionExtra, memory_store_shard.h), the agent interned per shard: about 104 more bytes
+// a session with an IPv4 address and a shared browser agent (tests/bench/session_store_bench).
+// A session in a user index costs its entry there, about 83 bytes with four sessions per user
+// (memory_store_users.h), beyond its user attribute (80 bytes for "user" = a short name).
+//
+// The user index (session_store.h, "The user index"): memory_store_users.h explains its locks.
+// Session shard locks are taken before user shard locks, never after; the operations that read
+// an index first copy its entries, release its lock, then visit each session under its own
+// shard's lock.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "proxy_core/config/config.h"
 #include "proxy_core/session/session_store.h"
@@ -75,7 +85,9 @@ namespace sg {
 
 namespace memory_store_detail {
 struct Shard;
-}
+struct UserEntry;
+class UserIndex;
+}  // namespace memory_store_detail
 
 class MemoryStore final : public SessionStore {
  public:
@@ -97,10 +109,15 @@ class MemoryStore final : public SessionStore {
     uint64_t active = 0;             // sessions held now (expired ones not yet reclaimed included)
     uint64_t markers = 0;            // rotation markers held now
     uint64_t markers_dropped = 0;    // markers forgotten before their time to stay in the bound
+    uint64_t evicted_user_cap = 0;   // destroyed to keep a user within max_per_user (evict_oldest)
+    uint64_t indexed = 0;            // sessions in a user index now
+    uint64_t users = 0;              // users with at least one indexed session
   };
 
-  // REQUIRES: timeouts > 0. max_sessions 0 is read as 1.
-  MemoryStore(Millis idle_timeout, Millis absolute_timeout, uint64_t max_sessions);
+  // REQUIRES: timeouts > 0. max_sessions 0 is read as 1. `user_attribute` is the folded name of
+  // the attribute that names a session's user (session_store.h, "The user index"); empty = none.
+  MemoryStore(Millis idle_timeout, Millis absolute_timeout, uint64_t max_sessions,
+              std::string user_attribute = "user");
   ~MemoryStore() override;
   MemoryStore(const MemoryStore&) = delete;
   MemoryStore& operator=(const MemoryStore&) = delete;
@@ -127,6 +144,11 @@ class MemoryStore final : public SessionStore {
   // kNotFound for a rotation marker's key: that is not the live key, nothing is removed.
   void destroy(const TokenHash& key, DoneCallback done) override;
   bool usable() const override { return true; }
+  // The user index (memory_store_users.h says how it is locked). Callbacks run inside the call.
+  void list_user(const std::string& user, int64_t now_ms, UsersCallback done) override;
+  void destroy_user(const std::string& user, const TokenHash* except, int64_t now_ms,
+                    UsersCallback done) override;
+  void destroy_handle(const SessionHandle& handle, int64_t now_ms, UsersCallback done) override;
 
   // Frees up to about `budget` idle- or absolute-expired sessions and forgotten markers, starting
   // at the shard after the one the previous call ended on. Returns how many sessions were freed.
@@ -147,7 +169,8 @@ class MemoryStore final : public SessionStore {
 
  private:
   using Shard = memory_store_detail::Shard;
-  enum class Removal { kExpiredIdle, kExpiredAbsolute, kEvicted, kDestroyed, kRotated };
+  enum class Removal { kExpiredIdle, kExpiredAbsolute, kEvicted, kDestroyed, kUserCap };
+  using UserEntry = memory_store_detail::UserEntry;
 
   Shard& shard_for(const TokenHash& key) const;
   size_t shard_index(const TokenHash& key) const;
@@ -167,9 +190,30 @@ class MemoryStore final : public SessionStore {
   size_t find_live(Shard& shard, const TokenHash& key, int64_t now_ms, ExpiryKind& expired);
   void insert_loaded(const TokenHash& key, SessionRecord&& record, int64_t now_ms,
                      uint64_t& loaded);
+  // Under the shard's lock: removes the session in `slot` from the table and its user's index,
+  // counted as `why`.
+  void erase_session(Shard& shard, size_t slot, Removal why);
+  void audit_removal(const SessionHandle& handle, const std::string* user, std::string_view client,
+                     Removal why) const;
+  // The value of the user attribute in `attrs`, or null.
+  const std::string* user_of(const SessionAttributes* attrs) const;
+  // Under the lock of the shard holding the session: moves its index entry from (old_user,
+  // old_key) to (new_user, new_key) as a write changes them. False when joining new_user is
+  // refused by the cap (nothing changed); sessions evicted by the cap are added to `evicted`.
+  bool reindex(const std::string* old_user, const std::string* new_user, const TokenHash& old_key,
+               const TokenHash& new_key, const UserEntry& entry, const SessionChange& change,
+               std::vector<UserEntry>& evicted);
+  // The user `change` makes the session join when it sets the user attribute, or null.
+  const std::string* joined_user(const SessionChange& change) const;
+  void visit_user(const std::string& user, int64_t now_ms, const TokenHash* except, bool destroy,
+                  std::vector<UserSession>& out);
+  void evict_for_cap(const std::vector<UserEntry>& evicted);
+  void prune_user(const std::string& user, int64_t now_ms);
 
   const int64_t idle_ms_;
   const int64_t absolute_ms_;
+  const std::string user_attribute_;
+  std::unique_ptr<memory_store_detail::UserIndex> users_;
   size_t shard_count_ = 1;
   std::unique_ptr<Shard[]> shards_;
   std::atomic<size_t> reclaim_cursor_{0};
@@ -189,6 +233,7 @@ class MemoryStore final : public SessionStore {
   std::atomic<uint64_t> markers_dropped_{0};
   std::atomic<uint64_t> dropped_warned_at_{0};  // markers_dropped_ at the last warning
   std::atomic<int64_t> dropped_warn_ms_{INT64_MIN};
+  std::atomic<uint64_t> evicted_user_cap_{0};
 };
 
 }  // namespace sg

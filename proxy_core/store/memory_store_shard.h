@@ -13,6 +13,8 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -44,6 +46,23 @@ struct KeyHasher {
   }
 };
 
+// What a session holds beyond its fixed fields, behind one pointer that is null when it holds
+// nothing: attributes, and the client address and user agent recorded at creation. The address
+// fits the string's inline buffer for IPv4 (no allocation); the user agent is interned per shard
+// (Shard::agents): the sessions of one shard share one copy of each distinct agent, so a session
+// pays a pointer for it, not a hundred bytes.
+struct SessionExtra {
+  SessionAttributes attrs;
+  std::string address;
+  const std::string* agent = nullptr;  // a key of the shard's `agents`, or null
+
+  std::string_view client_address() const { return address; }
+  std::string_view user_agent() const {
+    return agent ? std::string_view(*agent) : std::string_view();
+  }
+  bool empty() const { return attrs.empty() && address.empty() && agent == nullptr; }
+};
+
 // What an old key leaves behind after rotate(): where the session went and until when the old key
 // still opens it. Forgotten at forget_at_ms (the idle timeout after the rotation).
 struct Marker {
@@ -60,8 +79,8 @@ struct alignas(64) Shard {
     SessionHandle handle{};
     int64_t created_ms = 0;
     int64_t last_seen_ms = 0;
-    std::unique_ptr<SessionAttributes> attrs;  // null when the session has none
-    uint32_t prev : 31 = kNil;                 // towards the most recently seen end
+    std::unique_ptr<SessionExtra> extra;  // null when the session has no attributes and no origin
+    uint32_t prev : 31 = kNil;            // towards the most recently seen end
     uint32_t segment : 1 = kProbation;
     uint32_t next = kNil;  // towards the least recently seen end; free list
   };
@@ -84,6 +103,21 @@ struct alignas(64) Shard {
   uint64_t marker_capacity = 1;  // markers held at most (memory_store.h: max(share, floor))
   std::unordered_map<TokenHash, Marker, KeyHasher> markers;
   std::deque<TokenHash> marker_order;  // creation order = forget_at order; same keys as `markers`
+  // Interned user agents and how many of this shard's sessions point at each (SessionExtra). A
+  // node-based map: a key's address never moves while it is there.
+  std::unordered_map<std::string, uint32_t> agents;
+
+  const std::string* intern_agent(std::string_view agent) {
+    if (agent.empty()) return nullptr;
+    auto [it, added] = agents.try_emplace(std::string(agent), 0);
+    ++it->second;
+    return &it->first;
+  }
+  void release_agent(const std::string* agent) {
+    if (agent == nullptr) return;
+    auto it = agents.find(*agent);
+    if (it != agents.end() && --it->second == 0) agents.erase(it);
+  }
 
   static uint32_t tag_of(const TokenHash& key) { return load_u32(key.data() + 8); }
   size_t mask() const { return slots.size() - 1; }
@@ -169,7 +203,8 @@ struct alignas(64) Shard {
   void erase_slot(size_t i) {
     const uint32_t n = slots[i].node - 1;
     lru_unlink(n);
-    nodes[n].attrs.reset();
+    if (nodes[n].extra) release_agent(nodes[n].extra->agent);
+    nodes[n].extra.reset();
     nodes[n].next = free_head;
     free_head = n;
     --size;

@@ -12,6 +12,7 @@ using memory_store_detail::kNoSlot;
 using memory_store_detail::kProbation;
 using memory_store_detail::kProtected;
 using memory_store_detail::Segment;
+using memory_store_detail::SessionExtra;
 
 SnapshotStatus MemoryStore::save_snapshot(const std::string& path) const {
   SnapshotWriter writer;
@@ -29,8 +30,11 @@ SnapshotStatus MemoryStore::save_snapshot(const std::string& path) const {
       for (Segment segment : {kProbation, kProtected}) {
         for (uint32_t n = shard.lists[segment].tail; n != kNil; n = shard.nodes[n].prev) {
           const Shard::Node& node = shard.nodes[n];
+          const SessionExtra* extra = node.extra.get();
           encode_snapshot_session(buf, node.key, node.handle, node.created_ms, node.last_seen_ms,
-                                  node.attrs.get());
+                                  extra ? &extra->attrs : nullptr,
+                                  extra ? extra->client_address() : std::string_view(),
+                                  extra ? extra->user_agent() : std::string_view());
           ++count;
         }
       }

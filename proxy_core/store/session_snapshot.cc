@@ -93,8 +93,22 @@ std::string directory_of(const std::string& path) {
   return path.substr(0, slash);
 }
 
-// Parses a session payload; false when the lengths inside do not add up.
-bool parse_session(const uint8_t* p, size_t n, TokenHash& key, SessionRecord& rec) {
+// Reads a length-prefixed pair of strings at `off` (version 2's address and agent).
+bool parse_origin(const uint8_t* p, size_t n, size_t& off, SessionRecord& rec) {
+  if (n - off < 8) return false;
+  const uint32_t address_len = get_u32(p + off);
+  const uint32_t agent_len = get_u32(p + off + 4);
+  off += 8;
+  if (n - off < uint64_t{address_len} + agent_len) return false;
+  rec.client_address.assign(reinterpret_cast<const char*>(p + off), address_len);
+  rec.user_agent.assign(reinterpret_cast<const char*>(p + off + address_len), agent_len);
+  off += address_len + agent_len;
+  return true;
+}
+
+// Parses a session payload of `version`; false when the lengths inside do not add up.
+bool parse_session(uint32_t version, const uint8_t* p, size_t n, TokenHash& key,
+                   SessionRecord& rec) {
   if (n < kSessionFixedBytes) return false;
   std::memcpy(key.data(), p, 32);
   std::memcpy(rec.handle.data(), p + 32, 16);
@@ -113,6 +127,7 @@ bool parse_session(const uint8_t* p, size_t n, TokenHash& key, SessionRecord& re
         std::string(reinterpret_cast<const char*>(p + off + name_len), value_len));
     off += name_len + value_len;
   }
+  if (version >= 2 && !parse_origin(p, n, off, rec)) return false;
   return off == n;
 }
 
@@ -132,7 +147,8 @@ uint32_t crc32c(const void* data, size_t size, uint32_t seed) {
 
 void encode_snapshot_session(std::string& out, const TokenHash& key, const SessionHandle& handle,
                              int64_t created_ms, int64_t last_seen_ms,
-                             const SessionAttributes* attrs) {
+                             const SessionAttributes* attrs, std::string_view client_address,
+                             std::string_view user_agent) {
   std::string payload;
   payload.reserve(kSessionFixedBytes);
   payload.append(reinterpret_cast<const char*>(key.data()), key.size());
@@ -148,6 +164,10 @@ void encode_snapshot_session(std::string& out, const TokenHash& key, const Sessi
       payload += value;
     }
   }
+  put_u32(payload, static_cast<uint32_t>(client_address.size()));
+  put_u32(payload, static_cast<uint32_t>(user_agent.size()));
+  payload += client_address;
+  payload += user_agent;
   put_record(out, kTagSession, payload);
 }
 
@@ -273,8 +293,9 @@ SnapshotStatus read_snapshot_stream(std::FILE* file, const std::string& path,
   }
   if (std::memcmp(header, kMagic, sizeof kMagic) != 0) return corrupt("not a snapshot file", 0);
   if (crc32c(header, 16) != get_u32(header + 16)) return corrupt("header checksum mismatch", 0);
-  if (get_u32(header + 8) != kSnapshotVersion) {
-    return corrupt("unsupported version " + std::to_string(get_u32(header + 8)), 8);
+  const uint32_t version = get_u32(header + 8);
+  if (version < 1 || version > kSnapshotVersion) {
+    return corrupt("unsupported version " + std::to_string(version), 8);
   }
 
   std::string buf;
@@ -304,7 +325,8 @@ SnapshotStatus read_snapshot_stream(std::FILE* file, const std::string& path,
     if (frame[0] != kTagSession) return corrupt("unknown record type", offset);
     TokenHash key;
     SessionRecord rec;
-    if (!parse_session(payload, len, key, rec)) return corrupt("malformed session record", offset);
+    if (!parse_session(version, payload, len, key, rec))
+      return corrupt("malformed session record", offset);
     ++index;
     const RecordError error =
         check_session_record(rec, check.now_ms, check.max_attributes, check.max_attribute_bytes);

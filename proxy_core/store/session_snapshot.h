@@ -2,10 +2,12 @@
 // hashes are written, never tokens. No threads, no libuv; the caller decides when to save.
 //
 // Format (all integers little-endian):
-//   header  "SGSNAP\r\n" (8) | version u32 (=1) | reserved u32 (=0) | crc32c of the previous 16 u32
+//   header  "SGSNAP\r\n" (8) | version u32 (=2) | reserved u32 (=0) | crc32c of the previous 16 u32
 //   record  tag u8 | payload length u32 | payload | crc32c(tag, length, payload) u32
 //     tag 'S' session: key[32] handle[16] created_ms i64 last_seen_ms i64 attr_count u32
 //                      then attr_count x (name_len u32, value_len u32, name, value)
+//                      then (version 2) address_len u32, agent_len u32, address, agent: the
+//                      client address and user agent recorded at creation (issue 14)
 //     tag 'E' end:     record_count u64 (the number of 'S' records before it); must be last
 // Every record carries its own checksum, so a damaged file still yields the sessions before the
 // damage; the end record tells a complete file from one cut short at a record boundary.
@@ -26,7 +28,7 @@
 
 namespace sg {
 
-inline constexpr uint32_t kSnapshotVersion = 1;
+inline constexpr uint32_t kSnapshotVersion = 2;  // written; version 1 files are still read
 // Upper bound on one record's payload, checked before allocating: a damaged length field must not
 // make the reader allocate gigabytes. Generous against max_attribute_bytes in practice.
 inline constexpr uint32_t kMaxSnapshotRecordBytes = 16u << 20;
@@ -52,7 +54,8 @@ uint32_t crc32c(const void* data, size_t size, uint32_t seed = 0);
 // Appends one encoded session record to `out`. `attrs` may be null (no attributes).
 void encode_snapshot_session(std::string& out, const TokenHash& key, const SessionHandle& handle,
                              int64_t created_ms, int64_t last_seen_ms,
-                             const SessionAttributes* attrs);
+                             const SessionAttributes* attrs, std::string_view client_address = {},
+                             std::string_view user_agent = {});
 
 // Writes a snapshot atomically: a temporary file in the target's directory, created with O_EXCL
 // under a random name (so a file or symlink planted at a predictable name is never followed or

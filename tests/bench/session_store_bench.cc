@@ -45,6 +45,52 @@ sg::TokenHash random_key(std::mt19937_64& rng) {
   return k;
 }
 
+// Issue 14: what the client address and user agent recorded at creation cost, and what one
+// session in a user index costs beyond its user attribute. Two stores of kIndexed sessions, one
+// indexing "user" and one not (user_attribute ""), given the same records and the same attribute:
+// the difference in heap is the index.
+void user_index_figures(std::mt19937_64& rng) {
+  constexpr size_t kIndexed = 200'000;
+  std::vector<sg::TokenHash> keys(kIndexed);
+  for (auto& k : keys)
+    k = random_key(rng);
+  sg::SessionRecord record;
+  record.created_ms = record.last_seen_ms = kNow;
+  sg::generate_handle(record.handle);
+  record.client_address = "203.0.113.45";
+  record.user_agent =  // a common desktop browser's, 111 bytes
+      "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+      "Chrome/131.0.0.0 Safari/537.36";
+  double per_attr[2] = {0, 0};
+  for (int indexed = 1; indexed >= 0; --indexed) {
+    malloc_trim(0);
+    const size_t heap0 = heap_in_use();
+    sg::MemoryStore store(std::chrono::hours(1), std::chrono::hours(12), 2 * kIndexed,
+                          indexed ? "user" : "");
+    for (const auto& k : keys)
+      store.create(k, record, nullptr);
+    const size_t heap1 = heap_in_use();
+    for (size_t i = 0; i < kIndexed; ++i) {
+      sg::SessionChange c;
+      c.set.emplace_back("user", "user" + std::to_string(i / 4));  // four devices per user
+      store.modify(keys[i], c, kNow, nullptr);
+    }
+    const size_t heap2 = heap_in_use();
+    per_attr[indexed] = static_cast<double>(heap2 - heap1) / kIndexed;
+    if (indexed) {
+      std::printf("memory per session with origin (heap): %.1f bytes (UA 111 B, address 12 B)\n",
+                  static_cast<double>(heap1 - heap0) / kIndexed);
+      std::printf("indexed sessions:            %llu of %llu users\n",
+                  static_cast<unsigned long long>(store.stats().indexed),
+                  static_cast<unsigned long long>(store.stats().users));
+    }
+  }
+  std::printf("user attribute, not indexed: %.1f bytes per session (heap)\n", per_attr[0]);
+  std::printf("user attribute, indexed:     %.1f bytes per session (heap)\n", per_attr[1]);
+  std::printf("the index alone:             %.1f bytes per indexed session (4 per user)\n",
+              per_attr[1] - per_attr[0]);
+}
+
 }  // namespace
 
 int main() {
@@ -160,5 +206,6 @@ int main() {
   }
   std::printf("token hash only:             %.1f ns/op (%u)\n", ns_per(Clock::now() - t0, kTokens),
               sink & 0);
+  user_index_figures(rng);
   return 0;
 }

@@ -115,3 +115,32 @@ TEST_CASE("every error has a text") {
 
 }  // namespace
 }  // namespace sg
+
+namespace sg {
+namespace {
+
+TEST_CASE("the client address and user agent of a record are bounded and printable") {
+  SessionRecord r;
+  r.created_ms = r.last_seen_ms = 1'700'000'000'000;
+  r.client_address = "2001:db8::1";
+  r.user_agent = "Mozilla/5.0 (X11; Linux x86_64)";
+  CHECK(check_session_record(r, r.created_ms, 0, 0) == RecordError::kOk);
+  r.user_agent = std::string(kMaxUserAgentBytes + 1, 'a');
+  CHECK(check_session_record(r, r.created_ms, 0, 0) == RecordError::kBadOrigin);
+  r.user_agent = "ok";
+  r.client_address = std::string(kMaxClientAddressBytes + 1, '1');
+  CHECK(check_session_record(r, r.created_ms, 0, 0) == RecordError::kBadOrigin);
+  r.client_address = "192.0.2.1\r\nX-Injected: 1";
+  CHECK(check_session_record(r, r.created_ms, 0, 0) == RecordError::kBadOrigin);
+}
+
+TEST_CASE("origin_text cuts and replaces what a record would refuse") {
+  CHECK(origin_text("Agent/1\r\n\x80", 64) == "Agent/1???");
+  CHECK(origin_text(std::string(300, 'u'), kMaxUserAgentBytes).size() == kMaxUserAgentBytes);
+  SessionRecord r;
+  r.user_agent = origin_text("\x01\x7f" + std::string(400, 'x'), kMaxUserAgentBytes);
+  CHECK(check_session_record(r, 0, 0, 0) == RecordError::kOk);
+}
+
+}  // namespace
+}  // namespace sg
