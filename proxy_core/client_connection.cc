@@ -354,6 +354,8 @@ void ClientConnection::on_request_head(bool complete) {
   if (!config_->session.logout_path.empty() && refuse_logout(req, https)) return;
 
   state_ = State::kSession;
+  // The store records where a session was created and the audit log names the request.
+  session_.set_client(peer_ip_, request_id_);
   session_.begin(*config_, worker_->store(), &worker_->metrics(), https, req,
                  [this](SessionGate::Outcome outcome) { on_session_ready(outcome); });
 }

@@ -77,6 +77,8 @@ class DevicesAndAdmin(UsersTestCase):
             self.sign_in(gw, t, "alice")
         listed = self.list_user(gw, "alice")
         self.assertEqual(sorted(s["user_agent"] for s in listed), ["Device/0", "Device/1", "Device/2"])
+        # Where each session was created: the client's address as the gateway saw it.
+        self.assertEqual({s["client_address"] for s in listed}, {"127.0.0.1"})
         for s in listed:
             self.assertRegex(s["handle"], r"^[0-9a-f]{32}$")
             self.assertLessEqual(s["created_ms"], s["last_seen_ms"])
@@ -217,6 +219,9 @@ class Audit(UsersTestCase):
             self.assertEqual(sorted(e), ["client", "event", "reason", "request_id", "session", "time", "user"])
             if e["event"] != "created":
                 self.assertEqual(e["user"], "jay", e)
+            if e["reason"] != "admin":  # the admin API acts outside any client request
+                self.assertEqual(e["client"], "127.0.0.1", e)
+                self.assertRegex(e["request_id"], r"^\S+$", e)
         with open(path) as f:
             text = f.read()
         for t in tokens:
