@@ -38,6 +38,7 @@ SG_FUZZ_DECLARE(memory_store)
 SG_FUZZ_DECLARE(client_side)
 SG_FUZZ_DECLARE(upstream_response)
 SG_FUZZ_DECLARE(redis_record)
+SG_FUZZ_DECLARE(form_field)
 #undef SG_FUZZ_DECLARE
 
 namespace {
@@ -60,6 +61,7 @@ constexpr Target kTargets[] = {
     {"client_side", &fuzz_client_side},
     {"upstream_response", &fuzz_upstream_response},
     {"redis_record", &fuzz_redis_record},
+    {"form_field", &fuzz_form_field},
 };
 
 constexpr size_t kMaxInputBytes = 4096;  // mutations stop growing an input past this
