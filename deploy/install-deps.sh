@@ -59,7 +59,8 @@ if [ "$want" = test ]; then
   pkgs+=(redis-server redis-tools wrk nginx-light haproxy valgrind clang-14 libclang-rt-14-dev
          clang-format strace procps prometheus chromium  # chromium: tests/integration/test_browser.py
          slowhttptest  # tests/bench/slowhttp.sh
-         python3-yaml)  # tests/integration/test_deploy.py parses the Kubernetes manifests
+         python3-yaml  # tests/integration/test_deploy.py parses the Kubernetes manifests
+         php-cli)  # tests/integration/test_identity_verifiers.py runs the PHP verifier
 fi
 
 missing=()
