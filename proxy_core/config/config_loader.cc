@@ -21,6 +21,7 @@ namespace {
 using config_detail::Diagnostics;
 using config_detail::has_control;
 using config_detail::iequals;
+using config_detail::is_token;
 using config_detail::KeyPositions;
 using config_detail::LoadContext;
 using config_detail::TableReader;
@@ -70,14 +71,6 @@ constexpr uint64_t kMaxU32 = UINT32_MAX;
 constexpr Millis kOneMs{1};
 // Cookie Max-Age counts whole seconds (RFC 6265 §5.2.2): a shorter session would expire at once.
 constexpr Millis kOneSecond{1000};
-
-bool is_tchar(char c) {  // RFC 9110 §5.6.2
-  return std::isalnum(static_cast<unsigned char>(c)) ||
-         (c != '\0' && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr);
-}
-bool is_token(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar);
-}
 
 std::string check_listen(const std::string& v) {
   if (parse_listen_address(v)) return "";

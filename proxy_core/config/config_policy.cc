@@ -1,12 +1,21 @@
 #include "proxy_core/config/config_policy.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include "proxy_core/http/path_match.h"
-#include "proxy_core/session/session_attributes.h"
 
 namespace sg::config_detail {
 namespace {
+
+// An attribute name as the session stores it (session_attributes.h, which depends on config and
+// so is not included here): lowercase, '_' read as '-'.
+std::string fold_attribute_name(std::string_view name) {
+  std::string out(name);
+  for (char& c : out)
+    c = c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
 
 bool is_url_safe(std::string_view v) {
   return !v.empty() && !has_control(v) && v.find(' ') == std::string_view::npos;
@@ -38,7 +47,7 @@ std::string check_origin(const std::string& v) {
 }
 
 std::string check_attribute_name(const std::string& v) {
-  return is_http_token(v) && fold_attribute_name(v) != "id"
+  return is_token(v) && fold_attribute_name(v) != "id"
              ? ""
              : expected("an attribute name (a header-name token, not \"Id\")", v);
 }
@@ -94,7 +103,7 @@ void read_rules(TableReader& t, AccessConfig& access) {
     entry.string_list(
         "methods", rule.methods,
         [](const std::string& v) {
-          return is_http_token(v) ? "" : expected("a method such as \"POST\"", v);
+          return is_token(v) ? "" : expected("a method such as \"POST\"", v);
         },
         true);
     read_require(entry, rule);
@@ -139,7 +148,7 @@ void read_csrf(TableReader t, CsrfConfig& c) {
   t.string_list("trusted_origins", c.trusted_origins, check_origin, true);
   t.choice("missing", c.missing, {{"allow", CsrfMissing::kAllow}, {"deny", CsrfMissing::kDeny}});
   t.string("form_field", c.form_field, [](const std::string& v) {
-    return is_http_token(v) ? "" : expected("a form field name such as \"csrf_token\"", v);
+    return is_token(v) ? "" : expected("a form field name such as \"csrf_token\"", v);
   });
   // The gateway holds this much of a form body while it looks for the token.
   t.size("max_form_bytes", c.max_form_bytes, 64, 16u << 20);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <cstring>
 #include <sstream>
 
 namespace sg::config_detail {
@@ -72,6 +73,14 @@ std::string describe(const toml::node& node) {
   if (node.is_array()) return "an array";
   if (node.is_table()) return "a table";
   return "a date or time";
+}
+
+bool is_token(std::string_view s) {
+  const auto tchar = [](char c) {  // RFC 9110 §5.6.2
+    return std::isalnum(static_cast<unsigned char>(c)) ||
+           (c != '\0' && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr);
+  };
+  return !s.empty() && std::all_of(s.begin(), s.end(), tchar);
 }
 
 std::string expected(std::string_view what, const std::string& got) {

@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 
+#include "proxy_core/session/hmac_key.h"
 #include "proxy_core/session/session_store.h"
 
 namespace sg {
@@ -25,14 +26,14 @@ namespace sg {
 class CsrfKey {
  public:
   // `key`: the bytes of csrf.secret_file (at least kMinPolicyKeyBytes).
-  explicit CsrfKey(std::string key) : key_(std::move(key)) {}
+  explicit CsrfKey(std::string_view key) : key_(key) {}
   // A random key for this process; nullopt when the CSPRNG fails (fail closed: no token mode).
   static std::optional<CsrfKey> random();
   // The token of the session whose live store key is `live_key`: 43 base64url characters.
   std::string token_for(const TokenHash& live_key) const;
 
  private:
-  std::string key_;
+  HmacSha256Key key_;
 };
 
 }  // namespace sg

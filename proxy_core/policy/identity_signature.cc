@@ -1,5 +1,6 @@
 #include "proxy_core/policy/identity_signature.h"
 
+#include <openssl/crypto.h>
 #include <openssl/sha.h>
 
 #include <algorithm>
@@ -24,11 +25,12 @@ bool under_prefix(std::string_view name, std::string_view prefix) {
 
 }  // namespace
 
-SigningKey::SigningKey(std::string key) : key_(std::move(key)) {
+SigningKey::SigningKey(std::string_view key) : key_(key) {
   static constexpr std::string_view kLabel = "sessiongate-kid-v1";
-  const std::string input = std::string(kLabel) + key_;
+  std::string input = std::string(kLabel).append(key);
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
+  OPENSSL_cleanse(input.data(), input.size());
   static constexpr char kHex[] = "0123456789abcdef";
   for (size_t i = 0; i < 8; ++i) {
     kid_ += kHex[digest[i] >> 4];
@@ -58,7 +60,7 @@ std::string sign_identity(const SigningKey& key, std::string_view method, std::s
   const std::string message =
       canonical_identity_string(method, target, headers, header_count, prefix, unix_seconds);
   return "v1; kid=" + key.kid() + "; t=" + std::to_string(unix_seconds) +
-         "; sig=" + mac_to_text(hmac_sha256(key.bytes(), message));
+         "; sig=" + mac_to_text(key.mac(message));
 }
 
 }  // namespace sg

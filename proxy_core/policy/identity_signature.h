@@ -34,6 +34,8 @@
 #include <utility>
 #include <vector>
 
+#include "proxy_core/session/hmac_key.h"
+
 namespace sg {
 
 // The header name after the prefix: <prefix>Signature.
@@ -41,12 +43,12 @@ inline constexpr std::string_view kSignatureHeaderSuffix = "Signature";
 
 class SigningKey {
  public:
-  explicit SigningKey(std::string key);
+  explicit SigningKey(std::string_view key);
   const std::string& kid() const { return kid_; }
-  const std::string& bytes() const { return key_; }
+  HmacSha256Key::Mac mac(std::string_view message) const { return key_.mac({message}); }
 
  private:
-  std::string key_;
+  HmacSha256Key key_;
   std::string kid_;
 };
 
