@@ -104,6 +104,30 @@ CsrfDecision check_csrf(const CsrfConfig& config, const CsrfRequest& r,
   return refuse(CsrfReason::kTokenMissing);
 }
 
+CsrfRequest csrf_request_of(const MessageHead& request, bool https) {
+  const auto field = [&request](std::string_view name) -> std::optional<std::string_view> {
+    const HeaderField* f = request.find(name);
+    return f ? std::optional<std::string_view>(f->value) : std::nullopt;
+  };
+  CsrfRequest r;
+  r.method = request.method;
+  r.path = path_without_query(request.target);
+  r.scheme = https ? "https" : "http";
+  r.host = trim_ows(field("Host").value_or(""));
+  r.sec_fetch_site = field("Sec-Fetch-Site");
+  r.origin = field("Origin");
+  r.referer = field("Referer");
+  r.token_header = field(kCsrfTokenHeader);
+  r.content_type = field("Content-Type").value_or("");
+  return r;
+}
+
+CsrfDecision check_csrf(const CsrfConfig& config, const MessageHead& request, bool https,
+                        std::string_view session_token) {
+  if (config.mode == CsrfMode::kOff) return {};
+  return check_csrf(config, csrf_request_of(request, https), session_token);
+}
+
 CsrfDecision check_form_token(std::optional<std::string_view> found, bool too_large,
                               std::string_view session_token) {
   if (found) return compare_token(*found, session_token);

@@ -3,7 +3,7 @@
 // CONTRACT for the exchange (the caller):
 // - Skip everything when config.mode is kOff (the feature is off and must cost nothing).
 // - After the session gate (token mode needs the session's CSRF token, csrf_token.h) and the
-//   access check, before anything is sent upstream, fill a CsrfRequest and call check_csrf().
+//   access check, before anything is sent upstream, call check_csrf(config, head, https, token).
 //   kAllow: forward. kRefuse: answer 403 (count it by `reason`, log csrf_reason_name(reason) with
 //   the request id and the session handle, never a token), forward nothing.
 //   kScanBody (token mode, an urlencoded body without the header): do not connect upstream yet;
@@ -33,6 +33,7 @@
 #include <string_view>
 
 #include "proxy_core/config/config.h"
+#include "proxy_core/http/http_message.h"
 
 namespace sg {
 
@@ -82,6 +83,14 @@ bool is_safe_method(std::string_view method);
 
 // `session_token`: the session's CSRF token (csrf_token.h), empty when the request has no session.
 CsrfDecision check_csrf(const CsrfConfig& config, const CsrfRequest& request,
+                        std::string_view session_token);
+
+// The CsrfRequest of a parsed request head; `https`: the scheme the client used (request_scheme,
+// client_request_guard.cc). Views into `request`, which must outlive the result.
+CsrfRequest csrf_request_of(const MessageHead& request, bool https);
+
+// check_csrf(config, csrf_request_of(request, https), session_token): the exchange's entry.
+CsrfDecision check_csrf(const CsrfConfig& config, const MessageHead& request, bool https,
                         std::string_view session_token);
 
 // Token mode after a body scan: `found` is the field's value when the scanner found it.

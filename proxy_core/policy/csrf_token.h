@@ -23,6 +23,9 @@
 
 namespace sg {
 
+// The header that carries the token to the application: <prefix>Csrf (X-Session-Csrf).
+inline constexpr std::string_view kCsrfHeaderSuffix = "Csrf";
+
 class CsrfKey {
  public:
   // `key`: the bytes of csrf.secret_file (at least kMinPolicyKeyBytes).

@@ -40,12 +40,17 @@ SigningKey::SigningKey(std::string_view key) : key_(key) {
 
 std::string canonical_identity_string(std::string_view method, std::string_view target,
                                       const SignedHeaders& headers, size_t header_count,
-                                      std::string_view prefix, int64_t unix_seconds) {
+                                      std::string_view prefix, int64_t unix_seconds,
+                                      const SignedHeaders* extra) {
   std::vector<std::pair<std::string, std::string_view>> lines;
-  for (size_t i = 0; i < header_count && i < headers.size(); ++i) {
-    if (under_prefix(headers[i].first, prefix))
-      lines.emplace_back(lower(headers[i].first), headers[i].second);
-  }
+  const auto take = [&](const std::pair<std::string, std::string>& header) {
+    if (under_prefix(header.first, prefix)) lines.emplace_back(lower(header.first), header.second);
+  };
+  for (size_t i = 0; i < header_count && i < headers.size(); ++i)
+    take(headers[i]);
+  if (extra != nullptr)
+    for (const auto& header : *extra)
+      take(header);
   std::sort(lines.begin(), lines.end());
   std::string out = "v1\n";
   out.append(method).append("\n").append(target).append("\n");
@@ -56,9 +61,10 @@ std::string canonical_identity_string(std::string_view method, std::string_view 
 
 std::string sign_identity(const SigningKey& key, std::string_view method, std::string_view target,
                           const SignedHeaders& headers, size_t header_count,
-                          std::string_view prefix, int64_t unix_seconds) {
+                          std::string_view prefix, int64_t unix_seconds,
+                          const SignedHeaders* extra) {
   const std::string message =
-      canonical_identity_string(method, target, headers, header_count, prefix, unix_seconds);
+      canonical_identity_string(method, target, headers, header_count, prefix, unix_seconds, extra);
   return "v1; kid=" + key.kid() + "; t=" + std::to_string(unix_seconds) +
          "; sig=" + mac_to_text(key.mac(message));
 }

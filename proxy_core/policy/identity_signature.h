@@ -22,8 +22,9 @@
 // body or other headers, nor stop a replay of the same request within the skew.
 //
 // CONTRACT for the exchange (the caller): with config.upstream.sign, after every other injected
-// header is known (the gate's, then <prefix>Csrf), call sign_identity() with the first key of
-// upstream.sign_key_file and the current time, and add the result as the last header
+// header is known, call sign_identity() with the first key of upstream.sign_key_file, the method
+// and target as forwarded, the gate's injected() list and injected_count(), the exchange's own
+// headers (<prefix>Csrf) as `extra`, and the current unix time; add the result as the last header
 // <prefix>Signature. Client copies of any <prefix>* header are already dropped by
 // build_upstream_request, so the application never sees a client-made signature.
 #pragma once
@@ -54,15 +55,19 @@ class SigningKey {
 
 using SignedHeaders = std::vector<std::pair<std::string, std::string>>;
 
-// The canonical string above. `headers` may hold other headers too: only those whose name starts
-// with `prefix` (case-insensitive) and is not <prefix>Signature are taken.
+// The canonical string above, over the first `header_count` entries of `headers` (the gate's
+// injected list keeps spare entries) and every entry of `extra` (the exchange's own, such as
+// <prefix>Csrf). Other headers may be there too: only those whose name starts with `prefix`
+// (case-insensitive) and is not <prefix>Signature are taken.
 std::string canonical_identity_string(std::string_view method, std::string_view target,
                                       const SignedHeaders& headers, size_t header_count,
-                                      std::string_view prefix, int64_t unix_seconds);
+                                      std::string_view prefix, int64_t unix_seconds,
+                                      const SignedHeaders* extra = nullptr);
 
-// The <prefix>Signature value for the first `header_count` entries of `headers`.
+// The <prefix>Signature value over those headers.
 std::string sign_identity(const SigningKey& key, std::string_view method, std::string_view target,
                           const SignedHeaders& headers, size_t header_count,
-                          std::string_view prefix, int64_t unix_seconds);
+                          std::string_view prefix, int64_t unix_seconds,
+                          const SignedHeaders* extra = nullptr);
 
 }  // namespace sg

@@ -190,6 +190,39 @@ TEST_CASE("the CSRF token is per live key, per secret, and not the session token
   CHECK(random1->token_for(a) != random2->token_for(a));
 }
 
+TEST_CASE("a request head is read into the CSRF request, and checked from it") {
+  MessageHead head;
+  head.method = "POST";
+  head.target = "/cart?x=1";
+  head.headers = {{"Host", " shop.example "},
+                  {"sec-fetch-site", "cross-site"},
+                  {"Origin", "https://evil.example"},
+                  {"Referer", "https://evil.example/x"},
+                  {"x-csrf-token", "tok"},
+                  {"Content-Type", "text/plain"}};
+  head.header_count = head.headers.size();
+  const CsrfRequest r = csrf_request_of(head, true);
+  CHECK(r.method == "POST");
+  CHECK(r.path == "/cart");
+  CHECK(r.scheme == "https");
+  CHECK(r.host == "shop.example");
+  CHECK(r.sec_fetch_site == Opt("cross-site"));
+  CHECK(r.origin == Opt("https://evil.example"));
+  CHECK(r.referer == Opt("https://evil.example/x"));
+  CHECK(r.token_header == Opt("tok"));
+  CHECK(r.content_type == "text/plain");
+  CHECK(check_csrf(mode(CsrfMode::kFetchMetadata), head, true, "").reason ==
+        CsrfReason::kCrossSite);
+  CHECK(check_csrf(mode(CsrfMode::kToken), head, true, "tok").reason == CsrfReason::kTokenValid);
+  CHECK(check_csrf(mode(CsrfMode::kOff), head, true, "").reason == CsrfReason::kNotChecked);
+  head.headers.clear();
+  head.header_count = 0;
+  const CsrfRequest bare = csrf_request_of(head, false);
+  CHECK(bare.scheme == "http");
+  CHECK(bare.host.empty());
+  CHECK_FALSE(bare.origin.has_value());
+}
+
 TEST_CASE("reason names are the metric labels") {
   CHECK(std::string(csrf_reason_name(CsrfReason::kCrossSite)) == "cross_site");
   CHECK(std::string(csrf_reason_name(CsrfReason::kTokenMismatch)) == "token_mismatch");

@@ -51,6 +51,11 @@ TEST_CASE("the identity signature matches the independent known-answer vector") 
   CHECK(key.kid().size() == 16);
   CHECK(sign_identity(key, v.method, v.target, v.headers, v.headers.size(), v.prefix, v.t) ==
         v.signature);
+  // Split between the gate's list and the exchange's extra headers: the same signature.
+  const SignedHeaders gate(v.headers.begin(), v.headers.begin() + 2);
+  const SignedHeaders extra(v.headers.begin() + 2, v.headers.end());
+  CHECK(sign_identity(key, v.method, v.target, gate, gate.size(), v.prefix, v.t, &extra) ==
+        v.signature);
 }
 
 TEST_CASE("the canonical string sorts lowercased names and leaves out other headers") {
@@ -64,6 +69,10 @@ TEST_CASE("the canonical string sorts lowercased names and leaves out other head
   // Only the first header_count entries (the gate's list keeps spare entries).
   CHECK(canonical_identity_string("GET", "/", headers, 2, "X-Session-", 7) ==
         "v1\nGET\n/\nx-session-user:alice\n7");
+  // The exchange's own headers (<prefix>Csrf) join the gate's, sorted with them.
+  const SignedHeaders extra = {{"X-Session-Csrf", "c"}, {"Via", "1.1 x"}};
+  CHECK(canonical_identity_string("GET", "/", headers, 2, "X-Session-", 7, &extra) ==
+        "v1\nGET\n/\nx-session-csrf:c\nx-session-user:alice\n7");
   // Another prefix.
   const SignedHeaders other = {{"X-Auth-Id", "h"}, {"X-Session-Id", "not ours"}};
   CHECK(canonical_identity_string("GET", "/", other, 2, "X-Auth-", 7) ==
