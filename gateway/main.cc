@@ -26,7 +26,7 @@
 
 #include "proxy_core/admin_server.h"
 #include "proxy_core/config/config_loader.h"
-#include "proxy_core/ops/health_check.h"
+#include "proxy_core/ops/health_client.h"
 #include "proxy_core/ops/log.h"
 #include "proxy_core/ops/systemd_notify.h"
 #include "proxy_core/server.h"
@@ -298,8 +298,8 @@ int health_check_only(const sg::Config& config) {
   // Short, so that a hung gateway counts as unhealthy.
   constexpr std::chrono::milliseconds kHealthCheckTimeout{3000};
   std::string error;
-  auto target = sg::health_check_target(config, error);
-  int status = target ? sg::run_health_check(*target, kHealthCheckTimeout, error) : 0;
+  auto target = sg::health_client_target(config, error);
+  int status = target ? sg::run_health_client(*target, kHealthCheckTimeout, error) : 0;
   if (status == 200) return 0;
   if (status != 0) error = target->address + target->path + " answered " + std::to_string(status);
   std::fprintf(stderr, "sessiongate: unhealthy: %s\n", error.c_str());

@@ -1,16 +1,8 @@
 #include "proxy_core/gateway_state.h"
 
-#include <ctime>
-
 #include "proxy_core/session/session_store.h"
 
 namespace sg {
-
-int64_t unix_now_ms() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
 
 const char* readiness_problem(const GatewayState& st, const Config& config) {
   if (st.draining.load()) return "not ready: draining";

@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "proxy_core/base/clock.h"  // unix_now_ms, for the runtime files using this header
 #include "proxy_core/config/config.h"
 #include "proxy_core/ops/access_log.h"
 #include "proxy_core/ops/metrics.h"
@@ -26,8 +27,6 @@ struct GatewayState {
   std::vector<SessionStore*> worker_stores;  // Redis: one per worker; fixed before workers start
   MemoryStore* memory_store = nullptr;       // the embedded store, when it is the one in use
 };
-
-int64_t unix_now_ms();
 
 // Why the gateway is not ready (a one-line reason for /readyz), or nullptr when it is: draining,
 // no sign of life from the upstream within two probe intervals, or the store unusable.

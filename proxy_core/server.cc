@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "proxy_core/base/clock.h"
 #include "proxy_core/ops/cpu_count.h"
 #include "proxy_core/ops/log.h"
 #include "proxy_core/session/session_store.h"
@@ -46,26 +47,26 @@ bool load_tls(const Config& config, const TlsServerContext* previous, Worker::Tl
   return true;
 }
 
-bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
-  config_ = std::move(config);
-  if (!state_.access_log.open(config_->log.access, config_->log.format, error)) return false;
-  if (!load_tls(*config_, nullptr, tls_, error)) return false;
-  const SessionConfig& sc = config_->session;
+namespace {
+
+// The embedded store for `config`, with the snapshot loaded when one is configured: a restart
+// logs nobody out. A bad snapshot is reported and start-up goes on.
+std::unique_ptr<MemoryStore> open_memory_store(const Config& config) {
+  const SessionConfig& sc = config.session;
   auto memory = std::make_unique<MemoryStore>(sc.idle_timeout, sc.absolute_timeout,
-                                              config_->memory_store.max_sessions);
-  if (!config_->memory_store.snapshot_path.empty()) {
-    // A restart logs nobody out. A bad snapshot is reported and start-up goes on.
-    SnapshotStatus s = memory->load_snapshot(config_->memory_store.snapshot_path, unix_now_ms(),
+                                              config.memory_store.max_sessions);
+  if (!config.memory_store.snapshot_path.empty()) {
+    SnapshotStatus s = memory->load_snapshot(config.memory_store.snapshot_path, unix_now_ms(),
                                              sc.max_attributes, sc.max_attribute_bytes);
     if (s.rejected != 0) {
       // A crafted or foreign file: its bad records were skipped, never used.
       SG_LOG_WARN("snapshot %s: %llu record(s) rejected by the record check (first: %s)",
-                  config_->memory_store.snapshot_path.c_str(),
+                  config.memory_store.snapshot_path.c_str(),
                   static_cast<unsigned long long>(s.rejected), s.first_rejection.c_str());
     }
     if (s.code == SnapshotStatus::Code::kOk) {
       SG_LOG_INFO("snapshot %s: %llu session(s) loaded, %llu rejected",
-                  config_->memory_store.snapshot_path.c_str(),
+                  config.memory_store.snapshot_path.c_str(),
                   static_cast<unsigned long long>(memory->stats().active),
                   static_cast<unsigned long long>(s.rejected));
     } else if (s.code != SnapshotStatus::Code::kMissing) {
@@ -73,17 +74,30 @@ bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
                    static_cast<unsigned long long>(memory->stats().active));
     }
   }
-  if (sc.store == StoreKind::kRedis)
-    refused_keys_ = std::make_unique<RefusedKeys>(config_->redis_store.max_pending_destroys);
-  if (sc.store == StoreKind::kMemory) {
-    state_.memory_store = memory.get();
-    state_.store = memory.get();
-    store_ = std::move(memory);
-  }
+  return memory;
+}
+
+}  // namespace
+
+bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
+  config_ = std::move(config);
+  if (!state_.access_log.open(config_->log.access, config_->log.format, error)) return false;
+  if (!load_tls(*config_, nullptr, tls_, error)) return false;
   // Each worker learns the total from the config to size its share of max_connections.
   auto effective = std::make_shared<Config>(*config_);
   effective->server.workers = effective_workers(*config_);
   config_ = effective;
+  const SessionConfig& sc = config_->session;
+  // The embedded store exists only when it is the one in use: with Redis, loading a snapshot
+  // would hold sessions nobody reads.
+  if (sc.store == StoreKind::kMemory) {
+    std::unique_ptr<MemoryStore> memory = open_memory_store(*config_);
+    state_.memory_store = memory.get();
+    state_.store = memory.get();
+    store_ = std::move(memory);
+  }
+  if (sc.store == StoreKind::kRedis)
+    refused_keys_ = std::make_unique<RefusedKeys>(config_->redis_store.max_pending_destroys);
   for (unsigned i = 0; i < config_->server.workers; ++i) {
     auto w = std::make_unique<Worker>(i, config_, &state_);
     std::vector<Worker::OpenedListener> sockets;

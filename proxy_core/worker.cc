@@ -55,7 +55,8 @@ void Worker::next_request_id(std::string& out) {
 
 Worker::~Worker() {
   join();
-  for (auto& l : listeners_)  // never started or suspended: no handle owns a descriptor
+  // A listener never started or suspended has its descriptor here, with no handle owning it.
+  for (auto& l : listeners_)
     if (l->fd >= 0) ::close(l->fd);
   if (!started_) {
     // A start that failed after this worker was built (a later listen address would not bind):

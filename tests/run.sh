@@ -39,8 +39,8 @@ if [ "${SG_SKIP_SANITIZERS:-0}" != 1 ] && [ "${SG_WITH_TSAN:-0}" = 1 ]; then
 fi
 
 # libFuzzer: every target of tests/fuzz/ built with clang-14 and ASan+UBSan, run for a fixed number
-# of inputs (SG_FUZZ_CI_RUNS, 60000: all targets together about 60 s here) from the committed
-# seeds with a fixed seed. Only the fuzz targets are built in this directory.
+# of inputs (SG_FUZZ_CI_RUNS, 60000) or SG_FUZZ_CI_SECONDS (20 s) per target, whichever comes
+# first, from the committed seeds with a fixed seed. Only the fuzz targets are built in this directory.
 if [ "${SG_SKIP_FUZZ:-0}" != 1 ]; then
   cmake -S . -B "$build-fuzz" -DSG_WERROR=ON -DSG_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++-14 \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo

@@ -9,13 +9,13 @@
 #include <string>
 #include <vector>
 
+#include "proxy_core/http/underscore_policy.h"
 #include "proxy_core/net/cidr.h"
 
 namespace sg {
 
 using Millis = std::chrono::milliseconds;
 
-enum class UnderscorePolicy { kReject, kDrop };
 enum class CookieSecure { kAuto, kAlways, kNever };
 enum class StoreKind { kMemory, kRedis };
 enum class OnUnavailable { kFailClosed, kFailOpen };

@@ -3,13 +3,13 @@
 #include "proxy_core/config/config_loader.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
+#include "proxy_core/base/ascii.h"
 #include "proxy_core/config/config_policy.h"
 #include "proxy_core/config/config_reader.h"
 #include "proxy_core/http/request_validation.h"
@@ -20,8 +20,6 @@ namespace {
 
 using config_detail::Diagnostics;
 using config_detail::has_control;
-using config_detail::iequals;
-using config_detail::is_token;
 using config_detail::KeyPositions;
 using config_detail::LoadContext;
 using config_detail::TableReader;
@@ -194,10 +192,7 @@ void read_tls(TableReader t, TlsConfig& tls) {
   t.string("ciphers", tls.ciphers);
   t.string("strict_transport_security", tls.strict_transport_security, [](const std::string& v) {
     // RFC 6797 §6.1.1: max-age is the one required directive.
-    std::string lower = v;
-    for (char& c : lower)
-      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (v.empty() || (!has_control(v) && lower.find("max-age=") != std::string::npos))
+    if (v.empty() || (!has_control(v) && ascii_lowercase(v).find("max-age=") != std::string::npos))
       return std::string();
     return config_detail::expected("a header value such as \"max-age=31536000\"", v);
   });
@@ -379,7 +374,7 @@ ConfigLoadResult load(std::string_view text, const std::string& source_name,
   } catch (const toml::parse_error& e) {
     // toml++ says "Error while parsing ..."; lower-cased it reads as the rest of the sentence.
     std::string description(e.description());
-    if (!description.empty()) description[0] = static_cast<char>(std::tolower(description[0]));
+    if (!description.empty()) description[0] = ascii_lower(description[0]);
     diagnostics.error(config_detail::pos_of(e.source()), "invalid TOML: " + description);
     diagnostics.move_into(result);
     return result;

@@ -1,8 +1,8 @@
 #include "proxy_core/config/config_policy.h"
 
 #include <algorithm>
-#include <cctype>
 
+#include "proxy_core/base/ascii.h"
 #include "proxy_core/http/path_match.h"
 
 namespace sg::config_detail {
@@ -13,7 +13,7 @@ namespace {
 std::string fold_attribute_name(std::string_view name) {
   std::string out(name);
   for (char& c : out)
-    c = c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    c = c == '_' ? '-' : ascii_lower(c);
   return out;
 }
 

@@ -1,10 +1,11 @@
 #include "proxy_core/config/config_reader.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
+
+#include "proxy_core/base/ascii.h"
 
 namespace sg::config_detail {
 namespace {
@@ -75,23 +76,8 @@ std::string describe(const toml::node& node) {
   return "a date or time";
 }
 
-bool is_token(std::string_view s) {
-  const auto tchar = [](char c) {  // RFC 9110 §5.6.2
-    return std::isalnum(static_cast<unsigned char>(c)) ||
-           (c != '\0' && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr);
-  };
-  return !s.empty() && std::all_of(s.begin(), s.end(), tchar);
-}
-
 std::string expected(std::string_view what, const std::string& got) {
   return "expected " + std::string(what) + ", got " + toml_quote(got);
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
-    return std::tolower(static_cast<unsigned char>(x)) ==
-           std::tolower(static_cast<unsigned char>(y));
-  });
 }
 
 bool has_control(std::string_view text) {
@@ -120,9 +106,9 @@ bool expand_env(std::string_view raw, std::string& out, std::string& error) {
     }
     const std::string name(raw.substr(i + 2, close - i - 2));
     // POSIX shell names: what an operator can actually export.
-    const bool valid = !name.empty() && !std::isdigit(static_cast<unsigned char>(name[0])) &&
+    const bool valid = !name.empty() && !is_ascii_digit(name[0]) &&
                        std::all_of(name.begin(), name.end(), [](char c) {
-                         return c == '_' || std::isalnum(static_cast<unsigned char>(c));
+                         return c == '_' || is_ascii_alpha(c) || is_ascii_digit(c);
                        });
     if (!valid) {
       error = "invalid environment variable name " + toml_quote(name);
@@ -346,9 +332,7 @@ std::optional<size_t> TableReader::choice_index(std::string_view key,
   }
   std::string message = expected(what, value);
   // Spelling help only: "1.1" is near "1.2" but is another version, not a typo of it.
-  const bool is_word = std::any_of(value.begin(), value.end(), [](char c) {
-    return std::isalpha(static_cast<unsigned char>(c));
-  });
+  const bool is_word = std::any_of(value.begin(), value.end(), is_ascii_alpha);
   if (const auto match = is_word ? closest_match(value, names) : std::nullopt) {
     message += "; did you mean " + toml_quote(*match) + "?";
   }

@@ -38,10 +38,7 @@ SourcePos pos_of(const toml::source_region& region);
 std::string describe(const toml::node& node);
 // `expected WHAT, got "VALUE"`.
 std::string expected(std::string_view what, const std::string& got);
-bool iequals(std::string_view a, std::string_view b);
 bool has_control(std::string_view text);
-// An RFC 9110 §5.6.2 token (header and cookie names, methods, attribute names).
-bool is_token(std::string_view s);
 // Replaces ${NAME} with the environment variable NAME ("$${" is a literal "${"). On failure
 // returns false with `error` set.
 bool expand_env(std::string_view raw, std::string& out, std::string& error);

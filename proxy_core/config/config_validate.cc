@@ -12,23 +12,13 @@
 #include <cstring>
 #include <filesystem>
 
+#include "proxy_core/base/ascii.h"
 #include "proxy_core/config/config_policy.h"
 #include "proxy_core/http/set_cookie.h"
 #include "proxy_core/net/socket_address.h"
 
 namespace sg::config_detail {
 namespace {
-
-bool starts_with_ci(std::string_view text, std::string_view prefix) {
-  if (text.size() < prefix.size()) return false;
-  for (size_t i = 0; i < prefix.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(text[i])) !=
-        std::tolower(static_cast<unsigned char>(prefix[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
 
 // Two listeners clash when one would take the other's connections (or fail to bind): same port,
 // and the same address or a wildcard. "::" takes IPv4 too on a dual-stack host. Port 0 never
@@ -231,7 +221,7 @@ class Validator {
     const std::string secure_how =
         "(set session.cookie_secure = true, or turn TLS on with cookie_secure = \"auto\")";
     // RFC 6265bis §4.1.3: browsers match the prefixes case-insensitively.
-    if (starts_with_ci(s.cookie_name, "__Host-")) {
+    if (istarts_with(s.cookie_name, "__Host-")) {
       if (!cookie_secure()) {
         error({"session.cookie_name"}, "a \"__Host-\" cookie must be Secure " + secure_how);
       }
@@ -245,7 +235,7 @@ class Validator {
               "a \"__Host-\" cookie must not have a session.cookie_domain, got " +
                   toml_quote(s.cookie_domain));
       }
-    } else if (starts_with_ci(s.cookie_name, "__Secure-") && !cookie_secure()) {
+    } else if (istarts_with(s.cookie_name, "__Secure-") && !cookie_secure()) {
       error({"session.cookie_name"}, "a \"__Secure-\" cookie must be Secure " + secure_how);
     }
     if (s.cookie_samesite == "None" && !cookie_secure()) {

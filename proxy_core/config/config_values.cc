@@ -6,23 +6,18 @@
 #include <charconv>
 #include <limits>
 
+#include "proxy_core/base/ascii.h"
 #include "proxy_core/config/config_loader.h"
+#include "proxy_core/net/host_port.h"
 
 namespace sg {
 namespace {
-
-bool is_digit(char c) {
-  return c >= '0' && c <= '9';
-}
-bool is_alpha(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
 
 // Reads a run of decimal digits at the front of `text` into `value`; false on overflow or when
 // there is no digit. Advances `text` past the digits.
 bool take_number(std::string_view& text, uint64_t& value) {
   size_t n = 0;
-  while (n < text.size() && is_digit(text[n]))
+  while (n < text.size() && is_ascii_digit(text[n]))
     ++n;
   if (n == 0) return false;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + n, value);
@@ -56,36 +51,6 @@ constexpr std::array<SizeUnit, 5> kSizeUnits = {{
     {"B", 1},
 }};
 
-std::optional<uint16_t> parse_port(std::string_view text) {
-  uint64_t port = 0;
-  // Five digits at most: "0008080" is a typo more often than a port.
-  if (text.size() > 5 || !take_number(text, port) || !text.empty() || port > 65535) {
-    return std::nullopt;
-  }
-  return static_cast<uint16_t>(port);
-}
-
-// Splits "host:port" or "[v6]:port"; `bracketed` tells which form it was.
-bool split_host_port(std::string_view text, std::string_view& host, std::string_view& port,
-                     bool& bracketed) {
-  bracketed = !text.empty() && text.front() == '[';
-  if (bracketed) {
-    const size_t close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return false;
-    }
-    host = text.substr(1, close - 1);
-    port = text.substr(close + 2);
-    return true;
-  }
-  const size_t colon = text.rfind(':');
-  if (colon == std::string_view::npos) return false;
-  host = text.substr(0, colon);
-  port = text.substr(colon + 1);
-  // An unbracketed IPv6 address ("::1:8080") cannot be split reliably (RFC 3986 §3.2.2).
-  return host.find(':') == std::string_view::npos;
-}
-
 bool is_ip(int family, std::string_view host) {
   std::array<uint8_t, 16> buffer{};
   return inet_pton(family, std::string(host).c_str(), buffer.data()) == 1;
@@ -106,9 +71,9 @@ bool is_dns_name(std::string_view host) {
       }
       last_label_numeric = true;
       for (char c : label)
-        last_label_numeric = last_label_numeric && is_digit(c);
+        last_label_numeric = last_label_numeric && is_ascii_digit(c);
       label_start = i + 1;
-    } else if (!is_alpha(host[i]) && !is_digit(host[i]) && host[i] != '-') {
+    } else if (!is_ascii_alpha(host[i]) && !is_ascii_digit(host[i]) && host[i] != '-') {
       return false;
     }
   }
@@ -135,7 +100,7 @@ std::optional<Millis> parse_duration(std::string_view text) {
     uint64_t amount = 0;
     if (!take_number(text, amount)) return std::nullopt;
     size_t n = 0;
-    while (n < text.size() && is_alpha(text[n]))
+    while (n < text.size() && is_ascii_alpha(text[n]))
       ++n;
     const std::string_view unit_name = text.substr(0, n);
     text.remove_prefix(n);
@@ -188,12 +153,12 @@ std::string format_size(uint64_t bytes) {
 }
 
 std::optional<ListenEndpoint> parse_listen_address(std::string_view text) {
-  std::string_view host, port_text;
-  bool bracketed = false;
-  if (!split_host_port(text, host, port_text, bracketed)) return std::nullopt;
-  const std::optional<uint16_t> port = parse_port(port_text);
+  const std::optional<HostPort> split = split_host_port(text);
+  if (!split) return std::nullopt;
+  std::string_view host = split->host;
+  const std::optional<uint16_t> port = parse_port(split->port);
   if (!port) return std::nullopt;
-  if (bracketed) {
+  if (split->bracketed) {
     if (!is_ip(AF_INET6, host)) return std::nullopt;
   } else if (host == "*" || host.empty()) {
     host = "0.0.0.0";
@@ -204,12 +169,12 @@ std::optional<ListenEndpoint> parse_listen_address(std::string_view text) {
 }
 
 std::optional<ListenEndpoint> parse_host_port(std::string_view text) {
-  std::string_view host, port_text;
-  bool bracketed = false;
-  if (!split_host_port(text, host, port_text, bracketed)) return std::nullopt;
-  const std::optional<uint16_t> port = parse_port(port_text);
+  const std::optional<HostPort> split = split_host_port(text);
+  if (!split) return std::nullopt;
+  const std::string_view host = split->host;
+  const std::optional<uint16_t> port = parse_port(split->port);
   if (!port || *port == 0) return std::nullopt;
-  if (bracketed ? !is_ip(AF_INET6, host) : !(is_ip(AF_INET, host) || is_dns_name(host))) {
+  if (split->bracketed ? !is_ip(AF_INET6, host) : !(is_ip(AF_INET, host) || is_dns_name(host))) {
     return std::nullopt;
   }
   return ListenEndpoint{std::string(host), *port};

@@ -3,8 +3,6 @@
 
 #include <algorithm>
 
-#include "proxy_core/session/token.h"
-
 namespace sg {
 namespace {
 
@@ -68,27 +66,6 @@ std::string remove_cookie(const std::vector<std::string_view>& cookie_fields,
     if (!out.empty()) out += "; ";
     out += p.text;
   });
-  return out;
-}
-
-void token_candidates(const std::vector<std::string_view>& values,
-                      std::vector<std::string_view>& out) {
-  out.clear();
-  for (std::string_view v : values) {
-    if (!is_token_shaped(v)) continue;
-    // The same token sent twice (two paths, or a duplicated header) is still one session.
-    if (std::find(out.begin(), out.end(), v) != out.end()) continue;
-    if (out.size() == kMaxTokenCandidates) {
-      out.clear();
-      return;
-    }
-    out.push_back(v);
-  }
-}
-
-std::vector<std::string_view> token_candidates(const std::vector<std::string_view>& values) {
-  std::vector<std::string_view> out;
-  token_candidates(values, out);
   return out;
 }
 

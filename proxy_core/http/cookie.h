@@ -16,10 +16,6 @@
 
 namespace sg {
 
-// More session-cookie candidates than this in one request are treated as none: it bounds the
-// store lookups a single request can cause (a client may send any number of cookies).
-inline constexpr size_t kMaxTokenCandidates = 4;
-
 // The values of every cookie-pair named `name`, in order, across all fields. Several Cookie
 // fields are read as if joined with "; " (RFC 9113 §8.2.3 splits them in HTTP/2; some HTTP/1.1
 // clients send several). A quoted value keeps its quotes: it is never token-shaped.
@@ -33,13 +29,5 @@ void find_cookie_values(const std::vector<std::string_view>& cookie_fields, std:
 // pairs dropped, joined with "; " (RFC 6265 §5.4 step 4). Empty string: drop the Cookie header.
 std::string remove_cookie(const std::vector<std::string_view>& cookie_fields,
                           std::string_view name);
-
-// From the values of our cookie, the distinct token-shaped ones (is_token_shaped). The design
-// rule "several cookies with our name: accept only if exactly one is valid, else none" is applied
-// by the caller with the store: look each candidate up, accept when exactly one is a live session.
-// Returns empty (= no session) when there are more than kMaxTokenCandidates distinct candidates.
-std::vector<std::string_view> token_candidates(const std::vector<std::string_view>& values);
-void token_candidates(const std::vector<std::string_view>& values,
-                      std::vector<std::string_view>& out);
 
 }  // namespace sg

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include "proxy_core/base/ascii.h"
 #include "proxy_core/http/request_validation.h"
 #include "proxy_core/http/set_cookie.h"
 
@@ -11,9 +12,7 @@ namespace sg {
 namespace {
 
 char fold(char c) {
-  if (c >= 'A' && c <= 'Z') return char(c + 32);
-  if (c == '_') return '-';
-  return c;
+  return c == '_' ? '-' : ascii_lower(c);
 }
 
 void append_header(std::string& out, std::string_view name, std::string_view value) {

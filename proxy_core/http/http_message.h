@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "proxy_core/base/ascii.h"  // iequals, used with every header name
+
 namespace sg {
 
 struct HeaderField {
@@ -44,18 +46,6 @@ struct MessageHead {
   bool is_http11() const { return version_major == 1 && version_minor == 1; }
 };
 
-// ASCII case-insensitive equality. Inline: it runs for every header of every message.
-inline bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x == y) continue;
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
-    if (x != y) return false;
-  }
-  return true;
-}
 // RFC 9110 §5.6.1 list element: does the comma-separated `list` contain `token` (case-insensitive)?
 bool list_contains_token(std::string_view list, std::string_view token);
 std::string_view trim_ows(std::string_view s);

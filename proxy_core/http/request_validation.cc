@@ -7,10 +7,6 @@ namespace sg {
 
 namespace {
 
-bool starts_with_ci(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
-}
-
 // Removes every header whose name contains '_', keeping order. CGI-style applications map '_' and
 // '-' to the same variable, so such a name could shadow a trusted header.
 void drop_underscore_headers(MessageHead& head) {
@@ -24,8 +20,7 @@ void drop_underscore_headers(MessageHead& head) {
 }
 
 bool is_reg_name_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
+  return is_ascii_alpha(c) || is_ascii_digit(c) || c == '-' || c == '.' || c == '_' || c == '~';
 }
 
 bool is_valid_port(std::string_view port) {
@@ -137,9 +132,9 @@ RequestVerdict validate_request(MessageHead& head, UnderscorePolicy underscore_p
     if (head.method_id == HTTP_OPTIONS) return {};
     return {400, "asterisk-form target outside OPTIONS"};
   }
-  size_t scheme_len = starts_with_ci(target, "http://")    ? 7
-                      : starts_with_ci(target, "https://") ? 8
-                                                           : 0;
+  size_t scheme_len = istarts_with(target, "http://")    ? 7
+                      : istarts_with(target, "https://") ? 8
+                                                         : 0;
   if (scheme_len == 0) return {400, "malformed request target"};
   // RFC 9112 §3.2.2: with an absolute-form target the server MUST ignore Host and use the
   // target's authority. It replaces Host, so that the application, X-Forwarded-Host and every

@@ -3,8 +3,8 @@
 // closed after it and nothing more is read from it.
 #pragma once
 
-#include "proxy_core/config/config.h"
 #include "proxy_core/http/http_message.h"
+#include "proxy_core/http/underscore_policy.h"
 
 namespace sg {
 

@@ -5,31 +5,19 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
 #include <cstddef>
 #include <cstring>
+
+#include "proxy_core/net/host_port.h"
 
 namespace sg {
 
 std::optional<SocketAddress> resolve_host_port(std::string_view text) {
-  std::string host;
-  std::string_view port_text;
-  if (!text.empty() && text.front() == '[') {
-    size_t close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
-      return std::nullopt;
-    host = std::string(text.substr(1, close - 1));
-    port_text = text.substr(close + 2);
-  } else {
-    size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos) return std::nullopt;
-    host = std::string(text.substr(0, colon));
-    port_text = text.substr(colon + 1);
-  }
-  unsigned port = 0;
-  auto r = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (r.ec != std::errc() || r.ptr != port_text.data() + port_text.size() || port > 65535)
-    return std::nullopt;
+  const std::optional<HostPort> split = split_host_port(text);
+  if (!split) return std::nullopt;
+  const std::optional<uint16_t> port = parse_port(split->port);
+  if (!port) return std::nullopt;
+  std::string host(split->host);
   if (host.empty() || host == "*") host = "0.0.0.0";
 
   SocketAddress out;
@@ -37,13 +25,13 @@ std::optional<SocketAddress> resolve_host_port(std::string_view text) {
   auto* v6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
   if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
     v4->sin_family = AF_INET;
-    v4->sin_port = htons(static_cast<uint16_t>(port));
+    v4->sin_port = htons(*port);
     out.length = sizeof(sockaddr_in);
     return out;
   }
   if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
     v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    v6->sin6_port = htons(*port);
     out.length = sizeof(sockaddr_in6);
     return out;
   }
@@ -56,9 +44,9 @@ std::optional<SocketAddress> resolve_host_port(std::string_view text) {
   out.length = res->ai_addrlen;
   freeaddrinfo(res);
   if (out.storage.ss_family == AF_INET) {
-    v4->sin_port = htons(static_cast<uint16_t>(port));
+    v4->sin_port = htons(*port);
   } else {
-    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    v6->sin6_port = htons(*port);
   }
   return out;
 }

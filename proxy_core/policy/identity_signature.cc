@@ -5,18 +5,11 @@
 
 #include <algorithm>
 
-#include "proxy_core/http/http_message.h"
+#include "proxy_core/base/ascii.h"
 #include "proxy_core/policy/policy_mac.h"
 
 namespace sg {
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
-  return out;
-}
 
 bool under_prefix(std::string_view name, std::string_view prefix) {
   return name.size() > prefix.size() && iequals(name.substr(0, prefix.size()), prefix) &&
@@ -44,7 +37,8 @@ std::string canonical_identity_string(std::string_view method, std::string_view 
                                       const SignedHeaders* extra) {
   std::vector<std::pair<std::string, std::string_view>> lines;
   const auto take = [&](const std::pair<std::string, std::string>& header) {
-    if (under_prefix(header.first, prefix)) lines.emplace_back(lower(header.first), header.second);
+    if (under_prefix(header.first, prefix))
+      lines.emplace_back(ascii_lowercase(header.first), header.second);
   };
   for (size_t i = 0; i < header_count && i < headers.size(); ++i)
     take(headers[i]);

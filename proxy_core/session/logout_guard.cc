@@ -2,8 +2,10 @@
 
 #include <string>
 
+#include "proxy_core/base/ascii.h"
 #include "proxy_core/http/http_message.h"
 #include "proxy_core/http/request_validation.h"
+#include "proxy_core/net/host_port.h"
 
 namespace sg {
 namespace {
@@ -14,25 +16,16 @@ struct Origin {
   std::string port;    // always explicit
 };
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
-  return out;
-}
-
 // scheme + a uri-host[:port] authority -> the origin tuple (RFC 6454 §4), or nothing.
 std::optional<Origin> make_origin(std::string_view scheme, std::string_view authority) {
   if (!is_valid_host(authority)) return std::nullopt;
-  Origin o{lower(scheme), "", ""};
+  Origin o{ascii_lowercase(scheme), "", ""};
   if (o.scheme != "http" && o.scheme != "https") return std::nullopt;
-  size_t bracket = authority.rfind(']');
-  size_t colon = authority.rfind(':');
-  bool has_port =
-      colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket);
-  o.host = lower(has_port ? authority.substr(0, colon) : authority);
-  o.port = has_port ? std::string(authority.substr(colon + 1))
-                    : std::string(o.scheme == "https" ? "443" : "80");
+  const std::optional<HostPort> split = split_authority(authority);
+  if (!split) return std::nullopt;  // is_valid_host accepted it, so not reached
+  o.host = ascii_lowercase(bracket_host(split->host));
+  o.port =
+      split->has_port ? std::string(split->port) : std::string(o.scheme == "https" ? "443" : "80");
   // "080" and "80" are the same port.
   o.port.erase(0, std::min(o.port.find_first_not_of('0'), o.port.size() - 1));
   return o;

@@ -3,34 +3,10 @@
 
 #include <algorithm>
 
+#include "proxy_core/base/ascii.h"
+
 namespace sg {
 namespace {
-
-// RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_"
-//                          / "`" / "|" / "~" / DIGIT / ALPHA
-bool is_tchar(unsigned char c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
-  switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-      return true;
-    default:
-      return false;
-  }
-}
 
 size_t total_bytes(const SessionAttributes& attrs) {
   size_t n = 0;
@@ -58,16 +34,13 @@ const char* attribute_error_text(AttributeError error) {
 }
 
 bool is_http_token(std::string_view name) {
-  if (name.empty()) return false;
-  return std::all_of(name.begin(), name.end(),
-                     [](char c) { return is_tchar(static_cast<unsigned char>(c)); });
+  return is_token(name);
 }
 
 std::string fold_attribute_name(std::string_view name) {
   std::string folded(name);
   for (char& c : folded) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (c == '_') c = '-';
+    c = c == '_' ? '-' : ascii_lower(c);
   }
   return folded;
 }

@@ -1,11 +1,11 @@
 #include "proxy_core/session/session_gate.h"
 
-#include "proxy_core/gateway_state.h"
+#include "proxy_core/base/clock.h"
 #include "proxy_core/http/cookie.h"
 #include "proxy_core/http/path_match.h"
-#include "proxy_core/http/set_cookie.h"
 #include "proxy_core/ops/log.h"
 #include "proxy_core/session/session_attributes.h"
+#include "proxy_core/session/session_cookie.h"
 #include "proxy_core/session/token.h"
 
 namespace sg {

@@ -26,6 +26,7 @@
 #include "proxy_core/http/http_message.h"
 #include "proxy_core/ops/metrics.h"
 #include "proxy_core/session/first_visit_token.h"
+#include "proxy_core/session/session_cookie.h"
 #include "proxy_core/session/session_store.h"
 
 namespace sg {

@@ -3,7 +3,7 @@
 // it, or when the application writes to it on the first response.
 #include <algorithm>
 
-#include "proxy_core/gateway_state.h"
+#include "proxy_core/base/clock.h"
 #include "proxy_core/ops/log.h"
 #include "proxy_core/session/session_gate.h"
 #include "proxy_core/session/session_record_check.h"

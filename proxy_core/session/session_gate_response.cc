@@ -2,7 +2,7 @@
 // store operation on the session's live key (session_gate.h explains why at response time).
 #include <algorithm>
 
-#include "proxy_core/gateway_state.h"
+#include "proxy_core/base/clock.h"
 #include "proxy_core/ops/log.h"
 #include "proxy_core/session/session_attributes.h"
 #include "proxy_core/session/session_gate.h"

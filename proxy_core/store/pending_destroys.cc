@@ -5,7 +5,7 @@
 #include <mutex>
 #include <utility>
 
-#include "proxy_core/gateway_state.h"
+#include "proxy_core/base/clock.h"
 #include "proxy_core/ops/log.h"
 
 namespace sg {

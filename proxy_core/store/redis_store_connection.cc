@@ -6,30 +6,28 @@
 #include <hiredis/hiredis.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <string_view>
 #include <utility>
 
+#include "proxy_core/net/host_port.h"
 #include "proxy_core/ops/log.h"
 #include "proxy_core/store/redis_scripts.h"
 #include "proxy_core/store/redis_store.h"
 
 namespace sg {
 namespace {
-// "host:port", "[v6]:port".
-bool split_host_port(const std::string& address, std::string& host, int& port) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos || colon == 0) return false;
-  host = address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  const char* first = address.data() + colon + 1;
-  const char* last = address.data() + address.size();
-  auto [ptr, ec] = std::from_chars(first, last, port);
-  return ec == std::errc() && ptr == last && port > 0 && port < 65536 && !host.empty();
+// "host:port", "[v6]:port" -> what redisAsyncConnect takes; port 0 is no Redis server.
+bool redis_host_port(const std::string& address, std::string& host, int& port) {
+  const std::optional<HostPort> split = split_host_port(address);
+  const std::optional<uint16_t> number = split ? parse_port(split->port) : std::nullopt;
+  if (!number || *number == 0 || split->host.empty()) return false;
+  host = std::string(split->host);
+  port = *number;
+  return true;
 }
 
 bool read_password(const std::string& path, std::string& out) {
@@ -95,7 +93,7 @@ void RedisStore::watch_master() {
   std::string host;
   int port = 0;
   redisAsyncContext* ac = nullptr;
-  if (split_host_port(address, host, port)) ac = redisAsyncConnect(host.c_str(), port);
+  if (redis_host_port(address, host, port)) ac = redisAsyncConnect(host.c_str(), port);
   if (ac == nullptr || ac->err != 0 || !attach(ac, loop_)) {
     if (ac != nullptr) redisAsyncFree(ac);
     return;
@@ -121,7 +119,7 @@ void RedisStore::watch_trampoline(redisAsyncContext* ac, void* r, void* privdata
       reply->element[0]->type == REDIS_REPLY_STRING &&
       reply->element[1]->type == REDIS_REPLY_STRING) {
     std::string host(reply->element[0]->str, reply->element[0]->len);
-    address = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+    address = bracket_host(host);
     address.append(":").append(reply->element[1]->str, reply->element[1]->len);
   }
   if (reply != nullptr) redisAsyncFree(ac);  // deferred by hiredis until this callback returns
@@ -170,7 +168,7 @@ void RedisStore::ask_sentinel() {
     std::string host;
     int port = 0;
     redisAsyncContext* ac = nullptr;
-    if (split_host_port(address, host, port)) ac = redisAsyncConnect(host.c_str(), port);
+    if (redis_host_port(address, host, port)) ac = redisAsyncConnect(host.c_str(), port);
     if (ac != nullptr && ac->err == 0 && attach(ac, loop_)) {
       ac->data = this;
       const char* argv[] = {"SENTINEL", "get-master-addr-by-name", cfg_.master_name.c_str()};
@@ -215,7 +213,7 @@ void RedisStore::sentinel_trampoline(redisAsyncContext* ac, void* r, void* privd
       reply->element[0]->type == REDIS_REPLY_STRING &&
       reply->element[1]->type == REDIS_REPLY_STRING) {
     std::string host(reply->element[0]->str, reply->element[0]->len);
-    std::string address = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+    std::string address = bracket_host(host);
     address.append(":").append(reply->element[1]->str, reply->element[1]->len);
     SG_LOG_DEBUG("redis store: sentinel %s names %s as master '%s'", sentinel.c_str(),
                  address.c_str(), self->cfg_.master_name.c_str());
@@ -249,7 +247,7 @@ void RedisStore::connect_to(const std::string& address) {
   } else {
     std::string host;
     int port = 0;
-    if (split_host_port(address, host, port)) {
+    if (redis_host_port(address, host, port)) {
       ac = redisAsyncConnect(host.c_str(), port);
     } else {
       problem = "not host:port or a socket path";

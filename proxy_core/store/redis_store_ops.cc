@@ -6,7 +6,7 @@
 #include <string_view>
 #include <utility>
 
-#include "proxy_core/gateway_state.h"
+#include "proxy_core/base/clock.h"
 #include "proxy_core/ops/log.h"
 #include "proxy_core/store/redis_codec.h"
 #include "proxy_core/store/redis_scripts.h"

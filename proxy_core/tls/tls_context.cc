@@ -11,6 +11,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "proxy_core/base/ascii.h"
+
 namespace sg {
 
 // ---- errors -------------------------------------------------------------------------------------
@@ -46,25 +48,6 @@ std::string quoted(std::string_view s) {
 
 // ---- server names -------------------------------------------------------------------------------
 
-char ascii_lower(char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-std::string lowercase(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    c = ascii_lower(c);
-  return out;
-}
-
-bool iequal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
-  }
-  return true;
-}
-
 // A host name as a certificate or SNI carries it: dot-separated non-empty labels of letters,
 // digits, '-' and '_' (seen in the wild), no leading or trailing dot.
 bool is_host_name(std::string_view s) {
@@ -76,8 +59,7 @@ bool is_host_name(std::string_view s) {
       label = 0;
       continue;
     }
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_';
+    bool ok = is_ascii_alpha(c) || is_ascii_digit(c) || c == '-' || c == '_';
     if (!ok || ++label > 63) return false;
   }
   return true;
@@ -102,9 +84,9 @@ bool tls_server_name_matches(std::string_view pattern, std::string_view name) {
   if (std::string_view suffix = wildcard_suffix(pattern); !suffix.empty()) {
     size_t dot = name.find('.');
     // Exactly one label in place of '*' (RFC 6125 §6.4.3): the rest must equal the suffix.
-    return dot != std::string_view::npos && dot > 0 && iequal(name.substr(dot + 1), suffix);
+    return dot != std::string_view::npos && dot > 0 && iequals(name.substr(dot + 1), suffix);
   }
-  return iequal(pattern, name);
+  return iequals(pattern, name);
 }
 
 // ---- per-SSL_CTX state --------------------------------------------------------------------------
@@ -200,7 +182,7 @@ struct SniTable {
   }
 
   SSL_CTX* find(std::string_view name) const {
-    std::string key = lowercase(strip_trailing_dot(name));
+    std::string key = ascii_lowercase(strip_trailing_dot(name));
     if (auto it = exact.find(key); it != exact.end()) return it->second;
     size_t dot = key.find('.');
     if (dot == std::string::npos || dot == 0) return nullptr;
@@ -439,9 +421,9 @@ std::shared_ptr<TlsServerContext> TlsServerContext::load(const TlsConfig& config
       }
       // First entry wins for a name listed twice (config validation reports duplicates).
       if (wildcard) {
-        sni->wildcard.emplace(lowercase(suffix), target);
+        sni->wildcard.emplace(ascii_lowercase(suffix), target);
       } else {
-        sni->exact.emplace(lowercase(name), target);
+        sni->exact.emplace(ascii_lowercase(name), target);
       }
     }
   }

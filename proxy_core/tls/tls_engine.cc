@@ -6,6 +6,8 @@
 
 #include <algorithm>
 
+#include "proxy_core/net/host_port.h"
+
 namespace sg {
 
 TlsEngine::TlsEngine(const TlsServerContext& context) {
@@ -61,10 +63,7 @@ void TlsEngine::init(SSL_CTX* context, TlsRole role) {
 
 void TlsEngine::set_peer_name() {
   if (host_.empty()) return;
-  std::string host = host_;
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
+  const std::string host(unbracket_host(host_));
   unsigned char address[16];
   bool literal = inet_pton(AF_INET, host.c_str(), address) == 1 ||
                  inet_pton(AF_INET6, host.c_str(), address) == 1;

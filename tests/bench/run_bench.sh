@@ -19,7 +19,7 @@
 #                    one run, alternated with the others: e.g. main's build against a branch's)
 #   SKIP=...         space-separated phases to skip: wrk callgrind strace perf idle store
 #   WORKLOADS="..."  the wrk workloads to run (default all: ka-session ka-c100 ka-c200 ka-new close
-#                    1mib); e.g. WORKLOADS="ka-session ka-c100 ka-c200" SKIP="callgrind strace perf
+#                    1mib post1mib); e.g. WORKLOADS="ka-session ka-c100 ka-c200" SKIP="callgrind strace perf
 #                    idle store" for the keep-alive scaling figures alone
 #   PERF_DURATION=5s the wrk run sampled by `perf record` per target and workload
 #   KEEP_TMP=1       keep the temporary directory (configs, wrk outputs, logs)
@@ -32,6 +32,8 @@
 #                passed upstream as X-Session-Id
 #   haproxy      nbthread 1, http-reuse always, cookie SRV insert indirect nocache httponly,
 #                http-request set-header X-Session-Id
+#   floor        null_proxy (null_proxy.cc, built with the gateway): a minimal epoll forwarder, one
+#                upstream connection per client connection, no parsing: the floor of any proxy here
 #   direct       the client talks to the origin
 # Workloads (wrk -t1 -c50 --latency): keep-alive with a returning session (the cookie is fetched
 # from each target first and sent with -H), the same with 100 and 200 connections (ka-c100,
@@ -62,8 +64,9 @@ SG_BIN=${SG_BIN:-$root/build/sessiongate}
 SG_STORE_BENCH=${SG_STORE_BENCH:-$root/build/session_store_bench}
 SKIP=${SKIP:-}
 SG_BIN_B=${SG_BIN_B:-}
-TARGETS=(sessiongate ${SG_BIN_B:+sessiongate-b} nginx haproxy direct)
-read -r -a WORKLOADS <<<"${WORKLOADS:-ka-session ka-c100 ka-c200 ka-new close 1mib}"
+NULL_PROXY=${NULL_PROXY:-$root/build/null_proxy}
+TARGETS=(sessiongate ${SG_BIN_B:+sessiongate-b} nginx haproxy floor direct)
+read -r -a WORKLOADS <<<"${WORKLOADS:-ka-session ka-c100 ka-c200 ka-new close 1mib post1mib}"
 
 skipped() { [[ " $SKIP " == *" $1 "* ]]; }
 
@@ -219,8 +222,14 @@ PY
 
 # ---------------------------------------------------------------------------------------------
 # Configurations.
-read -r P_ORIGIN P_SG P_NGINX P_HAPROXY P_CG P_CG_ORIGIN P_SG_B < <(py free_ports 7)
+read -r P_ORIGIN P_SG P_NGINX P_HAPROXY P_CG P_CG_ORIGIN P_SG_B P_FLOOR < <(py free_ports 8)
 head -c 1048576 /dev/urandom >"$tmp/www/1m"
+# post1mib: wrk posts the same 1 MiB body on every request.
+cat >"$tmp/post1m.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = string.rep("x", 1048576)
+wrk.headers["Content-Type"] = "application/octet-stream"
+LUA
 body=$(printf '%-99s' 'sessiongate benchmark origin: the same fixed body for every target')  # + "\n": 100 bytes
 # Generous keep-alive limits everywhere so no peer closes a wrk connection every 1000 requests
 # (nginx's default keepalive_requests, raised in bench_lib.sh's nginx pieces); the gateway and
@@ -230,7 +239,9 @@ NGINX_CONNS=$(($(ulimit -n) - 100))
 write_1m_origin_conf() {  # file port extra-main-directives: the origin, also serving /1m
   write_origin_conf "$1" "origin-$2" "$2" "$NGINX_CONNS" "$3" "default_type application/octet-stream;
   sendfile on;" "root $tmp/www;
-    location = /1m { }"
+    location = /1m { }
+    # 1 MiB request bodies (post1mib): read and dropped, then the 100-byte answer.
+    location = /upload { client_max_body_size 0; return 200 \"$body\n\"; }"
 }
 
 write_nginx_conf() {  # file port extra-main-directives
@@ -243,6 +254,7 @@ $(nginx_http_common "proxy-$2")
 $(nginx_upstream_origin)
   server {
     listen 127.0.0.1:$2 backlog=4096;
+    client_max_body_size 0;  # post1mib; request buffering stays at nginx's default (on)
 $(nginx_session_proxy "httponly samesite=lax")
   }
 }
@@ -342,6 +354,15 @@ start_target() {  # name: sets MEASURE_PID, RUN_PID, PORT; returns 1 on failure
       RUN_PID=$!
       MEASURE_PID=$RUN_PID
       ;;
+    floor)
+      # The null proxy (null_proxy.cc): one upstream connection per client connection, no
+      # parsing; the floor of any read/write proxy on this kernel (issue 17 item 1).
+      PORT=$P_FLOOR
+      [[ -x $NULL_PROXY ]] || { log "floor: no $NULL_PROXY (cmake --build build --target null_proxy)"; return 1; }
+      "${PIN_SRV[@]}" "$NULL_PROXY" "$PORT" "$P_ORIGIN" >>"$tmp/out/floor.log" 2>&1 &
+      RUN_PID=$!
+      MEASURE_PID=$RUN_PID
+      ;;
     direct)
       PORT=$P_ORIGIN
       RUN_PID=
@@ -410,7 +431,7 @@ meta=$tmp/meta
 } >"$meta"
 log "pinning: load generator (wrk, Python clients) on CPU $LOAD_CPU; proxies and origin on CPU $SRV_CPU"
 ((ncpu < 2)) && log "only $ncpu CPU: everything shares CPU 0, figures are not comparable"
-log "origin 127.0.0.1:$P_ORIGIN (worker $ORIGIN_WORKER); sessiongate :$P_SG nginx :$P_NGINX haproxy :$P_HAPROXY"
+log "origin 127.0.0.1:$P_ORIGIN (worker $ORIGIN_WORKER); sessiongate :$P_SG nginx :$P_NGINX haproxy :$P_HAPROXY floor :$P_FLOOR"
 
 # ---------------------------------------------------------------------------------------------
 # wrk workloads.
@@ -428,6 +449,7 @@ run_wrk() {  # workload target cookie duration outfile
     ka-new) hdr=() ;;
     close) hdr=(-H "Cookie: $3" -H "Connection: close") ;;
     1mib) hdr=(-H "Cookie: $3"); path=/1m ;;
+    post1mib) hdr=(-H "Cookie: $3" -s "$tmp/post1m.lua"); path=/upload ;;
   esac
   bench_wrk "$5" "http://127.0.0.1:$PORT$path" "$4" "$conns" "${hdr[@]}"
 }
@@ -656,8 +678,9 @@ WORKLOADS = [("ka-session", "keep-alive, returning session"),
              ("ka-c100", "keep-alive, returning session, 100 connections"),
              ("ka-c200", "keep-alive, returning session, 200 connections"),
              ("ka-new", "keep-alive, new visitors"),
-             ("close", "Connection: close, returning session"), ("1mib", "1 MiB body, keep-alive")]
-TARGETS = ["sessiongate", "sessiongate-b", "nginx", "haproxy", "direct"]
+             ("close", "Connection: close, returning session"), ("1mib", "1 MiB body, keep-alive"),
+             ("post1mib", "1 MiB request body (POST), keep-alive")]
+TARGETS = ["sessiongate", "sessiongate-b", "nginx", "haproxy", "floor", "direct"]
 res = {}
 for w, t, r, nreq, rps, p50, p99, errs, non2xx, cpu in rows:
     d = res.setdefault((w, t), {"rps": [], "p50": [], "p99": [], "cpu": [], "errs": 0, "non2xx": 0})
@@ -686,22 +709,25 @@ for w, title in WORKLOADS:
     if not any((w, t) in M for t in TARGETS):
         continue
     lines.append(f"### {title} (`{w}`)\n")
-    lines.append("| target | req/s | ×nginx | ×haproxy | p50 | p99 | CPU µs/req | CPU ×nginx | CPU ×haproxy | peak RSS | req/s by round | errors |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    lines.append("| target | req/s | ×nginx | ×haproxy | ×floor | p50 | p99 | CPU µs/req | CPU ×nginx | CPU ×haproxy | CPU ×floor | peak RSS | req/s by round | errors |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     ng = M.get((w, "nginx"), {})
     hp = M.get((w, "haproxy"), {})
+    fl = M.get((w, "floor"), {})
     for t in TARGETS:
         m = M.get((w, t))
         if not m:
             continue
-        name = t if t != "direct" else "direct (origin CPU)"
+        name = {"direct": "direct (origin CPU)", "floor": "floor (null proxy)"}.get(t, t)
         err = m["errs"] + m["non2xx"]
         errtxt = "0" if not err else f"{m['errs']} socket, {m['non2xx']} non-2xx"
-        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
             name, num(m["rps"]), ratio(m["rps"], ng.get("rps", math.nan)),
-            ratio(m["rps"], hp.get("rps", math.nan)), lat(m["p50"]), lat(m["p99"]),
+            ratio(m["rps"], hp.get("rps", math.nan)), ratio(m["rps"], fl.get("rps", math.nan)),
+            lat(m["p50"]), lat(m["p99"]),
             num(m["cpu"], "{:.1f}"), ratio(m["cpu"], ng.get("cpu", math.nan)),
-            ratio(m["cpu"], hp.get("cpu", math.nan)), mib(hwm.get((w, t), math.nan)),
+            ratio(m["cpu"], hp.get("cpu", math.nan)), ratio(m["cpu"], fl.get("cpu", math.nan)),
+            mib(hwm.get((w, t), math.nan)),
             " / ".join(num(x) for x in m["rounds"]), errtxt))
     lines.append("")
 
@@ -757,6 +783,8 @@ ge = lambda a, b: a >= b
 le = lambda a, b: a <= b
 checks = [
     ("keep-alive returning: req/s >= 1.25x nginx", cmp(g("ka-session", "sessiongate", "rps"), 1.25 * g("ka-session", "nginx", "rps"), ge)),
+    ("keep-alive returning: req/s >= 0.90x the floor (null proxy)", cmp(g("ka-session", "sessiongate", "rps"), 0.90 * g("ka-session", "floor", "rps"), ge)),
+    ("keep-alive returning: CPU/req <= 1.15x the floor", cmp(g("ka-session", "sessiongate", "cpu"), 1.15 * g("ka-session", "floor", "cpu"), le)),
     ("keep-alive returning: req/s >= 1.25x HAProxy", cmp(g("ka-session", "sessiongate", "rps"), 1.25 * g("ka-session", "haproxy", "rps"), ge)),
     ("keep-alive returning: CPU/req <= 0.8x nginx", cmp(g("ka-session", "sessiongate", "cpu"), 0.8 * g("ka-session", "nginx", "cpu"), le)),
     ("instructions/req <= 0.75x nginx", cmp(ex("ir_sessiongate"), 0.75 * ex("ir_nginx"), le)),
@@ -771,7 +799,7 @@ checks = [
     ("<= 256 bytes per session at 1M", cmp(ex("store_rss"), 256.0, le)),
     ("<= 4 KiB per idle keep-alive connection", cmp(ex("idle_sessiongate"), 4096.0, le)),
 ]
-lines.append("### Issue 7 targets (informational; the benchmark never fails on a timing)\n")
+lines.append("### Issue 7 and 17 targets (informational; the benchmark never fails on a timing)\n")
 lines.append("| target | status |")
 lines.append("|---|---|")
 lines += [f"| {name} | {chk(ok)} |" for name, ok in checks]

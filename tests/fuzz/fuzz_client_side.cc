@@ -44,6 +44,7 @@
 #include "proxy_core/http/header_rewrite.h"
 #include "proxy_core/http/http_parser.h"
 #include "proxy_core/http/request_validation.h"
+#include "proxy_core/session/session_cookie.h"
 #include "tests/fuzz/fuzz_session.h"
 #include "tests/fuzz/fuzz_support.h"
 

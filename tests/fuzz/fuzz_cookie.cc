@@ -27,6 +27,7 @@
 
 #include "proxy_core/http/cookie.h"
 #include "proxy_core/http/set_cookie.h"
+#include "proxy_core/session/session_cookie.h"
 #include "proxy_core/session/token.h"
 #include "tests/fuzz/fuzz_support.h"
 

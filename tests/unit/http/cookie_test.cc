@@ -41,7 +41,6 @@ TEST_CASE("a quoted value keeps its quotes and is never a token") {
   const Values values = find_cookie_values({field}, "session_id");
   REQUIRE(values.size() == 1);
   CHECK(values[0] == quoted);
-  CHECK(token_candidates(values).empty());
   CHECK(remove_cookie({field}, "session_id").empty());
 }
 
@@ -75,24 +74,6 @@ TEST_CASE("every cookie with our name is removed, valid or not") {
 TEST_CASE("duplicate cookies with our name are all reported in order") {
   CHECK(find_cookie_values({"session_id=one; session_id=two", "session_id=three"}, "session_id") ==
         Values{"one", "two", "three"});
-}
-
-TEST_CASE("token candidates keep only distinct token-shaped values") {
-  const std::string t1(43, 'A');
-  const std::string t2(43, 'Q');
-  CHECK(token_candidates({"short", t1, "\"x\"", t1}) == Values{t1});
-  CHECK(token_candidates({t1, t2}) == Values{t1, t2});
-  CHECK(token_candidates({}).empty());
-}
-
-TEST_CASE("too many token candidates count as no cookie") {
-  std::vector<std::string> tokens;
-  for (char c : std::string("ABCDEFGH"))
-    tokens.push_back(std::string(42, c) + "A");
-  Values values(tokens.begin(), tokens.begin() + kMaxTokenCandidates);
-  CHECK(token_candidates(values).size() == kMaxTokenCandidates);
-  values.push_back(tokens[kMaxTokenCandidates]);
-  CHECK(token_candidates(values).empty());
 }
 
 TEST_CASE("parsing gives the same answer wherever one field is split in two") {

@@ -2,6 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
 #include <string>
 
 namespace sg {
@@ -52,6 +55,37 @@ TEST_CASE("a wall clock that lags the loop clock is read again but not reformatt
   CHECK(cache.formats() == 1);
   fake_wall_ms = 784111778000;
   CHECK(cache.get(110) == "Sun, 06 Nov 1994 08:49:38 GMT");
+}
+
+TEST_CASE("IMF-fixdate matches RFC 9110 and known calendar dates") {
+  CHECK(format_imf_fixdate(784111777) == "Sun, 06 Nov 1994 08:49:37 GMT");  // RFC 9110 §5.6.7
+  CHECK(format_imf_fixdate(0) == "Thu, 01 Jan 1970 00:00:00 GMT");
+  CHECK(format_imf_fixdate(951782400) == "Tue, 29 Feb 2000 00:00:00 GMT");  // 400-year leap
+  CHECK(format_imf_fixdate(1709164800) == "Thu, 29 Feb 2024 00:00:00 GMT");
+  CHECK(format_imf_fixdate(4102444800) == "Fri, 01 Jan 2100 00:00:00 GMT");  // 2100 not leap
+  CHECK(format_imf_fixdate(253402300799) == "Fri, 31 Dec 9999 23:59:59 GMT");
+}
+
+TEST_CASE("IMF-fixdate clamps what four-digit years cannot show") {
+  CHECK(format_imf_fixdate(-1) == "Thu, 01 Jan 1970 00:00:00 GMT");
+  CHECK(format_imf_fixdate(253402300800) == "Fri, 31 Dec 9999 23:59:59 GMT");
+  CHECK(format_imf_fixdate(INT64_MAX) == "Fri, 31 Dec 9999 23:59:59 GMT");
+}
+
+TEST_CASE("IMF-fixdate agrees with gmtime over a spread of instants") {
+  static const char* const kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static const char* const kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  for (int64_t t = 0; t < 5000000000; t += 7777777) {
+    const time_t tt = static_cast<time_t>(t);
+    struct tm tm;
+    REQUIRE(gmtime_r(&tt, &tm) != nullptr);
+    char expected[64];
+    std::snprintf(expected, sizeof expected, "%s, %02d %s %04d %02d:%02d:%02d GMT",
+                  kDays[tm.tm_wday], tm.tm_mday, kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
+                  tm.tm_min, tm.tm_sec);
+    CHECK(format_imf_fixdate(t) == expected);
+  }
 }
 
 }  // namespace

@@ -300,16 +300,6 @@ TEST_CASE("target_path cuts the query and the fragment") {
   CHECK(target_path("*") == "*");
 }
 
-TEST_CASE("iequals compares ASCII case-insensitively and nothing else") {
-  CHECK(iequals("Content-Length", "content-length"));
-  CHECK(iequals("", ""));
-  CHECK_FALSE(iequals("host", "hosts"));
-  CHECK_FALSE(iequals("x-a", "x_a"));
-  CHECK_FALSE(iequals("\xc3\x89", "\xc3\xa9"));  // no Unicode folding
-  CHECK_FALSE(iequals("@", "`"));                // 0x40 and 0x60 are not a case pair
-  CHECK_FALSE(iequals("[", "{"));
-}
-
 TEST_CASE("list_contains_token finds a list element whatever its case and surrounding OWS") {
   CHECK(list_contains_token("close", "close"));
   CHECK(list_contains_token("keep-alive, Close", "close"));

@@ -1,4 +1,4 @@
-#include "proxy_core/ops/health_check.h"
+#include "proxy_core/ops/health_client.h"
 
 #include <doctest/doctest.h>
 #include <netinet/in.h>
@@ -14,7 +14,7 @@ TEST_CASE("the health check probes the admin listener when there is one") {
   c.admin.listen = "0.0.0.0:9901";
   c.health.path = "/live";
   std::string error;
-  auto t = sg::health_check_target(c, error);
+  auto t = sg::health_client_target(c, error);
   REQUIRE(t);
   CHECK(t->address == "127.0.0.1:9901");
   CHECK(t->path == "/healthz");  // the admin listener's path is fixed
@@ -29,7 +29,7 @@ TEST_CASE("without an admin listener the first client listener and health.path a
                                 {"[::]:8080", "[::1]:8080"},
                                 {"10.1.2.3:80", "10.1.2.3:80"}}) {
     c.server.listen = {listen, "127.0.0.1:7000"};
-    auto t = sg::health_check_target(c, error);
+    auto t = sg::health_client_target(c, error);
     REQUIRE(t);
     CHECK(t->address == expect);
     CHECK(t->path == "/live");
@@ -41,10 +41,10 @@ TEST_CASE("a TLS-only gateway needs an admin listener for the plain-HTTP probe")
   c.tls.certificate = "cert.pem";
   c.tls.private_key = "key.pem";
   std::string error;
-  CHECK(!sg::health_check_target(c, error));
+  CHECK(!sg::health_client_target(c, error));
   CHECK(error.find("[admin] listen") != std::string::npos);
   c.admin.listen = "127.0.0.1:9901";
-  CHECK(sg::health_check_target(c, error));
+  CHECK(sg::health_client_target(c, error));
 }
 
 TEST_CASE("status lines are parsed strictly") {
@@ -99,8 +99,8 @@ struct OneShotServer {
 TEST_CASE("the probe returns the status the listener answered") {
   OneShotServer s("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
   std::string error;
-  int status = sg::run_health_check({"127.0.0.1:" + std::to_string(s.port), "/healthz"},
-                                    std::chrono::milliseconds(5000), error);
+  int status = sg::run_health_client({"127.0.0.1:" + std::to_string(s.port), "/healthz"},
+                                     std::chrono::milliseconds(5000), error);
   s.thread.join();
   CHECK(status == 503);
   CHECK(s.request.rfind("GET /healthz HTTP/1.1\r\n", 0) == 0);
@@ -113,12 +113,12 @@ TEST_CASE("the probe fails on a refused connection and on a non-HTTP answer") {
     OneShotServer s("SSH-2.0-OpenSSH_9.2\r\n");
     port = s.port;
     std::string error;
-    CHECK(sg::run_health_check({"127.0.0.1:" + std::to_string(port), "/healthz"},
-                               std::chrono::milliseconds(5000), error) == 0);
+    CHECK(sg::run_health_client({"127.0.0.1:" + std::to_string(port), "/healthz"},
+                                std::chrono::milliseconds(5000), error) == 0);
     CHECK(error.find("not an HTTP response") != std::string::npos);
   }
   std::string error;  // the server is gone: nobody listens on its port any more
-  CHECK(sg::run_health_check({"127.0.0.1:" + std::to_string(port), "/healthz"},
-                             std::chrono::milliseconds(5000), error) == 0);
+  CHECK(sg::run_health_client({"127.0.0.1:" + std::to_string(port), "/healthz"},
+                              std::chrono::milliseconds(5000), error) == 0);
   CHECK(!error.empty());
 }

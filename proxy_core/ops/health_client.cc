@@ -1,4 +1,4 @@
-#include "proxy_core/ops/health_check.h"
+#include "proxy_core/ops/health_client.h"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "proxy_core/net/host_port.h"
 #include "proxy_core/net/socket_address.h"
 
 namespace sg {
@@ -16,11 +17,12 @@ namespace {
 // "0.0.0.0:8080" -> "127.0.0.1:8080", "[::]:8080" -> "[::1]:8080": a wildcard listener is
 // reachable on loopback, and connecting to the wildcard address itself is not portable.
 std::string loopback_for(const std::string& address) {
-  if (address.rfind("[::]:", 0) == 0) return "[::1]:" + address.substr(5);
-  size_t colon = address.rfind(':');
-  if (colon == std::string::npos) return address;
-  std::string host = address.substr(0, colon);
-  if (host.empty() || host == "*" || host == "0.0.0.0") return "127.0.0.1" + address.substr(colon);
+  const std::optional<HostPort> split = split_host_port(address);
+  if (!split) return address;
+  const std::string port(split->port);
+  if (split->bracketed && split->host == "::") return "[::1]:" + port;
+  if (!split->bracketed && (split->host.empty() || split->host == "*" || split->host == "0.0.0.0"))
+    return "127.0.0.1:" + port;
   return address;
 }
 
@@ -42,9 +44,9 @@ bool wait_for(int fd, short events, std::chrono::steady_clock::time_point deadli
 
 }  // namespace
 
-std::optional<HealthCheckTarget> health_check_target(const Config& config, std::string& error) {
+std::optional<HealthClientTarget> health_client_target(const Config& config, std::string& error) {
   if (!config.admin.listen.empty())
-    return HealthCheckTarget{loopback_for(config.admin.listen), "/healthz"};
+    return HealthClientTarget{loopback_for(config.admin.listen), "/healthz"};
   if (config.tls.enabled()) {
     error = "--health-check speaks plain HTTP and every listener has TLS: set [admin] listen";
     return std::nullopt;
@@ -53,7 +55,7 @@ std::optional<HealthCheckTarget> health_check_target(const Config& config, std::
     error = "no listener to probe";
     return std::nullopt;
   }
-  return HealthCheckTarget{loopback_for(config.server.listen.front()), config.health.path};
+  return HealthClientTarget{loopback_for(config.server.listen.front()), config.health.path};
 }
 
 int parse_status_line(std::string_view line) {
@@ -68,8 +70,8 @@ int parse_status_line(std::string_view line) {
   return code >= 100 ? code : 0;
 }
 
-int run_health_check(const HealthCheckTarget& target, std::chrono::milliseconds timeout,
-                     std::string& error) {
+int run_health_client(const HealthClientTarget& target, std::chrono::milliseconds timeout,
+                      std::string& error) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   auto addr = resolve_host_port(target.address);
   if (!addr) {

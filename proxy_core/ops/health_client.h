@@ -15,7 +15,7 @@
 
 namespace sg {
 
-struct HealthCheckTarget {
+struct HealthClientTarget {
   std::string address;  // "IP:PORT" to connect to
   std::string path;     // the liveness path there
 };
@@ -24,14 +24,14 @@ struct HealthCheckTarget {
 // otherwise the first server.listen address with health.path, when TLS is off. A wildcard
 // address ("0.0.0.0", "*", "[::]", "") is probed on loopback. nullopt, with `error`, when the
 // only listeners speak TLS (the probe speaks plain HTTP: configure [admin] listen).
-std::optional<HealthCheckTarget> health_check_target(const Config& config, std::string& error);
+std::optional<HealthClientTarget> health_client_target(const Config& config, std::string& error);
 
 // The status code of an HTTP/1.x status line ("HTTP/1.1 200 OK"), or 0 if it is not one.
 int parse_status_line(std::string_view line);
 
 // GET target.path on target.address with Connection: close; the response's status code, or 0
 // with `error` (connect refused, timeout, not HTTP). `timeout` bounds the whole exchange.
-int run_health_check(const HealthCheckTarget& target, std::chrono::milliseconds timeout,
-                     std::string& error);
+int run_health_client(const HealthClientTarget& target, std::chrono::milliseconds timeout,
+                      std::string& error);
 
 }  // namespace sg
