@@ -60,7 +60,8 @@ if [ "$want" = test ]; then
          clang-format strace procps prometheus chromium  # chromium: tests/integration/test_browser.py
          slowhttptest  # tests/bench/slowhttp.sh
          python3-yaml  # tests/integration/test_deploy.py parses the Kubernetes manifests
-         nghttp2-client python3-h2)  # HTTP/2 clients (nghttp, h2load) for the HTTP/2 tests
+         nghttp2-client python3-h2  # HTTP/2 clients (nghttp, h2load) for the HTTP/2 tests
+         php-cli)  # tests/integration/test_identity_verifiers.py runs the PHP verifier
 fi
 
 missing=()

@@ -8,9 +8,11 @@ logged in) and asks the gateway for changes through response headers:
     GET  /cart            the cart on a page of its own
     POST /cart            add an item (form field "item"); the cart lives here, in this process,
                           keyed by the session handle, which stays the same across login rotation
-    GET  /login           the login form (demo accounts alice/wonderland and bob/builder)
-    POST /login           right password: 303 to / with X-Session-Control: rotate (new token, same
-                          handle) and X-Session-Set-User: NAME; wrong one: 401 and the form again
+    GET  /login           the login form (demo accounts alice/wonderland and bob/builder); ?next=
+                          is where to return (the gateway's access rules send browsers here)
+    POST /login           right password: 303 to next (a local path) or / with X-Session-Control:
+                          rotate (new token, same handle) and X-Session-Set-User: NAME; wrong one:
+                          401 and the form again
     POST /logout          303 to /?m=signed-out with X-Session-Control: destroy; the cart is dropped
     POST /set             X-Session-Set-NAME: VALUE for a free attribute ("User" and "Id" refused)
     GET  /whoami          what the gateway told us, as JSON
@@ -21,6 +23,11 @@ State-changing requests are POST only, and a POST whose Origin header names anot
 refused (403): together with the gateway's SameSite=Lax cookie this keeps other sites from
 logging a visitor in or out or filling the cart. Every value shown is HTML-escaped.
 
+With the gateway's request policy (deploy/examples/policy.toml): /cart needs a signed-in user
+([[access.rules]]), every form carries the X-Session-Csrf token the gateway checks ([csrf] mode =
+"token"), and with --sign-key-file the application refuses requests whose X-Session-Signature
+does not verify (deploy/examples/verify_signature.py).
+
 Run it behind the gateway (deploy/run-demo.sh does both):  python3 app.py --port 9000
 --port 0 lets the kernel choose; the first line on stdout names the address actually bound.
 """
@@ -29,7 +36,9 @@ import argparse
 import collections
 import hmac
 import html
+import importlib.util
 import json
+import os
 import re
 import sys
 import threading
@@ -42,7 +51,8 @@ PREFIX = "X-Session-"
 ACCOUNTS = {"alice": "wonderland", "bob": "builder"}
 _NO_SUCH_ACCOUNT = "\0" * 16
 ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
-RESERVED_ATTRIBUTES = {"id", "user"}  # the handle is the gateway's; "user" is set by login only
+RESERVED_ATTRIBUTES = {"id", "user", "csrf", "signature"}  # the gateway's, or set by login only
+SIGN_KEYS: list = []  # --sign-key-file: the keys X-Session-Signature must verify with
 
 MAX_FORM_BYTES = 4096  # every form here is a few fields of a few dozen characters
 MAX_FORM_FIELDS = 8
@@ -106,21 +116,44 @@ class Carts:
 
 
 CARTS = Carts()
+VERIFY = None  # verify_signature.verify, loaded with --sign-key-file
 
 
 def session_view(headers) -> dict:
     """What the gateway told us: the handle and the attributes. Nothing else is trusted."""
-    handle = None
+    handle, csrf = None, ""
     attributes = {}
     for name, value in headers.items():
         if not name.lower().startswith(PREFIX.lower()):
             continue
-        rest = name[len(PREFIX):]
-        if rest.lower() == "id":
+        rest = name[len(PREFIX):].lower()
+        if rest == "id":
             handle = value
-        else:
-            attributes[rest.lower()] = value
-    return {"handle": handle, "attributes": attributes}
+        elif rest == "csrf":
+            csrf = value  # [csrf] mode = "token": rendered into every form, checked by the gateway
+        elif rest != "signature":
+            attributes[rest] = value
+    return {"handle": handle, "attributes": attributes, "csrf": csrf}
+
+
+def local_path(target: str) -> str:
+    """Where to return after login: only a path on this site ("/x", never "//host" or "/\\host")."""
+    ok = target.startswith("/") and not target.startswith(("//", "/\\")) and target.isprintable()
+    return target if ok else "/"
+
+
+def csrf_field(view: dict) -> str:
+    token = view.get("csrf", "")
+    return f'<input type="hidden" name="csrf_token" value="{e(token)}">' if token else ""
+
+
+def load_verifier():
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(here, "..", "examples", "verify_signature.py")
+    spec = importlib.util.spec_from_file_location("verify_signature", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.verify
 
 
 def check_password(user: str, password: str) -> bool:
@@ -198,10 +231,19 @@ class Handler(BaseHTTPRequestHandler):
         host = self.headers.get("Host", "")
         return origin in (f"http://{host}", f"https://{host}")
 
+    def _signature_refused(self) -> bool:
+        """With --sign-key-file: refuse a request the gateway did not sign (sent here directly)."""
+        if not SIGN_KEYS or VERIFY(self.command, self.path, dict(self.headers.items()), SIGN_KEYS):
+            return False
+        self._text(403, "X-Session-Signature does not verify: not sent through the gateway")
+        return True
+
     def do_HEAD(self):
         self.do_GET()
 
     def do_GET(self):
+        if self._signature_refused():
+            return
         url = urllib.parse.urlsplit(self.path)
         view = session_view(self.headers)
         message = MESSAGES.get(urllib.parse.parse_qs(url.query).get("m", [""])[0])
@@ -212,7 +254,8 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path == "/cart":
             self._page(200, view, "Cart", note(message) + cart_section(view))
         elif url.path == "/login":
-            self._page(200, view, "Log in", login_form())
+            back = local_path(urllib.parse.parse_qs(url.query).get("next", ["/"])[0])
+            self._page(200, view, "Log in", login_form(view, back=back))
         elif url.path == "/whoami":
             self._send(200, json.dumps(view, indent=2).encode() + b"\n", "application/json")
         elif url.path == "/static/style.css":
@@ -226,6 +269,9 @@ class Handler(BaseHTTPRequestHandler):
             self._text(404, "not found")
 
     def do_POST(self):
+        if self._signature_refused():
+            self.close_connection = True  # the body is unread
+            return
         url = urllib.parse.urlsplit(self.path)
         view = session_view(self.headers)
         try:
@@ -240,12 +286,13 @@ class Handler(BaseHTTPRequestHandler):
         handle = view["handle"]
         if url.path == "/login":
             user, password = form.get("user", ""), form.get("password", "")
+            back = local_path(form.get("next", "/"))
             if not check_password(user, password):
-                self._page(401, view, "Log in", login_form(error=True, user=user))
+                self._page(401, view, "Log in", login_form(view, error=True, user=user, back=back))
                 return
             # Rotate on privilege change (anti-fixation), then record who logged in. The handle,
             # and with it the cart, stays the same.
-            self._redirect("/", [("X-Session-Control", "rotate"), ("X-Session-Set-User", user)])
+            self._redirect(back, [("X-Session-Control", "rotate"), ("X-Session-Set-User", user)])
         elif url.path == "/logout":
             if handle:
                 CARTS.drop(handle)
@@ -290,7 +337,7 @@ def status_line(view: dict) -> str:
 
 def layout(view: dict, title: str, content: str) -> str:
     signed_in = "user" in view["attributes"]
-    account = ('<form method="post" action="/logout"><button id="logout" type="submit">Log out</button></form>'
+    account = (f'<form method="post" action="/logout">{csrf_field(view)}<button id="logout" type="submit">Log out</button></form>'
                if signed_in else '<a id="login-link" href="/login">Log in</a>')
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(title)} - sessiongate demo</title>
@@ -313,7 +360,7 @@ def cart_section(view: dict) -> str:
     listing = f'<ul id="cart">{rows}</ul>' if items else '<p id="cart-empty">The cart is empty.</p>'
     return f"""<h2>Cart ({len(items)} item{'' if len(items) == 1 else 's'})</h2>
 {listing}
-<form method="post" action="/cart"><label for="item">Item</label>
+<form method="post" action="/cart">{csrf_field(view)}<label for="item">Item</label>
 <input id="item" name="item" maxlength="{MAX_ITEM_CHARS}" required>
 <button id="add" type="submit">Add to cart</button></form>"""
 
@@ -329,7 +376,7 @@ def home(view: dict) -> str:
 <table><tr><th>attribute (<code>X-Session-*</code>)</th><th>value</th></tr>
 {rows or '<tr><td colspan="2">(none)</td></tr>'}</table>
 {cart_section(view)}
-<form method="post" action="/set"><input type="hidden" name="name" value="Theme">
+<form method="post" action="/set">{csrf_field(view)}<input type="hidden" name="name" value="Theme">
 <label for="theme">Theme</label>
 <input id="theme" name="value" maxlength="200">
 <button type="submit">Set attribute (empty removes it)</button></form>
@@ -339,10 +386,10 @@ headers the gateway injects (the gateway removes any a client sends), and answer
 <code>X-Session-Set-User</code>. JSON view: <a href="/whoami">/whoami</a>.</p>"""
 
 
-def login_form(error: bool = False, user: str = "") -> str:
+def login_form(view: dict, error: bool = False, user: str = "", back: str = "/") -> str:
     problem = '<p class="note error" id="error">Wrong user name or password.</p>' if error else ""
     return f"""{problem}
-<form method="post" action="/login">
+<form method="post" action="/login">{csrf_field(view)}<input type="hidden" name="next" value="{e(back)}">
 <p><label for="user">User</label><input id="user" name="user" value="{e(user)}" autocomplete="username" required></p>
 <p><label for="password">Password</label><input id="password" name="password" type="password"
  autocomplete="current-password" required></p>
@@ -356,7 +403,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description="sessiongate demo legacy app")
     ap.add_argument("--port", type=int, default=9000, help="0 lets the kernel choose")
     ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--sign-key-file", action="append", default=[],
+                    help="refuse requests whose X-Session-Signature does not verify with this key "
+                         "(the gateway's upstream.sign_key_file; repeat for several)")
     args = ap.parse_args()
+    global VERIFY
+    for path in args.sign_key_file:
+        with open(path, "rb") as f:
+            SIGN_KEYS.append(f.read())
+    if SIGN_KEYS:
+        VERIFY = load_verifier()
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
     host, port = server.server_address[:2]

@@ -25,6 +25,8 @@ enum class UserLimitPolicy { kEvictOldest, kReject };
 enum class SessionCreate { kAlways, kOnReturn };
 enum class AccessLogFormat { kJson, kCombined };
 enum class LogLevel { kDebug, kInfo, kWarn, kError };
+enum class CsrfMode { kOff, kFetchMetadata, kToken };
+enum class CsrfMissing { kAllow, kDeny };
 
 struct ServerConfig {
   std::vector<std::string> listen = {"127.0.0.1:8080"};  // "host:port", "[v6]:port"
@@ -72,6 +74,44 @@ struct UpstreamConfig {
   bool verify = true;
   std::string certificate;
   std::string private_key;
+  // Signed identity header (proxy_core/policy/identity_signature.h): <prefix>Signature over the
+  // method, target and every injected header, with the first key; the others are listed so that
+  // a rotation can announce them before use.
+  bool sign = false;
+  std::vector<std::string> sign_key_file;  // files of 32+ random bytes; the first signs
+};
+
+// One [[access.rules]] entry (proxy_core/policy/access_policy.h).
+struct AttributeCondition {
+  std::string name;   // folded (lowercase, '_' as '-'), as the session stores it
+  std::string value;  // the value it must equal; empty with any_value
+  bool any_value = false;
+};
+struct AccessRule {
+  std::vector<std::string> paths;    // path_match.h patterns
+  std::vector<std::string> methods;  // upper case; empty = every method
+  std::vector<AttributeCondition> require;
+};
+
+struct AccessConfig {
+  std::string login_url;  // a path or an http(s) URL; where a browser is sent to sign in
+  std::string return_param = "next";
+  std::vector<std::string> api_paths;  // requests here get 401 JSON, never a redirect
+  // The attribute that says "signed in": a session with it that fails a rule gets 403, one
+  // without it is sent to sign in.
+  std::string signed_in_attribute = "user";
+  std::vector<AccessRule> rules;  // first match wins; none = the feature is off
+};
+
+struct CsrfConfig {
+  CsrfMode mode = CsrfMode::kOff;
+  bool allow_same_site = false;               // fetch-metadata: accept Sec-Fetch-Site: same-site
+  std::vector<std::string> trusted_origins;   // "https://host[:port]" also accepted
+  CsrfMissing missing = CsrfMissing::kAllow;  // neither Sec-Fetch-Site, Origin nor Referer
+  std::string form_field = "csrf_token";      // token: the urlencoded body field
+  uint64_t max_form_bytes = 64 * 1024;        // token: body bytes held while looking for it
+  std::vector<std::string> exempt;            // path patterns never checked (webhooks)
+  std::string secret_file;                    // token key; empty = random per process
 };
 
 struct SessionConfig {
@@ -175,6 +215,8 @@ struct Config {
   LimitsConfig limits;
   Http2Config http2;
   LogConfig log;
+  AccessConfig access;
+  CsrfConfig csrf;
   std::string source_path;  // the file it came from, for messages
 };
 

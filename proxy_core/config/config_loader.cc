@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "proxy_core/base/ascii.h"
+#include "proxy_core/config/config_policy.h"
 #include "proxy_core/config/config_reader.h"
 #include "proxy_core/http/request_validation.h"
 #include "proxy_core/net/socket_address.h"
@@ -41,6 +42,7 @@ constexpr std::string_view kKnownKeys[] = {
     "upstream.idle_timeout", "upstream.max_idle_connections", "upstream.websocket",
     "upstream.health_path", "upstream.health_interval", "upstream.tls", "upstream.ca_file",
     "upstream.server_name", "upstream.verify", "upstream.certificate", "upstream.private_key",
+    "upstream.sign", "upstream.sign_key_file",
     "session.cookie_name", "session.cookie_path", "session.cookie_domain", "session.cookie_secure",
     "session.cookie_samesite", "session.idle_timeout", "session.absolute_timeout",
     "session.header_prefix", "session.exclude", "session.logout_path", "session.logout_redirect",
@@ -61,6 +63,10 @@ constexpr std::string_view kKnownKeys[] = {
     "http2.max_resets", "http2.max_control_frames", "http2.max_empty_frames",
     "http2.max_continuations",
     "log.level", "log.access", "log.format", "log.audit",
+        "access.login_url", "access.return_param", "access.api_paths", "access.signed_in_attribute",
+    "access.rules.paths", "access.rules.methods", "access.rules.require",
+    "csrf.mode", "csrf.allow_same_site", "csrf.trusted_origins", "csrf.missing", "csrf.form_field",
+    "csrf.max_form_bytes", "csrf.exempt", "csrf.secret_file",
 };
 // clang-format on
 
@@ -167,21 +173,7 @@ void read_server(TableReader t, ServerConfig& s) {
 }
 
 void read_tls_certificates(TableReader& t, TlsConfig& tls) {
-  const toml::node* node = t.take("certificates");
-  if (node == nullptr) return;
-  const auto* array = node->as_array();
-  if (array == nullptr || !std::all_of(array->begin(), array->end(),
-                                       [](const toml::node& n) { return n.is_table(); })) {
-    t.error(*node, "certificates",
-            "expected an array of tables ([[tls.certificates]]), got " +
-                config_detail::describe(*node));
-    return;
-  }
-  for (size_t i = 0; i < array->size(); ++i) {
-    const toml::table* table = array->get(i)->as_table();
-    const std::string name = t.key_name("certificates") + "[" + std::to_string(i) + "]";
-    t.context().positions.set(name, config_detail::pos_of(table->source()));
-    TableReader entry(t.context(), table, name);
+  for (TableReader& entry : t.table_array("certificates")) {
     TlsCertificate cert;
     entry.string_list(
         "server_names", cert.server_names,
@@ -233,6 +225,7 @@ void read_upstream(TableReader t, UpstreamConfig& u) {
   t.boolean("verify", u.verify);
   t.path("certificate", u.certificate);
   t.path("private_key", u.private_key);
+  config_detail::read_upstream_signing(t, u);
   t.finish();
 }
 
@@ -405,6 +398,8 @@ void read_all(TableReader root, Config& c) {
   limits.finish();
   read_http2(root.section("http2"), c.http2);
   read_log(root.section("log"), c.log);
+  config_detail::read_access(root.section("access"), c.access);
+  config_detail::read_csrf(root.section("csrf"), c.csrf);
   root.finish();
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <sstream>
 
 #include "proxy_core/base/ascii.h"
@@ -196,6 +197,26 @@ std::string TableReader::resolve(const std::string& value) const {
   if (value.empty() || context_.base_dir.empty()) return value;
   const std::filesystem::path p(value);
   return p.is_absolute() ? value : (context_.base_dir / p).lexically_normal().string();
+}
+
+std::vector<TableReader> TableReader::table_array(std::string_view key) {
+  std::vector<TableReader> entries;
+  const toml::node* node = take(key);
+  if (node == nullptr) return entries;
+  const auto* array = node->as_array();
+  if (array == nullptr || !std::all_of(array->begin(), array->end(),
+                                       [](const toml::node& n) { return n.is_table(); })) {
+    error(*node, key,
+          "expected an array of tables ([[" + key_name(key) + "]]), got " + describe(*node));
+    return entries;
+  }
+  for (size_t i = 0; i < array->size(); ++i) {
+    const toml::table* table = array->get(i)->as_table();
+    const std::string name = key_name(key) + "[" + std::to_string(i) + "]";
+    context_.positions.set(name, pos_of(table->source()));
+    entries.emplace_back(context_, table, name);
+  }
+  return entries;
 }
 
 std::vector<const toml::node*> TableReader::string_list(std::string_view key,

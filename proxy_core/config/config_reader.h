@@ -51,6 +51,7 @@ class TableReader {
   bool present() const { return table_ != nullptr; }
   const toml::table* table() const { return table_; }
   LoadContext& context() { return context_; }
+  const std::string& name() const { return name_; }  // "tls.certificates[0]", "" for the root
   // "server.listen" for key "listen" of [server].
   std::string key_name(std::string_view key) const;
 
@@ -63,6 +64,9 @@ class TableReader {
 
   // A sub-table ([store.memory] of [store]); reports a value of another type.
   TableReader section(std::string_view key);
+  // An array of tables ([[tls.certificates]]): a reader per entry, named "key[i]" in messages;
+  // reports a value of another type (and returns none).
+  std::vector<TableReader> table_array(std::string_view key);
   // Without a `check`, control characters are refused.
   void string(std::string_view key, std::string& out, const Check& check = {});
   // A file path; relative paths resolve against the configuration file's directory.

@@ -37,6 +37,43 @@ class TomlWriter {
   bool first_ = true;
 };
 
+// require as an inline table: name = "value", or name = true for "present".
+std::string render_require(const std::vector<AttributeCondition>& require) {
+  std::string text = "{ ";
+  for (size_t i = 0; i < require.size(); ++i) {
+    text += (i ? ", " : "") + toml_quote(require[i].name) + " = " +
+            (require[i].any_value ? std::string("true") : toml_quote(require[i].value));
+  }
+  return text + " }";
+}
+
+void render_policy(TomlWriter& w, const Config& c) {
+  const AccessConfig& a = c.access;
+  w.section("access");
+  w.str("login_url", a.login_url);
+  w.str("return_param", a.return_param);
+  w.list("api_paths", a.api_paths);
+  w.str("signed_in_attribute", a.signed_in_attribute);
+  for (const AccessRule& rule : a.rules) {
+    w.array_section("access.rules");
+    w.list("paths", rule.paths);
+    w.list("methods", rule.methods);
+    w.raw("require", render_require(rule.require));
+  }
+
+  static constexpr const char* kModes[] = {"off", "fetch-metadata", "token"};
+  const CsrfConfig& f = c.csrf;
+  w.section("csrf");
+  w.str("mode", kModes[static_cast<int>(f.mode)]);
+  w.boolean("allow_same_site", f.allow_same_site);
+  w.list("trusted_origins", f.trusted_origins);
+  w.str("missing", f.missing == CsrfMissing::kAllow ? "allow" : "deny");
+  w.str("form_field", f.form_field);
+  w.size("max_form_bytes", f.max_form_bytes);
+  w.list("exempt", f.exempt);
+  w.str("secret_file", f.secret_file);
+}
+
 }  // namespace
 
 std::string render_effective_config(const Config& c) {
@@ -92,6 +129,8 @@ std::string render_effective_config(const Config& c) {
   w.boolean("verify", u.verify);
   w.str("certificate", u.certificate);
   w.str("private_key", u.private_key);
+  w.boolean("sign", u.sign);
+  w.list("sign_key_file", u.sign_key_file);
 
   const SessionConfig& s = c.session;
   w.section("session");
@@ -175,6 +214,7 @@ std::string render_effective_config(const Config& c) {
   w.str("access", c.log.access);
   w.str("audit", c.log.audit);
   w.str("format", c.log.format == AccessLogFormat::kJson ? "json" : "combined");
+  render_policy(w, c);
   return w.text();
 }
 

@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include "proxy_core/base/ascii.h"
+#include "proxy_core/config/config_policy.h"
 #include "proxy_core/http/set_cookie.h"
 #include "proxy_core/net/socket_address.h"
 
@@ -319,15 +320,19 @@ class Validator {
     }
   }
 
-  // The first-visit token key (first_visit_token.h): a short key would be guessable.
-  void check_secret_size() {
-    const std::string& path = c_.session.secret_file;
+  // A key file (first-visit tokens, CSRF tokens, identity signatures): a short key would be
+  // guessable.
+  void check_secret_size(const std::string& key, const std::string& path) {
     struct stat st {};
     if (path.empty() || stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return;
     if (st.st_size < 32) {
-      error({"session.secret_file"}, toml_quote(path) + " holds " + std::to_string(st.st_size) +
-                                         " bytes; it needs at least 32 random bytes");
+      error({key}, toml_quote(path) + " holds " + std::to_string(st.st_size) +
+                       " bytes; it needs at least 32 random bytes");
     }
+  }
+  void check_key_file(const std::string& key, const std::string& path) {
+    check_file(key, path, true);
+    check_secret_size(key, path);
   }
 
   // Files the gateway creates need an existing directory.
@@ -355,8 +360,12 @@ class Validator {
     check_file("upstream.certificate", c_.upstream.certificate, false);
     check_file("upstream.private_key", c_.upstream.private_key, true);
     check_file("store.redis.password_file", c_.redis_store.password_file, true);
-    check_file("session.secret_file", c_.session.secret_file, true);
-    check_secret_size();
+    check_key_file("session.secret_file", c_.session.secret_file);
+    check_key_file("csrf.secret_file", c_.csrf.secret_file);
+    for (size_t i = 0; i < c_.upstream.sign_key_file.size(); ++i) {
+      check_key_file("upstream.sign_key_file[" + std::to_string(i) + "]",
+                     c_.upstream.sign_key_file[i]);
+    }
     check_directory_of("store.memory.snapshot_path", c_.memory_store.snapshot_path);
     if (c_.log.access != "stdout" && c_.log.access != "off") {
       check_directory_of("log.access", c_.log.access);
@@ -434,6 +443,7 @@ std::string toml_quote(std::string_view text) {
 void validate_config(const Config& config, const KeyPositions& positions,
                      Diagnostics& diagnostics) {
   Validator(config, positions, diagnostics).run();
+  validate_policy(config, positions, diagnostics);
 }
 
 }  // namespace sg::config_detail

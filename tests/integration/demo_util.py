@@ -44,11 +44,11 @@ def artifacts_dir() -> str:
 class DemoApp:
     """deploy/demo/app.py as a child process on a loopback port of the kernel's choosing."""
 
-    def __init__(self, test: unittest.TestCase):
+    def __init__(self, test: unittest.TestCase, args: tuple = ()):
         self.dir = tempfile.mkdtemp(prefix="sg-demo-")
         self.stderr_path = os.path.join(self.dir, "app-stderr.log")
         with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, APP, "--host", "127.0.0.1", "--port", "0"],
+            self.proc = subprocess.Popen([sys.executable, APP, "--host", "127.0.0.1", "--port", "0", *args],
                                          stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
         test.addCleanup(self.stop)
         line = b""

@@ -18,17 +18,21 @@ README = os.path.join(REPO, "README.md")
 
 def toml_keys(text: str, commented_tables: bool = False) -> dict:
     """{"section.key": "value as written"} of a flat TOML file such as gateway.toml; with
-    commented_tables, keys of a commented-out [[table]] example count too (value "required")."""
-    out, section, example = {}, "", False
+    commented_tables, keys of a commented-out [[table]] example count too (value "required",
+    or the default its comment names: "# # ... Default: []." gives "[]")."""
+    out, section, example, comment = {}, "", False, ""
     for line in text.splitlines():
         m = re.match(r"^(#\s*)?\[\[?([a-z0-9_.]+)\]\]?\s*$", line)
         if m and (m.group(1) is None or commented_tables):
-            section, example = m.group(2), m.group(1) is not None
+            section, example, comment = m.group(2), m.group(1) is not None, ""
             continue
         m = re.match(r"^(#\s*# |# )?([a-z0-9_]+) = (.+)$", line) if example else re.match(r"^([a-z0-9_]+) = (.+)$", line)
         if m and section:
-            key, value = (m.group(2), "required") if example else (m.group(1), m.group(2))
+            default = re.search(r"Default: (.+?)\.?$", comment)
+            key, value = ((m.group(2), default.group(1) if default else "required") if example
+                          else (m.group(1), m.group(2)))
             out[f"{section}.{key}"] = value.strip()
+        comment = comment + line if line.startswith("# #") else ""
     return out
 
 

@@ -90,8 +90,9 @@ TEST_CASE("the shipped gateway.toml holds exactly the compiled-in defaults") {
 
 TEST_CASE("every known key appears in the shipped gateway.toml under a comment") {
   // Rule of the file: every key is set to its default, uncommented, under a comment saying what it
-  // does. The one exception is [[tls.certificates]], whose example block is commented out because
-  // an entry cannot exist without real certificate files.
+  // does. The exceptions are [[tls.certificates]], whose example block is commented out because
+  // an entry cannot exist without real certificate files, and [[access.rules]], because one rule
+  // turns the feature on (every feature is off by default).
   std::ifstream in(kShipped);
   REQUIRE(in.good());
   const std::regex header(R"(^(#\s*)?\[\[?([a-z0-9_.]+)\]\]?\s*$)");
@@ -115,7 +116,7 @@ TEST_CASE("every known key appears in the shipped gateway.toml under a comment")
   const toml::table document = toml::parse_file(kShipped);
   for (const std::string& key : sg::known_config_keys()) {
     CAPTURE(key);
-    if (key.rfind("tls.certificates.", 0) == 0) {
+    if (key.rfind("tls.certificates.", 0) == 0 || key.rfind("access.rules.", 0) == 0) {
       CHECK(commented.count(key) == 1);
     } else {
       CHECK(active.count(key) == 1);
@@ -177,12 +178,22 @@ TEST_CASE("the rendered configuration has every known key and loads back unchang
   c.log.level = sg::LogLevel::kWarn;
   c.log.format = sg::AccessLogFormat::kCombined;
   c.redis_store.on_unavailable = sg::OnUnavailable::kFailOpen;
+  c.access.login_url = "/login?from=gate";
+  c.access.api_paths = {"/api/*"};
+  c.access.rules.push_back(
+      {{"/admin/*"}, {"POST"}, {{"role", "admin", false}, {"user", "", true}}});
+  c.csrf.mode = sg::CsrfMode::kFetchMetadata;
+  c.csrf.trusted_origins = {"https://idp.example"};
+  c.csrf.exempt = {"/hooks/*"};
+  c.upstream.sign = true;
+  c.upstream.sign_key_file = {dir.write("sign.key", std::string(32, 'k'))};
   const std::string text = sg::render_effective_config(c);
   CAPTURE(text);
 
   const toml::table document = toml::parse(text);
   for (std::string k : sg::known_config_keys()) {
     if (k.rfind("tls.certificates.", 0) == 0) k.insert(16, "[0]");
+    if (k.rfind("access.rules.", 0) == 0) k.insert(12, "[0]");
     CAPTURE(k);
     CHECK(document.at_path(k).node() != nullptr);
   }
@@ -191,6 +202,8 @@ TEST_CASE("the rendered configuration has every known key and loads back unchang
   CHECK(back.server.workers == 4);
   CHECK(back.session.idle_timeout == 90min);
   CHECK(back.tls.certificates.size() == 1);
+  REQUIRE(back.access.rules.size() == 1);
+  CHECK(back.access.rules[0].require.size() == 2);
 }
 
 // ---- syntax, unknown keys, types ----
