@@ -188,7 +188,9 @@ bool H2Session::end_body(int32_t stream_id) {
 }
 
 bool H2Session::reset_stream(int32_t stream_id, uint32_t error_code) {
-  if (find(stream_id) == nullptr) return false;
+  Stream* st = find(stream_id);
+  if (st == nullptr) return false;
+  st->owner_reset = true;
   return nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream_id, error_code) == 0;
 }
 
