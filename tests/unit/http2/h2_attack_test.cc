@@ -213,5 +213,27 @@ TEST_CASE("h2 head builder refuses a fragment or non-ASCII bytes in :path") {
   CHECK(b.finish(head) == H2HeadVerdict::kOk);
 }
 
+// Two identical Content-Length fields: llhttp refuses them on HTTP/1.1, so the HTTP/1.1 upstream
+// has never seen them from us; over HTTP/2 they must not reach it either.
+TEST_CASE("h2 a repeated content-length never reaches the owner twice") {
+  h2test::FakeOwner owner;
+  H2Session session(owner, H2Settings{});
+  owner.session = &session;
+  h2test::H2Client client;
+  const std::string body = "abc";
+  Fields fields = post_with_length("3");
+  fields.emplace_back("content-length", "3");
+  int32_t id = client.request(fields, &body);
+  client.pump(session);
+  if (owner.requests.count(id) == 0) {
+    CHECK(client.responses[id].closed);  // refused as malformed
+    return;
+  }
+  size_t n = 0;
+  for (const HeaderField& f : owner.requests[id].head.headers)
+    if (f.name == "content-length") ++n;
+  CHECK(n == 1);
+}
+
 }  // namespace
 }  // namespace sg
