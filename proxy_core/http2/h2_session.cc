@@ -98,6 +98,8 @@ bool H2Session::receive(std::string_view bytes) {
   ssize_t rv = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(bytes.data()),
                                         bytes.size());
   flush_resumes();
+  // A flood defence (count_flood) or the owner (terminate) ended the connection meanwhile.
+  if (broken_) return false;
   if (rv >= 0) return true;
   broken_ = true;
   uint32_t code = kH2ProtocolError;
@@ -209,6 +211,8 @@ void H2Session::shutdown_gracefully() {
 }
 
 void H2Session::terminate(uint32_t error_code) {
+  if (broken_) return;  // a GOAWAY is queued already
+  broken_ = true;
   nghttp2_session_terminate_session(session_, error_code);
 }
 
@@ -244,8 +248,9 @@ bool H2Session::count_flood(uint32_t& count, uint64_t& window_start, uint32_t li
     count = 0;
   }
   if (++count <= limit) return true;
-  if (count == limit + 1) {
+  if (count == limit + 1 && !broken_) {
     ++stat;
+    broken_ = true;  // nothing more is read, no response accepted: receive() returns false
     nghttp2_session_terminate_session(session_, NGHTTP2_ENHANCE_YOUR_CALM);
   }
   return false;

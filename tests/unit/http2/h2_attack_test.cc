@@ -92,14 +92,16 @@ TEST_CASE("h2 resets the client provokes count like Rapid Reset and end in GOAWA
   SUBCASE("DATA beyond content-length") {
     StrictHarness h(s);
     int32_t id = 1;
+    int refused_reads = 0;
     for (int read = 0; read < 20; ++read) {  // one socket read after another
       std::string burst;
       for (int i = 0; i < 10; ++i, id += 2) {
         burst += raw_headers(id, post_with_length("1"), false);
         burst += raw_frame(NGHTTP2_DATA, NGHTTP2_FLAG_END_STREAM, id, "xx");
       }
-      h.feed(burst);
+      if (!h.feed(burst)) ++refused_reads;
     }
+    CHECK(refused_reads > 0);  // receive() says the connection is over
     h2test::ServerFrames f = h2test::parse_server_output(h.output);
     CHECK(f.goaway);
     CHECK(f.goaway_code == kH2EnhanceYourCalm);
@@ -188,6 +190,26 @@ TEST_CASE("h2 produce called from inside owner callbacks is safe and loses nothi
   }
   CHECK(f.data_bytes == 3 * 5);
   CHECK(h.owner.events_after_close == 0);
+}
+
+TEST_CASE("h2 an owner ending the connection from inside on_request_head gets no later stream") {
+  StrictHarness h;
+  h.owner.on_head = [&](int32_t id) {
+    if (id == 1) h.session.terminate(kH2InternalError);
+  };
+  std::string burst;
+  for (int32_t id = 1; id <= 9; id += 2)
+    burst += raw_headers(id, get_request(), true);
+  h.feed(burst);
+  CHECK(h.owner.heads == std::set<int32_t>{1});
+  h2test::ServerFrames f = h2test::parse_server_output(h.output);
+  CHECK(f.goaway);
+  CHECK(f.goaway_code == kH2InternalError);
+  CHECK(h.session.done());
+  // The connection is over: no response is accepted that could never leave, nothing is read.
+  CHECK_FALSE(h.session.submit_response(1, 200, {}, false));
+  CHECK_FALSE(h.session.receive(raw_headers(11, get_request(), true)));
+  CHECK(h.owner.heads.size() == 1);
 }
 
 // RFC 9113 §8.3.1: :path holds the path and query only. A '#' would reach the HTTP/1.1 upstream
