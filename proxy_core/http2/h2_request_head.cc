@@ -155,6 +155,11 @@ H2HeadVerdict H2RequestHeadBuilder::finish(MessageHead& head) {
     // §8.3.1: a non-empty :path, origin-form, or "*" for OPTIONS.
     bool asterisk = path_ == "*" && method_ == "OPTIONS";
     if (!asterisk && (path_.empty() || path_[0] != '/')) return fail(H2HeadVerdict::kMalformed);
+    // Path and query only: a '#' would put a fragment in the HTTP/1.1 request line, where the
+    // gateway's path (target_path stops at '#') and the application's could differ; bytes above
+    // 0x7e are no request-target's (RFC 3986 asks for percent-encoding).
+    for (char c : path_)
+      if (c == '#' || static_cast<unsigned char>(c) >= 0x80) return fail(H2HeadVerdict::kMalformed);
   }
   if (!is_method_token(method_)) return fail(H2HeadVerdict::kMalformed);
   int method_id = llhttp_method_id(method_);

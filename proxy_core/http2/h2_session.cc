@@ -98,6 +98,8 @@ bool H2Session::receive(std::string_view bytes) {
   ssize_t rv = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(bytes.data()),
                                         bytes.size());
   flush_resumes();
+  // A flood defence (count_flood) or the owner (terminate) ended the connection meanwhile.
+  if (broken_) return false;
   if (rv >= 0) return true;
   broken_ = true;
   uint32_t code = kH2ProtocolError;
@@ -188,7 +190,9 @@ bool H2Session::end_body(int32_t stream_id) {
 }
 
 bool H2Session::reset_stream(int32_t stream_id, uint32_t error_code) {
-  if (find(stream_id) == nullptr) return false;
+  Stream* st = find(stream_id);
+  if (st == nullptr) return false;
+  st->owner_reset = true;
   return nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream_id, error_code) == 0;
 }
 
@@ -207,6 +211,8 @@ void H2Session::shutdown_gracefully() {
 }
 
 void H2Session::terminate(uint32_t error_code) {
+  if (broken_) return;  // a GOAWAY is queued already
+  broken_ = true;
   nghttp2_session_terminate_session(session_, error_code);
 }
 
@@ -242,8 +248,9 @@ bool H2Session::count_flood(uint32_t& count, uint64_t& window_start, uint32_t li
     count = 0;
   }
   if (++count <= limit) return true;
-  if (count == limit + 1) {
+  if (count == limit + 1 && !broken_) {
     ++stat;
+    broken_ = true;  // nothing more is read, no response accepted: receive() returns false
     nghttp2_session_terminate_session(session_, NGHTTP2_ENHANCE_YOUR_CALM);
   }
   return false;

@@ -140,7 +140,9 @@ class H2Session {
   std::map<int32_t, std::unique_ptr<Stream>> streams_;
   std::vector<int32_t> pending_resumes_;  // found inside nghttp2's send loop, told after it
   H2Stats stats_;
-  bool broken_ = false;  // fatal error from nghttp2: nothing more is read
+  // The connection is over (fatal error, flood, terminate()): nothing more is read or answered,
+  // the queued GOAWAY is flushed.
+  bool broken_ = false;
   uint64_t flood_window_start_[3] = {0, 0, 0};
   uint32_t flood_count_[3] = {0, 0, 0};
 };

@@ -112,6 +112,7 @@ struct H2Session::Callbacks {
       }
       case NGHTTP2_RST_STREAM:
         ++h.stats_.peer_resets;
+        if (Stream* st = h.find(frame->hd.stream_id)) st->peer_reset = true;
         h.count_flood(h.flood_count_[0], h.flood_window_start_[0], cfg.max_resets_per_window,
                       h.stats_.goaway_rapid_reset);
         break;
@@ -150,6 +151,11 @@ struct H2Session::Callbacks {
     h.streams_.erase(it);
     // Bytes the owner will no longer consume still count against the connection window.
     if (st->unconsumed > 0) nghttp2_session_consume_connection(s, st->unconsumed);
+    // MadeYouReset (CVE-2025-8671): a stream error the client provoked (DATA past its
+    // Content-Length, a bad header...) costs us what its RST_STREAM would: count it the same.
+    if (error_code != NGHTTP2_NO_ERROR && !st->peer_reset && !st->owner_reset)
+      h.count_flood(h.flood_count_[0], h.flood_window_start_[0], h.settings_.max_resets_per_window,
+                    h.stats_.goaway_rapid_reset);
     if (st->delivered) h.owner_.on_stream_closed(id, error_code);
     return 0;
   }

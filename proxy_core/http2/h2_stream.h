@@ -27,6 +27,10 @@ struct H2Session::Stream {
   bool body_ended = false;
   bool deferred = false;  // the data provider returned NGHTTP2_ERR_DEFERRED
   bool paused = false;    // the owner was told to pause its source
+  // Who asked for a reset: a stream the server resets for neither (the client broke a rule on
+  // it) counts against max_resets_per_window like the client's own RST_STREAM (MadeYouReset).
+  bool peer_reset = false;
+  bool owner_reset = false;
 };
 
 // h2_session_callbacks.cc
