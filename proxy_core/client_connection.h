@@ -198,7 +198,8 @@ class ClientConnection final : public UpstreamUser {
   };
   using Response = ExchangeState::Response;
   ExchangeState ex_;
-  std::string upstream_head_;  // kept until the response starts, for one retry (capacity reused)
+  std::string
+      upstream_head_;  // kept until a response head arrives, for one retry (capacity reused)
   SessionGate session_;
 };
 
