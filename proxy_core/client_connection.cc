@@ -370,7 +370,7 @@ bool ClientConnection::answer_locally(const MessageHead& req) {
     send_local(200, "ok\n", ex_.close_after);
   } else if (path == h.ready_path) {
     const char* why =
-        draining_ ? "not ready: draining" : readiness_problem(worker_->state(), *config_);
+        draining_ ? "not ready: draining" : readiness_problem(worker_->gateway_state(), *config_);
     ex_.status = why ? 503 : 200;
     send_local(ex_.status, why ? std::string(why) + "\n" : std::string("ready\n"), ex_.close_after);
   } else {

@@ -94,7 +94,7 @@ void ClientConnection::on_response_head(const MessageHead& resp) {
   upstream_head_.clear();  // the response has started: no retry any more (upgrade heads)
   ex_.upstream_ms = static_cast<double>(uv_hrtime() - ex_.upstream_started_hr) / 1e6;
   worker_->metrics().upstream_response_duration.observe(ex_.upstream_ms / 1e3);
-  worker_->state().upstream_ok_ms.store(unix_now_ms(), std::memory_order_relaxed);
+  worker_->gateway_state().upstream_ok_ms.store(unix_now_ms(), std::memory_order_relaxed);
   if (resp.status == 101) {
     if (!ex_.tunnel_requested) return;  // the parser reports kUpgrade; refused there
     out_.clear();

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "proxy_core/net/host_port.h"
 #include "proxy_core/net/stream_io.h"
 #include "proxy_core/ops/log.h"
 
@@ -339,10 +340,8 @@ UpstreamConnection* UpstreamPool::open(const std::string& server, const Upstream
     if (!config.server_name.empty()) {
       c->tls_host_ = config.server_name;
     } else {
-      std::string_view h = server;
-      h = h.substr(0, h.rfind(':'));
-      if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
-      c->tls_host_ = std::string(h);
+      std::optional<HostPort> hp = split_host_port(server);
+      c->tls_host_ = hp ? std::string(hp->host) : server;
     }
   }
   int r = c->connect(*addr, config.connect_timeout);
