@@ -8,6 +8,7 @@
 #include "proxy_core/net/host_port.h"
 #include "proxy_core/net/stream_io.h"
 #include "proxy_core/ops/log.h"
+#include "proxy_core/tls/tls_pump.h"
 #include "proxy_core/worker.h"
 
 namespace sg {
@@ -45,11 +46,9 @@ bool ClientConnection::write_client(const uv_buf_t* bufs, unsigned count, bool s
     // Encrypt every piece into one buffer, written once, in order.
     std::string& net = worker_->tls_net_scratch();
     net.clear();
-    for (unsigned i = 0; i < count; ++i) {
-      if (tls_->encrypt(bufs[i].base, bufs[i].len, net) != TlsStatus::kOk) {
-        close_now();
-        return false;
-      }
+    if (!tls_encrypt_all(*tls_, bufs, count, net)) {
+      close_now();
+      return false;
     }
     return write_raw(net) == 0;
   }
