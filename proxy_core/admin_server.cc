@@ -8,6 +8,7 @@
 #include "proxy_core/http/header_rewrite.h"
 #include "proxy_core/http/http_parser.h"
 #include "proxy_core/http/request_validation.h"
+#include "proxy_core/net/handle_closer.h"
 #include "proxy_core/net/socket_address.h"
 #include "proxy_core/net/stream_io.h"
 #include "proxy_core/ops/log.h"
@@ -34,13 +35,11 @@ struct AdminConnection {
 
   void close() {
     if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&tcp))) return;
-    uv_close(reinterpret_cast<uv_handle_t*>(&tcp), on_close);
-    uv_close(reinterpret_cast<uv_handle_t*>(&timer), on_close);
+    HandleCloser<AdminConnection, &AdminConnection::open_handles,
+                 &AdminConnection::on_closed>::close({reinterpret_cast<uv_handle_t*>(&tcp),
+                                                      reinterpret_cast<uv_handle_t*>(&timer)});
   }
-  static void on_close(uv_handle_t* h) {
-    auto* c = static_cast<AdminConnection*>(h->data);
-    if (--c->open_handles == 0) delete c;
-  }
+  static void on_closed(AdminConnection* c) { delete c; }
   static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* b) {
     auto* c = static_cast<AdminConnection*>(h->data);
     *b = uv_buf_init(c->buf, sizeof c->buf);

@@ -6,9 +6,11 @@
 #include "proxy_core/http/request_validation.h"
 #include "proxy_core/http/set_cookie.h"
 #include "proxy_core/net/cidr.h"
+#include "proxy_core/net/handle_closer.h"
 #include "proxy_core/net/socket_address.h"
 #include "proxy_core/net/stream_io.h"
 #include "proxy_core/ops/log.h"
+#include "proxy_core/tls/tls_pump.h"
 #include "proxy_core/worker.h"
 
 namespace sg {
@@ -99,12 +101,10 @@ void ClientConnection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* bu
     return;
   }
   // TLS: decrypt into the worker's scratch; handshake flights and alerts go out first.
-  bool was_done = c->tls_->handshake_done();
   std::string& plain = c->worker_->tls_plain_scratch();
   std::string& net = c->worker_->tls_net_scratch();
-  plain.clear();
-  net.clear();
-  TlsStatus st = c->tls_->feed(buf->base, static_cast<size_t>(nread), plain, net);
+  auto [st, handshake_completed] =
+      tls_feed(*c->tls_, buf->base, static_cast<size_t>(nread), plain, net);
   if (!net.empty() && c->write_raw(net) != 0) return;
   if (st == TlsStatus::kError) {
     SG_LOG_DEBUG("client %s: TLS: %s", c->peer_ip_.c_str(),
@@ -113,7 +113,7 @@ void ClientConnection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* bu
     c->close_now();
     return;
   }
-  if (!was_done && c->tls_->handshake_done()) c->arm_timer(TimerKind::kIdle);
+  if (handshake_completed) c->arm_timer(TimerKind::kIdle);
   if (!plain.empty()) c->on_plaintext(plain.data(), plain.size());
   if (st == TlsStatus::kClosed && !c->closing_) c->on_client_eof(UV_EOF);
 }
@@ -370,7 +370,7 @@ bool ClientConnection::answer_locally(const MessageHead& req) {
     send_local(200, "ok\n", ex_.close_after);
   } else if (path == h.ready_path) {
     const char* why =
-        draining_ ? "not ready: draining" : readiness_problem(worker_->state(), *config_);
+        draining_ ? "not ready: draining" : readiness_problem(worker_->gateway_state(), *config_);
     ex_.status = why ? 503 : 200;
     send_local(ex_.status, why ? std::string(why) + "\n" : std::string("ready\n"), ex_.close_after);
   } else {
@@ -587,16 +587,13 @@ void ClientConnection::close_now() {
   corked_.clear();  // an abort: nothing more goes out
   release_upstream(false);
   log_exchange();
-  uv_close(h, &ClientConnection::on_close);
-  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &ClientConnection::on_close);
+  HandleCloser<ClientConnection, &ClientConnection::handles_open_,
+               &ClientConnection::on_closed>::close({h, reinterpret_cast<uv_handle_t*>(&timer_)});
 }
 
-void ClientConnection::on_close(uv_handle_t* h) {
-  auto* c = static_cast<ClientConnection*>(h->data);
-  if (--c->handles_open_ == 0) {
-    c->worker_->connection_closed(c);
-    delete c;
-  }
+void ClientConnection::on_closed(ClientConnection* c) {
+  c->worker_->connection_closed(c);
+  delete c;
 }
 
 }  // namespace sg

@@ -61,7 +61,7 @@ class ClientConnection final : public UpstreamUser {
   static void on_write_done(uv_stream_t* s, int status);
   static void on_timer(uv_timer_t* t);
   static void on_shutdown(uv_shutdown_t* req, int status);
-  static void on_close(uv_handle_t* h);
+  static void on_closed(ClientConnection* c);  // both handles closed (close_now())
   void on_plaintext(const char* data, size_t len);
   void on_client_eof(int status);
   void process(const char* data, size_t len);
@@ -198,7 +198,8 @@ class ClientConnection final : public UpstreamUser {
   };
   using Response = ExchangeState::Response;
   ExchangeState ex_;
-  std::string upstream_head_;  // kept until the response starts, for one retry (capacity reused)
+  std::string
+      upstream_head_;  // kept until a response head arrives, for one retry (capacity reused)
   SessionGate session_;
 };
 

@@ -5,8 +5,10 @@
 #include <algorithm>
 
 #include "proxy_core/http/request_validation.h"
+#include "proxy_core/net/host_port.h"
 #include "proxy_core/net/stream_io.h"
 #include "proxy_core/ops/log.h"
+#include "proxy_core/tls/tls_pump.h"
 #include "proxy_core/worker.h"
 
 namespace sg {
@@ -44,11 +46,9 @@ bool ClientConnection::write_client(const uv_buf_t* bufs, unsigned count, bool s
     // Encrypt every piece into one buffer, written once, in order.
     std::string& net = worker_->tls_net_scratch();
     net.clear();
-    for (unsigned i = 0; i < count; ++i) {
-      if (tls_->encrypt(bufs[i].base, bufs[i].len, net) != TlsStatus::kOk) {
-        close_now();
-        return false;
-      }
+    if (!tls_encrypt_all(*tls_, bufs, count, net)) {
+      close_now();
+      return false;
     }
     return write_raw(net) == 0;
   }
@@ -86,19 +86,18 @@ void ClientConnection::redirect_to_https(const MessageHead& req) {
   std::string_view h = canonical.empty() ? trim_ows(host->value) : std::string_view(canonical);
   // Drop the port the client used for plain HTTP; add the TLS listener's unless it is 443. A
   // canonical_host with a port is taken as it is (a proxy in front may listen elsewhere).
-  size_t colon = h.rfind(':');
-  bool has_port = colon != std::string_view::npos && h.find(']', colon) == std::string_view::npos;
+  std::optional<HostPort> authority = split_authority(h);
+  bool has_port = authority && authority->has_port;
   if (has_port && canonical.empty()) {
-    h = h.substr(0, colon);
+    h.remove_suffix(authority->port.size() + 1);  // ":port"; an IPv6 host keeps its brackets
     has_port = false;
   }
   std::string location = "https://";
   location.append(h);
-  const std::string& first = config_->server.listen.front();
-  std::string_view port = std::string_view(first).substr(first.rfind(':') + 1);
-  if (!has_port && port != "443") {
+  std::optional<HostPort> listener = split_host_port(config_->server.listen.front());
+  if (!has_port && listener && listener->port != "443") {
     location.push_back(':');
-    location.append(port);
+    location.append(listener->port);
   }
   location.append(req.target);
   HeaderList extra{{"Location", std::move(location)}};
@@ -199,7 +198,7 @@ void ClientConnection::log_exchange() {
   r.method = req.method;
   r.target = req.target;
   r.version_minor = req.version_minor;
-  if (worker_->state().access_log.combined()) {
+  if (worker_->gateway_state().access_log.combined()) {
     if (const HeaderField* h = req.find("referer")) r.referer = h->value;
     if (const HeaderField* h = req.find("user-agent")) r.user_agent = h->value;
   }
@@ -210,7 +209,7 @@ void ClientConnection::log_exchange() {
   r.upstream_ms = ex_.upstream_ms;
   r.session = session_.handle();
   r.session_event = session_.event();
-  worker_->state().access_log.write(r);
+  worker_->gateway_state().access_log.write(r);
   ex_.started_hr = 0;  // logged once
   WorkerMetrics& m = worker_->metrics();
   int cls = ex_.status / 100 - 1;

@@ -18,6 +18,9 @@ namespace sg {
 // directives: the connection holds the rest of the response until after_directives().
 bool ClientConnection::on_upstream_head(UpstreamConnection* c, const MessageHead& head) {
   if (c != ex_.upstream || closing_) return true;
+  // The application has answered: from here on a close of this connection is a failure, never
+  // a reason to send the request again, even while the store still applies the directives.
+  upstream_head_.clear();
   if (!apply_directives(head)) return false;
   on_response_head(head);
   return true;
@@ -88,10 +91,10 @@ void ClientConnection::after_directives() {
 
 void ClientConnection::on_response_head(const MessageHead& resp) {
   if (resp.status < 200 && resp.status != 101) return;  // 1xx: we sent our own 100 already
-  upstream_head_.clear();  // the response has started: no retry any more
+  upstream_head_.clear();  // the response has started: no retry any more (upgrade heads)
   ex_.upstream_ms = static_cast<double>(uv_hrtime() - ex_.upstream_started_hr) / 1e6;
   worker_->metrics().upstream_response_duration.observe(ex_.upstream_ms / 1e3);
-  worker_->state().upstream_ok_ms.store(unix_now_ms(), std::memory_order_relaxed);
+  worker_->gateway_state().upstream_ok_ms.store(unix_now_ms(), std::memory_order_relaxed);
   if (resp.status == 101) {
     if (!ex_.tunnel_requested) return;  // the parser reports kUpgrade; refused there
     out_.clear();
@@ -168,8 +171,9 @@ void ClientConnection::on_upstream_closed(UpstreamConnection* c, int status) {
   }
   if (ex_.response == Response::kNotStarted && c->reused() && !ex_.retried &&
       ex_.request_framing == BodyFraming::kNone && !upstream_head_.empty()) {
-    // The pooled connection was closed by the upstream under us and nothing of the response
-    // arrived: safe to send the (bodiless) request again, once, on a fresh connection.
+    // The pooled connection was closed by the upstream under us and no response head arrived
+    // (on_upstream_head clears upstream_head_): safe to send the (bodiless) request again, once,
+    // on a fresh connection.
     ex_.retried = true;
     connect_upstream();
     return;

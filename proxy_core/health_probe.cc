@@ -3,6 +3,7 @@
 #include <cstring>
 #include <string>
 
+#include "proxy_core/net/handle_closer.h"
 #include "proxy_core/net/socket_address.h"
 #include "proxy_core/net/upstream_socket.h"
 
@@ -28,13 +29,10 @@ struct Probe {
     if (done) return;
     done = true;
     if (ok) state->upstream_ok_ms.store(unix_now_ms(), std::memory_order_relaxed);
-    uv_close(socket.handle(), on_close);
-    uv_close(reinterpret_cast<uv_handle_t*>(&timeout), on_close);
+    HandleCloser<Probe, &Probe::open_handles, &Probe::on_closed>::close(
+        {socket.handle(), reinterpret_cast<uv_handle_t*>(&timeout)});
   }
-  static void on_close(uv_handle_t* h) {
-    auto* p = static_cast<Probe*>(h->data);
-    if (--p->open_handles == 0) delete p;
-  }
+  static void on_closed(Probe* p) { delete p; }
   static void on_timeout(uv_timer_t* t) { static_cast<Probe*>(t->data)->finish(false); }
   static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* b) {
     auto* p = static_cast<Probe*>(h->data);

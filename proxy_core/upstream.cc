@@ -6,8 +6,11 @@
 
 #include <algorithm>
 
+#include "proxy_core/net/handle_closer.h"
+#include "proxy_core/net/host_port.h"
 #include "proxy_core/net/stream_io.h"
 #include "proxy_core/ops/log.h"
+#include "proxy_core/tls/tls_pump.h"
 
 namespace sg {
 
@@ -160,23 +163,20 @@ void UpstreamConnection::hold_reading(bool held) {
 }
 
 void UpstreamConnection::on_ciphertext(const char* data, size_t len) {
-  bool was_done = tls_->handshake_done();
-  tls_plain_.clear();
-  tls_net_.clear();
-  TlsStatus st = tls_->feed(data, len, tls_plain_, tls_net_);
+  auto [st, handshake_completed] = tls_feed(*tls_, data, len, tls_plain_, tls_net_);
   if (!tls_net_.empty() && write_raw(tls_net_) != 0) {
     fail(UV_EPIPE);
     return;
   }
   if (st == TlsStatus::kError) {
-    if (!was_done) {
+    if (!tls_->handshake_done() || handshake_completed) {  // it failed during the handshake
       handshake_failed();
     } else {
       fail(UV_EPROTO);
     }
     return;
   }
-  if (!was_done && tls_->handshake_done()) {
+  if (handshake_completed) {
     stop_timer();
     if (user_ != nullptr) user_->on_upstream_connected(this, 0);
     if (closing_) return;
@@ -203,8 +203,7 @@ int UpstreamConnection::write(const uv_buf_t* bufs, unsigned count) {
   if (closing_) return UV_ECANCELED;
   if (tls_ != nullptr) {
     std::string net;
-    for (unsigned i = 0; i < count; ++i)
-      if (tls_->encrypt(bufs[i].base, bufs[i].len, net) != TlsStatus::kOk) return UV_EPROTO;
+    if (!tls_encrypt_all(*tls_, bufs, count, net)) return UV_EPROTO;
     return write_raw(net);
   }
   return stream_write(socket_.stream(), bufs, count, &UpstreamConnection::on_write_done);
@@ -270,17 +269,19 @@ void UpstreamConnection::close() {
   closing_ = true;
   if (user_ == nullptr) pool_->forget_idle(this);
   user_ = nullptr;
-  uv_close(socket_.handle(), &UpstreamConnection::on_close);
-  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &UpstreamConnection::on_close);
+  close_handles();
 }
 
-void UpstreamConnection::on_close(uv_handle_t* h) {
-  auto* c = static_cast<UpstreamConnection*>(h->data);
-  if (--c->handles_open_ == 0) {
-    --c->pool_->open_;
-    c->pool_->metrics_->upstream_open.fetch_sub(1, std::memory_order_relaxed);
-    delete c;
-  }
+void UpstreamConnection::close_handles() {
+  HandleCloser<UpstreamConnection, &UpstreamConnection::handles_open_,
+               &UpstreamConnection::on_closed>::close({socket_.handle(),
+                                                       reinterpret_cast<uv_handle_t*>(&timer_)});
+}
+
+void UpstreamConnection::on_closed(UpstreamConnection* c) {
+  --c->pool_->open_;
+  c->pool_->metrics_->upstream_open.fetch_sub(1, std::memory_order_relaxed);
+  delete c;
 }
 
 UpstreamPool::UpstreamPool(uv_loop_t* loop, char* read_buffer, size_t read_buffer_size,
@@ -339,10 +340,8 @@ UpstreamConnection* UpstreamPool::open(const std::string& server, const Upstream
     if (!config.server_name.empty()) {
       c->tls_host_ = config.server_name;
     } else {
-      std::string_view h = server;
-      h = h.substr(0, h.rfind(':'));
-      if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
-      c->tls_host_ = std::string(h);
+      std::optional<HostPort> hp = split_host_port(server);
+      c->tls_host_ = hp ? std::string(hp->host) : server;
     }
   }
   int r = c->connect(*addr, config.connect_timeout);
@@ -350,8 +349,7 @@ UpstreamConnection* UpstreamPool::open(const std::string& server, const Upstream
     SG_LOG_WARN("upstream %s: connect: %s", server.c_str(), uv_strerror(r));
     c->attach(nullptr);
     c->closing_ = true;  // never entered the idle list
-    uv_close(c->socket_.handle(), &UpstreamConnection::on_close);
-    uv_close(reinterpret_cast<uv_handle_t*>(&c->timer_), &UpstreamConnection::on_close);
+    c->close_handles();
     return nullptr;
   }
   return c;

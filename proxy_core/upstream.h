@@ -102,7 +102,9 @@ class UpstreamConnection final : private ResponseReader::Events {
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
   static void on_write_done(uv_stream_t* s, int status);
   static void on_timer(uv_timer_t* t);
-  static void on_close(uv_handle_t* h);
+  // Closes the socket and the timer; on_closed() once both are closed.
+  void close_handles();
+  static void on_closed(UpstreamConnection* c);
   void on_ciphertext(const char* data, size_t len);
   void on_plaintext(const char* data, size_t len);
   // ResponseReader::Events, passed on to the user.

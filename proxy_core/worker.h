@@ -81,9 +81,6 @@ class Worker {
   // The process-wide state every worker shares (access log, readiness, upstream liveness), not
   // this worker's: it is thread-safe by itself (gateway_state.h).
   GatewayState& gateway_state() { return *state_; }
-  // The old name, kept only until client_connection/client_*.cc (being rewritten in parallel)
-  // call gateway_state(); then remove it.
-  GatewayState& state() { return gateway_state(); }
   UpstreamPool& pool() { return *pool_; }
   char* read_buffer() { return read_buffer_.get(); }
   size_t read_buffer_size() const { return kReadBufferSize; }
