@@ -299,6 +299,7 @@ void ClientConnection::on_timer(uv_timer_t* t) {
 
 void ClientConnection::on_request_head(bool complete) {
   config_ = worker_->config();
+  if (keys_ != worker_->policy_keys()) keys_ = worker_->policy_keys();  // loaded with config_
   request_parser_.set_limits(request_limits(*config_));
   MessageHead& req = request_parser_.head();
   // A trusted proxy's request id is kept so that one request has one id end to end.
@@ -396,7 +397,7 @@ void ClientConnection::on_session_ready(SessionGate::Outcome outcome) {
       return;
     }
     case SessionGate::Outcome::kProceed:
-      forward_request();
+      run_policy();  // forwards the request unless the policy answers it
       return;
   }
 }
@@ -418,6 +419,7 @@ void ClientConnection::forward_request() {
   o.request_id = request_id_;
   size_t removed = 0;
   o.removed_reserved = &removed;
+  o.appended = policy_headers(req);
   upstream_head_.clear();
   build_upstream_request(req, o, upstream_head_);
   if (removed != 0) worker_->metrics().rejected_client_headers.add(removed);
@@ -466,7 +468,8 @@ void ClientConnection::send_upstream_head() {
     return;
   }
   ex_.upstream->start_timer(config_->upstream.response_timeout);
-  if (ex_.request_done) return;  // a retry: the request had no body
+  if (ex_.hold == ExchangeState::Hold::kHolding && !send_held_body()) return;
+  if (ex_.request_done) return;  // a retry, or a held body that was complete
   if (ex_.request_framing == BodyFraming::kNone && !ex_.tunnel_requested) {
     // No body: the message is complete once the head is; let the parser say so.
   } else if (ex_.expect_continue) {
@@ -484,6 +487,10 @@ void ClientConnection::on_request_body(const char* data, size_t len) {
     // Only a chunked body can get here (a Content-Length over the limit is refused up front).
     release_upstream(false);
     reject(413, "request body over limits.max_body_bytes");
+    return;
+  }
+  if (ex_.hold != ExchangeState::Hold::kNone) {
+    hold_body(data, len);  // a CSRF token scan (client_policy.cc)
     return;
   }
   if (ex_.upstream == nullptr || closing_) return;  // a local answer discards the body
@@ -506,6 +513,12 @@ void ClientConnection::on_request_body(const char* data, size_t len) {
 void ClientConnection::on_request_complete() {
   ex_.request_done = true;
   if (ex_.response == Response::kNotStarted) arm_timer(TimerKind::kNone);
+  if (ex_.hold == ExchangeState::Hold::kScanning) {
+    form_scanned();  // the CSRF token scan ends (client_policy.cc)
+    return;
+  }
+  // A held body waiting for the upstream: send_held_body writes the last chunk.
+  if (ex_.hold == ExchangeState::Hold::kHolding && ex_.upstream != nullptr) return;
   if (ex_.upstream != nullptr && ex_.request_framing == BodyFraming::kChunked) {
     if (int r = ex_.upstream->write(kLastChunk); r != 0) {
       ex_.upstream->fail(r);

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,8 @@
 #include "proxy_core/http/http_parser.h"
 #include "proxy_core/http/set_cookie.h"
 #include "proxy_core/net/lazy_deadline.h"
+#include "proxy_core/policy/form_field_scanner.h"
+#include "proxy_core/policy_keys.h"
 #include "proxy_core/session/session_gate.h"
 #include "proxy_core/tls/tls_engine.h"
 #include "proxy_core/upstream.h"
@@ -72,6 +75,15 @@ class ClientConnection final : public UpstreamUser {
   // The request.
   void on_request_head(bool complete);  // complete: the message had no body
   void on_session_ready(SessionGate::Outcome outcome);
+  // client_policy.cc: issue 15's request policy between the session gate and the upstream.
+  void run_policy();
+  bool access_allowed(const MessageHead& req);
+  void check_csrf_then_forward(const MessageHead& req);
+  void refuse_csrf(int reason);  // a CsrfReason
+  void hold_body(const char* data, size_t len);
+  void form_scanned();
+  bool send_held_body();
+  const HeaderList* policy_headers(const MessageHead& req);
   void forward_request();
   void connect_upstream();
   void send_upstream_head();
@@ -125,7 +137,8 @@ class ClientConnection final : public UpstreamUser {
     size_t length;
   };
   static constexpr size_t kMaxCorked = 64;  // pieces per writev (IOV_MAX is 1024)
-  void send_local(int status, std::string_view body, bool close, const HeaderList* extra = nullptr);
+  void send_local(int status, std::string_view body, bool close, const HeaderList* extra = nullptr,
+                  std::string_view content_type = kPlainText);
   void reject(int status, const char* reason);
   void log_exchange();
 
@@ -135,7 +148,8 @@ class ClientConnection final : public UpstreamUser {
   void release_upstream(bool reusable);
 
   Worker* worker_;
-  std::shared_ptr<const Config> config_;  // taken at each request: reloads apply to new requests
+  std::shared_ptr<const Config> config_;    // taken at each request: reloads apply to new requests
+  std::shared_ptr<const PolicyKeys> keys_;  // taken with config_
   uv_tcp_t tcp_;
   uv_timer_t timer_;
   uv_shutdown_t shutdown_req_;
@@ -159,6 +173,11 @@ class ClientConnection final : public UpstreamUser {
   std::string peer_ip_;
   std::string request_id_;
   bool peer_trusted_ = false;
+  // Issue 15 (client_policy.cc), per exchange; the strings keep their capacity.
+  std::string csrf_token_;  // token mode: this request's session's CSRF token (empty: none)
+  HeaderList policy_headers_;
+  std::optional<FormFieldScanner> form_scan_;
+  std::string held_body_;  // decoded request body held while the CSRF token is looked for
 
   bool client_eof_ = false;  // the client half-closed after a complete request
   int cork_depth_ = 0;
@@ -195,6 +214,10 @@ class ClientConnection final : public UpstreamUser {
     bool upstream_paused = false;  // reading from the upstream stopped for client backpressure
     bool in_directives_call = false;
     bool directives_answered = false;
+    // CSRF token mode, a form body without the header (client_policy.cc): kScanning, the body is
+    // held (at most csrf.max_form_bytes) while the field is looked for; kHolding, it passed and
+    // the held bytes wait for the upstream connection.
+    enum class Hold : uint8_t { kNone, kScanning, kHolding } hold = Hold::kNone;
   };
   using Response = ExchangeState::Response;
   ExchangeState ex_;

@@ -152,10 +152,10 @@ void ClientConnection::on_write_done(uv_stream_t* s, int status) {
 }
 
 void ClientConnection::send_local(int status, std::string_view body, bool close,
-                                  const HeaderList* extra) {
+                                  const HeaderList* extra, std::string_view content_type) {
   out_.clear();
   build_local_response(status, body, close || draining_, worker_->http_date(), out_,
-                       &response_extra(extra), ex_.head_request);
+                       &response_extra(extra), ex_.head_request, content_type);
   ex_.status = status;
   ex_.response = Response::kDone;
   write_client(out_);

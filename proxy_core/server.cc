@@ -93,6 +93,8 @@ bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
   if (!state_.audit_log.open(config_->log.audit, error)) return false;
   set_process_audit_log(&state_.audit_log);
   if (!load_tls(*config_, nullptr, tls_, error)) return false;
+  keys_ = load_policy_keys(*config_, error);
+  if (keys_ == nullptr) return false;
   // Each worker learns the total from the config to size its share of max_connections.
   auto effective = std::make_shared<Config>(*config_);
   effective->server.workers = effective_workers(*config_);
@@ -117,6 +119,7 @@ bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
       return false;
     w->set_listeners(std::move(sockets));
     w->set_tls(tls_);
+    w->set_policy_keys(keys_);
     if (sc.store == StoreKind::kRedis) {
       // One connection per worker, on the worker's own loop (created before its thread runs).
       auto redis = std::make_unique<RedisStore>(w->loop(), config_->redis_store, sc.idle_timeout,
@@ -173,6 +176,9 @@ bool Server::apply(std::shared_ptr<const Config> config, std::string& error) {
   // Certificates and keys are re-read; a bad one fails the whole reload and the old stay.
   Worker::TlsContexts tls;
   if (!load_tls(*effective, tls_.server.get(), tls, error)) return false;
+  // The policy's key files are re-read too; one that cannot be read fails the reload.
+  std::shared_ptr<const PolicyKeys> keys = load_policy_keys(*effective, error);
+  if (keys == nullptr) return false;
   bool redirect_added = !effective->server.redirect_listen.empty() &&
                         effective->server.redirect_listen != config_->server.redirect_listen;
   std::vector<std::vector<Worker::OpenedListener>> sockets(workers_.size());
@@ -204,8 +210,9 @@ bool Server::apply(std::shared_ptr<const Config> config, std::string& error) {
   set_log_level(effective->log.level);
   config_ = effective;
   tls_ = tls;
+  keys_ = keys;
   for (size_t i = 0; i < workers_.size(); ++i)
-    workers_[i]->post_config(config_, tls_, std::move(sockets[i]));
+    workers_[i]->post_config(config_, tls_, keys_, std::move(sockets[i]));
   return true;
 }
 

@@ -65,6 +65,7 @@ class Server {
   // workers_: their stores use it until they are destroyed).
   std::unique_ptr<RefusedKeys> refused_keys_;
   Worker::TlsContexts tls_;
+  std::shared_ptr<const PolicyKeys> keys_;  // loaded with config_ (policy_keys.h)
   std::vector<std::unique_ptr<Worker>> workers_;
 };
 

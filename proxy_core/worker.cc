@@ -260,6 +260,7 @@ void Worker::connection_closed(ClientConnection* c) {
 }
 
 void Worker::post_config(std::shared_ptr<const Config> config, TlsContexts tls,
+                         std::shared_ptr<const PolicyKeys> keys,
                          std::vector<OpenedListener> added) {
   {
     std::lock_guard<std::mutex> lock(mailbox_mutex_);
@@ -270,6 +271,7 @@ void Worker::post_config(std::shared_ptr<const Config> config, TlsContexts tls,
     }
     mailbox_config_ = std::move(config);
     mailbox_tls_ = std::move(tls);
+    mailbox_keys_ = std::move(keys);
     for (OpenedListener& s : added)
       mailbox_listeners_.push_back(std::move(s));
     uv_async_send(&async_);  // not closed: checked above, under the same lock
@@ -297,11 +299,13 @@ void Worker::on_async(uv_async_t* a) {
   std::shared_ptr<const Config> config;
   std::vector<OpenedListener> added;
   TlsContexts tls;
+  std::shared_ptr<const PolicyKeys> keys;
   bool drain, stop;
   {
     std::lock_guard<std::mutex> lock(w->mailbox_mutex_);
     config = std::move(w->mailbox_config_);
     tls = std::move(w->mailbox_tls_);
+    keys = std::move(w->mailbox_keys_);
     added.swap(w->mailbox_listeners_);
     drain = w->mailbox_drain_;
     stop = w->mailbox_stop_;
@@ -310,6 +314,7 @@ void Worker::on_async(uv_async_t* a) {
   if (config) {
     // New requests and connections take the new configuration; in-flight ones keep theirs.
     w->config_ = std::move(config);
+    w->keys_ = std::move(keys);  // the keys that go with it
     // New connections take the new certificates; open ones keep the context they started with.
     w->tls_ = std::move(tls);
     if (w->probe_) w->probe_->set_config(w->config_);

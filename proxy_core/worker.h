@@ -22,6 +22,7 @@
 #include "proxy_core/gateway_state.h"
 #include "proxy_core/http/http_date.h"
 #include "proxy_core/ops/metrics.h"
+#include "proxy_core/policy_keys.h"
 #include "proxy_core/session/session_store.h"
 #include "proxy_core/tls/tls_context.h"
 #include "proxy_core/upstream.h"
@@ -61,13 +62,16 @@ class Worker {
 
   // Main thread, any time after start(). `added` are new listening sockets for this worker;
   // listeners whose address is not in the new config's server.listen are closed.
+  // `keys`: the policy keys loaded with `config` (policy_keys.h), taken up with it.
   void post_config(std::shared_ptr<const Config> config, TlsContexts tls,
-                   std::vector<OpenedListener> added = {});
+                   std::shared_ptr<const PolicyKeys> keys, std::vector<OpenedListener> added = {});
   // Any thread: the configuration this worker's loop has taken up, listeners included (the last
   // post_config() is in force once this equals it). Compared, never dereferenced.
   const Config* applied_config() const { return applied_config_.load(); }
   // Main thread, before start().
   void set_tls(TlsContexts tls) { tls_ = std::move(tls); }
+  // Main thread, before start(): the policy keys loaded with the first configuration.
+  void set_policy_keys(std::shared_ptr<const PolicyKeys> keys) { keys_ = std::move(keys); }
   // Main thread, before start(): this worker's own store (Redis), started on its loop.
   void set_own_store(std::unique_ptr<SessionStore> store, std::function<void()> close_store);
   // The store this worker's requests use: its own, or the shared one.
@@ -78,6 +82,8 @@ class Worker {
   // Loop thread only.
   uv_loop_t* loop() { return &loop_; }
   const std::shared_ptr<const Config>& config() const { return config_; }
+  // The keys of config()'s request policy: replaced together with it.
+  const std::shared_ptr<const PolicyKeys>& policy_keys() const { return keys_; }
   // The process-wide state every worker shares (access log, readiness, upstream liveness), not
   // this worker's: it is thread-safe by itself (gateway_state.h).
   GatewayState& gateway_state() { return *state_; }
@@ -136,6 +142,7 @@ class Worker {
 
   unsigned index_;
   std::shared_ptr<const Config> config_;
+  std::shared_ptr<const PolicyKeys> keys_;
   GatewayState* state_;
   uv_loop_t loop_;
   uv_async_t async_;
@@ -166,6 +173,7 @@ class Worker {
   std::shared_ptr<const Config> mailbox_config_;
   std::vector<OpenedListener> mailbox_listeners_;
   TlsContexts mailbox_tls_;
+  std::shared_ptr<const PolicyKeys> mailbox_keys_;
   bool mailbox_drain_ = false;
   bool mailbox_stop_ = false;
   bool async_closed_ = false;

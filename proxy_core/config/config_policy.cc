@@ -171,24 +171,7 @@ void read_upstream_signing(TableReader& t, UpstreamConfig& u) {
   }
 }
 
-// The policy modules (proxy_core/policy/) are built and tested, but the request path calls them
-// only once the connection/exchange split lands (issue 16 item 1). Until then a configuration that
-// turns a feature on must not let anyone believe it is protected. Remove with the wiring.
-static void warn_not_enforced(const Config& c, const KeyPositions& positions,
-                              Diagnostics& diagnostics) {
-  const auto warn = [&](const std::string& key, const std::string& what) {
-    diagnostics.warning(positions.of({key}),
-                        key + ": " + what +
-                            " is not enforced by this build yet (issue 15: the "
-                            "request path does not call it)");
-  };
-  if (!c.access.rules.empty()) warn("access.rules", "access control");
-  if (c.csrf.mode != CsrfMode::kOff) warn("csrf.mode", "the CSRF check");
-  if (c.upstream.sign) warn("upstream.sign", "the identity signature");
-}
-
 void validate_policy(const Config& c, const KeyPositions& positions, Diagnostics& diagnostics) {
-  warn_not_enforced(c, positions, diagnostics);
   const AccessConfig& a = c.access;
   if (!a.rules.empty() && a.login_url.empty()) {
     diagnostics.error(positions.of({"access.login_url", "access.rules"}),

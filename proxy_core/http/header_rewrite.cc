@@ -213,6 +213,9 @@ void build_upstream_request(const MessageHead& request, const UpstreamRequestOpt
     for (size_t i = 0; i < n; ++i)
       append_header(out, (*o.injected)[i].first, (*o.injected)[i].second);
   }
+  if (o.appended != nullptr)
+    for (const auto& [name, value] : *o.appended)
+      append_header(out, name, value);
   out.append("\r\n");
 }
 
@@ -287,6 +290,8 @@ std::string_view status_reason(int status) {
       return "Permanent Redirect";
     case 400:
       return "Bad Request";
+    case 401:
+      return "Unauthorized";
     case 403:
       return "Forbidden";
     case 404:
@@ -319,14 +324,17 @@ std::string_view status_reason(int status) {
 }
 
 void build_local_response(int status, std::string_view body, bool close, std::string_view date,
-                          std::string& out, const HeaderList* extra, bool head_only) {
+                          std::string& out, const HeaderList* extra, bool head_only,
+                          std::string_view content_type) {
   out.append("HTTP/1.1 ");
   append_number(out, static_cast<uint64_t>(status));
   out.push_back(' ');
   out.append(status_reason(status));
   out.append("\r\nDate: ");
   out.append(date);
-  out.append("\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n");
+  out.append("\r\nContent-Type: ");
+  out.append(content_type);
+  out.append("\r\nCache-Control: no-store\r\n");
   out.append("Content-Length: ");
   append_number(out, body.size());
   out.append("\r\n");

@@ -52,6 +52,9 @@ struct UpstreamRequestOptions {
   // X-Request-Id to send; the client's own is always dropped (the caller passes it back here
   // when the peer is trusted). Empty: no X-Request-Id.
   std::string_view request_id;
+  // The exchange's own headers under the prefix (<prefix>Csrf, <prefix>Signature), after
+  // `injected`; null: none.
+  const HeaderList* appended = nullptr;
 };
 
 // Appends the upstream request head (request line, headers, blank line) to `out`.
@@ -76,9 +79,10 @@ void build_client_response(const MessageHead& response, const ClientResponseOpti
 // A short local response (errors, health, redirects) with a text body. `date`: the Date value
 // (RFC 9110 §6.6.1: an origin server with a clock MUST send Date in 2xx-4xx; we send it always),
 // from the loop's HttpDateCache.
+inline constexpr std::string_view kPlainText = "text/plain; charset=utf-8";
 void build_local_response(int status, std::string_view body, bool close, std::string_view date,
                           std::string& out, const HeaderList* extra = nullptr,
-                          bool head_only = false);
+                          bool head_only = false, std::string_view content_type = kPlainText);
 std::string_view status_reason(int status);
 
 // Chunked transfer-coding (RFC 9112 §7.1) pieces.

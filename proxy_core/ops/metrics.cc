@@ -1,6 +1,7 @@
 #include "proxy_core/ops/metrics.h"
 
 #include <cstdio>
+#include <utility>
 
 #include "proxy_core/http/http_message.h"
 
@@ -92,6 +93,33 @@ void histogram(Writer& w, const std::vector<const WorkerMetrics*>& ws, const cha
   w.sample((std::string(name) + "_count").c_str(), nullptr, static_cast<double>(cumulative));
 }
 
+// Issue 15's request policy: access rules and the CSRF check, by outcome and reason.
+void policy_metrics(Writer& w, const std::vector<const WorkerMetrics*>& ws) {
+  char labels[64];
+  w.header("sessiongate_access_denied_total", "counter",
+           "Requests refused by an access rule, by outcome (never forwarded).");
+  static constexpr const char* kAccessOutcomes[] = {"login_redirect", "unauthorized", "forbidden"};
+  for (int o = 0; o < 3; ++o) {
+    uint64_t v = sum(ws, [&](const WorkerMetrics& x) { return x.access_denied[o].get(); });
+    std::snprintf(labels, sizeof labels, "outcome=\"%s\"", kAccessOutcomes[o]);
+    w.sample("sessiongate_access_denied_total", labels, static_cast<double>(v));
+  }
+  // The refusal reasons of policy/csrf_policy.h, by their CsrfReason value and with the names
+  // csrf_reason_name gives them (ops/ cannot include policy/: policy/ includes session/, which
+  // includes ops/).
+  static constexpr std::pair<int, const char*> kCsrfRefusals[] = {
+      {2, "cross_site"},    {3, "same_site"},      {4, "origin_mismatch"}, {5, "no_metadata"},
+      {7, "token_missing"}, {8, "token_mismatch"}, {9, "form_too_large"}};
+  w.header(
+      "sessiongate_csrf_refused_total", "counter",
+      "Unsafe requests refused by the CSRF check (403, or 413 for form_too_large), by reason.");
+  for (const auto& [slot, name] : kCsrfRefusals) {
+    uint64_t v = sum(ws, [&](const WorkerMetrics& x) { return x.csrf_refused[slot].get(); });
+    std::snprintf(labels, sizeof labels, "reason=\"%s\"", name);
+    w.sample("sessiongate_csrf_refused_total", labels, static_cast<double>(v));
+  }
+}
+
 }  // namespace
 
 std::string render_prometheus(const std::vector<const WorkerMetrics*>& ws,
@@ -157,6 +185,7 @@ std::string render_prometheus(const std::vector<const WorkerMetrics*>& ws,
       "sessiongate_logout_refused_total", "counter",
       "GET requests to session.logout_path refused as not from the site's own pages (403).",
       static_cast<double>(sum(ws, [](const WorkerMetrics& x) { return x.logout_refused.get(); })));
+  policy_metrics(w, ws);
   w.scalar("sessiongate_tls_handshake_errors_total", "counter",
            "Client TLS handshakes that failed.",
            static_cast<double>(

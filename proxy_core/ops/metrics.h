@@ -56,6 +56,9 @@ enum class UpstreamError {
 
 MethodLabel method_label(std::string_view method);
 
+// Slots of WorkerMetrics::csrf_refused: at least the number of CsrfReason values.
+inline constexpr int kCsrfReasonSlots = 10;
+
 struct WorkerMetrics {
   alignas(64) Counter requests[static_cast<int>(MethodLabel::kCount)][5];  // by status class
   Histogram request_duration;
@@ -77,6 +80,11 @@ struct WorkerMetrics {
   Counter bad_requests;          // rejected with 4xx before forwarding
   Counter logout_refused;        // GETs of logout_path refused as cross-site (403)
   Counter tls_handshake_errors;  // client TLS handshakes that failed or timed out
+  // Issue 15's request policy. By outcome: login_redirect, unauthorized, forbidden
+  // (policy/access_policy.h AccessOutcome minus one).
+  Counter access_denied[3];
+  // By reason: indexed by policy/csrf_policy.h CsrfReason (ops cannot include policy/).
+  Counter csrf_refused[kCsrfReasonSlots];
   // Redis store (redis_store.h): one connection per worker.
   Counter redis_commands;                   // commands sent
   Counter redis_errors;                     // error replies, lost connections, bad values

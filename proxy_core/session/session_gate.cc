@@ -76,6 +76,12 @@ void SessionGate::reset() {
   request_id_.clear();
 }
 
+const TokenHash* SessionGate::live_key() {
+  if (!active_) return nullptr;
+  if (unstored_) key_ = key_of(token_);  // the key its store write will use (create_then)
+  return &key_;
+}
+
 void SessionGate::set_client(std::string_view address, std::string_view request_id) {
   client_address_ = origin_text(address, kMaxClientAddressBytes);
   request_id_.assign(request_id.substr(0, 128));

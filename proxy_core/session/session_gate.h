@@ -26,6 +26,7 @@
 #include "proxy_core/http/http_message.h"
 #include "proxy_core/ops/metrics.h"
 #include "proxy_core/session/first_visit_token.h"
+#include "proxy_core/session/session_attributes.h"
 #include "proxy_core/session/session_cookie.h"
 #include "proxy_core/session/session_store.h"
 
@@ -61,6 +62,12 @@ class SessionGate {
   size_t injected_count() const { return injected_count_; }
   bool replace_cookie() const { return replace_cookie_; }
   std::string_view cookie_value() const { return cookie_value_; }
+  // For the request policy (issue 15): the session's attributes as read at request time (null
+  // when the request has no session: excluded path, store failed open), and the live session's
+  // store key (for a grace request the live session's, not the old token's; computed here for a
+  // first visit that is not stored yet, whose key it will be). Null without a session.
+  const SessionAttributes* attributes() const { return active_ ? &record_.attributes : nullptr; }
+  const TokenHash* live_key();
   // For the client response.
   const HeaderList& response_headers() const { return response_headers_; }
   bool sets_cookie() const { return sets_cookie_; }

@@ -5,7 +5,8 @@
 
 PATH is one of: returning (keep-alive, one session cookie), new (keep-alive, no cookie: every
 request is a new visitor), new-on-return (the same with session.create = "on_return"). Default:
-all three. For each, the gateway (one worker) runs under valgrind --tool=callgrind in front of a
+all three. --extra TOML is appended to the configuration and --upstream-extra TOML put in its
+[upstream] table (a feature to measure: one [[access.rules]], sign = true). For each, the gateway (one worker) runs under valgrind --tool=callgrind in front of a
 small origin on loopback; the figure is (Ir with n requests - Ir with none) / n, so start-up and
 shutdown cancel out. Instructions, not seconds: repeatable on a busy machine. Prints one line per
 path. A benchmark, never a test: it does not fail on a figure. Standard library only.
@@ -70,14 +71,14 @@ def read_response(sock, buf):
     return head.split(b" ", 2)[1], cookie.group(1).decode() if cookie else "", rest[length:]
 
 
-def run(binary, path, n, origin_port):
+def run(binary, path, n, origin_port, extra="", upstream_extra=""):
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         conf = os.path.join(tmp, "gateway.toml")
         with open(conf, "w") as f:
             f.write(f'[server]\nlisten = ["127.0.0.1:{port}"]\nworkers = 1\n'
-                    f'[upstream]\nservers = ["127.0.0.1:{origin_port}"]\n'
-                    f'[session]\n{EXTRA[path]}[log]\naccess = "off"\nlevel = "warn"\n')
+                    f'[upstream]\nservers = ["127.0.0.1:{origin_port}"]\n{upstream_extra}\n'
+                    f'[session]\n{EXTRA[path]}[log]\naccess = "off"\nlevel = "warn"\n' + extra)
         out = os.path.join(tmp, "cg.out")
         proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                                  binary, "--config", conf],
@@ -113,13 +114,17 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "sessiongate"))
     ap.add_argument("-n", type=int, default=2000)
+    ap.add_argument("--extra", default="")
+    ap.add_argument("--upstream-extra", default="")
     ap.add_argument("paths", nargs="*", default=list(EXTRA))
     args = ap.parse_args()
+    extra = args.extra.replace("\\n", "\n")
+    upstream_extra = args.upstream_extra.replace("\\n", "\n")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Origin)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     for path in args.paths:
-        base = run(args.bin, path, 0, server.server_address[1])
-        full = run(args.bin, path, args.n, server.server_address[1])
+        base = run(args.bin, path, 0, server.server_address[1], extra, upstream_extra)
+        full = run(args.bin, path, args.n, server.server_address[1], extra, upstream_extra)
         print(f"{path:14s} {(full - base) / args.n:10.0f} instructions/request  (n={args.n})")
     server.shutdown()
 

@@ -110,6 +110,7 @@ class Metrics(unittest.TestCase):
                        "sessiongate_sessions_destroyed_total", "sessiongate_sessions_evicted_total",
                        "sessiongate_rejected_client_headers_total", "sessiongate_store_errors_total",
                        "sessiongate_store_records_rejected_total",
+                       "sessiongate_access_denied_total", "sessiongate_csrf_refused_total",
                        "sessiongate_config_reloads_total"):
             self.assertRegex(text, rf"(?m)^# TYPE {family} ", f"metric family {family} missing")
         # Histogram buckets are cumulative and end in +Inf == _count.

@@ -2,8 +2,8 @@
 talked to directly: the return path after login, the X-Session-Csrf token rendered into its
 forms, and --sign-key-file refusing requests whose X-Session-Signature does not verify.
 
-The gateway's side (the /cart rule, the CSRF check, the signature it adds) is wired into the
-request path with the connection/exchange split; its end-to-end tests come with it.
+The gateway's side (the /cart rule, the CSRF check, the signature it adds) is tested end to end
+in test_policy.py and test_browser_csrf.py.
 """
 
 import base64

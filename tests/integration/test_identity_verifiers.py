@@ -6,8 +6,8 @@ A good signature passes; any changed, added or removed X-Session-* header, anoth
 target, an unknown key, and a `t` outside the allowed skew fail. The PHP verifier runs when
 php-cli is installed (deploy/install-deps.sh test installs it; under ctest a missing php fails).
 
-When the exchange calls the signer (issue 15 wiring), a test against real gateway output belongs
-here too: the same checks on the headers a recording upstream receives.
+The same checks on real gateway output (the headers a recording upstream receives) are in
+test_policy.SignedIdentity.
 """
 
 import importlib.util

@@ -1,9 +1,6 @@
 """Issue 15 through the real gateway: sign-in required paths, CSRF defence, the signed identity
-header (README: "Access rules, CSRF defence and the signed identity header").
-
-Written with the policy modules, before the request path calls them: while `--check` says the
-features are "not enforced by this build yet", every test here is skipped (the wiring removes that
-warning, which turns these tests on). What each test expects is the documented behaviour.
+header (README: "Access rules, CSRF defence and the signed identity header"). What each test
+expects is the documented behaviour.
 """
 
 import importlib.util
@@ -37,8 +34,6 @@ def setUpModule():
         r = run_cli("--check", "--config", f.name)
     if r.returncode != 0:
         raise AssertionError(f"the test configuration does not load: {r.stdout}{r.stderr}")
-    if "not enforced by this build yet" in r.stdout + r.stderr:
-        raise unittest.SkipTest("issue 15: the request path does not call the policy yet")
 
 
 def sign_in(test, port, attributes: dict) -> str:
@@ -86,8 +81,11 @@ class AccessRules(unittest.TestCase):
             self.assertEqual(metric_value(self.admin, "sessiongate_access_denied_total", outcome=outcome), count)
 
     def test_the_return_path_is_never_an_absolute_url(self):
-        r = self.ask("http://gw.test/cart?x=1", NAVIGATE)  # absolute-form: matched by its path
-        self.assertEqual((r.status, r.header("Location")), (303, "/login"))
+        # Absolute-form: the gateway reduces it to origin-form first (request_validation.cc, as
+        # for forwarding), so the rule matches its path and only that path, never the scheme or
+        # host, goes into the return parameter.
+        r = self.ask("http://evil.test/cart?x=1", NAVIGATE)
+        self.assertEqual((r.status, r.header("Location")), (303, "/login?next=/cart%3Fx%3D1"))
 
     def test_rules_reload_on_sighup(self):
         self.assertEqual(self.ask("/cart", JSON).status, 401)
@@ -160,6 +158,18 @@ class CsrfToken(unittest.TestCase):
         self.assertEqual(up.requests[-1]["body_length"], len(body), "the held bytes and the rest forwarded")
         self.assertEqual(post(body=b"item=" + b"x" * 2000 + b"&csrf_token=" + token.encode()).status, 413)
         self.assertEqual(post(body=b'{"csrf_token":"x"}', ctype="application/json").status, 403)
+        # A chunked form body: the held bytes are framed again and the rest streams on.
+        chunked = [("Cookie", cookie), ("Content-Type", "application/x-www-form-urlencoded"),
+                   ("Transfer-Encoding", "chunked")]
+        parts = [b"item=x&csrf", f"_token={token}&".encode(), b"z" * 3000]
+        raw = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+        r = HttpClient(gw.port, self).roundtrip("POST", "/upload", headers=chunked, body=raw)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(up.requests[-1]["body_length"], sum(len(p) for p in parts))
+        # A client-sent X-Session-Csrf is dropped: the application sees the gateway's own only.
+        h = [("Cookie", cookie), ("X-Session-Csrf", "forged")]
+        echoed = HttpClient(gw.port, self).roundtrip("GET", "/echo", headers=h).json()["headers"]
+        self.assertEqual([v for k, v in echoed if k.lower() == "x-session-csrf"], [token])
         self.assertNotIn(token, "".join(gw.logs()), "the token appeared in a log")
 
 
@@ -187,6 +197,28 @@ class SignedIdentity(unittest.TestCase):
         self.assertFalse(verifier.verify(seen["method"], seen["target"], dict(headers, **{"X-Session-User": "bob"}), [key]))
         t = int(headers["X-Session-Signature"].split("t=")[1].split(";")[0])
         self.assertFalse(verifier.verify(seen["method"], seen["target"], headers, [key], now=t + 61))
+
+        # Client-sent copies of the gateway's own headers never reach the application: only the
+        # gateway's signature arrives, and no <prefix>Csrf at all (token mode is off).
+        forged = [("Cookie", cookie), ("X-Session-Signature", "v1; kid=0000000000000000; t=1; sig=x"),
+                  ("X-Session-Csrf", "forged"), ("x-session-user", "mallory")]
+        HttpClient(gw.port, self).roundtrip("GET", "/echo?b=2", headers=forged)
+        seen = up.requests[-1]
+        names = [n.lower() for n, _ in seen["headers"]]
+        self.assertEqual(names.count("x-session-signature"), 1)
+        self.assertEqual(names.count("x-session-user"), 1)
+        self.assertNotIn("x-session-csrf", names)
+        self.assertNotIn("forged", str(seen["headers"]))
+        self.assertTrue(verifier.verify(seen["method"], seen["target"], dict(seen["headers"]), [key]))
+        self.assertEqual(dict(seen["headers"])["X-Session-User"], "alice")
+
+        # A key file that cannot be read refuses the reload: the running key keeps signing.
+        missing = os.path.join(gw.dir, "gone.key")
+        write_config(gw, {"upstream": {"sign": True, "sign_key_file": [missing]}})
+        reload(gw, "failed")
+        HttpClient(gw.port, self).roundtrip("GET", "/echo?c=3", headers=[("Cookie", cookie)])
+        seen = up.requests[-1]
+        self.assertTrue(verifier.verify(seen["method"], seen["target"], dict(seen["headers"]), [key]))
 
 
 if __name__ == "__main__":

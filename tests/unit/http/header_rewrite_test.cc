@@ -189,6 +189,22 @@ TEST_CASE("whatever the client sends under the reserved prefix is removed, in an
   CHECK(out.find("root") == std::string::npos);
 }
 
+TEST_CASE("the exchange's own headers follow the injected ones and client copies are dropped") {
+  MessageHead h = request({{"Host", "example.com"},
+                           {"X-Session-Signature", "v1; forged"},
+                           {"X-Session-Csrf", "forged"}});
+  HeaderList injected = {{"X-Session-Id", "sid-1"}};
+  HeaderList appended = {{"X-Session-Csrf", "tok"}, {"X-Session-Signature", "v1; sig"}};
+  UpstreamRequestOptions o = upstream_options();
+  o.injected = &injected;
+  o.appended = &appended;
+  std::string out = upstream(h, o);
+  CHECK(out == "GET /path?q=1 HTTP/1.1\r\nHost: example.com\r\n" + kForwarded +
+                   "X-Session-Id: sid-1\r\nX-Session-Csrf: tok\r\n"
+                   "X-Session-Signature: v1; sig\r\n\r\n");
+  CHECK(out.find("forged") == std::string::npos);
+}
+
 TEST_CASE("the reserved prefix is taken from the options") {
   MessageHead h = request({{"Host", "example.com"},
                            {"X-Auth-User", "forged"},
@@ -541,8 +557,18 @@ TEST_CASE("a local response can close, carry extra headers, and omit its body fo
         "Cache-Control: no-store\r\nContent-Length: 0\r\n\r\n");
 }
 
+TEST_CASE("a local response carries the content type it is given (an access rule's JSON 401)") {
+  std::string out;
+  build_local_response(401, "{}", false, "Sun, 06 Nov 1994 08:49:37 GMT", out, nullptr, false,
+                       "application/json");
+  CHECK(out ==
+        "HTTP/1.1 401 Unauthorized\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: "
+        "application/json\r\nCache-Control: no-store\r\nContent-Length: 2\r\n\r\n{}");
+}
+
 TEST_CASE("every status the gateway answers has its standard reason phrase") {
   CHECK(status_reason(400) == "Bad Request");
+  CHECK(status_reason(401) == "Unauthorized");  // an access rule's answer to an API call
   CHECK(status_reason(413) == "Content Too Large");
   CHECK(status_reason(431) == "Request Header Fields Too Large");
   CHECK(status_reason(502) == "Bad Gateway");
