@@ -83,13 +83,13 @@ const TokenHash* SessionGate::live_key() {
 }
 
 void SessionGate::set_client(std::string_view address, std::string_view request_id) {
-  client_address_ = origin_text(address, kMaxClientAddressBytes);
+  assign_origin_text(client_address_, address, kMaxClientAddressBytes);
   request_id_.assign(request_id.substr(0, 128));
 }
 
 void SessionGate::record_origin(const MessageHead& request) {
   const HeaderField* agent = request.find("user-agent");
-  user_agent_ = agent ? origin_text(agent->value, kMaxUserAgentBytes) : std::string();
+  assign_origin_text(user_agent_, agent ? agent->value : std::string_view(), kMaxUserAgentBytes);
 }
 
 void SessionGate::begin(const Config& config, SessionStore* store, WorkerMetrics* metrics, bool tls,

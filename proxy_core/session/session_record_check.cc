@@ -38,12 +38,17 @@ const char* record_error_text(RecordError error) {
   return "unknown record error";
 }
 
-std::string origin_text(std::string_view text, size_t max_bytes) {
-  std::string out(text.substr(0, max_bytes));
+void assign_origin_text(std::string& out, std::string_view text, size_t max_bytes) {
+  out.assign(text.substr(0, max_bytes));
   for (char& c : out) {
     const auto u = static_cast<unsigned char>(c);
     if (u < 0x20 || u > 0x7e) c = '?';
   }
+}
+
+std::string origin_text(std::string_view text, size_t max_bytes) {
+  std::string out;
+  assign_origin_text(out, text, max_bytes);
   return out;
 }
 

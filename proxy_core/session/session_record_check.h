@@ -34,6 +34,9 @@ const char* record_error_text(RecordError error);
 // `text` made fit for a record's client address or user agent: bytes outside 0x20-0x7E become
 // '?', and it is cut to `max_bytes`. What the gateway records always passes the check below.
 std::string origin_text(std::string_view text, size_t max_bytes);
+// The same into `out`, reusing its capacity: the gate records the origin of every request in case
+// it creates a session, so this must not allocate per request.
+void assign_origin_text(std::string& out, std::string_view text, size_t max_bytes);
 
 // Checks `record` against the rules above at now_ms. Bounds of 0 mean unbounded.
 RecordError check_session_record(const SessionRecord& record, int64_t now_ms,

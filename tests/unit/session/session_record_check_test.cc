@@ -135,6 +135,12 @@ TEST_CASE("the client address and user agent of a record are bounded and printab
 }
 
 TEST_CASE("origin_text cuts and replaces what a record would refuse") {
+  std::string kept;
+  assign_origin_text(kept, std::string(200, 'a'), kMaxUserAgentBytes);
+  const size_t capacity = kept.capacity();
+  assign_origin_text(kept, "Agent/2\n", kMaxUserAgentBytes);  // the next request's, in place
+  CHECK(kept == "Agent/2?");
+  CHECK(kept.capacity() == capacity);
   CHECK(origin_text("Agent/1\r\n\x80", 64) == "Agent/1???");
   CHECK(origin_text(std::string(300, 'u'), kMaxUserAgentBytes).size() == kMaxUserAgentBytes);
   SessionRecord r;
