@@ -4,33 +4,15 @@
 
 #include <utility>
 
+#include "proxy_core/base/ascii.h"
+
 namespace sg {
 
 namespace {
 
 // RFC 9110 §5.6.2 tchar, lowercase letters only (RFC 9113 §8.2.1: uppercase is malformed).
 bool is_lower_tchar(char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) return true;
-  switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-      return true;
-    default:
-      return false;
-  }
+  return is_tchar(c) && !(c >= 'A' && c <= 'Z');
 }
 
 bool is_valid_name(std::string_view name) {
