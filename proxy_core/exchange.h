@@ -49,7 +49,8 @@ class Exchange final : public UpstreamUser {
   // request can leak into this one's answer or log line). Takes a request id.
   void begin(Downstream* downstream);
   // The request head. `complete`: the request has no body (its end is already known).
-  void on_request_head(const MessageHead& request, bool complete);
+  // `request` may be normalised in place by validate_request.
+  void on_request_head(MessageHead& request, bool complete);
   void on_request_body(const char* data, size_t len);
   void on_request_end();
   // A malformed request (parse error, header timeout) or a request over a limit. `partial`, when
@@ -67,6 +68,7 @@ class Exchange final : public UpstreamUser {
   // and nothing more is sent. Idempotent.
   void downstream_closed();
 
+  bool output_paused() const { return upstream_paused_; }
   bool response_started() const { return response_ != Response::kNotStarted; }
   bool in_tunnel() const { return phase_ == Phase::kTunnel; }
   const std::string& request_id() const { return request_id_; }
@@ -93,7 +95,7 @@ class Exchange final : public UpstreamUser {
   enum class Hold : uint8_t { kNone, kScanning, kHolding };
 
   // exchange_request.cc: the request.
-  bool check_request_head(const MessageHead& req);
+  bool check_request_head(MessageHead& req);
   bool answer_locally(const MessageHead& req);
   ClientScheme request_scheme(const MessageHead& req);
   bool refuse_logout(const MessageHead& req, bool https);
@@ -161,6 +163,7 @@ class Exchange final : public UpstreamUser {
   bool tunnel_requested_ = false;
   bool expect_continue_ = false;
   bool retried_ = false;
+  bool rejected_ = false;         // a malformed request: what was read after it is dropped
   bool upstream_paused_ = false;  // reading from the upstream stopped for client backpressure
   bool in_directives_call_ = false;
   bool directives_answered_ = false;
