@@ -151,7 +151,6 @@ const RedisScript& redis_rotate_script() {
                     "local ttl = change(KEYS[1], c, s, 10) "
                     "if not ttl then return 2 end "
                     "redis.call('RENAME', KEYS[1], KEYS[2]) "
-                    "redis.call('HDEL', KEYS[1], 'u') "
                     "redis.call('HSET', KEYS[1], 'r', ARGV[8], 'g', ARGV[9]) "
                     "redis.call('PEXPIRE', KEYS[1], string.format('%d', math.max(idle, "
                     "tonumber(ARGV[9]) - now))) "

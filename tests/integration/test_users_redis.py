@@ -11,6 +11,8 @@
 
 One redis-server, two gateways and one HAProxy per test, on free ports, stopped at cleanup."""
 
+import json
+import os
 import re
 import socket
 import sys
@@ -18,7 +20,8 @@ import threading
 import unittest
 
 from harness import wait_until
-from redis_util import HAProxy, require_tools
+from ops_util import FREE_ADMIN_LISTEN
+from redis_util import HAProxy, require_tools, resp, session_key
 from session_util import header_values, respond_target
 from test_users import OnRedis, UsersTestCase
 
@@ -70,7 +73,6 @@ class Monitor:
         self.thread.join(timeout=5)
 
     def mark(self) -> str:
-        from redis_util import resp
         self.marks += 1
         name = f"sg-mark-{self.marks}"
         resp(self.port, "ECHO", name)
@@ -96,8 +98,12 @@ class TwoInstances(OnRedis, UsersTestCase):
         require_tools("redis-server", "haproxy")
         super().setUp()
 
-    def pair(self, **session):
-        a, b = self.users_gateway(**session), self.users_gateway(**session)
+    def pair(self, audit: tuple[str, str] | None = None, **session):
+        def one(i):
+            admin = {"listen": FREE_ADMIN_LISTEN, "token_file": self.token_file}
+            ov = {"admin": admin, **({"log": {"audit": audit[i]}} if audit else {})}
+            return self.gateway(ov, **session)
+        a, b = one(0), one(1)
         hap = HAProxy(self, [a.port, b.port])
         hap.wait_all_up()
         return a, b, hap
@@ -145,12 +151,26 @@ class TwoInstances(OnRedis, UsersTestCase):
         self.assertIsNotNone(new)
 
     def test_cap_evict_oldest_across_instances(self):
-        a, b, hap = self.pair(max_per_user=2, on_limit="evict_oldest")
+        audit = (os.path.join(self.tmp, "a.audit"), os.path.join(self.tmp, "b.audit"))
+        a, b, hap = self.pair(audit, max_per_user=2, on_limit="evict_oldest")
         tokens = [self.device(hap, f"C{i}") for i in range(3)]
-        for gw, t in zip((a, b, a), tokens):
+        for gw, t in zip((a, b), tokens):
             self.sign_in(gw, t, "erin")
+        oldest = next(s["handle"] for s in self.list_user(b, "erin") if s["user_agent"] == "C0")
+        self.sign_in(a, tokens[2], "erin")
         for gw in (a, b):
             self.assertEqual(self.agents(gw, "erin"), ["C1", "C2"])
+        # The instance whose login evicted writes the audit line, without any token.
+        def evicted():
+            with open(audit[0]) as f:
+                return [e for e in map(json.loads, filter(str.strip, f)) if e["event"] == "evicted"]
+        wait_until(lambda: evicted(), 5.0, message="no eviction audited")
+        self.assertEqual([(e["reason"], e["session"], e["user"], e["client"]) for e in evicted()],
+                         [("user-cap", oldest, "erin", "127.0.0.1")])
+        with open(audit[0]) as f:
+            text = f.read()
+        for t in tokens:
+            self.assertNotIn(t, text)
         user, new = self.user_seen(b, tokens[0])
         self.assertIsNone(user)
         self.assertIsNotNone(new)
@@ -192,22 +212,32 @@ class TwoInstances(OnRedis, UsersTestCase):
         mon.close()
 
         def used() -> int:
-            from redis_util import resp
             info = resp(self.redis.port, "INFO", "memory").decode()
             return int(re.search(r"used_memory:(\d+)", info).group(1))
 
-        n = 300
+        def usage(key: str) -> int:
+            return resp(self.redis.port, "MEMORY", "USAGE", key, "SAMPLES", "0")
+
+        n = 600
         before = used()
         tokens = [self.device(a, f"Mem/{i}") for i in range(n)]
         anonymous = used()
+        hashes = sum(usage(session_key("sgusers:", t)) for t in tokens)
         for i, t in enumerate(tokens):
             self.sign_in(a, t, f"member{i // 3}")  # three devices per user
         indexed = used()
         self.assertEqual(len(self.list_user(b, "member0")), 3)
-        report(f"Redis memory: {(anonymous - before) / n:.0f} B per anonymous session, "
-               f"{(indexed - anonymous) / n:.0f} B more per indexed session "
-               f"(users of three sessions; the user attribute, the index entry, the handle key)")
-
+        # Key by key (MEMORY USAGE: the values and their key names, not the keyspace's buckets):
+        # the hashes' growth (a:user, u), the handle keys and the users' sorted sets.
+        keys = [k.decode() for k in resp(self.redis.port, "KEYS", "sgusers:*")]
+        extra = (sum(usage(session_key("sgusers:", t)) for t in tokens) - hashes +
+                 sum(usage(k) for k in keys if k.startswith("sgusers:h:") or "{u:" in k))
+        self.assertEqual(sum(1 for k in keys if "{u:" in k), n // 3 + 1)  # and "fig"
+        report(f"Redis memory (INFO used_memory, {n} sessions, keyspace buckets included): "
+               f"{(anonymous - before) / n:.0f} B per anonymous session, "
+               f"{(indexed - anonymous) / n:.0f} B more per indexed session; by MEMORY USAGE: "
+               f"{hashes / n:.0f} B per anonymous session hash, {extra / n:.0f} B more per indexed "
+               f"session (a:user and u in the hash, the handle key, a third of a user's index)")
 
 if __name__ == "__main__":
     unittest.main()
