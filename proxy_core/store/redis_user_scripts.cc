@@ -22,7 +22,8 @@ namespace sg {
 // the live ones exactly (up to cap + 64 entries examined; an entry not examined counts as live).
 // settle(p, k, d, od, u, h, c, ttl): carries the plan out once the change is written: the
 // session (key k, digest d, before od, index u, handle h, created c, TTL ttl) stays, leaves or
-// joins; the evicted die. Returns the evicted's handle/client pairs.
+// joins; the evicted die. Returns the evicted's handle/client pairs. A re-keyed entry is added
+// before the old one leaves: a set that became empty would vanish and come back without its TTL.
 std::string redis_index_lua() {
   return "local prefix, uattr = ARGV[4], ARGV[5] "
          "local function ikey(id) return prefix .. '{u:' .. id .. '}' end "
@@ -77,8 +78,8 @@ std::string redis_index_lua() {
          "  local ev = {} "
          "  if p.keep then "
          "    if u and h and od ~= d then "
-         "      redis.call('ZREM', ikey(u), od) "
          "      redis.call('ZADD', ikey(u), ms(c), d) "
+         "      redis.call('ZREM', ikey(u), od) "
          "      redis.call('SET', hkey(h), d, 'PX', ms(ttl)) "
          "    elseif u and h then "
          "      redis.call('PEXPIRE', hkey(h), ms(ttl)) "

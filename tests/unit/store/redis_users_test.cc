@@ -139,6 +139,8 @@ TEST_CASE("redis users: a rotation keeps the session indexed under its new key")
   CHECK(tags(v) == std::vector<int>{1});
   CHECK(f.cmd({"ZSCORE", index_key("alice"), digest_hex(key("rotated"))}) != "(nil)");
   CHECK(f.cmd({"ZSCORE", index_key("alice"), digest_hex(key(name(1)))}) == "(nil)");
+  // The index keeps its expiry through the re-keying of its only entry.
+  CHECK(std::stol(f.cmd({"PTTL", index_key("alice")})) > 0);
   CHECK(f.cmd({"GET", redis_handle_key(kPrefix, new_record(1).handle)}) ==
         digest_hex(key("rotated")));
   // A login is a rotation that sets the user: the new key joins in the same step.
