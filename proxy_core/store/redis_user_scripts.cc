@@ -22,8 +22,11 @@ namespace sg {
 // the live ones exactly (up to cap + 64 entries examined; an entry not examined counts as live).
 // settle(p, k, d, od, u, h, c, ttl): carries the plan out once the change is written: the
 // session (key k, digest d, before od, index u, handle h, created c, TTL ttl) stays, leaves or
-// joins; the evicted die. Returns the evicted's handle/client pairs. A re-keyed entry is added
-// before the old one leaves: a set that became empty would vanish and come back without its TTL.
+// joins; the evicted die. Returns the evicted's handle/client pairs. The score is the created time
+// with the join's delay after it (up to 999 ms) as the fraction: sessions created in the same
+// millisecond (devices opened at once) are ordered by their logins, as the memory store does. A
+// re-keyed entry is added before the old one leaves: a set that became empty would vanish and come
+// back without its TTL.
 std::string redis_index_lua() {
   return "local prefix, uattr = ARGV[4], ARGV[5] "
          "local function ikey(id) return prefix .. '{u:' .. id .. '}' end "
@@ -78,7 +81,7 @@ std::string redis_index_lua() {
          "  local ev = {} "
          "  if p.keep then "
          "    if u and h and od ~= d then "
-         "      redis.call('ZADD', ikey(u), ms(c), d) "
+         "      redis.call('ZADD', ikey(u), redis.call('ZSCORE', ikey(u), od) or ms(c), d) "
          "      redis.call('ZREM', ikey(u), od) "
          "      redis.call('SET', hkey(h), d, 'PX', ms(ttl)) "
          "    elseif u and h then "
@@ -96,7 +99,8 @@ std::string redis_index_lua() {
          "    kill(m, p.join) "
          "    ev[#ev + 1] = m.h ev[#ev + 1] = m.ip "
          "  end "
-         "  redis.call('ZADD', ikey(p.join), ms(c), d) "
+         "  local late = math.max(0, math.min(now - c, 999)) "
+         "  redis.call('ZADD', ikey(p.join), string.format('%d.%03d', c, late), d) "
          "  redis.call('PEXPIRE', ikey(p.join), ms(abs)) "
          "  redis.call('HSET', k, 'u', p.join) "
          "  if h then redis.call('SET', hkey(h), d, 'PX', ms(ttl)) end "

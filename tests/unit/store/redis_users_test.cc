@@ -242,6 +242,24 @@ TEST_CASE("redis users: the cap with evict_oldest destroys the oldest in the sam
   CHECK(u.zcard("alice") == 2);
 }
 
+TEST_CASE("redis users: sessions created in the same millisecond are ordered by their logins") {
+  Fixture f;
+  Users u{f};
+  const int64_t created = unix_now_ms() - 1000;
+  for (int i : {1, 2, 3}) {
+    SessionRecord r = new_record(static_cast<uint8_t>(i));
+    r.created_ms = r.last_seen_ms = created;
+    REQUIRE(f.h->create(key(name(i)), r) == StoreStatus::kOk);
+  }
+  // Logins in the order 2, 1 (a few milliseconds after the sessions were made), then 3.
+  REQUIRE(f.h->modify(key(name(2)), set_user("alice", 2), created + 3) == StoreStatus::kOk);
+  REQUIRE(f.h->modify(key(name(1)), set_user("alice", 2), created + 5) == StoreStatus::kOk);
+  CHECK(tags(u.list("alice")) == std::vector<int>{2, 1});
+  REQUIRE(f.h->modify(key(name(3)), set_user("alice", 2), created + 7) == StoreStatus::kOk);
+  CHECK(tags(u.list("alice")) == std::vector<int>{1, 3});  // the first login was evicted
+  CHECK(f.h->lookup(key(name(2))).status == StoreStatus::kNotFound);
+}
+
 TEST_CASE("redis users: the cap with reject refuses the join and writes nothing") {
   Fixture f;
   Users u{f};
