@@ -5,29 +5,10 @@
 #include "proxy_core/store/redis_scripts.h"
 
 namespace sg {
+namespace {
 
-// Shared by the session scripts, after prelude()'s live() and change(). ARGV[4] is the key
-// prefix, ARGV[5] the user attribute ('' = no index).
-// member(d, id, user): the session under prefix..d as an entry of index `id`: nil when the entry
-// is stale (no live session there, or the session is in no or another index: it leaves), false
-// when it is live in that index but its user is not `user` (two users whose ids collide share an
-// index; the entry stays, it is not ours to show or count), else what a listing shows.
-// scan(id, user, limit): the live entries of `user` among the `limit` oldest, oldest first; the
-// stale ones met leave the index, and every entry created more than `abs` ago leaves at once (its
-// session is dead by the absolute timeout). Also returns how many entries were not examined.
-// plan(u, i, x): what a change does to the index, decided before anything is written: ARGV[x] is
-// '' (user untouched), '-' (user cleared) or the id of the user set, ARGV[x + 1] that user, the
-// cap is ARGV[i + 3] with ARGV[i + 4] 'reject' or 'evict'. nil = refused by the cap. A join
-// without a cap looks at the 8 oldest entries (pruning bounded per call); with a cap it counts
-// the live ones exactly (up to cap + 64 entries examined; an entry not examined counts as live).
-// settle(p, k, d, od, u, h, c, ttl): carries the plan out once the change is written: the
-// session (key k, digest d, before od, index u, handle h, created c, TTL ttl) stays, leaves or
-// joins; the evicted die. Returns the evicted's handle/client pairs. The score is the created time
-// with the join's delay after it (up to 999 ms) as the fraction: sessions created in the same
-// millisecond (devices opened at once) are ordered by their logins, as the memory store does. A
-// re-keyed entry is added before the old one leaves: a set that became empty would vanish and come
-// back without its TTL.
-std::string redis_index_lua() {
+// ikey(), hkey(), member(), scan(), kill() and describe() (see redis_index_lua).
+std::string index_readers_lua() {
   return "local prefix, uattr = ARGV[4], ARGV[5] "
          "local function ikey(id) return prefix .. '{u:' .. id .. '}' end "
          "local function hkey(h) return prefix .. 'h:' .. h end "
@@ -63,8 +44,12 @@ std::string redis_index_lua() {
          "    out[#out + 1] = m.ip out[#out + 1] = m.ua "
          "  end "
          "  return out "
-         "end "
-         "local function plan(u, i, x) "
+         "end ";
+}
+
+// plan() and settle() (see redis_index_lua).
+std::string index_writers_lua() {
+  return "local function plan(u, i, x) "
          "  local want = ARGV[x] "
          "  if uattr == '' or want == '' or want == u then return {keep = true} end "
          "  if want == '-' then return {leave = true} end "
@@ -108,10 +93,37 @@ std::string redis_index_lua() {
          "end ";
 }
 
+}  // namespace
+
+// Shared by the session scripts, after prelude()'s live() and change(). ARGV[4] is the key
+// prefix, ARGV[5] the user attribute ('' = no index).
+// member(d, id, user): the session under prefix..d as an entry of index `id`: nil when the entry
+// is stale (no live session there, or the session is in no or another index: it leaves), false
+// when it is live in that index but its user is not `user` (two users whose ids collide share an
+// index; the entry stays, it is not ours to show or count), else what a listing shows.
+// scan(id, user, limit): the live entries of `user` among the `limit` oldest, oldest first; the
+// stale ones met leave the index, and every entry created more than `abs` ago leaves at once (its
+// session is dead by the absolute timeout). Also returns how many entries were not examined.
+// plan(u, i, x): what a change does to the index, decided before anything is written: ARGV[x] is
+// '' (user untouched), '-' (user cleared) or the id of the user set, ARGV[x + 1] that user, the
+// cap is ARGV[i + 3] with ARGV[i + 4] 'reject' or 'evict'. nil = refused by the cap. A join
+// without a cap looks at the 8 oldest entries (pruning bounded per call); with a cap it counts
+// the live ones exactly (up to cap + 64 entries examined; an entry not examined counts as live).
+// settle(p, k, d, od, u, h, c, ttl): carries the plan out once the change is written: the
+// session (key k, digest d, before od, index u, handle h, created c, TTL ttl) stays, leaves or
+// joins; the evicted die. Returns the evicted's handle/client pairs. The score is the created time
+// with the join's delay after it (up to 999 ms) as the fraction: sessions created in the same
+// millisecond (devices opened at once) are ordered by their logins, as the memory store does. A
+// re-keyed entry is added before the old one leaves: a set that became empty would vanish and come
+// back without its TTL.
+std::string redis_index_lua() {
+  return index_readers_lua() + index_writers_lua();
+}
+
 namespace {
 
 // The index scripts: KEYS[1] the index key, ARGV[1..5] as the session scripts, ARGV[6] the index
-// id, ARGV[7] the user, ARGV[8] a digest to spare ('' = none). At most kMaxListed entries are
+// id, ARGV[7] the user, ARGV[8] a digest to spare ('' = none). At most kRedisMaxListed entries are
 // examined per call.
 std::string users_script(const char* tail) {
   return redis_script_prelude() + "local lv = scan(ARGV[6], ARGV[7], " +
