@@ -177,9 +177,15 @@ TokenHash hash_token(std::string_view token) {
 }
 
 TokenHash TokenDigestCache::digest_of(std::string_view token) {
-  if (!filled_ || !constant_time_equal(token, token_)) {
-    filled_ = true;
-    token_.assign(token);
+  if (token.size() > kWords * 8) return hash_token(token);
+  std::array<uint64_t, kWords> words{};
+  std::memcpy(words.data(), token.data(), token.size());
+  uint64_t diff = token.size() ^ length_;
+  for (size_t i = 0; i < kWords; ++i)
+    diff |= words[i] ^ words_[i];
+  if (diff != 0) {
+    words_ = words;
+    length_ = token.size();
     digest_ = hash_token(token);
   }
   return digest_;

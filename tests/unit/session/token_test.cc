@@ -100,6 +100,10 @@ TEST_CASE("the token digest cache answers the digest of the token asked, alterna
   CHECK(cache.digest_of(b) == hash_token(b));  // a different token replaces it
   CHECK(cache.digest_of(a) == hash_token(a));
   CHECK(cache.digest_of("") == hash_token(""));
+  CHECK(cache.digest_of(a.substr(0, 40)) == hash_token(a.substr(0, 40)));  // a prefix is not a hit
+  const std::string longer = a + a;                                        // never cached
+  CHECK(cache.digest_of(longer) == hash_token(longer));
+  CHECK(cache.digest_of(a) == hash_token(a));
 }
 
 }  // namespace
