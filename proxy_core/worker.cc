@@ -31,6 +31,7 @@ Worker::Worker(unsigned index, std::shared_ptr<const Config> config, GatewayStat
   read_buffer_ = std::make_unique<char[]>(kReadBufferSize);
   pool_ =
       std::make_unique<UpstreamPool>(&loop_, read_buffer_.get(), kReadBufferSize, metrics_.get());
+  pool_->set_tls_source(&tls_.upstream);
   uv_async_init(&loop_, &async_, &Worker::on_async);
   async_.data = this;
   uv_timer_init(&loop_, &sweep_);
