@@ -67,7 +67,8 @@ class StreamResult:
 
 class H2Client:
     def __init__(self, port: int, tls_ca: str | None = None, host: str = "127.0.0.1",
-                 authority: str = "localhost", window: int | None = None):
+                 authority: str = "localhost", window: int | None = None,
+                 connection_window: int | None = None):
         h2 = import_h2()
         self.h2 = h2
         self.authority = authority
@@ -86,14 +87,17 @@ class H2Client:
                                              validate_outbound_headers=False,
                                              normalize_outbound_headers=False))
         self.conn.initiate_connection()
-        if window is not None:
+        if window is not None:  # the stream windows for the server's DATA
             self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+        if connection_window is not None:  # added to the connection's 65535
+            self.conn.increment_flow_control_window(connection_window)
         self.flush()
         self.streams: dict[int, StreamResult] = {}
         self.goaway: int | None = None  # error code of the server's GOAWAY
         self.goaway_last_stream: int | None = None
         self.closed = False
         self.auto_ack = True  # acknowledge received DATA (WINDOW_UPDATE) as it comes
+        self.hold_streams: set[int] = set()  # streams whose DATA is never acknowledged (slow reader)
 
     def close(self):
         try:
@@ -167,7 +171,7 @@ class H2Client:
             elif isinstance(e, ev.DataReceived):
                 r = self.streams.setdefault(e.stream_id, StreamResult())
                 r.body += e.data
-                if self.auto_ack and e.flow_controlled_length:
+                if self.auto_ack and e.flow_controlled_length and e.stream_id not in self.hold_streams:
                     self.conn.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
             elif isinstance(e, ev.StreamEnded):
                 self.streams.setdefault(e.stream_id, StreamResult()).ended = True

@@ -349,6 +349,52 @@ class Drain(Http2Case):
         gw.stopped = True
 
 
+class FlowAndReload(Http2Case):
+    def test_a_slow_stream_does_not_stall_the_others_and_pauses_its_upstream(self):
+        gw = self.h2c_gateway({"admin": {"listen": FREE_ADMIN_LISTEN},
+                               "http2": {"response_buffer_bytes": "16KiB"}})
+        c = self.client(gw, connection_window=50_000_000)
+        slow = c.request("/bytes?n=5000000")
+        c.hold_streams.add(slow)  # never read: its window (65535) closes
+        fast = [c.request(f"/bytes?n={300_000 + i}") for i in range(5)]
+        for i, sid in enumerate(fast):
+            r = c.response(sid)
+            self.assertEqual(len(r.body), 300_000 + i, r)
+        self.assertFalse(c.streams[slow].ended)
+        self.assertLessEqual(len(c.streams[slow].body), 65535)
+
+        def paused():
+            m = parse_metrics(scrape(gw.admin_port))
+            return m.get(("sessiongate_http2_response_pauses_total", frozenset()), 0) >= 1
+        wait_until(paused, message="a response pause for the slow stream")
+        self.assertTrue(gw.alive())
+
+    def test_a_zero_window_stall_ends_the_connection_after_the_idle_timeout(self):
+        gw = self.h2c_gateway({"limits": {"client_idle_timeout": "1s"}})
+        c = self.client(gw, window=0)
+        sid = c.request("/bytes?n=100000")
+        c.wait(lambda: c.streams[sid].status == 200, "the response head")
+        c.wait_closed(timeout=10)
+        self.assertEqual(c.goaway, NO_ERROR)
+        self.assertEqual(c.streams[sid].body, b"")
+        self.assertFalse(c.streams[sid].ended)
+        other = self.client(gw)
+        self.assertEqual(self.get(other).status, 200)
+
+    def test_reload_applies_to_new_streams_on_an_open_connection(self):
+        from ops_util import reload, write_config
+        gw = self.h2c_gateway()
+        c = self.client(gw)
+        body = b"x" * 100
+        post = lambda: c.response(c.request("/upload", "POST",  # noqa: E731
+                                            extra=[("content-length", "100")], body=body))
+        self.assertEqual(post().status, 200)
+        write_config(gw, {"limits": {"max_body_bytes": "10B"}})
+        reload(gw)
+        self.assertEqual(post().status, 413)
+        self.assertEqual(self.get(c).status, 200)
+
+
 class RealClients(Http2Case):
     def run_tool(self, argv: list[str]) -> subprocess.CompletedProcess:
         if shutil.which(argv[0]) is None:
