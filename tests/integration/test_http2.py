@@ -395,6 +395,36 @@ class FlowAndReload(Http2Case):
         self.assertEqual(self.get(c).status, 200)
 
 
+class Browser(Http2Case):
+    def test_chromium_uses_h2_over_tls_with_the_session(self):
+        """Chromium over TLS (our test certificate pinned by its key) speaks h2 to the gateway."""
+        import base64
+        import hashlib
+        import tempfile
+        from cdp import Browser as Chromium
+        chromium = os.environ.get("SG_CHROMIUM", "/usr/bin/chromium")
+        if not os.access(chromium, os.X_OK):
+            missing_tool(f"Chromium not found at {chromium}")
+        gw = self.tls_gateway()
+        pem = subprocess.run(["openssl", "x509", "-in", self.pki.default.cert, "-noout", "-pubkey"],
+                             capture_output=True, text=True, check=True).stdout
+        spki = base64.b64decode("".join(l for l in pem.splitlines() if "-----" not in l))
+        pin = base64.b64encode(hashlib.sha256(spki).digest()).decode()
+        log_dir = tempfile.mkdtemp(prefix="sg-browser-h2-")
+        self.addCleanup(shutil.rmtree, log_dir, True)
+        browser = Chromium(chromium, log_dir, extra_flags=(f"--ignore-certificate-errors-spki-list={pin}",))
+        self.addCleanup(browser.close)
+        page = browser.new_page()
+        page.navigate(f"https://localhost:{gw.port}/echo/browser")
+        protocol = page.evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol")
+        self.assertEqual(protocol, "h2")
+        ours = [c for c in browser.cookies() if c["name"] == COOKIE]
+        self.assertEqual(len(ours), 1, ours)
+        self.assertTrue(ours[0]["secure"] and ours[0]["httpOnly"], ours[0])
+        wait_until(lambda: any(r["path"] == "/echo/browser" for r in self.up.requests),
+                   message="the browser's request upstream")
+
+
 class RealClients(Http2Case):
     def run_tool(self, argv: list[str]) -> subprocess.CompletedProcess:
         if shutil.which(argv[0]) is None:
