@@ -72,6 +72,8 @@ class Exchange final : public UpstreamUser {
   bool response_started() const { return response_ != Response::kNotStarted; }
   bool in_tunnel() const { return phase_ == Phase::kTunnel; }
   const std::string& request_id() const { return request_id_; }
+  // The request's session side, for tests and the client-side fuzz target.
+  const SessionGate& session() const { return session_; }
 
   // Back to a clean state keeping the capacities (ExchangePool::release).
   void reset();
