@@ -46,6 +46,7 @@ void ClientConnection::start_h2() {
   arm_timer(TimerKind::kNone);  // the HTTP/2 connection runs its own timers
   h2_ = new H2Connection(*this, worker_->loop(), *worker_, worker_->exchanges(), facts_);
   set_reading(true);
+  if (draining_) h2_->drain();  // the handshake ended after the drain began
 }
 
 bool ClientConnection::h2_write(std::string_view bytes) {
