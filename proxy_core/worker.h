@@ -165,7 +165,7 @@ class Worker final : public ExchangeServices {
   ExchangePool exchanges_{this};  // idle exchanges; the connections give theirs back on close
   size_t max_connections_ = 0;
   uint64_t request_id_prefix_ = 0;
-  uint64_t request_id_seq_ = 0;
+  char request_id_[32];  // the last id: the prefix and the sequence, in hex
   HttpDateCache http_date_{&unix_now_ms};
   bool draining_ = false;
   bool stopping_ = false;

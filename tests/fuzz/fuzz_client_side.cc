@@ -577,10 +577,8 @@ std::string run(std::string_view stream, const std::vector<size_t>& cuts, const 
         return true;
       case Event::kMessageDone:
         if (r.refused) {
-          r.transcript +=
-              "closed
-              ";
-              return false;
+          r.transcript += "closed\n";
+          return false;
         }
         on_message_done(r, parser, body_seen, /*end_reported=*/true);
         parser.resume();
