@@ -21,6 +21,7 @@
 #include "proxy_core/h2_connection.h"
 #include "proxy_core/http/header_rewrite.h"
 #include "proxy_core/http/http_parser.h"
+#include "tests/fuzz/fuzz_session.h"
 #include "tests/fuzz/fuzz_support.h"
 #include "tests/unit/exchange_fakes.h"
 
