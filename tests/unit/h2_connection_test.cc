@@ -103,8 +103,8 @@ TEST_CASE("h2 connection: a stream is an exchange, forwarded as HTTP/1.1 and ans
   CHECK(r.status == 200);
   CHECK(r.body == "hello");
   CHECK(r.closed);
-  for (const auto& [name, value] : r.headers)
-    CHECK(name.rfind("x-session", 0) == std::string::npos);
+  for (const auto& field : r.headers)
+    CHECK(field.first.rfind("x-session", 0) == std::string::npos);
   CHECK(rig.pool.free_count() == 1);  // finished and given back
   CHECK(rig.services.metrics_.h2.connections.get() == 1);
   CHECK(rig.services.metrics_.h2.streams.get() == 1);
