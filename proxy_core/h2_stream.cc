@@ -27,6 +27,7 @@ H2Stream::~H2Stream() {
 void H2Stream::start(MessageHead& head, bool has_body) {
   std::swap(head_, head);
   request_ended_ = !has_body;
+  end_told_ = !has_body;  // the head says the request is complete (on_request_head's `complete`)
   // RFC 9113 §8.1: without content-length the body ends with END_STREAM. The HTTP/1.1 request
   // upstream then needs chunked framing: exactly one framing, never a body without one (the
   // application would read the body as the next request).
