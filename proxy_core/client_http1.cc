@@ -221,6 +221,12 @@ void ClientConnection::send_continue() {
 
 void ClientConnection::deliver_request_body() {
   state_ = State::kForward;
+  if (request_done_) {
+    // Nothing left of this request: keep reading while the response runs (a pipelined
+    // request waits in pending_; not toggling the socket saves two epoll_ctl calls).
+    update_reading();
+    return;
+  }
   request_parser_.resume();
   process_pending();
 }

@@ -91,7 +91,9 @@ class Downstream {
 
   // ---- the request body ----
   // Deliver the request body (and its end) from now on; before this call the downstream holds
-  // it. Called once the upstream has the head, or to read a body the exchange holds or discards.
+  // it. Called once the upstream has the head (also for a complete request: nothing is left to
+  // deliver, but the request is now in flight), or to read a body the exchange holds or
+  // discards.
   virtual void deliver_request_body() = 0;
   // Exchange::wants_request_body() may have changed (the upstream drained): ask again.
   virtual void request_flow_changed() = 0;

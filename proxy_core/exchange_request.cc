@@ -274,13 +274,14 @@ void Exchange::send_upstream_head() {
   }
   upstream_->start_timer(config_->upstream.response_timeout);
   if (hold_ == Hold::kHolding && !send_held_body()) return;
-  if (request_done_) return;  // a retry, or a held body that was complete
-  if (request_framing_ == BodyFraming::kNone && !tunnel_requested_) {
-    // No body: the message is complete once the head is; let the parser say so.
-  } else if (expect_continue_) {
+  // Not for a complete request (no body, a retry, a held body that was complete): there is no
+  // body left to ask for.
+  if (!request_done_ && expect_continue_ &&
+      (request_framing_ != BodyFraming::kNone || tunnel_requested_)) {
     downstream_->send_continue();
     expect_continue_ = false;
   }
+  // The request is forwarded: its body (or, without one, its end) may come.
   downstream_->deliver_request_body();
 }
 
