@@ -32,7 +32,9 @@ H2Connection::H2Connection(H2Transport& transport, uv_loop_t* loop, ExchangeServ
       facts_(h2_facts(facts)),
       session_(*this, h2_settings_from(*services.config()),
                [loop] { return static_cast<uint64_t>(uv_now(loop)); }) {
+  uv_check_init(loop_, &flush_check_);
   uv_idle_init(loop_, &flush_idle_);
+  flush_check_.data = this;
   uv_timer_init(loop_, &timer_);
   flush_idle_.data = this;
   timer_.data = this;
@@ -73,12 +75,14 @@ void H2Connection::drain() {
 void H2Connection::schedule_flush() {
   if (flush_scheduled_ || transport_ == nullptr) return;
   flush_scheduled_ = true;
-  uv_idle_start(&flush_idle_, &H2Connection::on_flush);
+  uv_check_start(&flush_check_, &H2Connection::on_flush);
+  uv_idle_start(&flush_idle_, [](uv_idle_t*) {});
 }
 
-void H2Connection::on_flush(uv_idle_t* idle) {
-  auto* c = static_cast<H2Connection*>(idle->data);
-  uv_idle_stop(idle);
+void H2Connection::on_flush(uv_check_t* check) {
+  auto* c = static_cast<H2Connection*>(check->data);
+  uv_check_stop(check);
+  uv_idle_stop(&c->flush_idle_);
   c->flush_scheduled_ = false;
   c->flush();
 }
@@ -222,7 +226,8 @@ void H2Connection::release() {
   teardown_streams();
   transport_ = nullptr;
   HandleCloser<H2Connection, &H2Connection::handles_open_, &H2Connection::destroy>::close(
-      {reinterpret_cast<uv_handle_t*>(&flush_idle_), reinterpret_cast<uv_handle_t*>(&timer_)});
+      {reinterpret_cast<uv_handle_t*>(&flush_check_), reinterpret_cast<uv_handle_t*>(&flush_idle_),
+       reinterpret_cast<uv_handle_t*>(&timer_)});
 }
 
 void H2Connection::destroy(H2Connection* c) {

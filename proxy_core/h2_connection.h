@@ -11,9 +11,9 @@
 //   running that its client went away, closes its own libuv handles and deletes itself. It
 //   owns its H2Streams; each stream borrows one Exchange from the worker's ExchangePool.
 // - Writes never happen inside a Downstream call: stream calls queue frames in the codec and
-//   schedule a flush (a uv_idle handle) that runs on the next loop turn, outside any exchange
-//   call. So on_stream_closed (which deletes the stream and gives its exchange back) only runs
-//   from receive() and the flush, never under an exchange's own stack.
+//   schedule a flush (a uv_check handle) that runs after the I/O callbacks of this loop turn,
+//   outside any exchange call. So on_stream_closed (which deletes the stream and gives its exchange
+//   back) only runs from receive() and the flush, never under an exchange's own stack.
 // - Flow control: request body bytes are consume()d once the exchange has written them upstream
 //   and the upstream's write queue is under its high water (Exchange::wants_request_body), so a
 //   slow application holds at most http2.stream_window_bytes per stream. The codec's
@@ -100,7 +100,7 @@ class H2Connection final : public H2SessionOwner {
   void after_io();
   void update_timer();
   void teardown_streams();
-  static void on_flush(uv_idle_t* idle);
+  static void on_flush(uv_check_t* check);
   static void on_timer(uv_timer_t* timer);
   static void destroy(H2Connection* c);  // the last handle closed
 
@@ -114,10 +114,13 @@ class H2Connection final : public H2SessionOwner {
   std::map<int32_t, std::unique_ptr<H2Stream>> streams_;
   std::vector<HeaderField> fields_;  // response fields scratch (capacity reused)
   std::string out_;                  // frames produced, handed to the transport
+  // The flush runs in the check phase, right after the I/O callbacks of the same loop turn; the
+  // idle handle only keeps that turn's poll from blocking when it was scheduled before the poll.
+  uv_check_t flush_check_;
   uv_idle_t flush_idle_;
   uv_timer_t timer_;
   LazyDeadline deadline_;
-  int handles_open_ = 2;
+  int handles_open_ = 3;
   int activity_streams_ = 0;    // streams whose exchange waits for the client (ClientTimer)
   uint64_t last_progress_ = 0;  // loop time of the client's last bytes
   uint64_t stalled_since_ = 0;  // loop time the response started waiting on the peer's window
