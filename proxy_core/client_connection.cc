@@ -60,6 +60,7 @@ bool ClientConnection::accept_from(uv_stream_t* server, std::shared_ptr<const Tl
   }
   facts_.peer_ip = peer_ip_;
   facts_.tls = tls_ != nullptr;
+  sniff_h2c_ = tls_ == nullptr && !redirect_only && config_->server.http2_cleartext;
   state_ = State::kIdle;
   arm_timer(tls_ != nullptr ? TimerKind::kHandshake : TimerKind::kIdle);
   update_reading();
@@ -83,7 +84,7 @@ void ClientConnection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* bu
   }
   if (c->lingering_) return;  // discarding after a rejection
   if (c->tls_ == nullptr) {
-    c->on_plaintext(buf->base, static_cast<size_t>(nread));
+    c->on_client_bytes(buf->base, static_cast<size_t>(nread));
     return;
   }
   // TLS: decrypt into the worker's scratch; handshake flights and alerts go out first.
@@ -99,12 +100,22 @@ void ClientConnection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* bu
     c->close_now();
     return;
   }
-  if (handshake_completed) c->arm_timer(TimerKind::kIdle);
-  if (!plain.empty()) c->on_plaintext(plain.data(), plain.size());
+  if (handshake_completed) {
+    if (c->tls_->negotiated_h2()) {
+      c->start_h2();
+    } else {
+      c->arm_timer(TimerKind::kIdle);
+    }
+  }
+  if (!plain.empty()) c->on_client_bytes(plain.data(), plain.size());
   if (st == TlsStatus::kClosed && !c->closing_) c->on_client_eof(UV_EOF);
 }
 
 void ClientConnection::on_client_eof(int status) {
+  if (h2_ != nullptr) {
+    close_now();  // HTTP/2 ends with GOAWAY, not a half-close: the client is gone
+    return;
+  }
   if (status == UV_EOF && state_ == State::kForward && request_done_ && !closing_) {
     // A half-close after a complete request (RFC 9112 §9.6 allows it): answer, then close.
     client_eof_ = true;
@@ -175,6 +186,10 @@ void ClientConnection::on_timer(uv_timer_t* t) {
 
 void ClientConnection::drain() {
   draining_ = true;
+  if (h2_ != nullptr) {
+    h2_->drain();  // GOAWAY; the open streams finish, then the connection closes
+    return;
+  }
   if (state_ == State::kIdle && pending_.empty()) close_now();
 }
 
@@ -244,6 +259,11 @@ void ClientConnection::close_now() {
   state_ = State::kClosing;
   corked_.clear();  // an abort: nothing more goes out
   if (exchange_ != nullptr) exchange_->downstream_closed();
+  if (h2_ != nullptr) {
+    H2Connection* h2 = h2_;
+    h2_ = nullptr;
+    h2->release();  // its streams' exchanges are told and given back; it deletes itself
+  }
   HandleCloser<ClientConnection, &ClientConnection::handles_open_,
                &ClientConnection::on_closed>::close({h, reinterpret_cast<uv_handle_t*>(&timer_)});
 }

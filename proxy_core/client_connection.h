@@ -27,6 +27,7 @@
 
 #include "proxy_core/config/config.h"
 #include "proxy_core/downstream.h"
+#include "proxy_core/h2_connection.h"
 #include "proxy_core/http/http_parser.h"
 #include "proxy_core/net/lazy_deadline.h"
 #include "proxy_core/session/token.h"
@@ -38,7 +39,7 @@ class Worker;
 class Exchange;
 class TlsServerContext;
 
-class ClientConnection final : public Downstream {
+class ClientConnection final : public Downstream, private H2Transport {
  public:
   explicit ClientConnection(Worker* worker);
   // Accepts from `server` and starts reading. Returns false (and closes) on failure.
@@ -89,6 +90,16 @@ class ClientConnection final : public Downstream {
   static constexpr size_t kMaxCorked = 64;  // pieces per writev (IOV_MAX is 1024)
   void close_after_flush();
   void close_now();
+
+  // ---- HTTP/2 (client_h2.cc) ----
+  // Every plaintext byte from the client: to the H2Connection once HTTP/2 is chosen, to the
+  // h2c preface check while it may still be (server.http2_cleartext), else to HTTP/1.1.
+  void on_client_bytes(const char* data, size_t len);
+  void start_h2();
+  bool h2_write(std::string_view bytes) override;
+  size_t h2_write_queued() const override;
+  void h2_set_reading(bool on) override;
+  void h2_finished() override;
 
   // ---- HTTP/1.1 (client_http1.cc) ----
   static HttpParser::Limits request_limits(const Config& c);
@@ -148,6 +159,9 @@ class ClientConnection final : public Downstream {
   TokenDigestCache token_digests_;  // facts_.token_digests points here
   std::string peer_ip_;             // facts_.peer_ip views it
   Exchange* exchange_ = nullptr;    // the current request's, from the worker's ExchangePool
+  // HTTP/2, once chosen: owns the streams and their exchanges; released by close_now().
+  H2Connection* h2_ = nullptr;
+  bool sniff_h2c_ = false;  // a plain listener with http2_cleartext, no byte seen yet
   HttpParser request_parser_;
   std::string pending_;  // client bytes read but not yet parsed (pipelining, upstream connect)
   std::string out_;      // scratch for heads and chunk framing

@@ -87,6 +87,10 @@ void ClientConnection::on_write_done(uv_stream_t* s, int status) {
     c->close_now();
     return;
   }
+  if (c->h2_ != nullptr) {
+    c->h2_->on_write_drained();
+    return;
+  }
   if (c->timer_kind_ == TimerKind::kActivity) c->arm_timer(TimerKind::kActivity);
   if (c->exchange_ != nullptr && c->exchange_->output_paused() && queued_bytes(s) < kWriteLowWater)
     c->exchange_->client_output_drained();

@@ -155,6 +155,7 @@ void Exchange::log_exchange() {
   r.client = downstream_->client().peer_ip;
   r.method = method_;
   r.target = target_;
+  r.version_major = version_major_;
   r.version_minor = version_minor_;
   r.referer = referer_;
   r.user_agent = user_agent_;
@@ -170,6 +171,9 @@ void Exchange::log_exchange() {
   WorkerMetrics& m = services_->metrics();
   int cls = status_ / 100 - 1;
   if (cls >= 0 && cls < 5) m.requests[static_cast<int>(method_label(method_))][cls].add();
+  m.requests_by_protocol[static_cast<int>(version_major_ == 2 ? ProtocolLabel::kHttp2
+                                                              : ProtocolLabel::kHttp1)]
+      .add();
   m.request_duration.observe(r.duration_ms / 1e3);
   m.bytes_received.add(request_body_bytes_);
   m.bytes_sent.add(response_body_bytes_);

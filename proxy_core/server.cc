@@ -39,7 +39,9 @@ bool check_tls(const Config& config, std::string& error) {
 bool load_tls(const Config& config, const TlsServerContext* previous, Worker::TlsContexts& out,
               std::string& error) {
   if (config.tls.enabled()) {
-    out.server = TlsServerContext::load(config.tls, error, previous);
+    // server.http2: ALPN offers "h2" first; the connection reads the choice after the handshake.
+    AlpnPolicy alpn = config.server.http2 ? AlpnPolicy::kH2AndHttp11 : AlpnPolicy::kHttp11Only;
+    out.server = TlsServerContext::load(config.tls, error, previous, alpn);
     if (!out.server) return false;
   }
   if (config.upstream.tls) {

@@ -33,7 +33,7 @@ constexpr std::string_view kKnownKeys[] = {
     "server.listen", "server.workers", "server.drain_delay", "server.drain_timeout",
     "server.max_connections", "server.trusted_proxies", "server.redirect_listen",
     "server.canonical_host",
-    "server.underscore_headers",
+    "server.underscore_headers", "server.http2", "server.http2_cleartext",
     "tls.certificate", "tls.private_key", "tls.min_version", "tls.ciphers",
     "tls.strict_transport_security", "tls.handshake_timeout",
     "tls.certificates.server_names", "tls.certificates.certificate",
@@ -58,6 +58,10 @@ constexpr std::string_view kKnownKeys[] = {
     "admin.listen", "admin.token_file",
     "limits.max_header_bytes", "limits.max_headers", "limits.max_body_bytes",
     "limits.header_timeout", "limits.client_idle_timeout",
+    "http2.max_concurrent_streams", "http2.max_header_list_bytes", "http2.stream_window_bytes",
+    "http2.connection_window_bytes", "http2.response_buffer_bytes", "http2.flood_window",
+    "http2.max_resets", "http2.max_control_frames", "http2.max_empty_frames",
+    "http2.max_continuations",
     "log.level", "log.access", "log.format", "log.audit",
         "access.login_url", "access.return_param", "access.api_paths", "access.signed_in_attribute",
     "access.rules.paths", "access.rules.methods", "access.rules.require",
@@ -163,6 +167,8 @@ void read_server(TableReader t, ServerConfig& s) {
   });
   t.choice("underscore_headers", s.underscore_headers,
            {{"reject", UnderscorePolicy::kReject}, {"drop", UnderscorePolicy::kDrop}});
+  t.boolean("http2", s.http2);
+  t.boolean("http2_cleartext", s.http2_cleartext);
   t.finish();
 }
 
@@ -351,6 +357,22 @@ void read_log(TableReader t, LogConfig& log) {
   t.finish();
 }
 
+void read_http2(TableReader t, Http2Config& h) {
+  t.integer("max_concurrent_streams", h.max_concurrent_streams, 1, 10000);
+  t.size("max_header_list_bytes", h.max_header_list_bytes, 0, 1u << 20);
+  // RFC 9113 §6.5.2/§6.9.1: a window is at most 2^31-1; below 16 KiB no full DATA frame fits.
+  constexpr uint64_t kMaxWindow = (1u << 31) - 1;
+  t.size("stream_window_bytes", h.stream_window_bytes, 16 * 1024, kMaxWindow);
+  t.size("connection_window_bytes", h.connection_window_bytes, 64 * 1024, kMaxWindow);
+  t.size("response_buffer_bytes", h.response_buffer_bytes, 16 * 1024, 64u << 20);
+  t.duration("flood_window", h.flood_window, kOneSecond);
+  t.integer("max_resets", h.max_resets, 1, kMaxU32 / 4);
+  t.integer("max_control_frames", h.max_control_frames, 1, kMaxU32 - 1);
+  t.integer("max_empty_frames", h.max_empty_frames, 1, kMaxU32 - 1);
+  t.integer("max_continuations", h.max_continuations, 1, 1000);
+  t.finish();
+}
+
 void read_all(TableReader root, Config& c) {
   read_server(root.section("server"), c.server);
   read_tls(root.section("tls"), c.tls);
@@ -374,6 +396,7 @@ void read_all(TableReader root, Config& c) {
   limits.duration("header_timeout", c.limits.header_timeout, kOneMs);
   limits.duration("client_idle_timeout", c.limits.client_idle_timeout, kOneMs);
   limits.finish();
+  read_http2(root.section("http2"), c.http2);
   read_log(root.section("log"), c.log);
   config_detail::read_access(root.section("access"), c.access);
   config_detail::read_csrf(root.section("csrf"), c.csrf);

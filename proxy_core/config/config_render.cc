@@ -96,6 +96,8 @@ std::string render_effective_config(const Config& c) {
   w.str("canonical_host", c.server.canonical_host);
   w.str("underscore_headers",
         c.server.underscore_headers == UnderscorePolicy::kReject ? "reject" : "drop");
+  w.boolean("http2", c.server.http2);
+  w.boolean("http2_cleartext", c.server.http2_cleartext);
 
   w.section("tls");
   w.str("certificate", c.tls.certificate);
@@ -192,6 +194,19 @@ std::string render_effective_config(const Config& c) {
   w.size("max_body_bytes", c.limits.max_body_bytes);
   w.duration("header_timeout", c.limits.header_timeout);
   w.duration("client_idle_timeout", c.limits.client_idle_timeout);
+
+  const Http2Config& h2 = c.http2;
+  w.section("http2");
+  w.num("max_concurrent_streams", h2.max_concurrent_streams);
+  w.size("max_header_list_bytes", h2.max_header_list_bytes);
+  w.size("stream_window_bytes", h2.stream_window_bytes);
+  w.size("connection_window_bytes", h2.connection_window_bytes);
+  w.size("response_buffer_bytes", h2.response_buffer_bytes);
+  w.duration("flood_window", h2.flood_window);
+  w.num("max_resets", h2.max_resets);
+  w.num("max_control_frames", h2.max_control_frames);
+  w.num("max_empty_frames", h2.max_empty_frames);
+  w.num("max_continuations", h2.max_continuations);
 
   static constexpr const char* kLevels[] = {"debug", "info", "warn", "error"};
   w.section("log");

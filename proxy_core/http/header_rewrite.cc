@@ -219,22 +219,15 @@ void build_upstream_request(const MessageHead& request, const UpstreamRequestOpt
   out.append("\r\n");
 }
 
-void build_client_response(const MessageHead& response, const ClientResponseOptions& o,
-                           std::string& out) {
-  out.append("HTTP/1.1 ");
-  append_number(out, static_cast<uint64_t>(response.status));
-  out.push_back(' ');
-  out.append(response.reason.empty() ? status_reason(response.status)
-                                     : std::string_view(response.reason));
-  out.append("\r\n");
-
+void client_response_fields(const MessageHead& response, const ClientResponseOptions& o,
+                            FieldSink& sink) {
   const ConnectionTokens connection(response);
   bool cache_control_private = false;
   for (size_t i = 0; i < response.header_count; ++i) {
     const HeaderField& f = response.headers[i];
     std::string_view name = f.name;
     if (o.upgrade && (iequals(name, "connection") || iequals(name, "upgrade"))) {
-      append_header(out, name, f.value);
+      sink.field(name, f.value);
       continue;
     }
     if (is_hop_by_hop(name) || connection.names(name)) continue;
@@ -257,9 +250,27 @@ void build_client_response(const MessageHead& response, const ClientResponseOpti
         }
       }
     }
-    append_header(out, name, f.value);
+    sink.field(name, f.value);
   }
-  if (o.force_no_store && !cache_control_private) out.append("Cache-Control: no-store\r\n");
+  if (o.force_no_store && !cache_control_private) sink.field("Cache-Control", "no-store");
+}
+
+void build_client_response(const MessageHead& response, const ClientResponseOptions& o,
+                           std::string& out) {
+  out.append("HTTP/1.1 ");
+  append_number(out, static_cast<uint64_t>(response.status));
+  out.push_back(' ');
+  out.append(response.reason.empty() ? status_reason(response.status)
+                                     : std::string_view(response.reason));
+  out.append("\r\n");
+  struct Http11Fields final : FieldSink {
+    explicit Http11Fields(std::string& out) : out(out) {}
+    void field(std::string_view name, std::string_view value) override {
+      append_header(out, name, value);
+    }
+    std::string& out;
+  } fields(out);
+  client_response_fields(response, o, fields);
   if (o.framing == BodyFraming::kChunked) out.append("Transfer-Encoding: chunked\r\n");
   if (o.close && !o.upgrade) {
     out.append("Connection: close\r\n");

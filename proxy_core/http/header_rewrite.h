@@ -72,6 +72,23 @@ struct ClientResponseOptions {
   const HeaderList* added = nullptr;  // our Set-Cookie, HSTS, ...
 };
 
+// Receives the fields of a client response one by one (client_response_fields).
+class FieldSink {
+ public:
+  virtual void field(std::string_view name, std::string_view value) = 0;
+
+ protected:
+  ~FieldSink() = default;
+};
+
+// The fields of `response` the client may see, in order, then Cache-Control: no-store when
+// force_no_store asks for it: hop-by-hop fields, the fields Connection names, everything under
+// the prefix and the application's Set-Cookie for our cookie are left out. Not the framing
+// (Transfer-Encoding, Connection) nor `added`. build_client_response writes them as HTTP/1.1;
+// an HTTP/2 stream hands them to its codec.
+void client_response_fields(const MessageHead& response, const ClientResponseOptions& options,
+                            FieldSink& sink);
+
 // Appends the client response head to `out`.
 void build_client_response(const MessageHead& response, const ClientResponseOptions& options,
                            std::string& out);

@@ -143,8 +143,9 @@ class H2Session {
   // The connection is over (fatal error, flood, terminate()): nothing more is read or answered,
   // the queued GOAWAY is flushed.
   bool broken_ = false;
-  uint64_t flood_window_start_[3] = {0, 0, 0};
-  uint32_t flood_count_[3] = {0, 0, 0};
+  // Flood counters: resets, control frames, empty DATA frames, small WINDOW_UPDATEs.
+  uint64_t flood_window_start_[4] = {0, 0, 0, 0};
+  uint32_t flood_count_[4] = {0, 0, 0, 0};
 };
 
 }  // namespace sg

@@ -10,7 +10,8 @@
 // and PING ACKs beyond max_outbound_ack (NGHTTP2_ERR_FLOODED). Field values with NUL/CR/LF or
 // leading/trailing whitespace would be dropped silently: on_invalid_header turns them into a
 // stream error. Not enforced by nghttp2: the header list size, :authority vs host, cookie
-// crumbs, and the rate floods (resets, SETTINGS/PING/PRIORITY, empty DATA): those are ours.
+// crumbs, and the rate floods (resets, SETTINGS/PING/PRIORITY, empty DATA, small WINDOW_UPDATEs):
+// those are ours.
 #include <nghttp2/nghttp2.h>
 
 #include <cstring>
@@ -123,6 +124,12 @@ struct H2Session::Callbacks {
       case NGHTTP2_PRIORITY:
         h.count_flood(h.flood_count_[1], h.flood_window_start_[1],
                       cfg.max_control_frames_per_window, h.stats_.goaway_control_flood);
+        break;
+      case NGHTTP2_WINDOW_UPDATE:
+        if (frame->window_update.window_size_increment <
+            static_cast<int32_t>(cfg.small_window_update_bytes))
+          h.count_flood(h.flood_count_[3], h.flood_window_start_[3],
+                        cfg.max_control_frames_per_window, h.stats_.goaway_window_update_flood);
         break;
       default:
         break;

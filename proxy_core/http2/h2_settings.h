@@ -32,6 +32,11 @@ struct H2Settings {
   uint32_t max_control_frames_per_window = 1000;  // SETTINGS, PING and PRIORITY from the client
   uint32_t max_empty_frames_per_window = 100;     // DATA without payload and without END_STREAM
   uint32_t max_continuations = 8;                 // CONTINUATION frames after one HEADERS
+  // Data dribble (CVE-2019-9511): a client that opens its windows a few bytes at a time makes the
+  // server cut responses into tiny DATA frames. WINDOW_UPDATEs under this increment count as
+  // control frames of their own kind, against max_control_frames_per_window. Browsers and
+  // nghttp2 clients send one when half a window (kilobytes at least) was read.
+  uint32_t small_window_update_bytes = 1024;
 };
 
 // Counters of one session, all monotonic; the worker sums them into its metrics. Suggested
@@ -46,9 +51,10 @@ struct H2Stats {
   uint64_t goaway_rapid_reset = 0;
   uint64_t goaway_control_flood = 0;
   uint64_t goaway_empty_frame_flood = 0;
-  uint64_t goaway_continuation_flood = 0;  // CONTINUATION flood (CVE-2024-27316)
-  uint64_t goaway_flooded = 0;             // nghttp2's own flood detection (unread ACKs)
-  uint64_t goaway_protocol_error = 0;      // any other connection error
+  uint64_t goaway_continuation_flood = 0;   // CONTINUATION flood (CVE-2024-27316)
+  uint64_t goaway_window_update_flood = 0;  // small WINDOW_UPDATEs (data dribble, CVE-2019-9511)
+  uint64_t goaway_flooded = 0;              // nghttp2's own flood detection (unread ACKs)
+  uint64_t goaway_protocol_error = 0;       // any other connection error
 };
 
 // The session limits the configuration asks for: [http2] keys, and limits.max_header_bytes as the

@@ -38,6 +38,12 @@ void append_time(std::string& out, int64_t ms, AccessLogFormat format) {
   out.append(buf);
 }
 
+// "HTTP/2.0", "HTTP/1.1" or "HTTP/1.0": the request line's version as combined logs print it.
+const char* protocol_name(const AccessRecord& r) {
+  if (r.version_major == 2) return "HTTP/2.0";
+  return r.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+}
+
 }  // namespace
 
 void append_json_escaped(std::string& out, std::string_view s) {
@@ -102,6 +108,8 @@ void AccessLog::write(const AccessRecord& r) {
     append_json_escaped(line, r.method);
     line.append("\",\"path\":\"");
     append_json_escaped(line, path);
+    line.append("\",\"protocol\":\"");
+    line.append(protocol_name(r));
     snprintf(num, sizeof num, "\",\"status\":%d,\"bytes_sent\":%llu,\"bytes_received\":%llu",
              r.status, static_cast<unsigned long long>(r.bytes_sent),
              static_cast<unsigned long long>(r.bytes_received));
@@ -128,7 +136,7 @@ void AccessLog::write(const AccessRecord& r) {
     append_json_escaped(line, r.method);
     line.push_back(' ');
     append_json_escaped(line, path);
-    snprintf(num, sizeof num, " HTTP/1.%d\" %d %llu \"", r.version_minor == 0 ? 0 : 1, r.status,
+    snprintf(num, sizeof num, " %s\" %d %llu \"", protocol_name(r), r.status,
              static_cast<unsigned long long>(r.bytes_sent));
     line.append(num);
     std::string_view referer = r.referer.substr(0, r.referer.find_first_of("?#"));

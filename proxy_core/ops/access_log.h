@@ -22,6 +22,7 @@ struct AccessRecord {
   std::string_view client;
   std::string_view method;
   std::string_view target;      // only its path is logged: query strings often carry secrets
+  int version_major = 1;        // 2: the request came over HTTP/2 (logged as HTTP/2.0)
   int version_minor = 1;        // HTTP/1.x of the request
   std::string_view referer;     // combined format only; logged without its query string
   std::string_view user_agent;  // combined format only

@@ -1,6 +1,8 @@
 #include "proxy_core/ops/metrics.h"
 
 #include <cstdio>
+#include <iterator>
+#include <string>
 #include <utility>
 
 #include "proxy_core/http/http_message.h"
@@ -122,6 +124,56 @@ void policy_metrics(Writer& w, const std::vector<const WorkerMetrics*>& ws) {
   }
 }
 
+// The HTTP/2 sessions (H2Metrics) and the requests of each client protocol.
+void http2_metrics(Writer& w, const std::vector<const WorkerMetrics*>& ws) {
+  char labels[64];
+  w.header("sessiongate_requests_by_protocol_total", "counter",
+           "Requests answered, by the client's protocol (http1: HTTP/1.x, http2).");
+  static constexpr const char* kProtocols[] = {"http1", "http2"};
+  for (int p = 0; p < static_cast<int>(ProtocolLabel::kCount); ++p) {
+    uint64_t v = sum(ws, [&](const WorkerMetrics& x) { return x.requests_by_protocol[p].get(); });
+    std::snprintf(labels, sizeof labels, "protocol=\"%s\"", kProtocols[p]);
+    w.sample("sessiongate_requests_by_protocol_total", labels, static_cast<double>(v));
+  }
+  static constexpr std::pair<Counter H2Metrics::*, const char*> kCounters[] = {
+      {&H2Metrics::connections, "connections"},
+      {&H2Metrics::streams, "streams"},
+      {&H2Metrics::streams_refused, "streams_refused"},
+      {&H2Metrics::malformed_requests, "malformed_requests"},
+      {&H2Metrics::header_lists_too_large, "header_lists_too_large"},
+      {&H2Metrics::peer_resets, "peer_resets"},
+      {&H2Metrics::response_pauses, "response_pauses"},
+  };
+  static constexpr const char* kHelp[] = {
+      "Client connections that spoke HTTP/2 (ALPN h2 or h2c prior knowledge).",
+      "HTTP/2 streams (requests) that passed validation.",
+      "HTTP/2 streams refused over http2.max_concurrent_streams.",
+      "HTTP/2 requests refused as malformed (RFC 9113 section 8).",
+      "HTTP/2 requests over the header list limit (431).",
+      "RST_STREAM frames received from clients.",
+      "Times an HTTP/2 response paused its upstream for a slow client stream.",
+  };
+  std::string name;
+  for (size_t i = 0; i < std::size(kCounters); ++i) {
+    Counter H2Metrics::*member = kCounters[i].first;
+    name = std::string("sessiongate_http2_") + kCounters[i].second + "_total";
+    w.scalar(
+        name.c_str(), "counter", kHelp[i],
+        static_cast<double>(sum(ws, [&](const WorkerMetrics& x) { return (x.h2.*member).get(); })));
+  }
+  static constexpr const char* kGoaways[] = {
+      "rapid_reset",         "control_flood", "empty_frame_flood", "continuation_flood",
+      "window_update_flood", "flooded",       "protocol_error"};
+  static_assert(std::size(kGoaways) == static_cast<size_t>(H2Goaway::kCount));
+  w.header("sessiongate_http2_goaway_total", "counter",
+           "HTTP/2 connections ended with a GOAWAY error, by cause.");
+  for (int g = 0; g < static_cast<int>(H2Goaway::kCount); ++g) {
+    uint64_t v = sum(ws, [&](const WorkerMetrics& x) { return x.h2.goaway[g].get(); });
+    std::snprintf(labels, sizeof labels, "reason=\"%s\"", kGoaways[g]);
+    w.sample("sessiongate_http2_goaway_total", labels, static_cast<double>(v));
+  }
+}
+
 }  // namespace
 
 std::string render_prometheus(const std::vector<const WorkerMetrics*>& ws,
@@ -141,6 +193,7 @@ std::string render_prometheus(const std::vector<const WorkerMetrics*>& ws,
       w.sample("sessiongate_requests_total", labels, static_cast<double>(v));
     }
   }
+  http2_metrics(w, ws);
   histogram(w, ws, "sessiongate_request_duration_seconds",
             "Time from the request head to the end of the response.",
             &WorkerMetrics::request_duration);

@@ -56,11 +56,40 @@ enum class UpstreamError {
 
 MethodLabel method_label(std::string_view method);
 
+// Why an HTTP/2 connection was ended with GOAWAY (the goaway_* fields of http2/h2_settings.h
+// H2Stats, in that order: ops cannot include http2/).
+enum class H2Goaway {
+  kRapidReset,
+  kControlFlood,
+  kEmptyFrameFlood,
+  kContinuationFlood,
+  kWindowUpdateFlood,
+  kFlooded,
+  kProtocolError,
+  kCount
+};
+
+// The HTTP/2 sessions of one worker, summed (each session's H2Stats is added as it grows).
+struct H2Metrics {
+  Counter connections;  // connections that spoke HTTP/2 (ALPN h2 or h2c prior knowledge)
+  Counter streams;      // requests delivered to the exchange path
+  Counter streams_refused;
+  Counter malformed_requests;
+  Counter header_lists_too_large;
+  Counter peer_resets;
+  Counter response_pauses;
+  Counter goaway[static_cast<int>(H2Goaway::kCount)];
+};
+
+// The client protocol of a request (requests_by_protocol).
+enum class ProtocolLabel { kHttp1, kHttp2, kCount };
+
 // Slots of WorkerMetrics::csrf_refused: at least the number of CsrfReason values.
 inline constexpr int kCsrfReasonSlots = 10;
 
 struct WorkerMetrics {
   alignas(64) Counter requests[static_cast<int>(MethodLabel::kCount)][5];  // by status class
+  Counter requests_by_protocol[static_cast<int>(ProtocolLabel::kCount)];
   Histogram request_duration;
   Histogram upstream_connect_duration;
   Histogram upstream_response_duration;  // request sent -> response head
@@ -100,6 +129,7 @@ struct WorkerMetrics {
   Counter session_destroy_queue_full;                // not queued: the refused set was full (503)
   Counter session_destroy_retried_ok;                // confirmed by a background retry
   std::atomic<int64_t> session_destroys_pending{0};  // queued or being retried by this worker
+  H2Metrics h2;
 };
 
 // Process-wide figures not owned by a worker.

@@ -39,6 +39,7 @@ SG_FUZZ_DECLARE(client_side)
 SG_FUZZ_DECLARE(upstream_response)
 SG_FUZZ_DECLARE(redis_record)
 SG_FUZZ_DECLARE(h2_frames)
+SG_FUZZ_DECLARE(h2_client_side)
 SG_FUZZ_DECLARE(form_field)
 #undef SG_FUZZ_DECLARE
 
@@ -63,6 +64,7 @@ constexpr Target kTargets[] = {
     {"upstream_response", &fuzz_upstream_response},
     {"redis_record", &fuzz_redis_record},
     {"h2_frames", &fuzz_h2_frames},
+    {"h2_client_side", &fuzz_h2_client_side},
     {"form_field", &fuzz_form_field},
 };
 

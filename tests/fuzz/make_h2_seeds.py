@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the seed inputs of the h2_frames fuzz target into tests/fuzz/corpus/h2_frames/.
+"""Writes the seed inputs of the h2_frames and h2_client_side fuzz targets into
+tests/fuzz/corpus/h2_frames/ and tests/fuzz/corpus/h2_client_side/.
 
 Frames are written by hand (RFC 9113 §4.1, HPACK literals without indexing, RFC 7541 §6.2.2), so
 no HTTP/2 library is needed. Input layout (tests/fuzz/fuzz_h2_frames.cc): [options][cut] then the
@@ -67,13 +68,15 @@ SEEDS = {
 
 
 def main():
-    d = os.path.join(HERE, "corpus", "h2_frames")
-    os.makedirs(d, exist_ok=True)
-    for i, (name, data) in enumerate(SEEDS.items()):
-        for options in (0x00, 0x0B | (i % 2) << 2):
-            suffix = "" if options == 0 else "_opts"
-            with open(os.path.join(d, name + suffix), "wb") as f:
-                f.write(bytes([options, (i * 37) & 0xFF]) + data)
+    # h2_client_side (the same frames through the exchanges) reads the same input layout.
+    for target in ("h2_frames", "h2_client_side"):
+        d = os.path.join(HERE, "corpus", target)
+        os.makedirs(d, exist_ok=True)
+        for i, (name, data) in enumerate(SEEDS.items()):
+            for options in (0x00, 0x0B | (i % 2) << 2):
+                suffix = "" if options == 0 else "_opts"
+                with open(os.path.join(d, name + suffix), "wb") as f:
+                    f.write(bytes([options, (i * 37) & 0xFF]) + data)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 all_targets=(request_parser response_parser cookie config session_attributes client_side
-  upstream_response snapshot memory_store redis_record form_field)
+  upstream_response snapshot memory_store redis_record form_field h2_frames h2_client_side)
 build=${SG_FUZZ_BUILD_DIR:-build-fuzz}
 work=${SG_FUZZ_WORK:-$build/fuzz-work}
 cxx=${CXX:-clang++-14}

@@ -72,7 +72,7 @@ def _process_group_members(pgid: int) -> list[int]:
 class Browser:
     """One Chromium process (and its children) with a temporary profile."""
 
-    def __init__(self, executable: str, log_dir: str):
+    def __init__(self, executable: str, log_dir: str, extra_flags: tuple[str, ...] = ()):
         self.profile = tempfile.mkdtemp(prefix="sg-chromium-")  # profile, and a home for Chromium
         self.stderr_path = os.path.join(log_dir, "chromium-stderr.log")
         self._lock = threading.Condition()
@@ -89,7 +89,8 @@ class Browser:
         child_out = fcntl.fcntl(from_child_w, fcntl.F_DUPFD_CLOEXEC, 10)
         os.close(to_child_r)
         os.close(from_child_w)
-        args = [*CHROMIUM_FLAGS, f"--user-data-dir={os.path.join(self.profile, 'data')}", "about:blank"]
+        args = [*CHROMIUM_FLAGS, *extra_flags, f"--user-data-dir={os.path.join(self.profile, 'data')}",
+                "about:blank"]
         # Chromium also writes outside its profile (crash report settings under ~/.config, dconf
         # under ~/.cache): a home of its own inside the temporary directory keeps the real one clean.
         home = os.path.join(self.profile, "home")

@@ -222,10 +222,14 @@ class Versions(TlsTestCase):
         self.assertEqual(c.alpn, "http/1.1")
 
     def test_alpn_h2_only_client(self):
-        """A client offering only h2: the gateway must not claim h2 (no ALPN or a refusal)."""
+        """A client offering only h2 gets h2 (server.http2, the default); with server.http2 off
+        the gateway must not claim h2 (no ALPN or a refusal). test_http2.py serves it."""
         gw = self.tls_gateway()
+        c = HttpsClient(gw.port, gw.context(alpn=["h2"]), test=self)
+        self.assertEqual(c.alpn, "h2")
+        off = self.tls_gateway(overrides={"server": {"http2": False}})
         try:
-            c = HttpsClient(gw.port, gw.context(alpn=["h2"]), test=self)
+            c = HttpsClient(off.port, off.context(alpn=["h2"]), test=self)
         except (ssl.SSLError, OSError):
             return  # no_application_protocol alert: acceptable (RFC 7301 §3.2)
         self.assertIn(c.alpn, (None,), f"the gateway selected {c.alpn!r} for an h2-only client")

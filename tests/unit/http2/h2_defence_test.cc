@@ -169,6 +169,44 @@ TEST_CASE("h2 SETTINGS PING and PRIORITY floods get GOAWAY ENHANCE_YOUR_CALM") {
   }
 }
 
+// Data dribble (CVE-2019-9511): WINDOW_UPDATEs of a few bytes each, on a stream and on the
+// connection, would have the server cut its response into frames of that size.
+TEST_CASE("h2 a data dribble of small WINDOW_UPDATEs gets GOAWAY ENHANCE_YOUR_CALM") {
+  H2Settings s;
+  s.max_control_frames_per_window = 100;
+  RawHarness h(s);
+  Bystander other;
+  h.owner.answer_on_end = false;
+  h.feed(raw_headers(1, get_request(), true));
+  REQUIRE(h.session.submit_response(1, 200, {}, true));
+  REQUIRE(h.session.send_body(1, std::string(200'000, 'x')));
+  std::string dribble;
+  for (int i = 0; i < 60; ++i) {
+    dribble += raw_frame(NGHTTP2_WINDOW_UPDATE, 0, 1, u32(1));
+    dribble += raw_frame(NGHTTP2_WINDOW_UPDATE, 0, 0, u32(1));
+  }
+  CHECK_FALSE(h.feed(dribble));
+  CHECK(other.serves_a_request());
+  h2test::ServerFrames f = h.frames();
+  CHECK(f.goaway);
+  CHECK(f.goaway_code == kH2EnhanceYourCalm);
+  CHECK(h.session.stats().goaway_window_update_flood == 1);
+  CHECK(h.session.stats().goaway_control_flood == 0);
+}
+
+TEST_CASE("h2 WINDOW_UPDATEs of ordinary size are not a flood") {
+  H2Settings s;
+  s.max_control_frames_per_window = 100;
+  RawHarness h(s);
+  std::string updates;
+  for (int i = 0; i < 300; ++i)
+    updates += raw_frame(NGHTTP2_WINDOW_UPDATE, 0, 0, u32(s.small_window_update_bytes));
+  CHECK(h.feed(updates));
+  CHECK_FALSE(h.frames().goaway);
+  CHECK(h.feed(raw_headers(1, get_request(), true)));
+  CHECK(h.frames().statuses[1] == 200);
+}
+
 TEST_CASE("h2 unread SETTINGS and PING ACKs trip nghttp2's outbound flood guard") {
   H2Settings s;
   s.max_control_frames_per_window = 1'000'000;
