@@ -1,5 +1,6 @@
 // Fuzz target: bytes from an upstream through the response path's pure logic, driven the way
-// exchange_response.cc and client_http1.cc drive it: HttpParser (responses) -> build_client_response.
+// exchange_response.cc and client_http1.cc drive it: HttpParser (responses) ->
+// build_client_response.
 //
 // Input: byte 0 says where the stream is cut into two reads (0 = before the first byte, 255 =
 // after the last), byte 1 picks options (bit 0: the request was HEAD; bit 1: the client speaks
@@ -216,8 +217,8 @@ std::string run(std::string_view stream, size_t cut, const Options& opt) {
     return true;
   });
   if (!whole) return transcript;
-  // Like the upstream connection, only mid-message: on an idle parser finish() says kMessageDone for
-  // a message that never was.
+  // Like the upstream connection, only mid-message: on an idle parser finish() says kMessageDone
+  // for a message that never was.
   if (opt.peer_closes && parser.in_message()) {
     const Event ev = parser.finish();
     switch (ev) {

@@ -182,7 +182,9 @@ TEST_CASE("the origin and the user index id read back, and a malformed one is no
   CHECK(read({"r", std::string(64, 'a'), "g", "1", "u", id}).kind == StoredKind::kMalformed);
   // An address that breaks the record check is refused like any crafted field.
   std::vector<std::string> control = session_hash_fields(sample());
-  control.insert(control.end(), {"ua", "bad\x01" "agent"});
+  control.insert(control.end(), {"ua",
+                                 "bad\x01"
+                                 "agent"});
   CHECK(read(control).kind == StoredKind::kInvalid);
 }
 
