@@ -1,0 +1,103 @@
+// Memory: a watched session costs one unordered_map node (handle 16 + Entry 48 + the node's next
+// pointer and cached hash, about 88 bytes with malloc's rounding to 96), one bucket pointer (8)
+// and one 16-byte slot in order_: about 120 bytes. A second tunnel of the same session costs
+// nothing here (its links are in the watcher: 2 pointers, a handle and a flag, 40 bytes).
+#include "proxy_core/session/session_watch.h"
+
+#include <cstring>
+
+namespace sg {
+
+size_t SessionHandleHash::operator()(const SessionHandle& h) const {
+  size_t v;
+  std::memcpy(&v, h.data(), sizeof v);
+  return v;
+}
+
+void SessionWatch::add(SessionWatcher* w, const SessionHandle& handle, const TokenHash& key) {
+  auto it = map_.find(handle);
+  if (it == map_.end()) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    it = map_.emplace(handle, Entry{nullptr, key, order_.size()}).first;
+    order_.push_back(handle);
+    sessions_.store(map_.size(), std::memory_order_relaxed);
+  }
+  Entry& e = it->second;
+  e.key = key;
+  w->handle_ = handle;
+  w->prev_ = nullptr;
+  w->next_ = e.head;
+  if (e.head != nullptr) e.head->prev_ = w;
+  e.head = w;
+  w->watched_ = true;
+  ++watchers_;
+}
+
+void SessionWatch::remove(SessionWatcher* w) {
+  if (!w->watched_) return;
+  w->watched_ = false;
+  --watchers_;
+  auto it = map_.find(w->handle_);
+  if (it == map_.end()) return;  // not reachable: a watched watcher's session is in the map
+  Entry& e = it->second;
+  if (w->prev_ != nullptr) w->prev_->next_ = w->next_;
+  if (w->next_ != nullptr) w->next_->prev_ = w->prev_;
+  if (e.head == w) e.head = w->next_;
+  w->prev_ = w->next_ = nullptr;
+  if (e.head == nullptr) erase_entry(w->handle_, e);
+}
+
+// Swap-remove from order_, so that removal stays O(1); the cursor may then skip or repeat one
+// session in the current round, which the periodic check tolerates.
+void SessionWatch::erase_entry(const SessionHandle& handle, Entry& e) {
+  const size_t slot = e.slot;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (slot + 1 != order_.size()) {
+    order_[slot] = order_.back();
+    map_.find(order_[slot])->second.slot = slot;
+  }
+  order_.pop_back();
+  map_.erase(handle);
+  sessions_.store(map_.size(), std::memory_order_relaxed);
+}
+
+size_t SessionWatch::end(const SessionHandle& handle) {
+  auto it = map_.find(handle);
+  if (it == map_.end()) return 0;
+  SessionWatcher* w = it->second.head;
+  erase_entry(handle, it->second);
+  size_t told = 0;
+  while (w != nullptr) {
+    SessionWatcher* next = w->next_;
+    w->prev_ = w->next_ = nullptr;
+    w->watched_ = false;
+    --watchers_;
+    w->session_ended();
+    ++told;
+    w = next;
+  }
+  return told;
+}
+
+void SessionWatch::next_batch(size_t n, std::vector<Watched>& out) {
+  out.clear();
+  const size_t count = std::min(n, order_.size());
+  for (size_t i = 0; i < count; ++i) {
+    if (cursor_ >= order_.size()) cursor_ = 0;
+    const SessionHandle& h = order_[cursor_++];
+    out.push_back(Watched{h, map_.find(h)->second.key});
+  }
+}
+
+void SessionWatch::update_key(const SessionHandle& handle, const TokenHash& key) {
+  auto it = map_.find(handle);
+  if (it != map_.end()) it->second.key = key;
+}
+
+bool SessionWatch::watches(const SessionHandle& handle) const {
+  if (sessions() == 0) return false;
+  std::lock_guard<std::mutex> lock(mutex_);
+  return map_.count(handle) != 0;
+}
+
+}  // namespace sg
