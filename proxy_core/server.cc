@@ -100,12 +100,15 @@ bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
   effective->server.workers = effective_workers(*config_);
   config_ = effective;
   const SessionConfig& sc = config_->session;
+  end_bus_ = std::make_unique<SessionEndBus>(config_->server.workers);
+  state_.session_end_bus = end_bus_.get();
   // The embedded store exists only when it is the one in use: with Redis, loading a snapshot
   // would hold sessions nobody reads.
   if (sc.store == StoreKind::kMemory) {
     std::unique_ptr<MemoryStore> memory = open_memory_store(*config_);
     state_.memory_store = memory.get();
     state_.store = memory.get();
+    memory->set_end_sink(end_bus_.get());  // every removal reaches the workers' tunnels
     store_ = std::move(memory);
   }
   if (sc.store == StoreKind::kRedis)

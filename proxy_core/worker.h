@@ -31,6 +31,8 @@ namespace sg {
 
 class ClientConnection;
 class HealthProbe;
+class SessionFollower;
+class SessionWatch;
 
 class Worker {
  public:
@@ -104,6 +106,8 @@ class Worker {
   std::string_view http_date() { return http_date_.get(uv_now(&loop_)); }
   // Any thread: read-only for /metrics.
   const WorkerMetrics* metrics_view() const { return metrics_.get(); }
+  // The tunnels that end with their session (session_follower.h). Loop thread only.
+  SessionWatch& session_watch();
 
   // One read buffer per worker, shared by all its connections: a connection keeps only the
   // bytes it could not consume yet, so an idle keep-alive connection holds no read buffer.
@@ -155,6 +159,7 @@ class Worker {
   std::unique_ptr<WorkerMetrics> metrics_ = std::make_unique<WorkerMetrics>();
   std::unique_ptr<UpstreamPool> pool_;
   std::unique_ptr<HealthProbe> probe_;
+  std::unique_ptr<SessionFollower> follower_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_set<ClientConnection*> connections_;
   size_t max_connections_ = 0;

@@ -407,8 +407,7 @@ void SessionGate::add_set_cookie(bool expire) {
 std::string SessionGate::status_body(int64_t now_ms) const {
   const SessionConfig& sc = config_->session;
   return render_session_status(now_ms, record_.created_ms, record_.last_seen_ms,
-                               sc.idle_timeout.count(), sc.absolute_timeout.count(),
-                               record_user());
+                               sc.idle_timeout.count(), sc.absolute_timeout.count(), record_user());
 }
 
 }  // namespace sg

@@ -7,14 +7,16 @@
 namespace sg {
 namespace {
 
-uint8_t byte_at(const std::string& s, size_t i) { return static_cast<uint8_t>(s[i]); }
+uint8_t byte_at(const std::string& s, size_t i) {
+  return static_cast<uint8_t>(s[i]);
+}
 
 TEST_CASE("websocket close frame: 1008 with a reason, unmasked, FIN set") {
   std::string f = build_ws_close_frame(kWsClosePolicyViolation, "session ended");
   REQUIRE(f.size() == 2 + 2 + 13);
-  CHECK(byte_at(f, 0) == 0x88);       // FIN + close opcode
-  CHECK(byte_at(f, 1) == 2 + 13);     // mask bit clear, payload length
-  CHECK(byte_at(f, 2) == 0x03);       // 1008 = 0x03F0, network order
+  CHECK(byte_at(f, 0) == 0x88);    // FIN + close opcode
+  CHECK(byte_at(f, 1) == 2 + 13);  // mask bit clear, payload length
+  CHECK(byte_at(f, 2) == 0x03);    // 1008 = 0x03F0, network order
   CHECK(byte_at(f, 3) == 0xF0);
   CHECK(f.substr(4) == "session ended");
 }

@@ -46,7 +46,7 @@ TEST_CASE("session status: a live session is reported from the record and nothin
   SessionRecord r;
   r.handle.fill(3);
   const int64_t now = unix_now_ms();
-  r.created_ms = now - 1000 * 1000;  // 1000 s ago
+  r.created_ms = now - 1000 * 1000;   // 1000 s ago
   r.last_seen_ms = now - 500 * 1000;  // idle for 500 s of 600 (a refresh would be due)
   r.attributes = {{"user", "al\"ice"}};
   store.live[hash_token(token)] = r;
@@ -56,7 +56,8 @@ TEST_CASE("session status: a live session is reported from the record and nothin
   CHECK(ex.gate.status_request());
   REQUIRE(ex.gate.stored_handle() != nullptr);
   const std::string body = ex.gate.status_body(now);
-  CHECK(body == "{\"idle_remaining_s\":100,\"absolute_remaining_s\":2600,\"user\":\"al\\\"ice\"}\n");
+  CHECK(body ==
+        "{\"idle_remaining_s\":100,\"absolute_remaining_s\":2600,\"user\":\"al\\\"ice\"}\n");
   CHECK(store.writes() == 0);
   CHECK_FALSE(ex.gate.sets_cookie());
 }

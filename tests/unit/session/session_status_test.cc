@@ -10,8 +10,8 @@ namespace {
 TEST_CASE("session status: remaining idle and absolute seconds and the user") {
   const std::string user = "alice";
   // Created at 1000 s, seen at 1500 s, now 1600 s; idle 1800 s, absolute 12 h.
-  std::string body = render_session_status(1600'000, 1000'000, 1500'000, 1800'000, 43200'000,
-                                           &user);
+  std::string body =
+      render_session_status(1600'000, 1000'000, 1500'000, 1800'000, 43200'000, &user);
   CHECK(body == "{\"idle_remaining_s\":1700,\"absolute_remaining_s\":42600,\"user\":\"alice\"}\n");
 }
 
@@ -30,7 +30,8 @@ TEST_CASE("session status: seconds round down and never go below zero") {
 TEST_CASE("session status: the user is JSON-escaped") {
   const std::string user = "a\"b\\c\x01";
   std::string body = render_session_status(0, 0, 0, 1000, 1000, &user);
-  CHECK(body == "{\"idle_remaining_s\":1,\"absolute_remaining_s\":1,\"user\":\"a\\\"b\\\\c\\u0001\"}\n");
+  CHECK(body ==
+        "{\"idle_remaining_s\":1,\"absolute_remaining_s\":1,\"user\":\"a\\\"b\\\\c\\u0001\"}\n");
 }
 
 }  // namespace

@@ -84,7 +84,7 @@ TEST_CASE("session watch: batches visit every watched session round robin with i
   }
   for (uint8_t i = 0; i < 5; ++i)
     CHECK(seen.count(i) >= 1);  // every session within one round
-  watch.remove(&tunnels[0]);   // swap-remove keeps the others reachable
+  watch.remove(&tunnels[0]);    // swap-remove keeps the others reachable
   watch.next_batch(10, batch);
   CHECK(batch.size() == 4);
   std::set<uint8_t> left;
