@@ -36,8 +36,13 @@ void SessionFollower::on_async(uv_async_t* a) {
   auto* f = static_cast<SessionFollower*>(a->data);
   if (f->closed_ || f->bus_ == nullptr) return;
   const bool overflowed = f->bus_->take(f->inbox_, f->ended_);
-  for (const SessionHandle& h : f->ended_)
-    f->end(h);
+  for (const SessionEnd& e : f->ended_) {
+    if (e.by_key) {
+      f->watch_.end_key(e.key);
+    } else {
+      f->end(e.handle);
+    }
+  }
   // Some ends were dropped: look every watched session up now rather than within a round.
   if (overflowed) f->check(f->watch_.sessions());
 }

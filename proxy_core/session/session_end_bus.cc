@@ -23,14 +23,28 @@ void SessionEndBus::detach(size_t inbox) {
 }
 
 void SessionEndBus::publish(const SessionHandle& handle) {
+  SessionEnd end;
+  end.handle = handle;
+  deliver(end);
+}
+
+void SessionEndBus::publish_key(const TokenHash& key) {
+  SessionEnd end;
+  end.by_key = true;
+  end.key = key;
+  deliver(end);
+}
+
+void SessionEndBus::deliver(const SessionEnd& end) {
   for (auto& p : inboxes_) {
     Inbox& in = *p;
     const SessionWatch* watch = in.watch.load(std::memory_order_acquire);
-    if (watch == nullptr || watch->sessions() == 0 || !watch->watches(handle)) continue;
+    if (watch == nullptr || watch->sessions() == 0) continue;
+    if (end.by_key ? !watch->watches_key(end.key) : !watch->watches(end.handle)) continue;
     std::lock_guard<std::mutex> lock(in.mutex);
     const bool was_empty = in.queue.empty() && !in.overflowed;
     if (in.queue.size() < bound_) {
-      in.queue.push_back(handle);
+      in.queue.push_back(end);
     } else {
       in.overflowed = true;
     }
@@ -38,7 +52,7 @@ void SessionEndBus::publish(const SessionHandle& handle) {
   }
 }
 
-bool SessionEndBus::take(size_t inbox, std::vector<SessionHandle>& out) {
+bool SessionEndBus::take(size_t inbox, std::vector<SessionEnd>& out) {
   out.clear();
   Inbox& in = *inboxes_.at(inbox);
   std::lock_guard<std::mutex> lock(in.mutex);

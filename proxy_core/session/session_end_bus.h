@@ -27,6 +27,14 @@
 
 namespace sg {
 
+// One end as queued: by handle (the memory store, a Redis revocation by handle) or by the store
+// key a Redis destroy removed.
+struct SessionEnd {
+  bool by_key = false;
+  SessionHandle handle{};
+  TokenHash key{};
+};
+
 class SessionEndBus final : public SessionEndSink {
  public:
   static constexpr size_t kInboxBound = 4096;
@@ -37,9 +45,10 @@ class SessionEndBus final : public SessionEndSink {
   // Any thread.
   void session_ended(const SessionHandle& handle) override { publish(handle); }
   void publish(const SessionHandle& handle);
-  // The inbox's loop: moves the queued handles into `out` (cleared first). True when some were
+  void publish_key(const TokenHash& key);
+  // The inbox's loop: moves the queued ends into `out` (cleared first). True when some were
   // dropped since the last take (check every watched session).
-  bool take(size_t inbox, std::vector<SessionHandle>& out);
+  bool take(size_t inbox, std::vector<SessionEnd>& out);
 
  private:
   struct Inbox {
@@ -48,9 +57,11 @@ class SessionEndBus final : public SessionEndSink {
     // watch is a member of a Worker, which outlives the bus's use).
     std::atomic<const SessionWatch*> watch{nullptr};
     std::function<void()> wake;
-    std::vector<SessionHandle> queue;
+    std::vector<SessionEnd> queue;
     bool overflowed = false;
   };
+  void deliver(const SessionEnd& end);
+
   const size_t bound_;
   std::vector<std::unique_ptr<Inbox>> inboxes_;
 };

@@ -6,8 +6,9 @@
 // A watcher is added when its tunnel starts and removed when it ends, both O(1): watchers of one
 // session form an intrusive list (the links live in the watcher, nothing is allocated for the
 // second tunnel of a session), and sessions are a hash map plus a dense array for the periodic
-// check's round robin (swap-remove). Nothing here runs on the request path: only tunnels are
-// watched. Memory per watched session: one map node and one array slot (session_watch.cc).
+// check's round robin (swap-remove), plus a map from each session's latest known store key to its
+// handle (ends published by key). Nothing here runs on the request path: only tunnels are
+// watched. Memory per watched session: two map nodes and one array slot (session_watch.cc).
 //
 // Threading: the owner is one worker's loop: add, remove, end, next_batch and update_key run
 // there only. watches() may be called from any thread (a store removing a session, the bus
@@ -47,8 +48,12 @@ class SessionWatcher {
   bool watched_ = false;
 };
 
+// Handles are random and keys are SHA-256 digests: their bytes are hash values already.
 struct SessionHandleHash {
-  size_t operator()(const SessionHandle& h) const;  // handles are random: their bytes suffice
+  size_t operator()(const SessionHandle& h) const;
+};
+struct TokenHashHash {
+  size_t operator()(const TokenHash& k) const;
 };
 
 class SessionWatch {
@@ -73,8 +78,13 @@ class SessionWatch {
   // The session was found under another live key (rotated since the tunnel started).
   void update_key(const SessionHandle& handle, const TokenHash& key);
 
+  // Ends the watchers of the session whose latest known key is `key` (a Redis destroy names the
+  // key it removed, not the handle). Returns how many were told.
+  size_t end_key(const TokenHash& key);
+
   // Any thread.
   bool watches(const SessionHandle& handle) const;
+  bool watches_key(const TokenHash& key) const;
   // Any thread, no lock: zero lets a publisher skip this worker with one atomic load.
   size_t sessions() const { return sessions_.load(std::memory_order_relaxed); }
 
@@ -87,9 +97,11 @@ class SessionWatch {
     size_t slot = 0;  // index in order_
   };
   void erase_entry(const SessionHandle& handle, Entry& e);
+  void set_key(const SessionHandle& handle, Entry& e, const TokenHash& key);
 
   mutable std::mutex mutex_;  // guards changes to map_'s membership against watches()
   std::unordered_map<SessionHandle, Entry, SessionHandleHash> map_;
+  std::unordered_map<TokenHash, SessionHandle, TokenHashHash> by_key_;  // each entry's key
   std::vector<SessionHandle> order_;  // the watched sessions, dense, for next_batch
   size_t cursor_ = 0;
   size_t watchers_ = 0;

@@ -93,6 +93,24 @@ TEST_CASE("session watch: batches visit every watched session round robin with i
   CHECK(left == std::set<uint8_t>{1, 2, 3, 4});
 }
 
+TEST_CASE("session watch: ends by store key follow the latest key of each session") {
+  SessionWatch watch;
+  Tunnel a, b;
+  watch.add(&a, handle_of(1), key_of(1));
+  watch.add(&b, handle_of(2), key_of(2));
+  CHECK(watch.watches_key(key_of(1)));
+  watch.update_key(handle_of(1), key_of(11));  // rotated since the tunnel started
+  CHECK_FALSE(watch.watches_key(key_of(1)));
+  CHECK(watch.end_key(key_of(1)) == 0);
+  CHECK(a.ended == 0);
+  CHECK(watch.end_key(key_of(11)) == 1);
+  CHECK(a.ended == 1);
+  CHECK_FALSE(watch.watches_key(key_of(11)));
+  watch.remove(&b);
+  CHECK_FALSE(watch.watches_key(key_of(2)));  // the key leaves with its session
+  CHECK(watch.end_key(key_of(2)) == 0);
+}
+
 TEST_CASE("session end bus: an end reaches only the workers that watch the session") {
   SessionEndBus bus(2);
   SessionWatch w0, w1;
@@ -106,16 +124,26 @@ TEST_CASE("session end bus: an end reaches only the workers that watch the sessi
   bus.publish(handle_of(7));
   CHECK(wakes0 == 0);
   CHECK(wakes1 == 1);  // woken when the queue went from empty to not empty only
-  std::vector<SessionHandle> got;
+  std::vector<SessionEnd> got;
   CHECK_FALSE(bus.take(0, got));
   CHECK(got.empty());
   CHECK_FALSE(bus.take(1, got));
-  CHECK(got == std::vector<SessionHandle>{handle_of(7), handle_of(7)});
-  bus.publish(handle_of(7));
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].handle == handle_of(7));
+  CHECK(got[1].handle == handle_of(7));
+  CHECK_FALSE(got[0].by_key);
+  bus.publish_key(key_of(9));  // no session watched under that key
+  bus.publish_key(key_of(7));
+  CHECK(bus.take(1, got) == false);
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].by_key);
+  CHECK(got[0].key == key_of(7));
   CHECK(wakes1 == 2);
+  bus.publish(handle_of(7));
+  CHECK(wakes1 == 3);
   bus.detach(1);
   bus.publish(handle_of(7));  // detached: no wake-up for a closed handle
-  CHECK(wakes1 == 2);
+  CHECK(wakes1 == 3);
   CHECK_FALSE(bus.take(1, got));
   CHECK(got.empty());
 }
@@ -128,7 +156,7 @@ TEST_CASE("session end bus: a full inbox drops and says so, and the next take st
   bus.attach(0, &w, [] {});
   for (int i = 0; i < 5; ++i)
     bus.publish(handle_of(1));
-  std::vector<SessionHandle> got;
+  std::vector<SessionEnd> got;
   CHECK(bus.take(0, got));
   CHECK(got.size() == 3);
   CHECK_FALSE(bus.take(0, got));
@@ -156,15 +184,15 @@ TEST_CASE("session end bus: publishers on other threads while the owner adds and
       }
     }
   publisher.join();
-  std::vector<SessionHandle> got;
+  std::vector<SessionEnd> got;
   bus.take(0, got);
   size_t ones = 0;
-  for (const SessionHandle& h : got)
-    ones += h == handle_of(1);
+  for (const SessionEnd& e : got)
+    ones += e.handle == handle_of(1);
   CHECK(ones == 5000);  // the watched session's every end, none lost
   CHECK(wakes.load() >= 1);
-  for (const SessionHandle& h : got)
-    CHECK(h != handle_of(0));  // never watched
+  for (const SessionEnd& e : got)
+    CHECK(e.handle != handle_of(0));  // never watched
 }
 
 }  // namespace
