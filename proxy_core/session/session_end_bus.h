@@ -44,6 +44,7 @@ class SessionEndBus final : public SessionEndSink {
   void detach(size_t inbox);
   // Any thread.
   void session_ended(const SessionHandle& handle) override { publish(handle); }
+  void session_key_ended(const TokenHash& key) override { publish_key(key); }
   void publish(const SessionHandle& handle);
   void publish_key(const TokenHash& key);
   // The inbox's loop: moves the queued ends into `out` (cleared first). True when some were

@@ -140,6 +140,8 @@ struct LookupResult {
 class SessionEndSink {
  public:
   virtual void session_ended(const SessionHandle& handle) = 0;
+  // The session stored under `key` ended (a Redis destroy names the key it removed).
+  virtual void session_key_ended(const TokenHash& key) = 0;
 
  protected:
   ~SessionEndSink() = default;

@@ -267,6 +267,7 @@ void RedisClient::connection_ready() {
   }
   was_ready_ = true;
   logged_down_ = false;
+  if (!subscribe_channel_.empty()) send_subscribe();  // again on every new connection
   send_retries();
 }
 
