@@ -69,7 +69,7 @@ class SessionFollower {
   uv_timer_t timer_;
   std::function<SessionStore*()> store_;
   SessionWatch watch_;
-  std::vector<SessionHandle> ended_;          // scratch for the bus's take()
+  std::vector<SessionEnd> ended_;             // scratch for the bus's take()
   std::vector<SessionWatch::Watched> batch_;  // scratch for check()
   size_t in_flight_ = 0;                      // lookups of the current check not answered yet
   bool closed_ = false;

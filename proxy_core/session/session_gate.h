@@ -80,6 +80,11 @@ class SessionGate {
   const SessionHandle* stored_handle() const {
     return active_ && !unstored_ ? &record_.handle : nullptr;
   }
+  // The session's user (session.user_attribute) as read at request time, or null.
+  const std::string* session_user() const { return active_ ? record_user() : nullptr; }
+  // This request's client address and id (set_client), for an audit line about the session.
+  std::string_view client_address() const { return client_address_; }
+  std::string_view request_id() const { return request_id_; }
   // For the access log.
   std::string_view handle() const { return handle_hex_; }
   std::string_view event() const { return event_; }

@@ -2,7 +2,7 @@
 // connections follow the session), and of nothing else.
 #include <vector>
 
-#include "memory_store_test_util.h"
+#include "tests/unit/memory_store_test_util.h"
 
 namespace sg::test {
 namespace {
