@@ -233,6 +233,7 @@ void ClientConnection::start_tunnel() {
   }
   arm_timer(TimerKind::kActivity);
   update_reading();
+  watch_tunnel();
 }
 
 void ClientConnection::finish_exchange() {
