@@ -252,7 +252,7 @@ class SessionStatus(LiveTestCase):
 class RedisStoreTunnels(LiveTestCase):
     def setUp(self):
         super().setUp()
-        self.redis = RedisServer(self).start()
+        self.redis = RedisServer(self)
 
     def instance(self, **session):
         sections = {"store.redis": {"address": self.redis.address, "key_prefix": REDIS_PREFIX, "timeout": "2s"}}
@@ -286,13 +286,26 @@ class RedisStoreTunnels(LiveTestCase):
         wait_until(lambda: self.subscribers() == 2, message="one subscriber per instance")
         port = self.redis.port
         self.redis.stop()
-        self.redis = RedisServer(self, port=port).start()
+        self.redis = RedisServer(self, port=port)
         wait_until(lambda: self.subscribers() == 2, timeout=15, message="both instances subscribe again")
         wait_until(lambda: self.get(a, "/echo").status == 200, timeout=15, message="instance A reconnects")
         t = self.issued_token(self.get(a, "/echo"))
         ws = self.open_ws(b, t)
         self.get(a, respond_target(("X-Session-Control", "destroy")), token=t)
         self.expect_policy_close(ws)
+
+    def test_periodic_check_cost(self):
+        gw = self.instance()
+        tunnels = [self.open_ws(gw, self.issued_token(self.get(gw, "/echo"))) for _ in range(6)]
+        checks = lambda: metric_value(gw.admin_port, "sessiongate_watched_session_checks_total")
+        commands = lambda: metric_value(gw.admin_port, "sessiongate_redis_commands_total")
+        c0, r0, t0 = checks(), commands(), time.monotonic()
+        wait_until(lambda: checks() >= c0 + 18, timeout=10, interval=0.1, message="three rounds of checks")
+        c1, r1, t1 = checks(), commands(), time.monotonic()
+        for c in tunnels:
+            self.assert_echoes(c)  # nobody was closed by the checks
+        report(f"redis, periodic check: {len(tunnels)} watched sessions, {(c1 - c0) / (t1 - t0):.1f} lookups/s, "
+               f"{(r1 - r0) / (t1 - t0):.1f} Redis commands/s (metrics requests included)")
 
     def test_revoke_to_close_time_across_instances(self):
         a, b = self.instance(), self.instance()
