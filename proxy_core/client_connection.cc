@@ -397,8 +397,7 @@ void ClientConnection::on_session_ready(SessionGate::Outcome outcome) {
       return;
     }
     case SessionGate::Outcome::kProceed:
-      if (answer_status()) return;  // session.status_path: answered here, never forwarded
-      run_policy();                 // forwards the request unless the policy answers it
+      run_policy();  // forwards the request unless the policy answers it
       return;
   }
 }
@@ -599,7 +598,6 @@ void ClientConnection::close_now() {
   lingering_ = false;
   state_ = State::kClosing;
   corked_.clear();  // an abort: nothing more goes out
-  unwatch_tunnel();
   release_upstream(false);
   log_exchange();
   HandleCloser<ClientConnection, &ClientConnection::handles_open_,

@@ -23,7 +23,6 @@
 #include "proxy_core/policy/form_field_scanner.h"
 #include "proxy_core/policy_keys.h"
 #include "proxy_core/session/session_gate.h"
-#include "proxy_core/session/session_watch.h"
 #include "proxy_core/tls/tls_engine.h"
 #include "proxy_core/upstream.h"
 
@@ -31,7 +30,7 @@ namespace sg {
 
 class Worker;
 
-class ClientConnection final : public UpstreamUser, public SessionWatcher {
+class ClientConnection final : public UpstreamUser {
  public:
   explicit ClientConnection(Worker* worker);
   // Accepts from `server` and starts reading. Returns false (and closes) on failure.
@@ -117,11 +116,6 @@ class ClientConnection final : public UpstreamUser, public SessionWatcher {
   void upstream_failed(int status, UpstreamError kind, const char* why);
   void finish_exchange();
   void start_tunnel();
-  // client_session_follow.cc (issue 14): the tunnel follows its session, and status_path.
-  void watch_tunnel();
-  void unwatch_tunnel();
-  void session_ended() override;
-  bool answer_status();
 
   // Output.
   bool write_client(std::string_view data);

@@ -233,7 +233,6 @@ void ClientConnection::start_tunnel() {
   }
   arm_timer(TimerKind::kActivity);
   update_reading();
-  watch_tunnel();
 }
 
 void ClientConnection::finish_exchange() {
