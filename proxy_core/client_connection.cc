@@ -605,7 +605,6 @@ void ClientConnection::close_now() {
 }
 
 void ClientConnection::on_closed(ClientConnection* c) {
-  c->unwatch_tunnel();  // close_now did; kept here so that no path frees a watched connection
   c->worker_->connection_closed(c);
   delete c;
 }

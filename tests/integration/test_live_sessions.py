@@ -47,10 +47,10 @@ class LiveTestCase(SessionTestCase):
         self.addCleanup(lambda: shutil.rmtree(d, ignore_errors=True))
         return d
 
-    def live_gateway(self, store: dict | None = None, workers: int = 2, **session):
+    def live_gateway(self, sections: dict | None = None, workers: int = 2, **session):
         ov = {"admin": {"listen": FREE_ADMIN_LISTEN, "token_file": self.token_file},
               "server": {"workers": workers}}
-        ov.update(store or {})
+        ov.update(sections or {})
         return self.gateway(ov, **session)
 
     # -- sessions ----------------------------------------------------------------------------
@@ -255,8 +255,8 @@ class RedisStoreTunnels(LiveTestCase):
         self.redis = RedisServer(self)
 
     def instance(self, **session):
-        store = {"store.redis": {"address": self.redis.address, "key_prefix": REDIS_PREFIX, "timeout": "2s"}}
-        return self.live_gateway(store, store="redis", **session)
+        sections = {"store.redis": {"address": self.redis.address, "key_prefix": REDIS_PREFIX, "timeout": "2s"}}
+        return self.live_gateway(sections, store="redis", **session)
 
     def test_logout_on_one_instance_closes_the_tunnel_on_the_other(self):
         a, b = self.instance(), self.instance()
