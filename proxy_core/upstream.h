@@ -21,79 +21,47 @@
 #include "proxy_core/net/socket_address.h"
 #include "proxy_core/net/upstream_socket.h"
 #include "proxy_core/ops/metrics.h"
+#include "proxy_core/tls/tls_context.h"
 #include "proxy_core/tls/tls_engine.h"
+#include "proxy_core/upstream_channel.h"
 
 namespace sg {
 
-class UpstreamConnection;
-
-// What an exchange hears from the connection it borrowed. The connection parses the response
-// (HttpParser, strict) and reports its head, body and end; it decides whether it can be reused.
-class UpstreamUser {
- public:
-  virtual ~UpstreamUser() = default;
-  virtual void on_upstream_connected(UpstreamConnection* c, int status) = 0;
-  // A final response head (1xx interim heads are skipped; 101 comes with on_upstream_upgrade).
-  // False holds the response: the connection stops reading, keeps what it has not parsed, and
-  // goes on when the user calls resume_response().
-  virtual bool on_upstream_head(UpstreamConnection* c, const MessageHead& head) = 0;
-  // Body bytes, decoded from chunked framing; valid only during the call.
-  virtual void on_upstream_body(UpstreamConnection* c, const char* data, size_t len) = 0;
-  // The response is complete. c->closing() when it was delimited by the upstream's close.
-  virtual void on_upstream_complete(UpstreamConnection* c) = 0;
-  // A 101 head; `rest` is what followed it (tunnel bytes). The user calls start_tunnel() or
-  // gives the connection up.
-  virtual void on_upstream_upgrade(UpstreamConnection* c, const MessageHead& head, const char* rest,
-                                   size_t len) = 0;
-  // The response broke the protocol (`why` names how); the user gives the connection up.
-  virtual void on_upstream_bad_response(UpstreamConnection* c, const char* why) = 0;
-  // Everything one read produces is reported between these two calls (the user may gather its
-  // writes into one). The user is never freed inside its own callbacks, so _end is always safe.
-  virtual void on_upstream_read_begin() = 0;
-  virtual void on_upstream_read_end() = 0;
-  // Raw bytes after start_tunnel().
-  virtual void on_upstream_tunnel_data(UpstreamConnection* c, const char* data, size_t len) = 0;
-  // The upstream closed (UV_EOF) or failed; the connection is already closing.
-  virtual void on_upstream_closed(UpstreamConnection* c, int status) = 0;
-  virtual void on_upstream_drained(UpstreamConnection* c) = 0;  // write queue fell below low water
-  virtual void on_upstream_timeout(UpstreamConnection* c) = 0;
-};
-
 class UpstreamPool;
 
-class UpstreamConnection final : private ResponseReader::Events {
+class UpstreamConnection final : public UpstreamChannel, private ResponseReader::Events {
  public:
   UpstreamConnection(UpstreamPool* pool, std::string server, HttpParser::Limits limits);
 
   int connect(const SocketAddress& addr, Millis timeout);
-  void attach(UpstreamUser* user) { user_ = user; }
-  int write(const uv_buf_t* bufs, unsigned count);
-  int write(std::string_view data);
-  size_t queued() const;
-  void pause_reading();
-  void resume_reading();
-  void start_timer(Millis timeout);
-  void stop_timer();
+  void attach(UpstreamUser* user) override { user_ = user; }
+  int write(const uv_buf_t* bufs, unsigned count) override;
+  int write(std::string_view data) override;
+  size_t queued() const override;
+  void pause_reading() override;
+  void resume_reading() override;
+  void start_timer(Millis timeout) override;
+  void stop_timer() override;
   // Closes the socket; the object is freed in the close callback.
-  void close();
+  void close() override;
   // Closes and tells the user (on_upstream_closed) with `status`.
-  void fail(int status);
+  void fail(int status) override;
 
   // Starts one exchange's response: the parser starts over (a HEAD request's response has no
   // body) and, once a final head has been reported, every read restarts `response_timeout`.
-  void begin_response(bool head_request, Millis response_timeout);
+  void begin_response(bool head_request, Millis response_timeout) override;
   // Goes on after on_upstream_head returned false.
-  void resume_response();
+  void resume_response() override;
   // From now on, bytes go to on_upstream_tunnel_data unparsed.
-  void start_tunnel() { tunnel_ = true; }
+  void start_tunnel() override { tunnel_ = true; }
   // The response completed in step: the connection may carry the next request (keep-alive, no
   // stray bytes after the response).
-  bool reusable() const { return !tunnel_ && reader_.reusable(); }
-  const MessageHead& response_head() const { return reader_.head(); }
+  bool reusable() const override { return !tunnel_ && reader_.reusable(); }
+  const MessageHead& response_head() const override { return reader_.head(); }
 
-  const std::string& server() const { return server_; }
-  bool reused() const { return reused_; }
-  bool closing() const { return closing_; }
+  const std::string& server() const override { return server_; }
+  bool reused() const override { return reused_; }
+  bool closing() const override { return closing_; }
 
  private:
   friend class UpstreamPool;
@@ -144,32 +112,43 @@ class UpstreamConnection final : private ResponseReader::Events {
   Millis response_timeout_{0};  // restarted by every read once the response has begun
 };
 
-class UpstreamPool {
+class UpstreamPool final : public UpstreamSource {
  public:
   UpstreamPool(uv_loop_t* loop, char* read_buffer, size_t read_buffer_size, WorkerMetrics* metrics);
   ~UpstreamPool();
 
   uv_loop_t* loop() const { return loop_; }
   // Round robin over `servers`, skipping any still in its refusal back-off while another is not.
-  const std::string& pick_server(const std::vector<std::string>& servers);
+  const std::string& pick_server(const std::vector<std::string>& servers) override;
   // An idle connection to `server`, or nullptr.
-  UpstreamConnection* take_idle(const std::string& server);
+  UpstreamConnection* take_idle(const std::string& server) override;
   // Opens a new connection to a "HOST:PORT" or "unix:/path" server; nullptr when the address does
   // not resolve.
   // `tls`: the upstream's TLS context when upstream.tls is on (nullptr: plain TCP).
   UpstreamConnection* open(const std::string& server, const UpstreamConfig& config,
                            HttpParser::Limits limits, UpstreamUser* user,
-                           std::shared_ptr<const TlsClientContext> tls = nullptr);
+                           std::shared_ptr<const TlsClientContext> tls);
+  // UpstreamSource: `tls` uses the context set_tls_source() points at.
+  UpstreamConnection* open(const std::string& server, const UpstreamConfig& config,
+                           HttpParser::Limits limits, UpstreamUser* user, bool tls) override {
+    return open(server, config, limits, user, tls && tls_source_ ? *tls_source_ : nullptr);
+  }
+  // The worker's upstream TLS context (replaced in place on reload); read at each open().
+  void set_tls_source(const std::shared_ptr<const TlsClientContext>* tls) { tls_source_ = tls; }
   // Returns a healthy connection whose response completed. It stays pooled while the pool holds
   // fewer than idle_limit(): `max_idle` (upstream.max_idle_connections), or more when the load
   // needs more (see idle_limit). max_idle == 0 turns pooling off.
   void put_idle(UpstreamConnection* c, Millis idle_timeout, size_t max_idle);
+  // UpstreamSource: only connections this pool lent come back here.
+  void put_idle(UpstreamChannel* c, Millis idle_timeout, size_t max_idle) override {
+    put_idle(static_cast<UpstreamConnection*>(c), idle_timeout, max_idle);
+  }
   // How many idle connections the pool keeps: at least `max_idle`; above it, as many as were in
   // use at once within the last `idle_timeout` (up to kMaxIdleFromLoad). A burst of N concurrent
   // requests then finds N connections on its next round instead of opening N - max_idle anew;
   // idle_timeout reclaims them once the load falls.
   size_t idle_limit(Millis idle_timeout, size_t max_idle);
-  void mark_refused(const std::string& server);
+  void mark_refused(const std::string& server) override;
   void close_idle();
 
   size_t idle_count() const { return idle_.size(); }
@@ -196,6 +175,7 @@ class UpstreamPool {
   size_t previous_peak_busy_ = 0;
   std::unordered_map<std::string, SocketAddress> addresses_;
   std::unordered_map<std::string, uint64_t> refused_until_ms_;
+  const std::shared_ptr<const TlsClientContext>* tls_source_ = nullptr;
 };
 
 // Back-off after a refused connection: long enough to stop hammering a dead server, short enough

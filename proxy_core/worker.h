@@ -19,6 +19,8 @@
 #include <vector>
 
 #include "proxy_core/config/config.h"
+#include "proxy_core/exchange.h"
+#include "proxy_core/exchange_services.h"
 #include "proxy_core/gateway_state.h"
 #include "proxy_core/http/http_date.h"
 #include "proxy_core/ops/metrics.h"
@@ -34,7 +36,7 @@ class HealthProbe;
 class SessionFollower;
 class SessionWatch;
 
-class Worker {
+class Worker final : public ExchangeServices {
  public:
   Worker(unsigned index, std::shared_ptr<const Config> config, GatewayState* state);
   ~Worker();
@@ -77,33 +79,36 @@ class Worker {
   // Main thread, before start(): this worker's own store (Redis), started on its loop.
   void set_own_store(std::unique_ptr<SessionStore> store, std::function<void()> close_store);
   // The store this worker's requests use: its own, or the shared one.
-  SessionStore* store() const { return own_store_ ? own_store_.get() : state_->store; }
+  SessionStore* store() const override { return own_store_ ? own_store_.get() : state_->store; }
   void post_drain();
   void post_stop();  // drain deadline passed: close everything now
 
   // Loop thread only.
   uv_loop_t* loop() { return &loop_; }
-  const std::shared_ptr<const Config>& config() const { return config_; }
+  const std::shared_ptr<const Config>& config() const override { return config_; }
   // The keys of config()'s request policy: replaced together with it.
-  const std::shared_ptr<const PolicyKeys>& policy_keys() const { return keys_; }
+  const std::shared_ptr<const PolicyKeys>& policy_keys() const override { return keys_; }
   // The process-wide state every worker shares (access log, readiness, upstream liveness), not
   // this worker's: it is thread-safe by itself (gateway_state.h).
-  GatewayState& gateway_state() { return *state_; }
+  GatewayState& gateway_state() override { return *state_; }
   UpstreamPool& pool() { return *pool_; }
+  UpstreamSource& upstreams() override { return *pool_; }
+  // Exchanges reused across requests and connections (exchange.h).
+  ExchangePool& exchanges() { return exchanges_; }
   char* read_buffer() { return read_buffer_.get(); }
   size_t read_buffer_size() const { return kReadBufferSize; }
   bool draining() const { return draining_; }
   void connection_closed(ClientConnection* c);
   unsigned index() const { return index_; }
-  WorkerMetrics& metrics() { return *metrics_; }
+  WorkerMetrics& metrics() override { return *metrics_; }
   const std::shared_ptr<const TlsClientContext>& upstream_tls() const { return tls_.upstream; }
   // Scratch for TLS records, reused by every connection of this worker (one callback at a time).
   std::string& tls_plain_scratch() { return tls_plain_; }
   std::string& tls_net_scratch() { return tls_net_; }
   // A fresh request id: 32 hex digits, unique across workers and restarts (random prefix).
-  void next_request_id(std::string& out);
+  void next_request_id(std::string& out) override;
   // The Date value for a response the gateway writes itself, from the loop's cached clock.
-  std::string_view http_date() { return http_date_.get(uv_now(&loop_)); }
+  std::string_view http_date() override { return http_date_.get(uv_now(&loop_)); }
   // Any thread: read-only for /metrics.
   const WorkerMetrics* metrics_view() const { return metrics_.get(); }
   // The tunnels that end with their session (session_follower.h). Loop thread only.
@@ -162,9 +167,10 @@ class Worker {
   std::unique_ptr<SessionFollower> follower_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_set<ClientConnection*> connections_;
+  ExchangePool exchanges_{this};  // idle exchanges; the connections give theirs back on close
   size_t max_connections_ = 0;
   uint64_t request_id_prefix_ = 0;
-  uint64_t request_id_seq_ = 0;
+  char request_id_[32];  // the last id: the prefix and the sequence, in hex
   HttpDateCache http_date_{&unix_now_ms};
   bool draining_ = false;
   bool stopping_ = false;

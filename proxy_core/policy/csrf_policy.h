@@ -86,7 +86,7 @@ CsrfDecision check_csrf(const CsrfConfig& config, const CsrfRequest& request,
                         std::string_view session_token);
 
 // The CsrfRequest of a parsed request head; `https`: the scheme the client used (request_scheme,
-// client_request_guard.cc). Views into `request`, which must outlive the result.
+// exchange_request.cc). Views into `request`, which must outlive the result.
 CsrfRequest csrf_request_of(const MessageHead& request, bool https);
 
 // check_csrf(config, csrf_request_of(request, https), session_token): the exchange's entry.

@@ -73,8 +73,9 @@ void SessionGate::reset() {
   response_headers_.clear();
   handle_hex_.clear();
   event_.clear();
-  client_address_.clear();
-  request_id_.clear();
+  client_address_view_ = {};
+  request_id_ = {};
+  request_ = nullptr;
 }
 
 const TokenHash* SessionGate::live_key() {
@@ -84,12 +85,15 @@ const TokenHash* SessionGate::live_key() {
 }
 
 void SessionGate::set_client(std::string_view address, std::string_view request_id) {
-  assign_origin_text(client_address_, address, kMaxClientAddressBytes);
-  request_id_.assign(request_id.substr(0, 128));
+  client_address_view_ = address;
+  request_id_ = request_id.substr(0, 128);
 }
 
-void SessionGate::record_origin(const MessageHead& request) {
-  const HeaderField* agent = request.find("user-agent");
+// Only when a session is created or an audit line written, not for every request: a returning
+// visit copies neither its address nor its user agent.
+void SessionGate::record_origin() {
+  assign_origin_text(client_address_, client_address_view_, kMaxClientAddressBytes);
+  const HeaderField* agent = request_ != nullptr ? request_->find("user-agent") : nullptr;
   assign_origin_text(user_agent_, agent ? agent->value : std::string_view(), kMaxUserAgentBytes);
 }
 
@@ -100,7 +104,7 @@ void SessionGate::begin(const Config& config, SessionStore* store, WorkerMetrics
   metrics_ = metrics;
   tls_ = tls;
   const SessionConfig& sc = config.session;
-  record_origin(request);
+  request_ = &request;
 
   // Our cookie never reaches the application, excluded path or not.
   fields_.clear();
@@ -332,6 +336,7 @@ void SessionGate::create_session(Done done) {
     return;
   }
   record_ = SessionRecord{};
+  record_origin();
   record_.client_address = client_address_;
   record_.user_agent = user_agent_;
   if (config_->session.create == SessionCreate::kOnReturn) {

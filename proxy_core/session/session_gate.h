@@ -3,8 +3,8 @@
 // inject and which Cookie value to forward, then applies the application's directives from the
 // response (rotate, destroy, set attributes) and says which Set-Cookie to add.
 //
-// One per ClientConnection, reset for every request. Loop thread only. The token lives only here
-// and in the Set-Cookie we send: never in logs, never in an upstream header.
+// One per Exchange (exchange.h), reset for every request. Loop thread only. The token lives only
+// here and in the Set-Cookie we send: never in logs, never in an upstream header.
 //
 // Integrity (issue 13): a returning visit costs the store one lookup and nothing else. Every
 // write happens when the response arrives, as ONE per-field SessionChange on the session's live
@@ -44,8 +44,8 @@ class SessionGate {
   void reset();
   // The client's address and the request's id, for the session record (address and user agent are
   // recorded when a session is created) and the audit log. Call after reset() and before
-  // begin(); empty when unknown. (The seam for the exchange: until it calls this, sessions are
-  // recorded without an address.)
+  // begin(); empty when unknown. Not copied: both must stay valid, as `request` given to
+  // begin(), until the request's response is done (the exchange keeps them).
   void set_client(std::string_view address, std::string_view request_id);
   // Starts resolving the session of `request`. `done` may run before begin() returns.
   // `metrics` (the worker's) counts store failures and rotated-token replays; may be null.
@@ -82,9 +82,6 @@ class SessionGate {
   }
   // The session's user (session.user_attribute) as read at request time, or null.
   const std::string* session_user() const { return active_ ? record_user() : nullptr; }
-  // This request's client address and id (set_client), for an audit line about the session.
-  std::string_view client_address() const { return client_address_; }
-  std::string_view request_id() const { return request_id_; }
   // For the access log.
   std::string_view handle() const { return handle_hex_; }
   std::string_view event() const { return event_; }
@@ -135,7 +132,7 @@ class SessionGate {
   // One audit line (ops/audit_log.h) about `handle` (hex) with this request's client and id.
   void audit_event(std::string_view event, std::string_view reason, std::string_view handle,
                    const std::string* user) const;
-  void record_origin(const MessageHead& request);
+  void record_origin();  // client_address_ and user_agent_, from set_client's and begin's
 
   const Config* config_ = nullptr;
   SessionStore* store_ = nullptr;
@@ -195,9 +192,12 @@ class SessionGate {
   bool sets_cookie_ = false;
   std::string handle_hex_;
   std::string event_;
-  std::string client_address_;  // set_client
-  std::string request_id_;
-  std::string user_agent_;  // this request's, bounded (recorded at creation)
+  std::string_view client_address_view_;  // set_client
+  std::string_view request_id_;
+  const MessageHead* request_ = nullptr;  // begin's
+  mutable std::string client_address_;    // bounded copies, made when needed (record_origin,
+                                          // audit_event)
+  std::string user_agent_;
 };
 
 }  // namespace sg

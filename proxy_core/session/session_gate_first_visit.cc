@@ -51,6 +51,7 @@ void SessionGate::store_first_visit(Done done) {
   record_ = SessionRecord{};
   record_.handle = first_visit_handle_;
   record_.created_ms = record_.last_seen_ms = first_visit_created_ms_;
+  record_origin();
   record_.client_address = client_address_;
   record_.user_agent = user_agent_;
   Ticket epoch = ticket();

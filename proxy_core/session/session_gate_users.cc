@@ -7,6 +7,7 @@
 #include "proxy_core/ops/log.h"
 #include "proxy_core/session/session_attributes.h"
 #include "proxy_core/session/session_gate.h"
+#include "proxy_core/session/session_record_check.h"
 #include "proxy_core/session/token.h"
 
 namespace sg {
@@ -29,6 +30,7 @@ void SessionGate::audit_event(std::string_view event, std::string_view reason,
   e.reason = reason;
   e.session = handle;
   if (user != nullptr) e.user = *user;
+  assign_origin_text(client_address_, client_address_view_, kMaxClientAddressBytes);
   e.client = client_address_;
   e.request_id = request_id_;
   log->write(e);

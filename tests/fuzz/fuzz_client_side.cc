@@ -1,8 +1,9 @@
-// Fuzz target: the whole client side of the gateway in one process, driven the way
-// client_connection.cc drives it, message after message: HttpParser (requests, strict) ->
-// validate_request -> body limit -> health answered locally -> SessionGate against a seeded
-// MemoryStore (fuzz_session.h) -> build_upstream_request -> the body, re-framed as the connection
-// forwards it.
+// Fuzz target: the whole client side of the gateway in one process, message after message: the
+// request parser (HttpParser, strict, as client_http1.cc drives it) feeding the real Exchange
+// (exchange.h: validate_request, the body limit, health answered locally, the logout guard, the
+// SessionGate against a seeded MemoryStore (fuzz_session.h), build_upstream_request, the body
+// re-framed as it is forwarded), with the fakes of tests/unit/exchange_fakes.h as its downstream
+// and upstream: what the fake upstream channel receives is checked.
 //
 // Input: byte 0 picks options (bit 0: underscore_headers = "drop"; bit 1: the peer is a trusted
 // proxy; bit 2: header_prefix "X-Gw_" instead of "X-Session-"; bit 3: websocket tunnels on;
@@ -40,6 +41,7 @@
 #include <string_view>
 #include <vector>
 
+#include "proxy_core/exchange.h"
 #include "proxy_core/http/cookie.h"
 #include "proxy_core/http/header_rewrite.h"
 #include "proxy_core/http/http_parser.h"
@@ -47,6 +49,7 @@
 #include "proxy_core/session/session_cookie.h"
 #include "tests/fuzz/fuzz_session.h"
 #include "tests/fuzz/fuzz_support.h"
+#include "tests/unit/exchange_fakes.h"
 
 namespace {
 
@@ -56,7 +59,6 @@ using sg_fuzz::fold_name;
 using sg_fuzz::WireHead;
 
 constexpr std::string_view kClientAddress = "192.0.2.7";
-constexpr std::string_view kRequestId = "fuzz-request-id";
 
 struct Options {
   sg::Config config;
@@ -147,7 +149,12 @@ struct Forwarded {
 struct Run {
   const Options* opt = nullptr;
   std::unique_ptr<sg::MemoryStore> store;
-  sg::SessionGate gate;
+  std::unique_ptr<sg::testing::FakeServices> services;
+  sg::testing::FakeDownstream down;
+  std::unique_ptr<sg::Exchange> exchange;
+  sg::testing::FakeChannel* channel = nullptr;  // the current request's upstream, when forwarded
+  size_t head_bytes = 0;                        // the upstream head's length in channel->written
+  bool refused = false;                         // the exchange refused the request: stop
   std::string transcript;
   std::vector<std::string> new_handles;  // random: named by order in the transcript
   std::vector<std::string> new_tokens;
@@ -322,8 +329,9 @@ void check_session(Run& r, const sg::MessageHead& req, sg::SessionGate::Outcome 
   const std::vector<std::string_view> values =
       sg::find_cookie_values(cookie_fields, sc.cookie_name);
   const std::vector<std::string_view> candidates = sg::token_candidates(values);
-  const std::string* set_cookie = sg_fuzz::gate_set_cookie(r.gate);
-  const std::string_view event = r.gate.event();
+  const sg::SessionGate& gate = r.exchange->session();
+  const std::string* set_cookie = sg_fuzz::gate_set_cookie(gate);
+  const std::string_view event = gate.event();
 
   if (outcome == sg::SessionGate::Outcome::kLogout) {
     // Logout: the cookie is always cleared and no candidate names a live session any more
@@ -335,12 +343,12 @@ void check_session(Run& r, const sg::MessageHead& req, sg::SessionGate::Outcome 
     return;
   }
   SG_FUZZ_CHECK(outcome == sg::SessionGate::Outcome::kProceed);
-  if (r.gate.injected_count() == 0) {
+  if (gate.injected_count() == 0) {
     // No session: an excluded path. No cookie either.
     SG_FUZZ_CHECK(set_cookie == nullptr);
     return;
   }
-  const std::string handle(r.gate.handle());
+  const std::string handle(gate.handle());
   if (event == "new") {
     SG_FUZZ_CHECK(live_before.size() != 1);  // exactly one live session is always used
     SG_FUZZ_CHECK(set_cookie != nullptr);
@@ -381,23 +389,23 @@ void describe(const sg::MessageHead& h, std::string& transcript) {
                 std::to_string(h.content_length) + " upgrade=" + std::to_string(h.upgrade) + "\n";
 }
 
-// What the connection does with a complete request head (client_connection.cc, on_request_head
-// and forward_request). False: the connection closes (the request was refused).
-bool on_request_head(Run& r, HttpParser& parser) {
-  const Options& opt = *r.opt;
-  const sg::Config& config = opt.config;
-  sg::MessageHead& req = parser.head();
-  describe(req, r.transcript);
-  r.forwarding = r.discarding = false;
-  r.fwd = Forwarded{};
-
-  const sg::RequestVerdict verdict = sg::validate_request(req, config.server.underscore_headers);
-  if (!verdict.ok()) {
-    SG_FUZZ_CHECK(verdict.status >= 400 && verdict.status <= 599);
-    r.transcript += "refused " + std::to_string(verdict.status) + "\n";
-    return false;
+// The live sessions (handles, distinct) the client's candidates name before the gate runs.
+std::vector<std::string> live_sessions(const Run& r, const sg::MessageHead& req) {
+  std::vector<std::string> live;
+  std::vector<std::string_view> cookie_fields;
+  for (size_t i = 0; i < req.header_count; ++i)
+    if (sg::iequals(req.headers[i].name, "cookie")) cookie_fields.push_back(req.headers[i].value);
+  for (std::string_view v : sg::token_candidates(
+           sg::find_cookie_values(cookie_fields, r.opt->config.session.cookie_name))) {
+    std::string h = sg_fuzz::live_handle(*r.store, v);
+    if (!h.empty() && std::find(live.begin(), live.end(), h) == live.end())
+      live.push_back(std::move(h));
   }
-  // What validation guarantees to the rest of the path.
+  return live;
+}
+
+// What validation guarantees to the rest of the path, for a head the exchange accepted.
+void check_validated(const sg::MessageHead& req) {
   SG_FUZZ_CHECK(req.version_major == 1 && req.version_minor <= 1);
   SG_FUZZ_CHECK(req.count("host") <= 1);
   SG_FUZZ_CHECK(!(req.chunked && req.has_content_length));
@@ -407,85 +415,83 @@ bool on_request_head(Run& r, HttpParser& parser) {
   SG_FUZZ_CHECK(!req.has_transfer_encoding || req.version_minor == 1);
   SG_FUZZ_CHECK(!req.target.empty());
   SG_FUZZ_CHECK(req.target[0] == '/' || (req.target == "*" && req.method == "OPTIONS"));
+}
 
-  sg::BodyFraming framing = sg::BodyFraming::kNone;
-  if (req.chunked) {
-    framing = sg::BodyFraming::kChunked;
-  } else if (req.has_content_length) {
-    framing = sg::BodyFraming::kContentLength;
-    if (config.limits.max_body_bytes != 0 && req.content_length > config.limits.max_body_bytes) {
-      r.transcript += "refused 413\n";
-      return false;
-    }
+// The exchange answered the head itself (a refusal, health, the logout guard, a logout).
+// False: it refused the request (the connection closes).
+bool answered_locally(Run& r, const sg::MessageHead& req, uint64_t bad_before,
+                      const std::vector<std::string>& live_before) {
+  const sg::testing::FakeDownstream::Local& l = r.down.locals.back();
+  SG_FUZZ_CHECK(l.status >= 200 && l.status <= 599);
+  if (r.services->metrics_.bad_requests.get() != bad_before) {
+    SG_FUZZ_CHECK(l.status >= 400 && l.close);
+    r.transcript += "refused " + std::to_string(l.status) + "\n";
+    r.refused = true;
+    return false;
   }
-  bool tunnel = false;
+  check_validated(req);
+  r.discarding = true;
+  if (l.status == 303) {
+    check_session(r, req, sg::SessionGate::Outcome::kLogout, live_before);
+    r.transcript += "logout 303";
+    if (r.exchange->session().sets_cookie()) r.transcript += " cookie cleared";
+    r.transcript += "\n";
+    return true;
+  }
+  r.transcript += "local " + std::to_string(l.status) + "\n";
+  return true;
+}
+
+// A complete request head, given to the exchange as client_http1.cc gives it. False: the
+// connection closes (the request was refused).
+bool on_request_head(Run& r, HttpParser& parser, bool complete) {
+  const Options& opt = *r.opt;
+  const sg::Config& config = opt.config;
+  sg::MessageHead& req = parser.head();
+  describe(req, r.transcript);
+  r.forwarding = r.discarding = false;
+  r.fwd = Forwarded{};
+  r.channel = nullptr;
+  const std::vector<std::string> live_before = live_sessions(r, req);
+  const size_t locals = r.down.locals.size();
+  const size_t channels = r.services->upstreams_.channels.size();
+  const uint64_t bad_before = r.services->metrics_.bad_requests.get();
+  r.exchange->begin(&r.down);
+  r.exchange->on_request_head(req, complete);
+  if (r.down.locals.size() != locals) return answered_locally(r, req, bad_before, live_before);
+  check_validated(req);
+  // The memory store answers synchronously: the request went to an upstream connection.
+  SG_FUZZ_CHECK(r.services->upstreams_.channels.size() == channels + 1);
+  check_session(r, req, sg::SessionGate::Outcome::kProceed, live_before);
+  r.channel = r.services->upstreams_.last();
+  r.channel->connected();
+  r.head_bytes = r.channel->written.size();
+  const sg::SessionGate& gate = r.exchange->session();
+
+  // The options the head must reflect, read independently of the exchange.
+  sg::UpstreamRequestOptions o;
+  o.framing = req.chunked              ? sg::BodyFraming::kChunked
+              : req.has_content_length ? sg::BodyFraming::kContentLength
+                                       : sg::BodyFraming::kNone;
+  o.content_length = req.content_length;
   if (req.upgrade) {
     const sg::HeaderField* upgrade = req.find("upgrade");
-    tunnel = config.upstream.websocket && upgrade != nullptr && req.method_id == HTTP_GET &&
-             sg::list_contains_token(upgrade->value, "websocket");
+    o.tunnel_websocket = config.upstream.websocket && upgrade != nullptr &&
+                         req.method_id == HTTP_GET &&
+                         sg::list_contains_token(upgrade->value, "websocket");
   }
-  if ((req.method_id == HTTP_GET || req.method_id == HTTP_HEAD) &&
-      sg::target_path(req.target) == config.health.path) {
-    r.transcript += "local 200\n";
-    r.discarding = true;
-    return true;
-  }
-
-  // The live sessions (handles, distinct) the client's candidates name before the gate runs.
-  std::vector<std::string> live_before;
-  {
-    std::vector<std::string_view> cookie_fields;
-    for (size_t i = 0; i < req.header_count; ++i)
-      if (sg::iequals(req.headers[i].name, "cookie")) cookie_fields.push_back(req.headers[i].value);
-    for (std::string_view v :
-         sg::token_candidates(sg::find_cookie_values(cookie_fields, config.session.cookie_name))) {
-      std::string h = sg_fuzz::live_handle(*r.store, v);
-      if (!h.empty() && std::find(live_before.begin(), live_before.end(), h) == live_before.end())
-        live_before.push_back(std::move(h));
-    }
-  }
-  r.gate.reset();
-  bool answered = false;
-  sg::SessionGate::Outcome outcome{};
-  r.gate.begin(config, r.store.get(), nullptr, opt.tls, req, [&](sg::SessionGate::Outcome o) {
-    SG_FUZZ_CHECK(!answered);
-    answered = true;
-    outcome = o;
-  });
-  SG_FUZZ_CHECK(answered);  // the memory store answers synchronously
-  check_session(r, req, outcome, live_before);
-  if (outcome == sg::SessionGate::Outcome::kLogout) {
-    r.transcript += "logout 303";
-    if (r.gate.sets_cookie()) r.transcript += " cookie cleared";
-    r.transcript += "\n";
-    r.discarding = true;
-    return true;
-  }
-
-  sg::UpstreamRequestOptions o;
-  o.client_address = kClientAddress;
-  o.peer_trusted = opt.peer_trusted;
-  o.scheme = opt.tls ? "https" : "http";
-  o.header_prefix = config.session.header_prefix;
-  o.tunnel_websocket = tunnel;
-  o.framing = framing;
-  o.content_length = req.content_length;
-  o.replace_cookie = r.gate.replace_cookie();
-  o.cookie_value = r.gate.cookie_value();
-  o.injected = &r.gate.injected();
-  o.injected_count = r.gate.injected_count();
-  o.request_id = kRequestId;
-  r.fwd.framing = framing;
+  o.replace_cookie = gate.replace_cookie();
+  o.cookie_value = gate.cookie_value();
+  r.fwd.framing = o.framing;
   r.fwd.content_length = req.content_length;
-  r.fwd.tunnel = tunnel;
-  sg::build_upstream_request(req, o, r.fwd.head);
-  check_upstream_head(req, o, r.gate, opt, r.fwd.head);
-  r.fwd.secrets =
-      secrets_of(req, r.gate, config.session.cookie_name, sg_fuzz::gate_set_cookie(r.gate));
+  r.fwd.tunnel = o.tunnel_websocket;
+  r.fwd.head = r.channel->written;
+  check_upstream_head(req, o, gate, opt, r.fwd.head);
+  r.fwd.secrets = secrets_of(req, gate, config.session.cookie_name, sg_fuzz::gate_set_cookie(gate));
   r.forwarding = true;
 
   std::string shown = r.fwd.head;
-  if (const std::string* sc = sg_fuzz::gate_set_cookie(r.gate))
+  if (const std::string* sc = sg_fuzz::gate_set_cookie(gate))
     shown += "Set-Cookie for the client: " + *sc + "\n";
   for (size_t i = 0; i < r.new_handles.size(); ++i) {
     sg_fuzz::replace_all(shown, r.new_handles[i], "<handle#" + std::to_string(i) + ">");
@@ -497,25 +503,36 @@ bool on_request_head(Run& r, HttpParser& parser) {
 }
 
 void on_body(Run& r, const char* data, size_t len) {
-  if (!r.forwarding) return;
-  r.fwd.body.append(data, len);
-  if (r.fwd.framing == sg::BodyFraming::kChunked) {
-    sg::append_chunk_header(len, r.fwd.wire_body);
-    r.fwd.wire_body.append(data, len);
-    r.fwd.wire_body.append(sg::kChunkTrailer);
-  } else {
-    r.fwd.wire_body.append(data, len);
+  if (r.refused || (!r.forwarding && !r.discarding)) return;
+  const size_t locals = r.down.locals.size();
+  const uint64_t bad_before = r.services->metrics_.bad_requests.get();
+  r.exchange->on_request_body(data, len);
+  if (r.services->metrics_.bad_requests.get() != bad_before) {
+    // Over limits.max_body_bytes (a chunked body): refused with 413 (or the connection aborted
+    // when an answer had started), the connection closes.
+    SG_FUZZ_CHECK(r.down.locals.size() == locals + 1 || r.down.aborts > 0);
+    r.transcript += "refused 413\n";
+    r.refused = true;
+    r.forwarding = r.discarding = false;
+    return;
   }
+  if (r.forwarding) r.fwd.body.append(data, len);
 }
 
-void on_message_done(Run& r, HttpParser& parser, uint64_t body_seen) {
+void on_message_done(Run& r, HttpParser& parser, uint64_t body_seen, bool end_reported) {
   const sg::MessageHead& head = parser.head();
   SG_FUZZ_CHECK(parser.body_bytes() == body_seen);
   if (head.has_content_length && !head.chunked) SG_FUZZ_CHECK(body_seen == head.content_length);
+  if (end_reported) r.exchange->on_request_end();
   if (r.forwarding) {
-    if (r.fwd.framing == sg::BodyFraming::kChunked) r.fwd.wire_body.append(sg::kLastChunk);
+    // Everything the exchange wrote after the head: the body as forwarded (re-chunked).
+    r.fwd.wire_body = r.channel->written.substr(r.head_bytes);
     check_forwarded_message(r.fwd);
     r.transcript += "body " + r.fwd.body + "\n";
+    // The application answers; the exchange ends (its upstream goes back to the pool).
+    const size_t finished = r.down.finished.size();
+    r.channel->respond(204, {}, "", true);
+    SG_FUZZ_CHECK(r.down.finished.size() == finished + 1);
   }
   r.transcript += "done\n";
   r.forwarding = r.discarding = false;
@@ -525,6 +542,10 @@ std::string run(std::string_view stream, const std::vector<size_t>& cuts, const 
   Run r;
   r.opt = &opt;
   r.store = sg_fuzz::seeded_store(opt.config);
+  r.services = std::make_unique<sg::testing::FakeServices>(opt.config);
+  r.services->set_store(r.store.get());
+  r.exchange = std::make_unique<sg::Exchange>(r.services.get());
+  r.down.facts = {kClientAddress, opt.peer_trusted, opt.tls, false, true};
   HttpParser parser(HttpParser::Kind::kRequest, opt.limits);
   uint64_t body_seen = 0;
   parser.set_body_sink([&](const char* data, size_t len) {
@@ -545,28 +566,35 @@ std::string run(std::string_view stream, const std::vector<size_t>& cuts, const 
         return true;
       case Event::kHead:
         body_seen = 0;
-        if (!on_request_head(r, parser)) return false;
+        if (!on_request_head(r, parser, /*complete=*/false)) return false;
         parser.resume();
         return true;
       case Event::kHeadDone:
         body_seen = 0;
-        if (!on_request_head(r, parser)) return false;
-        on_message_done(r, parser, 0);
+        if (!on_request_head(r, parser, /*complete=*/true)) return false;
+        on_message_done(r, parser, 0, /*end_reported=*/false);
         parser.resume();
         return true;
       case Event::kMessageDone:
-        on_message_done(r, parser, body_seen);
+        if (r.refused) {
+          r.transcript += "closed\n";
+          return false;
+        }
+        on_message_done(r, parser, body_seen, /*end_reported=*/true);
         parser.resume();
         return true;
       case Event::kUpgrade:
         // CONNECT or an upgrade: what follows is not HTTP. Refused or tunnelled, the
         // connection is never read as HTTP again.
         if (!parser.head_reported()) {
-          on_request_head(r, parser);
-        } else if (r.forwarding && r.fwd.framing == sg::BodyFraming::kChunked) {
-          r.fwd.wire_body.append(sg::kLastChunk);
+          on_request_head(r, parser, /*complete=*/true);
+        } else if (!r.refused) {
+          r.exchange->on_request_end();
         }
-        if (r.forwarding) check_forwarded_message(r.fwd);
+        if (r.forwarding) {
+          r.fwd.wire_body = r.channel->written.substr(r.head_bytes);
+          check_forwarded_message(r.fwd);
+        }
         r.transcript += "upgrade\n";
         return false;
       case Event::kError:

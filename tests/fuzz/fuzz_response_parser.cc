@@ -1,5 +1,5 @@
 // Fuzz target: bytes from an upstream through the response path's pure logic, driven the way
-// client_response.cc drives it: HttpParser (responses) -> build_client_response.
+// exchange_response.cc and client_http1.cc drive it: HttpParser (responses) -> build_client_response.
 //
 // Input: byte 0 says where the stream is cut into two reads (0 = before the first byte, 255 =
 // after the last), byte 1 picks options (bit 0: the request was HEAD; bit 1: the client speaks
@@ -127,7 +127,7 @@ void describe(const sg::MessageHead& h, std::string& transcript) {
                 " upgrade=" + std::to_string(h.upgrade) + "\n";
 }
 
-// What the connection does with a complete response head (client_response.cc,
+// What the connection does with a complete response head (exchange_response.cc and client_http1.cc,
 // on_response_head). False: the connection closes.
 bool on_response_head(HttpParser& parser, const Options& opt, std::string& transcript) {
   const sg::MessageHead& resp = parser.head();
@@ -216,7 +216,7 @@ std::string run(std::string_view stream, size_t cut, const Options& opt) {
     return true;
   });
   if (!whole) return transcript;
-  // Like client_response.cc, only mid-message: on an idle parser finish() says kMessageDone for
+  // Like the upstream connection, only mid-message: on an idle parser finish() says kMessageDone for
   // a message that never was.
   if (opt.peer_closes && parser.in_message()) {
     const Event ev = parser.finish();

@@ -270,7 +270,7 @@ void check_directives(Run& r, const sg::MessageHead& resp) {
   r.jar = old_token;
 }
 
-// What the connection does with a final response head (client_response.cc: apply_directives,
+// What the connection does with a final response head (exchange_response.cc: apply_directives,
 // then on_response_head). False: the connection closes.
 bool on_response_head(Run& r, const sg::MessageHead& resp) {
   const Options& opt = *r.opt;

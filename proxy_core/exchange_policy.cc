@@ -1,4 +1,4 @@
-// ClientConnection, issue 15's request policy (README "Access rules, CSRF defence and the signed
+// Exchange, issue 15's request policy (README "Access rules, CSRF defence and the signed
 // identity header"): between the session gate and the upstream, the access rules and the CSRF
 // check decide whether the request is forwarded; when it is, the exchange adds its own headers
 // under the prefix (<prefix>Csrf, then <prefix>Signature, last). The decisions themselves are the
@@ -6,17 +6,16 @@
 // costs one test of the configuration.
 #include "proxy_core/base/clock.h"
 #include "proxy_core/chunk_bufs.h"
-#include "proxy_core/client_connection.h"
+#include "proxy_core/exchange.h"
 #include "proxy_core/http/path_match.h"
 #include "proxy_core/ops/log.h"
 #include "proxy_core/policy/access_policy.h"
 #include "proxy_core/policy/csrf_policy.h"
-#include "proxy_core/worker.h"
 
 namespace sg {
 
-void ClientConnection::run_policy() {
-  const MessageHead& req = request_parser_.head();
+void Exchange::run_policy() {
+  const MessageHead& req = (*request_);
   if (!config_->access.rules.empty() && !access_allowed(req)) return;
   if (config_->csrf.mode != CsrfMode::kOff) {
     check_csrf_then_forward(req);
@@ -26,25 +25,25 @@ void ClientConnection::run_policy() {
 }
 
 // False when the request was answered here (303, 401 or 403): it never reaches the application.
-bool ClientConnection::access_allowed(const MessageHead& req) {
+bool Exchange::access_allowed(const MessageHead& req) {
   PolicyDecision d = decide_access(config_->access, req, SessionView{session_.attributes()});
   if (d.allowed()) return true;
-  worker_->metrics().access_denied[static_cast<int>(d.outcome) - 1].add();
+  services_->metrics().access_denied[static_cast<int>(d.outcome) - 1].add();
   SG_LOG_DEBUG("request %s: access %s by rule %d", request_id_.c_str(),
                access_outcome_name(d.outcome), d.rule);
   HeaderList extra;
   if (!d.location.empty()) extra.emplace_back("Location", std::move(d.location));
-  send_local(d.status, d.body, ex_.close_after, &extra, d.content_type);
+  send_local(d.status, d.body, close_after_, &extra, d.content_type);
   return false;
 }
 
-void ClientConnection::check_csrf_then_forward(const MessageHead& req) {
+void Exchange::check_csrf_then_forward(const MessageHead& req) {
   csrf_token_.clear();
   const TokenHash* live = session_.live_key();
   if (config_->csrf.mode == CsrfMode::kToken && keys_ != nullptr && keys_->csrf && live != nullptr)
     csrf_token_ = keys_->csrf->token_for(*live);
-  const bool https =
-      tls_ != nullptr || (peer_trusted_ && request_scheme(req) == ClientScheme::kHttps);
+  const ClientFacts& client = downstream_->client();
+  const bool https = client.tls || (client.trusted && request_scheme(req) == ClientScheme::kHttps);
   CsrfDecision d = check_csrf(config_->csrf, req, https, csrf_token_);
   switch (d.verdict) {
     case CsrfVerdict::kAllow:
@@ -61,45 +60,43 @@ void ClientConnection::check_csrf_then_forward(const MessageHead& req) {
   // upstream is not connected yet, so nothing of it can reach the application before the check.
   form_scan_.emplace(config_->csrf.form_field, config_->csrf.max_form_bytes);
   held_body_.clear();
-  ex_.hold = ExchangeState::Hold::kScanning;
-  if (ex_.request_done) {  // no body at all: the field is missing
+  hold_ = Hold::kScanning;
+  if (request_done_) {  // no body at all: the field is missing
     form_scanned();
     return;
   }
-  state_ = State::kForward;  // read and parse the body (ex_.upstream is null)
-  if (ex_.expect_continue) {
-    write_client("HTTP/1.1 100 Continue\r\n\r\n");
-    ex_.expect_continue = false;
+  phase_ = Phase::kForward;  // read and parse the body (upstream_ is null)
+  if (expect_continue_) {
+    downstream_->send_continue();
+    expect_continue_ = false;
   }
-  request_parser_.resume();
-  process_pending();
+  downstream_->deliver_request_body();
 }
 
-void ClientConnection::refuse_csrf(int reason) {
+void Exchange::refuse_csrf(int reason) {
   const auto r = static_cast<CsrfReason>(reason);
-  worker_->metrics().csrf_refused[reason].add();
+  services_->metrics().csrf_refused[reason].add();
   std::string session(session_.handle().empty() ? std::string_view("-") : session_.handle());
   SG_LOG_INFO("request %s: %s %.*s refused by the CSRF check (%s), session %s", request_id_.c_str(),
-              request_parser_.head().method.c_str(),
-              static_cast<int>(path_without_query(request_parser_.head().target).size()),
-              path_without_query(request_parser_.head().target).data(), csrf_reason_name(r),
-              session.c_str());
+              (*request_).method.c_str(),
+              static_cast<int>(path_without_query((*request_).target).size()),
+              path_without_query((*request_).target).data(), csrf_reason_name(r), session.c_str());
   const bool too_large = r == CsrfReason::kFormTooLarge;
-  ex_.hold = ExchangeState::Hold::kNone;  // the rest of the body is discarded
+  hold_ = Hold::kNone;  // the rest of the body is discarded
   held_body_.clear();
   const int status = too_large ? 413 : 403;
   // 413: the client may still be sending a large body; close rather than read it all.
-  if (too_large) ex_.close_after = true;
-  send_local(status, std::string(status_reason(status)) + "\n", ex_.close_after);
+  if (too_large) close_after_ = true;
+  send_local(status, std::string(status_reason(status)) + "\n", close_after_);
 }
 
 // Body bytes (de-chunked) while the token is looked for, or while a passed body waits for the
 // upstream connection (bounded by one read: reading stops while connecting).
-void ClientConnection::hold_body(const char* data, size_t len) {
-  if (timer_kind_ == TimerKind::kActivity) arm_timer(TimerKind::kActivity);
-  if (ex_.hold == ExchangeState::Hold::kHolding) {
-    if (ex_.upstream == nullptr || closing_) {  // the connect failed and was answered: discard
-      ex_.hold = ExchangeState::Hold::kNone;
+void Exchange::hold_body(const char* data, size_t len) {
+  downstream_->touch_client_timer();
+  if (hold_ == Hold::kHolding) {
+    if (upstream_ == nullptr || closed_) {  // the connect failed and was answered: discard
+      hold_ = Hold::kNone;
       held_body_.clear();
       return;
     }
@@ -116,9 +113,9 @@ void ClientConnection::hold_body(const char* data, size_t len) {
 }
 
 // The scan ended (the field, the end of the body, or the bound): decide.
-void ClientConnection::form_scanned() {
-  if (ex_.hold != ExchangeState::Hold::kScanning) return;  // held: send_held_body ends it
-  FormFieldScanner::Result r = ex_.request_done ? form_scan_->finish() : form_scan_->result();
+void Exchange::form_scanned() {
+  if (hold_ != Hold::kScanning) return;  // held: send_held_body ends it
+  FormFieldScanner::Result r = request_done_ ? form_scan_->finish() : form_scan_->result();
   std::optional<std::string_view> found;
   if (r == FormFieldScanner::Result::kFound) found = form_scan_->value();
   // A malformed or too long value is a wrong token, not a missing one.
@@ -129,27 +126,27 @@ void ClientConnection::form_scanned() {
     refuse_csrf(static_cast<int>(d.reason));
     return;
   }
-  ex_.hold = ExchangeState::Hold::kHolding;
+  hold_ = Hold::kHolding;
   forward_request();
 }
 
 // The upstream is connected and has the head: the held bytes go first, then the body streams.
-bool ClientConnection::send_held_body() {
-  ex_.hold = ExchangeState::Hold::kNone;
+bool Exchange::send_held_body() {
+  hold_ = Hold::kNone;
   int r = 0;
   if (!held_body_.empty()) {
-    if (ex_.request_framing == BodyFraming::kChunked) {
-      ChunkBufs chunk(held_body_.data(), held_body_.size(), out_);
-      r = ex_.upstream->write(chunk.bufs, ChunkBufs::kCount);
+    if (request_framing_ == BodyFraming::kChunked) {
+      ChunkBufs chunk(held_body_.data(), held_body_.size(), chunk_scratch_);
+      r = upstream_->write(chunk.bufs, ChunkBufs::kCount);
     } else {
-      r = ex_.upstream->write(held_body_);
+      r = upstream_->write(held_body_);
     }
   }
-  if (r == 0 && ex_.request_done && ex_.request_framing == BodyFraming::kChunked)
-    r = ex_.upstream->write(kLastChunk);
+  if (r == 0 && request_done_ && request_framing_ == BodyFraming::kChunked)
+    r = upstream_->write(kLastChunk);
   held_body_.clear();
   if (r != 0) {
-    ex_.upstream->fail(r);
+    upstream_->fail(r);
     return false;
   }
   return true;
@@ -157,7 +154,7 @@ bool ClientConnection::send_held_body() {
 
 // <prefix>Csrf (token mode, with a session) and <prefix>Signature (upstream.sign) for the
 // upstream head; null when neither is on.
-const HeaderList* ClientConnection::policy_headers(const MessageHead& req) {
+const HeaderList* Exchange::policy_headers(const MessageHead& req) {
   const bool token = config_->csrf.mode == CsrfMode::kToken;
   if (!token && !config_->upstream.sign) return nullptr;
   policy_headers_.clear();
