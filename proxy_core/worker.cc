@@ -50,8 +50,8 @@ Worker::Worker(unsigned index, std::shared_ptr<const Config> config, GatewayStat
   std::fill(request_id_ + 16, request_id_ + 32, '0');  // the sequence, 0 so far
 }
 
-SessionWatch& Worker::session_watch() {
-  return follower_->watch();
+SessionWatch* Worker::session_watch() {
+  return &follower_->watch();
 }
 
 // The prefix in hex, then the sequence number in hex, counted up in place like an odometer (one

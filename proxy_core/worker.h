@@ -112,7 +112,7 @@ class Worker final : public ExchangeServices {
   // Any thread: read-only for /metrics.
   const WorkerMetrics* metrics_view() const { return metrics_.get(); }
   // The tunnels that end with their session (session_follower.h). Loop thread only.
-  SessionWatch& session_watch();
+  SessionWatch* session_watch() override;
 
   // One read buffer per worker, shared by all its connections: a connection keeps only the
   // bytes it could not consume yet, so an idle keep-alive connection holds no read buffer.
