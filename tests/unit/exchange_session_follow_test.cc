@@ -8,6 +8,7 @@
 
 #include "proxy_core/exchange.h"
 #include "proxy_core/http/websocket_close.h"
+#include "proxy_core/session/session_status.h"
 #include "proxy_core/session/token.h"
 #include "tests/unit/exchange_fakes.h"
 #include "tests/unit/fake_session_store.h"
