@@ -38,7 +38,8 @@
 //
 // Metrics (WorkerMetrics, may be null): redis_commands, redis_errors, redis_timeouts,
 // redis_rejected, redis_reconnects, redis_connected, redis_command_duration. Logs are prefixed
-// "redis store:" (the client is the store's connection, as operators know it).
+// with RedisClientOptions::log_name: "redis store:" (the store's connection, as operators know
+// it), or "redis events:" for the session-end subscriber (redis_session_events.h).
 //
 // Lifetime: call close() before destroying the client (the destructor does if you did not).
 // After close() the client holds no open uv handle, so the worker's loop can finish; the handle
@@ -80,6 +81,9 @@ struct RedisClientOptions {
   std::string password_file;
   uint32_t database = 0;
   Millis timeout{500};  // per command; > 0
+  // What the logs call this connection ("redis store: connected to ..."): the store's
+  // connections, or the session-end subscriber ("redis events").
+  std::string log_name = "redis store";
 };
 
 class RedisClient {

@@ -37,8 +37,8 @@ void RedisClient::message_trampoline(redisAsyncContext* ac, void* r, void* privd
   // close() may be freeing it, when `self` must not be touched beyond this check).
   if (reply == nullptr || ac->data != self || ac != self->ctx_) return;
   if (reply->type == REDIS_REPLY_ERROR) {
-    SG_LOG_WARN("redis store: SUBSCRIBE %s: %.*s", self->subscribe_channel_.c_str(),
-                static_cast<int>(reply->len), reply->str);
+    SG_LOG_WARN("%s: SUBSCRIBE %s: %.*s", self->opts_.log_name.c_str(),
+                self->subscribe_channel_.c_str(), static_cast<int>(reply->len), reply->str);
     return;
   }
   if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) return;
