@@ -2,6 +2,8 @@
 
 #include <llhttp.h>
 
+#include <memory>
+
 #include "proxy_core/admin_sessions.h"
 #include "proxy_core/config/config_loader.h"
 #include "proxy_core/gateway_state.h"
@@ -13,7 +15,9 @@
 #include "proxy_core/net/stream_io.h"
 #include "proxy_core/ops/log.h"
 #include "proxy_core/server.h"
+#include "proxy_core/session/session_attributes.h"
 #include "proxy_core/store/memory_store.h"
+#include "proxy_core/store/redis_store.h"
 
 namespace sg {
 
@@ -28,6 +32,9 @@ struct AdminConnection {
   uv_timer_t timer;
   HttpParser parser{HttpParser::Kind::kRequest, kAdminLimits};
   Server* server;
+  SessionStore* sessions;  // the /sessions API's store (null: 503)
+  // A Redis store answers later: its answer finds the connection only while this lives.
+  std::shared_ptr<int> life = std::make_shared<int>(0);
   HttpDateCache* date;
   char buf[4096];
   int open_handles = 2;
@@ -77,14 +84,16 @@ struct AdminConnection {
     const MessageHead& req = parser.head();
     bool head = req.method_id == HTTP_HEAD;
     if (is_sessions_path(target_path(req.target))) {
-      // The memory store answers inside the call; a store on this loop that answers later would
-      // need the connection kept alive until then (its timer closes it after kAdminTimeoutMs).
-      handle_sessions_request(req, server->config()->admin.token_file, server->admin_store(),
-                              unix_now_ms(), [this](AdminReply r) {
-                                respond(r.status,
-                                        r.json ? "application/json" : "text/plain; charset=utf-8",
-                                        r.body, false);
-                              });
+      // The memory store answers inside the call, Redis later (within store.redis.timeout): by
+      // then the timer or the client may have closed the connection.
+      std::weak_ptr<int> alive = life;
+      handle_sessions_request(
+          req, server->config()->admin.token_file, sessions, unix_now_ms(),
+          [this, alive](AdminReply r) {
+            if (alive.expired() || uv_is_closing(reinterpret_cast<uv_handle_t*>(&tcp))) return;
+            respond(r.status, r.json ? "application/json" : "text/plain; charset=utf-8", r.body,
+                    false);
+          });
       return;
     }
     if (req.method_id != HTTP_GET && !head) {
@@ -133,6 +142,15 @@ struct AdminConnection {
 AdminServer::AdminServer(uv_loop_t* loop, Server* server)
     : loop_(loop), server_(server), date_(&unix_now_ms) {}
 
+AdminServer::~AdminServer() {
+  if (redis_) redis_->close();
+}
+
+SessionStore* AdminServer::sessions_store() {
+  if (SessionStore* memory = server_->admin_store()) return memory;
+  return redis_.get();
+}
+
 bool AdminServer::start(const std::string& address, std::string& error) {
   auto addr = resolve_host_port(address);
   if (!addr) {
@@ -149,10 +167,20 @@ bool AdminServer::start(const std::string& address, std::string& error) {
     return false;
   }
   listening_ = true;
+  const Config& config = *server_->config();
+  if (config.session.store == StoreKind::kRedis) {
+    // The /sessions API's own connection, on this loop (the workers' stores live on theirs).
+    const SessionConfig& sc = config.session;
+    redis_ = std::make_unique<RedisStore>(
+        loop_, config.redis_store, sc.idle_timeout, sc.absolute_timeout, nullptr, sc.max_attributes,
+        sc.max_attribute_bytes, fold_attribute_name(sc.user_attribute));
+    redis_->start();
+  }
   return true;
 }
 
 void AdminServer::stop() {
+  if (redis_) redis_->close();  // answers what waits (503), closes its handles
   if (!listening_) return;
   listening_ = false;
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), nullptr);
@@ -163,6 +191,7 @@ void AdminServer::on_connection(uv_stream_t* s, int status) {
   auto* self = static_cast<AdminServer*>(s->data);
   auto* c = new AdminConnection;
   c->server = self->server_;
+  c->sessions = self->sessions_store();
   c->date = &self->date_;
   uv_tcp_init(self->loop_, &c->tcp);
   uv_timer_init(self->loop_, &c->timer);

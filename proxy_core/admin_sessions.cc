@@ -147,7 +147,7 @@ void handle_sessions_request(const MessageHead& req, const std::string& token_fi
     return;
   }
   if (store == nullptr) {
-    reply(text(503, "this store has no user index on the admin listener yet\n"));
+    reply(text(503, "no session store on the admin listener\n"));
     return;
   }
   const std::string_view target = req.target;

@@ -12,9 +12,8 @@
 // is percent-decoded (%XX; '+' stays '+'). Never a token or a key in an answer.
 //
 // Threading: main loop (AdminServer). `store` must be callable there: the memory store is
-// thread-safe. A Redis store would need its own store on the main loop (the seam:
-// Server::admin_store(), null until then, answered 503). `reply` may run inside the call or
-// later.
+// thread-safe, and with Redis the AdminServer has a RedisStore on that loop (null: 503). `reply`
+// may run inside the call or later.
 #pragma once
 
 #include <cstdint>

@@ -26,6 +26,7 @@ ClientConnection::ClientConnection(Worker* worker)
       config_(worker->config()),
       request_parser_(HttpParser::Kind::kRequest, request_limits(*worker->config())) {
   facts_.can_tunnel = true;
+  facts_.token_digests = &token_digests_;
   uv_tcp_init(worker_->loop(), &tcp_);
   uv_timer_init(worker_->loop(), &timer_);
   tcp_.data = this;

@@ -29,6 +29,7 @@
 #include "proxy_core/downstream.h"
 #include "proxy_core/http/http_parser.h"
 #include "proxy_core/net/lazy_deadline.h"
+#include "proxy_core/session/token.h"
 #include "proxy_core/tls/tls_engine.h"
 
 namespace sg {
@@ -144,8 +145,9 @@ class ClientConnection final : public Downstream {
   std::shared_ptr<const TlsServerContext> tls_context_;  // keeps the context alive for tls_
   std::unique_ptr<TlsEngine> tls_;
   ClientFacts facts_;
-  std::string peer_ip_;           // facts_.peer_ip views it
-  Exchange* exchange_ = nullptr;  // the current request's, from the worker's ExchangePool
+  TokenDigestCache token_digests_;  // facts_.token_digests points here
+  std::string peer_ip_;             // facts_.peer_ip views it
+  Exchange* exchange_ = nullptr;    // the current request's, from the worker's ExchangePool
   HttpParser request_parser_;
   std::string pending_;  // client bytes read but not yet parsed (pipelining, upstream connect)
   std::string out_;      // scratch for heads and chunk framing

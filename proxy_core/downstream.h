@@ -32,6 +32,8 @@
 
 namespace sg {
 
+class TokenDigestCache;
+
 // Facts about the client side, fixed for the downstream's life.
 struct ClientFacts {
   std::string_view peer_ip;    // the TCP peer, textual
@@ -39,6 +41,9 @@ struct ClientFacts {
   bool tls = false;            // the client speaks TLS to us (https; HSTS applies)
   bool redirect_only = false;  // the plain redirect listener: 308 to https
   bool can_tunnel = true;      // a WebSocket upgrade can become a byte tunnel (HTTP/1.1 only)
+  // The connection's session token digest cache (session/token.h): a keep-alive connection's
+  // cookie is hashed once, whichever pooled exchange serves it. May be null.
+  TokenDigestCache* token_digests = nullptr;
 };
 
 // The client's activity timer: kActivity while the client must make progress (sending a body,

@@ -70,7 +70,7 @@ void Exchange::on_request_head(MessageHead& req, bool complete) {
 
   phase_ = Phase::kSession;
   // The store records where a session was created and the audit log names the request.
-  session_.set_client(client.peer_ip, request_id_);
+  session_.set_client(client.peer_ip, request_id_, client.token_digests);
   session_.begin(*config_, services_->store(), &services_->metrics(), https, req,
                  [this](SessionGate::Outcome outcome) { on_session_ready(outcome); });
 }

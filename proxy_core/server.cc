@@ -126,9 +126,9 @@ bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
     w->set_policy_keys(keys_);
     if (sc.store == StoreKind::kRedis) {
       // One connection per worker, on the worker's own loop (created before its thread runs).
-      auto redis = std::make_unique<RedisStore>(w->loop(), config_->redis_store, sc.idle_timeout,
-                                                sc.absolute_timeout, &w->metrics(),
-                                                sc.max_attributes, sc.max_attribute_bytes);
+      auto redis = std::make_unique<RedisStore>(
+          w->loop(), config_->redis_store, sc.idle_timeout, sc.absolute_timeout, &w->metrics(),
+          sc.max_attributes, sc.max_attribute_bytes, fold_attribute_name(sc.user_attribute));
       RedisStore* r = redis.get();
       r->start();
       state_.worker_stores.push_back(r);

@@ -51,9 +51,8 @@ class Server {
   // Any thread: the Prometheus text of every worker's and the store's figures.
   std::string render_metrics() const;
   GatewayState& state() { return state_; }
-  // The store the admin listener's /sessions API uses, on the main loop: the memory store (it is
-  // thread-safe). Null with Redis until a store on the main loop exists (the seam for the Redis
-  // user index: build one RedisStore on the main loop in start() and return it here).
+  // The memory store for the admin listener's /sessions API (it is thread-safe); null with Redis,
+  // where the AdminServer keeps a RedisStore of its own on the main loop.
   SessionStore* admin_store();
   const std::shared_ptr<const Config>& config() const { return config_; }
   static unsigned effective_workers(const Config& config);

@@ -308,17 +308,6 @@ class Validator {
             "at start, because rotation markers do not outlive a restart");
     }
     if (c_.session.store != StoreKind::kRedis) return;
-    // The per-user index exists in the memory store only (issue 14 continues with Redis): a cap
-    // that silently never applies would be worse than a refusal.
-    if (c_.session.max_per_user != 0) {
-      error({"session.max_per_user"},
-            "needs store = \"memory\" in this release: the Redis store has no per-user index yet");
-    }
-    if (!c_.admin.token_file.empty()) {
-      warning({"admin.token_file"},
-              "the /sessions API answers 503 with store = \"redis\" in this release (it needs "
-              "the per-user index of the memory store)");
-    }
     if (c_.session.create == SessionCreate::kOnReturn && c_.session.secret_file.empty()) {
       // Every instance must accept the first-visit tokens the others issued.
       error({"session.create", "session.secret_file"},

@@ -50,11 +50,7 @@ bool SessionGate::is_passive(const SessionConfig& sc, const MessageHead& request
 // A keep-alive connection sends the same cookie with every request: remembering the last
 // token's digest saves a SHA-256 per request. The token only ever meets its own digest here.
 TokenHash SessionGate::key_of(const std::string& token) {
-  if (token.size() != last_token_.size() || token != last_token_) {
-    last_token_ = token;
-    last_key_ = hash_token(token);
-  }
-  return last_key_;
+  return digests_->digest_of(token);
 }
 
 void SessionGate::reset() {
@@ -75,6 +71,7 @@ void SessionGate::reset() {
   event_.clear();
   client_address_view_ = {};
   request_id_ = {};
+  digests_ = &own_digests_;  // a connection's cache is named again by set_client
   request_ = nullptr;
 }
 
@@ -84,7 +81,9 @@ const TokenHash* SessionGate::live_key() {
   return &key_;
 }
 
-void SessionGate::set_client(std::string_view address, std::string_view request_id) {
+void SessionGate::set_client(std::string_view address, std::string_view request_id,
+                             TokenDigestCache* digests) {
+  digests_ = digests != nullptr ? digests : &own_digests_;
   client_address_view_ = address;
   request_id_ = request_id.substr(0, 128);
 }

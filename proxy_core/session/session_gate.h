@@ -29,6 +29,7 @@
 #include "proxy_core/session/session_attributes.h"
 #include "proxy_core/session/session_cookie.h"
 #include "proxy_core/session/session_store.h"
+#include "proxy_core/session/token.h"
 
 namespace sg {
 
@@ -45,8 +46,10 @@ class SessionGate {
   // The client's address and the request's id, for the session record (address and user agent are
   // recorded when a session is created) and the audit log. Call after reset() and before
   // begin(); empty when unknown. Not copied: both must stay valid, as `request` given to
-  // begin(), until the request's response is done (the exchange keeps them).
-  void set_client(std::string_view address, std::string_view request_id);
+  // begin(), until the request's response is done (the exchange keeps them). `digests`: the
+  // client connection's token digest cache (may be null: the gate's own is used).
+  void set_client(std::string_view address, std::string_view request_id,
+                  TokenDigestCache* digests = nullptr);
   // Starts resolving the session of `request`. `done` may run before begin() returns.
   // `metrics` (the worker's) counts store failures and rotated-token replays; may be null.
   void begin(const Config& config, SessionStore* store, WorkerMetrics* metrics, bool tls,
@@ -180,9 +183,9 @@ class SessionGate {
   size_t next_candidate_ = 0;
   unsigned valid_found_ = 0;
   unsigned rejected_directives_ = 0;
-  TokenHash key_{};         // the session's live key (for a grace request: not the token's digest)
-  std::string last_token_;  // the connection's last token and its digest (see key_of)
-  TokenHash last_key_{};
+  TokenHash key_{};  // the session's live key (for a grace request: not the token's digest)
+  TokenDigestCache own_digests_;               // when set_client names none
+  TokenDigestCache* digests_ = &own_digests_;  // the connection's (see key_of)
   std::string token_;
   SessionRecord record_;
   HeaderList injected_;

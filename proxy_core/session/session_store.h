@@ -36,10 +36,9 @@
 //   leave the index in that step and the store destroys them before it answers.
 // - destroy_user() and destroy_handle() end the sessions they report and report only those. A
 //   session that joins the index while destroy_user() runs may survive it (the caller can repeat).
-// - Stores that have no user index yet (Redis until its mapping lands) answer the user
-//   operations with kUnavailable through the defaults below; writes still work there.
-// A Redis mapping can keep these rules with one Lua script per operation: see the issue 14
-// report for the proposed key layout ({u:<hash>} hash-tagged sorted sets).
+// - A store without a user index answers the user operations with kUnavailable through the
+//   defaults below; writes still work there. Both stores have one: the memory store
+//   (memory_store_users.h) and Redis (one Lua script per operation, redis_scripts.h).
 #pragma once
 
 #include <array>

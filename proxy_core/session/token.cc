@@ -176,6 +176,15 @@ TokenHash hash_token(std::string_view token) {
   return digest;
 }
 
+TokenHash TokenDigestCache::digest_of(std::string_view token) {
+  if (!filled_ || !constant_time_equal(token, token_)) {
+    filled_ = true;
+    token_.assign(token);
+    digest_ = hash_token(token);
+  }
+  return digest_;
+}
+
 bool generate_handle(SessionHandle& out) {
   return random_bytes(out.data(), out.size());
 }

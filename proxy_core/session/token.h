@@ -38,6 +38,20 @@ bool is_token_shaped(std::string_view text);
 // SHA-256 of the token text (its 43 characters, not the decoded bytes). No heap allocation.
 TokenHash hash_token(std::string_view token);
 
+// The digest of the last token one client connection sent. A keep-alive connection sends the same
+// cookie with every request, so its SHA-256 is computed once per connection instead of once per
+// request. It belongs to the connection, not to the (pooled) exchange, so that a connection keeps
+// its hit under concurrency; the token it holds is compared in constant time all the same.
+class TokenDigestCache {
+ public:
+  TokenHash digest_of(std::string_view token);
+
+ private:
+  std::string token_;
+  TokenHash digest_{};
+  bool filled_ = false;
+};
+
 // A fresh random handle. Returns false when the CSPRNG fails (fail closed, as for tokens).
 bool generate_handle(SessionHandle& out);
 // Lowercase hex, 32 characters: the X-Session-Id value.

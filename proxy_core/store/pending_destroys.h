@@ -103,6 +103,17 @@ class PendingDestroyStore final : public SessionStore {
               int64_t grace_ms, int64_t now_ms, DoneCallback done) override;
   void destroy(const TokenHash& key, DoneCallback done) override;
   bool usable() const override { return inner_->usable(); }
+  // The user index: forwarded (what they destroy, the store confirmed in the same script).
+  void list_user(const std::string& user, int64_t now_ms, UsersCallback done) override {
+    inner_->list_user(user, now_ms, std::move(done));
+  }
+  void destroy_user(const std::string& user, const TokenHash* except, int64_t now_ms,
+                    UsersCallback done) override {
+    inner_->destroy_user(user, except, now_ms, std::move(done));
+  }
+  void destroy_handle(const SessionHandle& handle, int64_t now_ms, UsersCallback done) override {
+    inner_->destroy_handle(handle, now_ms, std::move(done));
+  }
 
   // Drain (see the file comment). `then` runs once: before close() returns when nothing was ever
   // queued, otherwise on a later loop iteration.

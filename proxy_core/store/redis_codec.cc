@@ -1,5 +1,7 @@
 #include "proxy_core/store/redis_codec.h"
 
+#include <openssl/evp.h>
+
 #include <algorithm>
 #include <charconv>
 
@@ -65,12 +67,48 @@ bool parse_digest_hex(std::string_view hex, TokenHash& out) {
   return parse_hex(hex, out.data(), out.size());
 }
 
+std::string handle_hex(const SessionHandle& handle) {
+  std::string out;
+  append_hex(out, handle.data(), handle.size());
+  return out;
+}
+
+bool parse_handle_hex(std::string_view hex, SessionHandle& out) {
+  return parse_hex(hex, out.data(), out.size());
+}
+
 std::string redis_session_key(std::string_view prefix, const TokenHash& key) {
   std::string out;
   out.reserve(prefix.size() + key.size() * 2);
   out.append(prefix);
   append_hex(out, key.data(), key.size());
   return out;
+}
+
+std::string redis_user_index_id(std::string_view prefix, std::string_view user) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  const unsigned char nul = 0;
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  EVP_DigestUpdate(ctx, prefix.data(), prefix.size());
+  EVP_DigestUpdate(ctx, &nul, 1);
+  EVP_DigestUpdate(ctx, user.data(), user.size());
+  EVP_DigestFinal_ex(ctx, md, &n);
+  EVP_MD_CTX_free(ctx);
+  std::string out;
+  append_hex(out, md, 16);
+  return out;
+}
+
+std::string redis_user_index_key(std::string_view prefix, std::string_view id) {
+  std::string out(prefix);
+  out.append("{u:").append(id).append("}");
+  return out;
+}
+
+std::string redis_handle_key(std::string_view prefix, const SessionHandle& handle) {
+  return std::string(prefix).append("h:").append(handle_hex(handle));
 }
 
 std::vector<std::string> session_hash_fields(const SessionRecord& record) {
@@ -88,6 +126,14 @@ std::vector<std::string> session_hash_fields(const SessionRecord& record) {
     out.push_back(std::string(kFieldAttributePrefix).append(name));
     out.push_back(value);
   }
+  if (!record.client_address.empty()) {
+    out.emplace_back(kFieldClientAddress);
+    out.push_back(record.client_address);
+  }
+  if (!record.user_agent.empty()) {
+    out.emplace_back(kFieldUserAgent);
+    out.push_back(record.user_agent);
+  }
   return out;
 }
 
@@ -97,6 +143,7 @@ StoredEntry read_session_hash(const HashFields& fields, int64_t now_ms, uint32_t
   if (fields.empty()) return e;
   e.kind = StoredKind::kMalformed;
   bool handle = false, created = false, seen = false, next = false, grace = false;
+  bool address = false, agent = false, index = false;
   for (const auto& [field, value] : fields) {
     if (field.size() > kFieldAttributePrefix.size() &&
         field.substr(0, kFieldAttributePrefix.size()) == kFieldAttributePrefix) {
@@ -113,14 +160,26 @@ StoredEntry read_session_hash(const HashFields& fields, int64_t now_ms, uint32_t
       next = true;
     } else if (field == kFieldGraceUntil) {
       if (!take_int(value, grace, e.marker.grace_until_ms)) return e;
+    } else if (field == kFieldClientAddress) {
+      if (address) return e;
+      address = true;
+      e.record.client_address = value;  // bounded by check_session_record below
+    } else if (field == kFieldUserAgent) {
+      if (agent) return e;
+      agent = true;
+      e.record.user_agent = value;
+    } else if (field == kFieldUserIndex) {
+      uint8_t id[16];  // only its form is checked: the scripts own it
+      if (index || !parse_hex(value, id, sizeof id)) return e;
+      index = true;
     } else {
       return e;  // unknown field (including "a:" with an empty name)
     }
   }
   if (next || grace) {
     // A marker is exactly r and g.
-    if (next && grace && !handle && !created && !seen && e.record.attributes.empty() &&
-        e.marker.grace_until_ms >= 0) {
+    if (next && grace && !handle && !created && !seen && !address && !agent && !index &&
+        e.record.attributes.empty() && e.marker.grace_until_ms >= 0) {
       e.kind = StoredKind::kMarker;
     }
     return e;

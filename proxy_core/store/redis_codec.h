@@ -11,6 +11,9 @@
 //   c     created, unix epoch ms, decimal
 //   s     last seen, unix epoch ms, decimal (only ever moves forward)
 //   a:N   attribute N (a folded header token), its value
+//   ip    client address recorded at creation (absent when unknown)
+//   ua    user agent recorded at creation (absent when unknown)
+//   u     the id of the user index the session is in (redis_scripts.h), only while indexed
 //
 // A rotation marker (what rotate leaves under the old key, with a TTL of idle_timeout):
 //
@@ -40,10 +43,29 @@ inline constexpr std::string_view kFieldLastSeen = "s";
 inline constexpr std::string_view kFieldAttributePrefix = "a:";
 inline constexpr std::string_view kFieldRotatedTo = "r";
 inline constexpr std::string_view kFieldGraceUntil = "g";
+inline constexpr std::string_view kFieldClientAddress = "ip";
+inline constexpr std::string_view kFieldUserAgent = "ua";
+inline constexpr std::string_view kFieldUserIndex = "u";
+
+// The user index (redis_scripts.h). A user's id: the first 16 bytes of SHA-256(prefix, NUL,
+// user) in lowercase hex. The user name never appears in a key (keys show in SLOWLOG, MONITOR,
+// --bigkeys and key-space tooling; values already hold it). Salted by the prefix so that ids of
+// one deployment are no lookup table for another; not keyed by a secret: whoever can read keys
+// can read the a:user values beside them, and a secret would have to be shared by every instance
+// and would orphan every index when it changes. Two users whose ids collide share an index key
+// and nothing else: every reader checks the session's user.
+std::string redis_user_index_id(std::string_view prefix, std::string_view user);
+// prefix{u:<id>}: the sorted set of the user's session digests, scored by created time.
+std::string redis_user_index_key(std::string_view prefix, std::string_view id);
+// prefix h:<handle hex>: the digest of the session that has this handle (indexed sessions only).
+std::string redis_handle_key(std::string_view prefix, const SessionHandle& handle);
 
 // Lowercase hex of the digest (64 characters), and back (false unless exactly that form).
 std::string digest_hex(const TokenHash& key);
 bool parse_digest_hex(std::string_view hex, TokenHash& out);
+// The same for a session handle (32 characters).
+std::string handle_hex(const SessionHandle& handle);
+bool parse_handle_hex(std::string_view hex, SessionHandle& out);
 
 // key_prefix + digest_hex(key).
 std::string redis_session_key(std::string_view prefix, const TokenHash& key);

@@ -5,9 +5,9 @@
 #include "proxy_core/session/session_record_check.h"
 
 namespace sg {
-namespace {
 
-// Shared by the session scripts. live(k) returns c, s of the live session under k, or nil.
+// Shared by the session scripts. live(k) returns c, s, u (its user index id, or nil) and h (its
+// handle) of the live session under k, or nil.
 // HMGET on a key of another type would fail the script, hence TYPE first. The time checks repeat
 // the ones lookup makes (session_record_check.h), so that a crafted hash is never extended, and
 // int(v) takes only what the C++ decoder takes (redis_codec.cc: '-'? digits, at most 20 chars):
@@ -16,8 +16,9 @@ namespace {
 // written nothing, when the result would break the bounds. Removals are applied before sets, and
 // bounds are checked only when something is set (a change that only removes cannot make it
 // worse). An empty value in the set pairs removes, as in the memory store (never stores ''). Last
-// seen only moves forward; the TTL is min(s + idle, c + absolute) - now.
-std::string prelude() {
+// seen only moves forward; the TTL is min(s + idle, c + absolute) - now, which change() returns
+// (false when refused). The index helpers follow (redis_user_scripts.cc).
+std::string redis_script_prelude() {
   return "local now, idle, abs = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]) "
          "local function int(v) "
          "  if type(v) ~= 'string' or #v > 20 or not string.match(v, '^%-?%d+$') then return nil "
@@ -26,20 +27,20 @@ std::string prelude() {
          "end "
          "local function live(k) "
          "  if redis.call('TYPE', k)['ok'] ~= 'hash' then return nil end "
-         "  local f = redis.call('HMGET', k, 'c', 's', 'r') "
+         "  local f = redis.call('HMGET', k, 'c', 's', 'r', 'u', 'h') "
          "  if f[3] then return nil end "
          "  local c, s = int(f[1]), int(f[2]) "
          "  if not c or not s or c < 0 or s < c or s > now + " +
          std::to_string(kRecordClockSkewMs) +
          " then return nil end "
          "  if now - c > abs or now - s > idle then return nil end "
-         "  return c, s "
+         "  return c, s, f[4], f[5] "
          "end "
          "local function change(k, c, s, i) "
          "  local seen, maxn, maxb = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), "
          "tonumber(ARGV[i + 2]) "
-         "  local nset = tonumber(ARGV[i + 3]) "
-         "  local first_set, first_remove = i + 4, i + 4 + 2 * nset "
+         "  local nset = tonumber(ARGV[i + 5]) "
+         "  local first_set, first_remove = i + 6, i + 6 + 2 * nset "
          "  local attrs, dels, sets = {}, {}, {} "
          "  if nset > 0 then "
          "    local all = redis.call('HGETALL', k) "
@@ -77,9 +78,12 @@ std::string prelude() {
          "  local ttl = math.min(s + idle, c + abs) - now "
          "  if ttl < 1 then ttl = 1 end "
          "  redis.call('PEXPIRE', k, string.format('%d', ttl)) "
-         "  return true "
-         "end ";
+         "  return ttl "
+         "end " +
+         redis_index_lua();
 }
+
+namespace {
 
 std::string sha1_hex(const std::string& text) {
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -94,31 +98,41 @@ std::string sha1_hex(const std::string& text) {
   return out;
 }
 
-RedisScript make(const char* name, std::string body) {
+}  // namespace
+
+RedisScript make_redis_script(const char* name, std::string body) {
   RedisScript s{name, std::move(body), {}};
   s.sha1 = sha1_hex(s.body);
   return s;
 }
 
-}  // namespace
-
 const RedisScript& redis_create_script() {
   // HSET on a missing key creates it; EXISTS first makes a 256-bit collision fail closed.
-  static const RedisScript s = make("create",
-                                    "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end "
-                                    "redis.call('HSET', KEYS[1], unpack(ARGV, 2)) "
-                                    "redis.call('PEXPIRE', KEYS[1], ARGV[1]) "
-                                    "return 1");
+  static const RedisScript s =
+      make_redis_script("create",
+                        "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end "
+                        "redis.call('HSET', KEYS[1], unpack(ARGV, 2)) "
+                        "redis.call('PEXPIRE', KEYS[1], ARGV[1]) "
+                        "return 1");
   return s;
 }
 
 const RedisScript& redis_modify_script() {
+  // The index is planned (the cap decided) before the change is written, so that a refusal by
+  // either the cap or the bounds writes nothing but the pruning of dead entries.
   static const RedisScript s =
-      make("modify", prelude() +
-                         "local c, s = live(KEYS[1]) "
-                         "if not c then return 0 end "
-                         "if not change(KEYS[1], c, s, 4) then return 2 end "
-                         "return 1");
+      make_redis_script("modify", redis_script_prelude() +
+                                      "local c, s, u, h = live(KEYS[1]) "
+                                      "if not c then return 0 end "
+                                      "local p = plan(u, 8, 6) "
+                                      "if not p then return 3 end "
+                                      "local ttl = change(KEYS[1], c, s, 8) "
+                                      "if not ttl then return 2 end "
+                                      "local d = string.sub(KEYS[1], #prefix + 1) "
+                                      "local ev = settle(p, KEYS[1], d, d, u, h, c, ttl) "
+                                      "if #ev == 0 then return 1 end "
+                                      "table.insert(ev, 1, 1) "
+                                      "return ev");
   return s;
 }
 
@@ -126,37 +140,56 @@ const RedisScript& redis_rotate_script() {
   // The change is applied under the old key first (so that a refusal writes nothing), then the
   // hash is renamed (RENAME keeps the TTL just set) and the old key becomes the marker, kept for
   // the idle timeout (or the grace window, if that is longer) to tell replays from unknown keys.
-  static const RedisScript s =
-      make("rotate", prelude() +
-                         "local c, s = live(KEYS[1]) "
-                         "if not c then return 0 end "
-                         "if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end "
-                         "if not change(KEYS[1], c, s, 6) then return 2 end "
-                         "redis.call('RENAME', KEYS[1], KEYS[2]) "
-                         "redis.call('HSET', KEYS[1], 'r', ARGV[4], 'g', ARGV[5]) "
-                         "redis.call('PEXPIRE', KEYS[1], string.format('%d', math.max(idle, "
-                         "tonumber(ARGV[5]) - now))) "
-                         "return 1");
+  // The index entry follows the session to its new key (or leaves, or joins another user's).
+  static const RedisScript s = make_redis_script(
+      "rotate", redis_script_prelude() +
+                    "local c, s, u, h = live(KEYS[1]) "
+                    "if not c then return 0 end "
+                    "if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end "
+                    "local p = plan(u, 10, 6) "
+                    "if not p then return 3 end "
+                    "local ttl = change(KEYS[1], c, s, 10) "
+                    "if not ttl then return 2 end "
+                    "redis.call('RENAME', KEYS[1], KEYS[2]) "
+                    "redis.call('HSET', KEYS[1], 'r', ARGV[8], 'g', ARGV[9]) "
+                    "redis.call('PEXPIRE', KEYS[1], string.format('%d', math.max(idle, "
+                    "tonumber(ARGV[9]) - now))) "
+                    "local ev = settle(p, KEYS[2], ARGV[8], string.sub(KEYS[1], #prefix + 1), u, "
+                    "h, c, ttl) "
+                    "if #ev == 0 then return 1 end "
+                    "table.insert(ev, 1, 1) "
+                    "return ev");
   return s;
 }
 
 const RedisScript& redis_destroy_script() {
-  static const RedisScript s = make("destroy",
-                                    "if redis.call('TYPE', KEYS[1])['ok'] == 'hash' and "
-                                    "redis.call('HEXISTS', KEYS[1], 'r') == 1 then return -1 end "
-                                    "return redis.call('DEL', KEYS[1])");
+  // ARGV[1] the key prefix: the session leaves its user's index with its handle key.
+  static const RedisScript s = make_redis_script(
+      "destroy",
+      "if redis.call('TYPE', KEYS[1])['ok'] == 'hash' then "
+      "  local f = redis.call('HMGET', KEYS[1], 'r', 'u', 'h') "
+      "  if f[1] then return -1 end "
+      "  if f[2] then "
+      "    redis.call('ZREM', ARGV[1] .. '{u:' .. f[2] .. '}', string.sub(KEYS[1], #ARGV[1] + 1)) "
+      "    if f[3] then redis.call('DEL', ARGV[1] .. 'h:' .. f[3]) end "
+      "  end "
+      "end "
+      "return redis.call('DEL', KEYS[1])");
   return s;
 }
 
 std::vector<const RedisScript*> redis_scripts() {
-  return {&redis_create_script(), &redis_modify_script(), &redis_rotate_script(),
-          &redis_destroy_script()};
+  return {&redis_create_script(),        &redis_modify_script(),    &redis_rotate_script(),
+          &redis_destroy_script(),       &redis_list_user_script(), &redis_destroy_user_script(),
+          &redis_destroy_handle_script()};
 }
 
 void append_change_args(std::vector<std::string>& args, const SessionChange& change) {
   args.push_back(std::to_string(change.last_seen_ms));
   args.push_back(std::to_string(change.max_attributes));
   args.push_back(std::to_string(change.max_attribute_bytes));
+  args.push_back(std::to_string(change.max_per_user));
+  args.push_back(change.on_limit == OnUserLimit::kReject ? "reject" : "evict");
   args.push_back(std::to_string(change.set.size()));
   for (const auto& [name, value] : change.set) {
     args.push_back(name);

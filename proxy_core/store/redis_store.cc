@@ -57,7 +57,7 @@ RedisClientOptions redis_client_options(const RedisStoreConfig& cfg) {
 
 RedisStore::RedisStore(uv_loop_t* loop, const RedisStoreConfig& cfg, Millis idle_timeout,
                        Millis absolute_timeout, WorkerMetrics* metrics, uint32_t max_attributes,
-                       uint32_t max_attribute_bytes)
+                       uint32_t max_attribute_bytes, std::string user_attribute)
     : loop_(loop),
       key_prefix_(cfg.key_prefix),
       events_channel_(redis_events_channel(cfg.key_prefix)),
@@ -66,6 +66,7 @@ RedisStore::RedisStore(uv_loop_t* loop, const RedisStoreConfig& cfg, Millis idle
       metrics_(metrics),
       max_attributes_(max_attributes),
       max_attribute_bytes_(max_attribute_bytes),
+      user_attribute_(std::move(user_attribute)),
       client_(loop, redis_client_options(cfg), metrics, redis_scripts()) {}
 
 RedisStore::~RedisStore() {
@@ -188,17 +189,12 @@ void RedisStore::create(const TokenHash& key, const SessionRecord& record, DoneC
 
 void RedisStore::modify(const TokenHash& key, const SessionChange& change, int64_t now_ms,
                         DoneCallback done) {
-  std::vector<std::string> args = {"1", key_of(key), std::to_string(now_ms),
-                                   std::to_string(idle_ms_), std::to_string(absolute_ms_)};
+  std::vector<std::string> args = common_args({key_of(key)}, now_ms);
+  append_index_args(args, change);
   append_change_args(args, change);
   client_.eval(redis_modify_script(), std::move(args),
-               [done = std::move(done)](const redisReply* r) {
-                 long long n = -1;
-                 StoreStatus s = StoreStatus::kUnavailable;
-                 if (integer_reply(r, n) && n == 1) s = StoreStatus::kOk;
-                 if (n == 0)
-                   s = StoreStatus::kNotFound;  // destroyed, expired, rotated away: nothing written
-                 if (n == 2) s = StoreStatus::kRejected;
+               [this, user = joined_user(change), done = std::move(done)](const redisReply* r) {
+                 const StoreStatus s = write_reply(r, user);
                  if (done) done(s);
                });
 }
@@ -206,28 +202,21 @@ void RedisStore::modify(const TokenHash& key, const SessionChange& change, int64
 void RedisStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
                         const SessionChange& change, int64_t grace_ms, int64_t now_ms,
                         DoneCallback done) {
-  std::vector<std::string> args = {"2",
-                                   key_of(old_key),
-                                   key_of(new_key),
-                                   std::to_string(now_ms),
-                                   std::to_string(idle_ms_),
-                                   std::to_string(absolute_ms_),
-                                   digest_hex(new_key),
-                                   std::to_string(now_ms + std::max<int64_t>(0, grace_ms))};
+  std::vector<std::string> args = common_args({key_of(old_key), key_of(new_key)}, now_ms);
+  append_index_args(args, change);
+  args.push_back(digest_hex(new_key));
+  args.push_back(std::to_string(now_ms + std::max<int64_t>(0, grace_ms)));
   append_change_args(args, change);
   client_.eval(redis_rotate_script(), std::move(args),
-               [done = std::move(done)](const redisReply* r) {
-                 long long n = -1;
-                 StoreStatus s = StoreStatus::kUnavailable;  // also -1: the new key is taken
-                 if (integer_reply(r, n) && n == 1) s = StoreStatus::kOk;
-                 if (n == 0) s = StoreStatus::kNotFound;
-                 if (n == 2) s = StoreStatus::kRejected;
+               [this, user = joined_user(change), done = std::move(done)](const redisReply* r) {
+                 // -1 (the new key is taken) is kUnavailable, like no reply.
+                 const StoreStatus s = write_reply(r, user);
                  if (done) done(s);
                });
 }
 
 void RedisStore::destroy(const TokenHash& key, DoneCallback done) {
-  client_.eval(redis_destroy_script(), {"1", key_of(key)},
+  client_.eval(redis_destroy_script(), {"1", key_of(key), key_prefix_},
                [this, key, done = std::move(done)](const redisReply* r) {
                  long long n = -2;
                  StoreStatus s = StoreStatus::kUnavailable;  // an error, a timeout, a lost link

@@ -27,7 +27,12 @@
 //   to one master, not to Redis Cluster): old must be live and new absent; the change is
 //   applied, the hash RENAMEd to new, and old becomes a marker {r, g} with PEXPIRE
 //   max(idle_timeout, grace), so it expires by itself.
-// - destroy: EVALSHA destroy (DEL, unless the key is a marker). kOk only on a reply that says the
+// - The user index (redis_scripts.h): modify and rotate carry the session's index moves and the
+//   cap in their one script; list_user, destroy_user and destroy_handle are one EVALSHA each.
+//   A returning visit stays one HGETALL; a refresh of an indexed session adds one PEXPIRE (of
+//   its handle key) inside the modify script.
+// - destroy: EVALSHA destroy (DEL, unless the key is a marker; the session leaves its index). kOk
+// only on a reply that says the
 //   key is gone; an error reply (READONLY, LOADING, ...), a timeout or a lost connection is
 //   kUnavailable. When the script removed a session, PUBLISH <prefix>events "k:<digest hex>"
 //   (one more command, only on a destroy) so that every instance closes that session's tunnels.
@@ -49,6 +54,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "proxy_core/config/config.h"
 #include "proxy_core/ops/log_limit.h"
@@ -69,9 +75,11 @@ class RedisStore final : public SessionStore {
 
   // REQUIRES: timeouts > 0, cfg.timeout > 0. `metrics` may be null; it must outlive the store.
   // max_attributes/max_attribute_bytes bound the records read back (0 = unbounded).
+  // `user_attribute` names the user (folded; UserIndexPolicy, empty = no user index).
   RedisStore(uv_loop_t* loop, const RedisStoreConfig& cfg, Millis idle_timeout,
              Millis absolute_timeout, WorkerMetrics* metrics, uint32_t max_attributes,
-             uint32_t max_attribute_bytes);
+             uint32_t max_attribute_bytes,
+             std::string user_attribute = UserIndexPolicy{}.attribute);
   ~RedisStore() override;
   RedisStore(const RedisStore&) = delete;
   RedisStore& operator=(const RedisStore&) = delete;
@@ -90,6 +98,11 @@ class RedisStore final : public SessionStore {
   void rotate(const TokenHash& old_key, const TokenHash& new_key, const SessionChange& change,
               int64_t grace_ms, int64_t now_ms, DoneCallback done) override;
   void destroy(const TokenHash& key, DoneCallback done) override;
+  // The user index (redis_store_users.cc; keys and scripts in redis_scripts.h): one EVALSHA each.
+  void list_user(const std::string& user, int64_t now_ms, UsersCallback done) override;
+  void destroy_user(const std::string& user, const TokenHash* except, int64_t now_ms,
+                    UsersCallback done) override;
+  void destroy_handle(const SessionHandle& handle, int64_t now_ms, UsersCallback done) override;
   // True while the client is connected and not stalled (redis_client.h). Any thread.
   bool usable() const override { return client_.usable(); }
 
@@ -108,6 +121,18 @@ class RedisStore final : public SessionStore {
   };
 
   std::string key_of(const TokenHash& key) const;
+  // ARGV[1..5] of the session scripts (redis_scripts.h).
+  std::vector<std::string> common_args(std::vector<std::string> keys, int64_t now_ms) const;
+  // The user `change` sets (non-empty), or empty when it sets none.
+  std::string joined_user(const SessionChange& change) const;
+  // ARGV[6..7]: what `change` does to the session's user (redis_scripts.h, modify).
+  void append_index_args(std::vector<std::string>& args, const SessionChange& change) const;
+  // The reply of modify/rotate: its status; the sessions of `user` the cap evicted are audited.
+  StoreStatus write_reply(const redisReply* r, const std::string& user) const;
+  void destroy_user_or_list(const std::string& user, const TokenHash* except, int64_t now_ms,
+                            bool destroy, UsersCallback done);
+  // The reply of the index scripts (flat handle, created, last seen, client, agent).
+  static bool user_sessions(const redisReply* r, std::vector<UserSession>& out);
   void on_lookup_reply(const TokenHash& key, const redisReply* reply, int64_t now_ms, Follow follow,
                        LookupCallback done);
   void count_rejected(const TokenHash& key, const char* why);
@@ -121,6 +146,7 @@ class RedisStore final : public SessionStore {
   WorkerMetrics* metrics_;
   uint32_t max_attributes_;
   uint32_t max_attribute_bytes_;
+  std::string user_attribute_;
   LogLimiter rejected_log_;  // crafted records: one warning per second (count_rejected)
   RedisClient client_;
 };

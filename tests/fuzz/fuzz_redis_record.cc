@@ -79,6 +79,8 @@ SG_FUZZ_ENTRY(redis_record) {
       SG_FUZZ_CHECK(back.record.created_ms == r.created_ms);
       SG_FUZZ_CHECK(back.record.last_seen_ms == r.last_seen_ms);
       SG_FUZZ_CHECK(back.record.attributes == r.attributes);
+      SG_FUZZ_CHECK(back.record.client_address == r.client_address);
+      SG_FUZZ_CHECK(back.record.user_agent == r.user_agent);
       // The largest timeouts the configuration accepts are far below these.
       (void)sg::session_expiry(r, kNow, 365LL * 86'400'000, 365LL * 86'400'000);
       SG_FUZZ_CHECK(sg::session_ttl_ms(r, kNow, 365LL * 86'400'000, 365LL * 86'400'000) >= 1);

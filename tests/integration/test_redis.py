@@ -13,7 +13,8 @@ share one Redis, behind HAProxy (round robin, HTTP health checks on /healthz).
   the master: the gateways follow and sessions written (and replicated) before the failover keep
   working, same handle; sessions created once the sentinels name the new master are not lost
   (written to the new master, not to the old one until Sentinel demotes it);
-- the token is in no Redis key or value: keys are key_prefix + hex(sha256(token)).
+- the token is in no Redis key or value: session keys are key_prefix + hex(sha256(token)), beside
+  the user index's keys (issue 14), which hold no user name either.
 
 Every process (Redis, sentinels, HAProxy, gateways, upstream) runs on a free port and is stopped at
 cleanup even when a test fails. Measured figures are printed (run with -v to see them)."""
@@ -545,20 +546,33 @@ class TokenNotInRedis(RedisTestCase):
         live = tokens[1:]
 
         keys = sorted(k.decode() for k in redis.cmd("KEYS", "*"))
+        # Sessions signed in are in their user's index (issue 14): per user a sorted set under
+        # {u:<32 hex>}, per session a handle key naming its digest; no key holds a user's name.
+        index = [k for k in keys if re.fullmatch(rf"{re.escape(PREFIX)}\{{u:[0-9a-f]{{32}}\}}", k)]
+        handles = [k for k in keys if re.fullmatch(rf"{re.escape(PREFIX)}h:[0-9a-f]{{32}}", k)]
+        sessions = [k for k in keys if k not in index and k not in handles]
+        self.assertEqual(len(index), 4, keys)
+        self.assertEqual(len(handles), 4, keys)
         # The rotated token's key stays as a rotation marker (it expires by its TTL).
-        self.assertEqual(keys, sorted(session_key(PREFIX, t) for t in tokens))
+        self.assertEqual(sessions, sorted(session_key(PREFIX, t) for t in tokens))
         for k in keys:
-            self.assertRegex(k, rf"^{re.escape(PREFIX)}[0-9a-f]{{64}}$")
-            self.assertEqual(redis.cmd("TYPE", k), b"hash")
-            value = b"\n".join(redis.cmd("HGETALL", k))
+            self.assertNotRegex(k, r"user\d")
+            kind = {**{i: b"zset" for i in index}, **{h: b"string" for h in handles}}.get(k, b"hash")
+            self.assertEqual(redis.cmd("TYPE", k), kind, k)
+            value = (b"\n".join(redis.cmd("HGETALL", k)) if kind == b"hash" else
+                     b"\n".join(redis.cmd("ZRANGE", k, 0, -1)) if kind == b"zset" else redis.cmd("GET", k))
             ttl = redis.cmd("PTTL", k)
-            self.assertTrue(0 < ttl <= 3600 * 1000, f"PTTL {ttl}")
+            # Sessions and handle keys: the idle timeout at most; an index: the absolute one.
+            bound = (12 if kind == b"zset" else 1) * 3600 * 1000
+            self.assertTrue(0 < ttl <= bound, f"PTTL {ttl} of {k}")
             for t in tokens:
                 self.assertNotIn(t.encode(), value, "a token in a Redis value")
                 self.assertNotIn(t.encode(), k.encode())
-        dump = b"".join(b"".join(redis.cmd("HGETALL", k)) for k in keys)
-        report(f"{len(keys)} keys, all {PREFIX!r} + 64 hex; {len(dump)} value bytes without any token")
-
+        for h in handles:  # a handle key names a live session's digest, never a token
+            self.assertIn(PREFIX + redis.cmd("GET", h).decode(), sessions)
+        dump = b"".join(b"".join(redis.cmd("HGETALL", k)) for k in sessions)
+        report(f"{len(keys)} keys: {len(sessions)} sessions {PREFIX!r} + 64 hex, {len(index)} user "
+               f"indexes, {len(handles)} handle keys; {len(dump)} value bytes without any token")
 
 if __name__ == "__main__":
     unittest.main()

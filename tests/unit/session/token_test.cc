@@ -89,5 +89,18 @@ TEST_CASE("constant-time comparison compares") {
   CHECK_FALSE(constant_time_equal(hash_token("x"), hash_token("y")));
 }
 
+TEST_CASE("the token digest cache answers the digest of the token asked, alternating or not") {
+  std::string a, b;
+  REQUIRE(generate_token(a));
+  REQUIRE(generate_token(b));
+  CHECK(TokenDigestCache().digest_of("") == hash_token(""));  // nothing cached yet
+  TokenDigestCache cache;
+  CHECK(cache.digest_of(a) == hash_token(a));
+  CHECK(cache.digest_of(a) == hash_token(a));  // a hit
+  CHECK(cache.digest_of(b) == hash_token(b));  // a different token replaces it
+  CHECK(cache.digest_of(a) == hash_token(a));
+  CHECK(cache.digest_of("") == hash_token(""));
+}
+
 }  // namespace
 }  // namespace sg

@@ -160,5 +160,53 @@ TEST_CASE("the TTL is the smaller remaining timeout and expiry names the timeout
   CHECK(session_expiry(r, 9'500, 500, 10'000) == ExpiryKind::kNone);  // <= is still valid
 }
 
+TEST_CASE("the origin and the user index id read back, and a malformed one is no session") {
+  SessionRecord in = sample();
+  in.client_address = "2001:db8::1";
+  in.user_agent = "Mozilla/5.0 (X11)";
+  std::vector<std::string> flat = session_hash_fields(in);
+  const StoredEntry e = read(flat);
+  REQUIRE(e.kind == StoredKind::kSession);
+  CHECK(e.record.client_address == "2001:db8::1");
+  CHECK(e.record.user_agent == "Mozilla/5.0 (X11)");
+  const std::string id = redis_user_index_id("sg:", "alice");
+  std::vector<std::string> indexed = flat;
+  indexed.insert(indexed.end(), {"u", id});
+  CHECK(read(indexed).kind == StoredKind::kSession);
+  std::vector<std::string> bad = flat;
+  bad.insert(bad.end(), {"u", "alice"});
+  CHECK(read(bad).kind == StoredKind::kMalformed);
+  std::vector<std::string> twice = flat;
+  twice.insert(twice.end(), {"ip", "192.0.2.1"});
+  CHECK(read(twice).kind == StoredKind::kMalformed);
+  CHECK(read({"r", std::string(64, 'a'), "g", "1", "u", id}).kind == StoredKind::kMalformed);
+  // An address that breaks the record check is refused like any crafted field.
+  std::vector<std::string> control = session_hash_fields(sample());
+  control.insert(control.end(), {"ua", "bad\x01" "agent"});
+  CHECK(read(control).kind == StoredKind::kInvalid);
+}
+
+TEST_CASE("a user's index id hides the name, is salted by the prefix and names its keys") {
+  const std::string id = redis_user_index_id("sg:", "alice");
+  CHECK(id.size() == 32);
+  CHECK(id.find_first_not_of("0123456789abcdef") == std::string::npos);
+  CHECK(id == redis_user_index_id("sg:", "alice"));
+  CHECK(id != redis_user_index_id("sg:", "alicf"));
+  CHECK(id != redis_user_index_id("other:", "alice"));
+  // The NUL between prefix and user: "sg:a" + "lice" is not "sg:" + "alice".
+  CHECK(redis_user_index_id("sg:a", "lice") != id);
+  CHECK(redis_user_index_key("sg:", id) == "sg:{u:" + id + "}");
+  SessionHandle h{};
+  h.fill(0xab);
+  std::string hex;
+  for (int i = 0; i < 16; ++i)
+    hex += "ab";
+  CHECK(redis_handle_key("sg:", h) == "sg:h:" + hex);
+  SessionHandle back{};
+  REQUIRE(parse_handle_hex(handle_hex(h), back));
+  CHECK(back == h);
+  CHECK_FALSE(parse_handle_hex("ab", back));
+}
+
 }  // namespace
 }  // namespace sg
