@@ -269,6 +269,18 @@ class RedisStoreTunnels(LiveTestCase):
         self.expect_policy_close(ws)
         self.assert_echoes(other_ws)
 
+    def test_user_revocations_on_one_instance_close_tunnels_on_the_other(self):
+        a, b = self.instance(), self.instance()
+        alice = [self.signed_in(a, "alice") for _ in range(2)]
+        bob = self.signed_in(a, "bob")
+        carol = self.signed_in(a, "carol")
+        alice_ws, bob_ws, carol_ws = self.open_ws(b, alice[1]), self.open_ws(b, bob), self.open_ws(b, carol)
+        self.get(a, respond_target(("X-Session-Control", "destroy-others")), token=alice[0])
+        self.expect_policy_close(alice_ws)
+        self.assertEqual(self.admin(a, "DELETE", "/sessions?user=bob").status, 200)
+        self.expect_policy_close(bob_ws)
+        self.assert_echoes(carol_ws)
+
     def test_idle_expiry_closes_the_tunnel(self):
         gw = self.instance(idle_timeout="2s", absolute_timeout="1h")
         t = self.issued_token(self.get(gw, "/echo"))
