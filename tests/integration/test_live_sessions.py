@@ -300,9 +300,28 @@ class RedisStoreTunnels(LiveTestCase):
         self.redis.stop()
         self.redis = RedisServer(self, port=port)
         wait_until(lambda: self.subscribers() == 2, timeout=15, message="both instances subscribe again")
-        wait_until(lambda: self.get(a, "/echo").status == 200, timeout=15, message="instance A reconnects")
-        t = self.issued_token(self.get(a, "/echo"))
-        ws = self.open_ws(b, t)
+        for gw in (a, b):  # every worker's store connection is back (2 at start, 2 after the restart)
+            wait_until(lambda: gw.logs()[1].count("redis store: connected to") >= 4, timeout=15,
+                       message="the store connections reconnect")
+        # A worker's store connection may still be on its backoff: retry a 503, not a wrong answer.
+        def session_and_tunnel():
+            r = self.get(a, "/echo")
+            if r.status == 503:
+                return None
+            t = self.issued_token(r)
+            c = HttpClient(b.port, self)
+            key = base64.b64encode(os.urandom(16)).decode()
+            c.request("GET", "/ws", headers=[("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                                             ("Sec-WebSocket-Key", key), ("Sec-WebSocket-Version", "13"),
+                                             cookie_header(t)])
+            resp = c.read_response()
+            if resp.status == 503:
+                c.close()
+                return None
+            self.assertEqual(resp.status, 101, resp)
+            return t, c
+        t, ws = wait_until(session_and_tunnel, timeout=15, interval=0.1, message="a tunnel after the restart")
+        self.assert_echoes(ws)
         self.get(a, respond_target(("X-Session-Control", "destroy")), token=t)
         self.expect_policy_close(ws)
 
