@@ -37,7 +37,7 @@
 
 namespace sg {
 
-class Exchange final : public UpstreamUser {
+class Exchange final : public UpstreamUser, public SessionWatcher {
  public:
   explicit Exchange(ExchangeServices* services) : services_(services) {}
   ~Exchange() override;
@@ -136,6 +136,11 @@ class Exchange final : public UpstreamUser {
   void on_response_complete();
   void upstream_failed(int status, UpstreamError kind, const char* why);
   void start_tunnel();
+  // exchange_session_follow.cc (issue 14): the tunnel follows its session; session.status_path.
+  void watch_tunnel();
+  void unwatch_tunnel();
+  void session_ended() override;
+  bool answer_status();
   void finish_exchange();
   void release_upstream(bool reusable);
 

@@ -11,9 +11,12 @@
 
 namespace sg {
 
-Exchange::~Exchange() = default;
+Exchange::~Exchange() {
+  unwatch_tunnel();
+}
 
 void Exchange::reset() {
+  unwatch_tunnel();  // downstream_closed did; no path may pool or free a watched exchange
   downstream_ = nullptr;
   request_ = nullptr;
   upstream_ = nullptr;
@@ -143,6 +146,7 @@ void Exchange::redirect_to_https(const MessageHead& req) {
 void Exchange::downstream_closed() {
   if (closed_) return;
   closed_ = true;
+  unwatch_tunnel();
   release_upstream(false);
   log_exchange();
 }

@@ -202,7 +202,8 @@ void Exchange::on_session_ready(SessionGate::Outcome outcome) {
       return;
     }
     case SessionGate::Outcome::kProceed:
-      run_policy();  // forwards the request unless the policy answers it
+      if (answer_status()) return;  // session.status_path: answered here, never forwarded
+      run_policy();                 // forwards the request unless the policy answers it
       return;
   }
 }

@@ -195,6 +195,7 @@ void Exchange::start_tunnel() {
     upstream_->stop_timer();
     upstream_->start_tunnel();
   }
+  watch_tunnel();  // before the downstream's call, which may close it (then unwatched)
   downstream_->start_tunnel();
 }
 

@@ -16,6 +16,7 @@
 #include "proxy_core/ops/metrics.h"
 #include "proxy_core/policy_keys.h"
 #include "proxy_core/session/session_store.h"
+#include "proxy_core/session/session_watch.h"
 #include "proxy_core/upstream_channel.h"
 
 namespace sg {
@@ -34,6 +35,9 @@ class ExchangeServices {
   virtual void next_request_id(std::string& out) = 0;
   // The Date value for a response the gateway writes itself; valid until the next call.
   virtual std::string_view http_date() = 0;
+  // Issue 14: the worker's tunnels that end with their session (session_follower.h); null where
+  // nothing follows sessions.
+  virtual SessionWatch* session_watch() = 0;
 
  protected:
   ~ExchangeServices() = default;

@@ -17,6 +17,7 @@ namespace sg {
 
 class SessionStore;
 class MemoryStore;
+class SessionEndBus;
 
 struct GatewayState {
   std::atomic<bool> draining{false};
@@ -28,6 +29,7 @@ struct GatewayState {
   SessionStore* store = nullptr;  // the shared store (memory), or null with per-worker ones
   std::vector<SessionStore*> worker_stores;  // Redis: one per worker; fixed before workers start
   MemoryStore* memory_store = nullptr;       // the embedded store, when it is the one in use
+  SessionEndBus* session_end_bus = nullptr;  // session ends to every worker (session_follower.h)
 };
 
 // Why the gateway is not ready (a one-line reason for /readyz), or nullptr when it is: draining,

@@ -11,6 +11,7 @@
 #include "proxy_core/session/session_store.h"
 #include "proxy_core/store/memory_store.h"
 #include "proxy_core/store/pending_destroys.h"
+#include "proxy_core/store/redis_session_events.h"
 #include "proxy_core/store/redis_store.h"
 #include "proxy_core/worker.h"
 
@@ -102,12 +103,15 @@ bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
   effective->server.workers = effective_workers(*config_);
   config_ = effective;
   const SessionConfig& sc = config_->session;
+  end_bus_ = std::make_unique<SessionEndBus>(config_->server.workers);
+  state_.session_end_bus = end_bus_.get();
   // The embedded store exists only when it is the one in use: with Redis, loading a snapshot
   // would hold sessions nobody reads.
   if (sc.store == StoreKind::kMemory) {
     std::unique_ptr<MemoryStore> memory = open_memory_store(*config_);
     state_.memory_store = memory.get();
     state_.store = memory.get();
+    memory->set_end_sink(end_bus_.get());  // every removal reaches the workers' tunnels
     store_ = std::move(memory);
   }
   if (sc.store == StoreKind::kRedis)
@@ -135,7 +139,18 @@ bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
       auto wrapped = std::make_unique<PendingDestroyStore>(w->loop(), std::move(redis),
                                                            refused_keys_.get(), &w->metrics());
       PendingDestroyStore* p = wrapped.get();
-      w->set_own_store(std::move(wrapped), [p, r] { p->close([r] { r->close(); }); });
+      std::shared_ptr<RedisEndSubscriber> events;
+      if (i == 0) {
+        // One subscriber per process, on worker 0's loop (redis_session_events.h); the close
+        // function owns it, so it lives as long as the worker.
+        events =
+            std::make_shared<RedisEndSubscriber>(w->loop(), config_->redis_store, end_bus_.get());
+        events->start();
+      }
+      w->set_own_store(std::move(wrapped), [p, r, events] {
+        if (events) events->close();
+        p->close([r] { r->close(); });
+      });
     }
     workers_.push_back(std::move(w));
   }

@@ -8,6 +8,7 @@
 
 #include "proxy_core/config/config.h"
 #include "proxy_core/gateway_state.h"
+#include "proxy_core/session/session_end_bus.h"
 #include "proxy_core/store/pending_destroys.h"
 #include "proxy_core/worker.h"
 
@@ -63,6 +64,9 @@ class Server {
   // Redis: keys whose destroy is not confirmed yet, refused by every worker (declared before
   // workers_: their stores use it until they are destroyed).
   std::unique_ptr<RefusedKeys> refused_keys_;
+  // Session ends for every worker's tunnels (issue 14), one inbox per worker: declared before
+  // workers_, which attach to it, and after store_, which publishes to it.
+  std::unique_ptr<SessionEndBus> end_bus_;
   Worker::TlsContexts tls_;
   std::shared_ptr<const PolicyKeys> keys_;  // loaded with config_ (policy_keys.h)
   std::vector<std::unique_ptr<Worker>> workers_;

@@ -12,6 +12,7 @@
 #include "proxy_core/health_probe.h"
 #include "proxy_core/net/socket_address.h"
 #include "proxy_core/ops/log.h"
+#include "proxy_core/session_follower.h"
 #include "proxy_core/store/memory_store.h"
 
 namespace sg {
@@ -36,6 +37,8 @@ Worker::Worker(unsigned index, std::shared_ptr<const Config> config, GatewayStat
   async_.data = this;
   uv_timer_init(&loop_, &sweep_);
   sweep_.data = this;
+  follower_ =
+      std::make_unique<SessionFollower>(&loop_, state_->session_end_bus, index_, metrics_.get());
   // Not a secret: only needs to differ between workers and runs.
   if (RAND_bytes(reinterpret_cast<unsigned char*>(&request_id_prefix_),
                  sizeof request_id_prefix_) != 1)
@@ -45,6 +48,10 @@ Worker::Worker(unsigned index, std::shared_ptr<const Config> config, GatewayStat
   for (int i = 15; i >= 0; --i, v >>= 4)
     request_id_[i] = kHex[v & 0xf];
   std::fill(request_id_ + 16, request_id_ + 32, '0');  // the sequence, 0 so far
+}
+
+SessionWatch* Worker::session_watch() {
+  return &follower_->watch();
 }
 
 // The prefix in hex, then the sequence number in hex, counted up in place like an odometer (one
@@ -72,6 +79,7 @@ Worker::~Worker() {
     // its loop still holds the handles the constructor made. Close them, or the loop leaks.
     uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sweep_), nullptr);
+    follower_->close_unstarted();
     uv_run(&loop_, UV_RUN_DEFAULT);
   }
   uv_loop_close(&loop_);
@@ -219,6 +227,7 @@ void Worker::run(std::promise<void>* listening) {
   applied_config_.store(config_.get());
   listening->set_value();  // start() returns: `listening` is gone after this line
   uv_timer_start(&sweep_, &Worker::on_sweep, kSweepIntervalMs, kSweepIntervalMs);
+  follower_->start([this] { return store(); });
   uv_run(&loop_, UV_RUN_DEFAULT);
   probe_.reset();
   finished_.store(true);
@@ -393,6 +402,7 @@ void Worker::close_everything() {
   pool_->close_idle();
   if (close_store_) close_store_();  // closes its handles so that the loop can end
   if (probe_) probe_->stop();
+  follower_->close();
   uv_close(reinterpret_cast<uv_handle_t*>(&sweep_), nullptr);
   // Under the mailbox lock: the main thread never sends to a closed async handle.
   std::lock_guard<std::mutex> lock(mailbox_mutex_);

@@ -33,6 +33,8 @@ namespace sg {
 
 class ClientConnection;
 class HealthProbe;
+class SessionFollower;
+class SessionWatch;
 
 class Worker final : public ExchangeServices {
  public:
@@ -109,6 +111,8 @@ class Worker final : public ExchangeServices {
   std::string_view http_date() override { return http_date_.get(uv_now(&loop_)); }
   // Any thread: read-only for /metrics.
   const WorkerMetrics* metrics_view() const { return metrics_.get(); }
+  // The tunnels that end with their session (session_follower.h). Loop thread only.
+  SessionWatch* session_watch() override;
 
   // One read buffer per worker, shared by all its connections: a connection keeps only the
   // bytes it could not consume yet, so an idle keep-alive connection holds no read buffer.
@@ -160,6 +164,7 @@ class Worker final : public ExchangeServices {
   std::unique_ptr<WorkerMetrics> metrics_ = std::make_unique<WorkerMetrics>();
   std::unique_ptr<UpstreamPool> pool_;
   std::unique_ptr<HealthProbe> probe_;
+  std::unique_ptr<SessionFollower> follower_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_set<ClientConnection*> connections_;
   ExchangePool exchanges_{this};  // idle exchanges; the connections give theirs back on close

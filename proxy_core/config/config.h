@@ -142,6 +142,9 @@ struct SessionConfig {
   UserLimitPolicy on_limit = UserLimitPolicy::kEvictOldest;
   // Requests that do not extend the idle timeout (polling, heartbeats); path_match.h patterns.
   std::vector<std::string> passive_paths;
+  // GET here answers the session's remaining idle and absolute time as JSON without extending
+  // it (session_status.h); never forwarded. Empty = off.
+  std::string status_path;
 };
 
 struct MemoryStoreConfig {

@@ -49,7 +49,7 @@ constexpr std::string_view kKnownKeys[] = {
     "session.max_attributes", "session.max_attribute_bytes", "session.store",
     "session.rotation_grace", "session.on_rotated_replay", "session.create",
     "session.secret_file", "session.user_attribute", "session.max_per_user", "session.on_limit",
-    "session.passive_paths",
+    "session.passive_paths", "session.status_path",
     "store.memory.max_sessions", "store.memory.snapshot_path", "store.memory.snapshot_interval",
     "store.redis.address", "store.redis.password_file", "store.redis.database",
     "store.redis.key_prefix", "store.redis.timeout", "store.redis.on_unavailable",
@@ -301,6 +301,7 @@ void read_session(TableReader t, SessionConfig& s) {
   });
   t.integer("max_per_user", s.max_per_user, 0, 1000000);
   t.string_list("passive_paths", s.passive_paths, check_path_prefix, true);
+  t.string("status_path", s.status_path, check_optional_path_prefix);
   t.choice("on_limit", s.on_limit,
            {{"evict_oldest", UserLimitPolicy::kEvictOldest}, {"reject", UserLimitPolicy::kReject}});
   t.finish();

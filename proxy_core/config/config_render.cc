@@ -161,6 +161,7 @@ std::string render_effective_config(const Config& c) {
   w.num("max_per_user", s.max_per_user);
   w.str("on_limit", s.on_limit == UserLimitPolicy::kEvictOldest ? "evict_oldest" : "reject");
   w.list("passive_paths", s.passive_paths);
+  w.str("status_path", s.status_path);
 
   w.section("store.memory");
   w.num("max_sessions", c.memory_store.max_sessions);

@@ -263,6 +263,7 @@ class Validator {
       error({"health.ready_path", "health.path"},
             "must differ from health.path " + toml_quote(c_.health.path));
     }
+    check_status_path();
     if (s.logout_path == c_.health.path || s.logout_path == c_.health.ready_path) {
       error({"session.logout_path"}, toml_quote(s.logout_path) + " is also a health check path");
     }
@@ -274,6 +275,23 @@ class Validator {
                 toml_quote(s.cookie_path) +
                 ": browsers do not send the session cookie there, so logout could not end the "
                 "session");
+    }
+  }
+
+  // session.status_path is answered by the gateway from the session cookie, so the browser must
+  // send the cookie there, and it must not shadow another path the gateway answers.
+  void check_status_path() {
+    const SessionConfig& s = c_.session;
+    if (s.status_path.empty()) return;
+    if (s.status_path == c_.health.path || s.status_path == c_.health.ready_path ||
+        s.status_path == s.logout_path) {
+      error({"session.status_path"},
+            toml_quote(s.status_path) + " is also a health check path or session.logout_path");
+    }
+    if (!cookie_path_matches(s.cookie_path, s.status_path)) {
+      error({"session.status_path", "session.cookie_path"},
+            toml_quote(s.status_path) + " is outside session.cookie_path " +
+                toml_quote(s.cookie_path) + ": browsers do not send the session cookie there");
     }
   }
 

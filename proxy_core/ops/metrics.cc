@@ -260,6 +260,15 @@ std::string render_prometheus(const std::vector<const WorkerMetrics*>& ws,
            "Rotated-away session tokens presented after the grace window (possible stolen cookie).",
            static_cast<double>(
                sum(ws, [](const WorkerMetrics& x) { return x.rotated_token_replays.get(); })));
+  w.scalar("sessiongate_tunnels_closed_session_ended_total", "counter",
+           "WebSocket tunnels closed (1008) because their session was destroyed, revoked or "
+           "expired.",
+           static_cast<double>(sum(
+               ws, [](const WorkerMetrics& x) { return x.tunnels_closed_session_ended.get(); })));
+  w.scalar("sessiongate_watched_session_checks_total", "counter",
+           "Store lookups of sessions with an open tunnel (the periodic check).",
+           static_cast<double>(
+               sum(ws, [](const WorkerMetrics& x) { return x.watched_session_checks.get(); })));
 
   w.scalar("sessiongate_sessions_active", "gauge", "Sessions held by the store.",
            static_cast<double>(s.active));

@@ -124,6 +124,10 @@ struct WorkerMetrics {
   Histogram redis_command_duration;         // command sent -> reply
   // Session gate: rotated-away tokens presented after the grace window (session_gate.h).
   Counter rotated_token_replays;
+  // Issue 14: WebSocket tunnels closed because their session ended (close 1008), and the store
+  // lookups of the periodic check of watched sessions (session_follower.h).
+  Counter tunnels_closed_session_ended;
+  Counter watched_session_checks;
   // Destroys the store did not confirm (pending_destroys.h).
   Counter session_destroy_unconfirmed;               // every one, queued or not
   Counter session_destroy_queue_full;                // not queued: the refused set was full (503)

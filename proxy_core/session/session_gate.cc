@@ -7,6 +7,7 @@
 #include "proxy_core/session/session_attributes.h"
 #include "proxy_core/session/session_cookie.h"
 #include "proxy_core/session/session_record_check.h"
+#include "proxy_core/session/session_status.h"
 #include "proxy_core/session/token.h"
 
 namespace sg {
@@ -55,7 +56,7 @@ TokenHash SessionGate::key_of(const std::string& token) {
 void SessionGate::reset() {
   // Callbacks from an earlier request (a slow store) carry an older generation and do nothing.
   ++generation_;
-  active_ = is_new_ = logout_ = in_grace_ = unconfirmed_ = unstored_ = passive_ = false;
+  active_ = is_new_ = logout_ = in_grace_ = unconfirmed_ = unstored_ = passive_ = status_ = false;
   sets_cookie_ = replace_cookie_ = false;
   first_visit_index_ = -1;
   rejected_directives_ = 0;
@@ -121,6 +122,9 @@ void SessionGate::begin(const Config& config, SessionStore* store, WorkerMetrics
 
   std::string_view path = path_without_query(request.target);
   passive_ = is_passive(sc, request, path);
+  // The status endpoint only looks: it is passive, and it never creates a session.
+  status_ = !sc.status_path.empty() && path == sc.status_path;
+  passive_ = passive_ || status_;
   if (!sc.logout_path.empty() && path == sc.logout_path) {
     logout_ = true;
   } else {
@@ -150,6 +154,8 @@ void SessionGate::lookup_next(Done done) {
       // Several live sessions in one request (a cookie planted from a sibling domain, say):
       // logging out must not leave any of them alive on the server.
       destroy_live(0, std::move(done));
+    } else if (status_) {
+      done(Outcome::kProceed);  // no live session: nothing to report, nothing created
     } else if (valid_found_ == 0 && first_visit_index_ >= 0) {
       store_first_visit(std::move(done));
     } else {
@@ -400,6 +406,12 @@ void SessionGate::add_set_cookie(bool expire) {
       "Set-Cookie", expire ? build_expired_cookie(sc, secure)
                            : build_session_cookie(sc, token_, secure, unix_now_ms() / 1000));
   sets_cookie_ = true;
+}
+
+std::string SessionGate::status_body(int64_t now_ms) const {
+  const SessionConfig& sc = config_->session;
+  return render_session_status(now_ms, record_.created_ms, record_.last_seen_ms,
+                               sc.idle_timeout.count(), sc.absolute_timeout.count(), record_user());
 }
 
 }  // namespace sg

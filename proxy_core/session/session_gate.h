@@ -74,6 +74,17 @@ class SessionGate {
   // For the client response.
   const HeaderList& response_headers() const { return response_headers_; }
   bool sets_cookie() const { return sets_cookie_; }
+  // Issue 14. session.status_path: the gateway answers this request itself with status_body()
+  // (200) when it has a session, else 401 with kNoSessionBody; nothing was created or written.
+  bool status_request() const { return status_; }
+  std::string status_body(int64_t now_ms) const;
+  // The stored session of this request, for watching a tunnel it opens (session_watch.h); null
+  // without one or for a first visit not stored yet (nothing to revoke).
+  const SessionHandle* stored_handle() const {
+    return active_ && !unstored_ ? &record_.handle : nullptr;
+  }
+  // The session's user (session.user_attribute) as read at request time, or null.
+  const std::string* session_user() const { return active_ ? record_user() : nullptr; }
   // For the access log.
   std::string_view handle() const { return handle_hex_; }
   std::string_view event() const { return event_; }
@@ -158,6 +169,7 @@ class SessionGate {
   bool unconfirmed_ = false;    // logout: a destroy the store did not confirm
   bool unstored_ = false;       // on_return: a first visit, not in the store (yet)
   bool passive_ = false;        // passive_paths or <prefix>Passive: 1: no idle refresh
+  bool status_ = false;         // session.status_path: answered locally, never creates
   int first_visit_index_ = -1;  // the candidate that is a returning first-visit token
   SessionHandle first_visit_handle_{};
   int64_t first_visit_created_ms_ = 0;

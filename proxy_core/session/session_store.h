@@ -132,6 +132,20 @@ struct LookupResult {
   TokenHash live_key{};
 };
 
+// Told of every session a store removes by itself or on request: destroyed, expired (when the
+// store finds it expired), evicted. The memory store calls it under a shard lock, from any thread,
+// so an implementation takes only leaf locks and never calls the store (session_end_bus.h).
+// Live connections of the session are closed from there (issue 14).
+class SessionEndSink {
+ public:
+  virtual void session_ended(const SessionHandle& handle) = 0;
+  // The session stored under `key` ended (a Redis destroy names the key it removed).
+  virtual void session_key_ended(const TokenHash& key) = 0;
+
+ protected:
+  ~SessionEndSink() = default;
+};
+
 class SessionStore {
  public:
   using LookupCallback = std::function<void(LookupResult)>;

@@ -139,6 +139,9 @@ void MemoryStore::erase_session(Shard& shard, size_t slot, Removal why) {
     audit_removal(node.handle, user, node.extra ? node.extra->client_address() : std::string_view(),
                   why);
   count_removal(why);
+  // Live connections of the session close (issue 14); the sink's locks are leaves.
+  if (SessionEndSink* sink = end_sink_.load(std::memory_order_acquire))
+    sink->session_ended(node.handle);
   shard.erase_slot(slot);
 }
 

@@ -154,6 +154,10 @@ class MemoryStore final : public SessionStore {
   // at the shard after the one the previous call ended on. Returns how many sessions were freed.
   size_t reclaim_some(int64_t now_ms, size_t budget);
 
+  // Before the workers start: told of every session removed (destroyed, expired, evicted, user
+  // cap), under the shard's lock (session_store.h, SessionEndSink). Null: nobody is told.
+  void set_end_sink(SessionEndSink* sink) { end_sink_.store(sink, std::memory_order_release); }
+
   Stats stats() const;
   size_t shard_count() const { return shard_count_; }
 
@@ -234,6 +238,7 @@ class MemoryStore final : public SessionStore {
   std::atomic<uint64_t> dropped_warned_at_{0};  // markers_dropped_ at the last warning
   std::atomic<int64_t> dropped_warn_ms_{INT64_MIN};
   std::atomic<uint64_t> evicted_user_cap_{0};
+  std::atomic<SessionEndSink*> end_sink_{nullptr};
 };
 
 }  // namespace sg

@@ -281,7 +281,8 @@ void RedisClient::complete(Pending* p, const redisReply* reply) {
   }
   if (reply->type == REDIS_REPLY_ERROR) {
     if (metrics_ != nullptr) metrics_->redis_errors.add();
-    SG_LOG_DEBUG("redis store: error reply: %.*s", static_cast<int>(reply->len), reply->str);
+    SG_LOG_DEBUG("%s: error reply: %.*s", opts_.log_name.c_str(), static_cast<int>(reply->len),
+                 reply->str);
     if (error_needs_reconnect(reply) && ctx == ctx_) {
       // Inside hiredis's callback: the free is deferred until it returns.
       drop_connection(std::string(reply->str, std::min<size_t>(reply->len, 120)).c_str());
@@ -332,7 +333,8 @@ void RedisClient::eval(const RedisScript& script, std::vector<std::string> args,
     }
     // The server lost its script cache (a failover to a replica, SCRIPT FLUSH, a restart).
     // Nothing ran: send the body, which also caches it again.
-    SG_LOG_DEBUG("redis store: NOSCRIPT for the %s script: sending it with EVAL", script.name);
+    SG_LOG_DEBUG("%s: NOSCRIPT for the %s script: sending it with EVAL", opts_.log_name.c_str(),
+                 script.name);
     fallback[0] = "EVAL";
     fallback[1] = script.body;
     send(std::move(fallback), [on_reply = std::move(on_reply)](const redisReply* again) {
@@ -388,7 +390,7 @@ void RedisClient::on_command_timer() {
   if (timed_out != 0) {
     if (metrics_ != nullptr) metrics_->redis_timeouts.add(timed_out);
     if (!stalled_) {
-      SG_LOG_WARN("redis store: no reply from %s within %llu ms", server_.c_str(),
+      SG_LOG_WARN("%s: no reply from %s within %llu ms", opts_.log_name.c_str(), server_.c_str(),
                   static_cast<unsigned long long>(timeout_ms_));
     }
     stalled_ = true;

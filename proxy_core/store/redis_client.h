@@ -38,7 +38,8 @@
 //
 // Metrics (WorkerMetrics, may be null): redis_commands, redis_errors, redis_timeouts,
 // redis_rejected, redis_reconnects, redis_connected, redis_command_duration. Logs are prefixed
-// "redis store:" (the client is the store's connection, as operators know it).
+// with RedisClientOptions::log_name: "redis store:" (the store's connection, as operators know
+// it), or "redis events:" for the session-end subscriber (redis_session_events.h).
 //
 // Lifetime: call close() before destroying the client (the destructor does if you did not).
 // After close() the client holds no open uv handle, so the worker's loop can finish; the handle
@@ -80,6 +81,9 @@ struct RedisClientOptions {
   std::string password_file;
   uint32_t database = 0;
   Millis timeout{500};  // per command; > 0
+  // What the logs call this connection ("redis store: connected to ..."): the store's
+  // connections, or the session-end subscriber ("redis events").
+  std::string log_name = "redis store";
 };
 
 class RedisClient {
@@ -103,6 +107,13 @@ class RedisClient {
   RedisClient(const RedisClient&) = delete;
   RedisClient& operator=(const RedisClient&) = delete;
 
+  // Before start(): makes this client a subscriber (redis_client_subscribe.cc). Every time a
+  // connection is ready (the first, after a reconnect, after a Sentinel failover) it sends
+  // SUBSCRIBE `channel`, and each message's payload goes to `on_message` on the loop. A
+  // subscribed connection takes no other command (Redis refuses them): send nothing else on it.
+  // Messages published while no connection was subscribed are lost (the caller has its own
+  // catch-up: session_follower.h's periodic check).
+  void subscribe(std::string channel, std::function<void(std::string_view)> on_message);
   // Starts connecting (returns at once; usable() turns true when connected). Call once.
   void start();
   // Drops the connection, completes waiting handlers with nullptr and closes every handle. Later
@@ -165,6 +176,9 @@ class RedisClient {
   static void watch_trampoline(redisAsyncContext* ac, void* reply, void* privdata);
   static void connect_trampoline(const redisAsyncContext* ac, int status);
   static void disconnect_trampoline(const redisAsyncContext* ac, int status);
+  // Subscriber mode (redis_client_subscribe.cc).
+  void send_subscribe();
+  static void message_trampoline(redisAsyncContext* ac, void* reply, void* privdata);
 
   uv_loop_t* loop_;
   RedisClientOptions opts_;
@@ -200,6 +214,9 @@ class RedisClient {
   uv_timer_t* phase_timer_ = nullptr;    // backoff wait, or the connect/handshake deadline
   uv_timer_t* watch_timer_ = nullptr;    // the sentinel master watch
   uv_idle_t* deferred_idle_ = nullptr;   // runs deferred_ on the next loop iteration
+
+  std::string subscribe_channel_;  // empty: not a subscriber
+  std::function<void(std::string_view)> on_message_;
 };
 
 }  // namespace sg

@@ -62,8 +62,9 @@ void RedisClient::watch_trampoline(redisAsyncContext* ac, void* r, void* privdat
   const std::string address = master_address_of(reply);
   if (reply != nullptr) redisAsyncFree(ac);  // deferred by hiredis until this callback returns
   if (!address.empty() && self->state_ == State::kReady && address != self->server_) {
-    SG_LOG_WARN("redis store: sentinels now name %s as master '%s' (was %s): moving",
-                address.c_str(), self->opts_.master_name.c_str(), self->server_.c_str());
+    SG_LOG_WARN("%s: sentinels now name %s as master '%s' (was %s): moving",
+                self->opts_.log_name.c_str(), address.c_str(), self->opts_.master_name.c_str(),
+                self->server_.c_str());
     self->drop_connection("the master moved");
   }
 }
@@ -117,14 +118,14 @@ void RedisClient::ask_sentinel() {
       return;
     }
     if (!logged_down_) {
-      SG_LOG_WARN("redis store: sentinel %s unreachable%s%s", address.c_str(),
+      SG_LOG_WARN("%s: sentinel %s unreachable%s%s", opts_.log_name.c_str(), address.c_str(),
                   error.empty() ? "" : ": ", error.c_str());
     }
     ++sentinel_index_;
     ++sentinels_tried_;
   }
   if (!logged_down_) {
-    SG_LOG_WARN("redis store: no sentinel gave the address of master '%s'",
+    SG_LOG_WARN("%s: no sentinel gave the address of master '%s'", opts_.log_name.c_str(),
                 opts_.master_name.c_str());
     logged_down_ = true;
   }
@@ -141,18 +142,19 @@ void RedisClient::sentinel_trampoline(redisAsyncContext* ac, void* r, void* priv
       self->opts_.sentinels[self->sentinel_index_ % self->opts_.sentinels.size()];
   if (reply != nullptr) redisAsyncFree(ac);  // deferred by hiredis until this callback returns
   if (const std::string address = master_address_of(reply); !address.empty()) {
-    SG_LOG_DEBUG("redis store: sentinel %s names %s as master '%s'", sentinel.c_str(),
-                 address.c_str(), self->opts_.master_name.c_str());
+    SG_LOG_DEBUG("%s: sentinel %s names %s as master '%s'", self->opts_.log_name.c_str(),
+                 sentinel.c_str(), address.c_str(), self->opts_.master_name.c_str());
     self->state_ = State::kIdle;
     self->connect_to(address);
     return;
   }
   if (!self->logged_down_) {
     if (reply == nullptr) {
-      SG_LOG_WARN("redis store: sentinel %s unreachable: %s", sentinel.c_str(), ac->errstr);
+      SG_LOG_WARN("%s: sentinel %s unreachable: %s", self->opts_.log_name.c_str(), sentinel.c_str(),
+                  ac->errstr);
     } else {
-      SG_LOG_WARN("redis store: sentinel %s does not know master '%s'", sentinel.c_str(),
-                  self->opts_.master_name.c_str());
+      SG_LOG_WARN("%s: sentinel %s does not know master '%s'", self->opts_.log_name.c_str(),
+                  sentinel.c_str(), self->opts_.master_name.c_str());
     }
   }
   ++self->sentinel_index_;
@@ -173,7 +175,8 @@ void RedisClient::connect_to(const std::string& address) {
   }
   if (ac == nullptr) {
     if (!logged_down_) {
-      SG_LOG_WARN("redis store: cannot connect to %s: %s", address.c_str(), problem.c_str());
+      SG_LOG_WARN("%s: cannot connect to %s: %s", opts_.log_name.c_str(), address.c_str(),
+                  problem.c_str());
       logged_down_ = true;
     }
     schedule_reconnect();
@@ -203,10 +206,11 @@ void RedisClient::handshake(const std::string& password) {
   }
   // Loaded ahead, so that EVALSHA finds them; a refusal is not fatal (eval falls back to EVAL).
   for (const RedisScript* script : scripts_) {
-    send_internal({"SCRIPT", "LOAD", script->body}, [script](const redisReply* r) {
+    send_internal({"SCRIPT", "LOAD", script->body}, [this, script](const redisReply* r) {
       if (r == nullptr || r->type != REDIS_REPLY_STRING ||
           std::string_view(r->str, r->len) != script->sha1) {
-        SG_LOG_DEBUG("redis store: SCRIPT LOAD of the %s script failed", script->name);
+        SG_LOG_DEBUG("%s: SCRIPT LOAD of the %s script failed", opts_.log_name.c_str(),
+                     script->name);
       }
     });
   }
@@ -237,10 +241,11 @@ void RedisClient::on_handshake_step(const redisReply* reply, const char* what, b
   if (!ok) {
     if (!logged_down_) {
       if (reply != nullptr && reply->type == REDIS_REPLY_ERROR) {
-        SG_LOG_WARN("redis store: %s to %s failed: %.*s", what, server_.c_str(),
+        SG_LOG_WARN("%s: %s to %s failed: %.*s", opts_.log_name.c_str(), what, server_.c_str(),
                     static_cast<int>(std::min<size_t>(reply->len, 120)), reply->str);
       } else {
-        SG_LOG_WARN("redis store: %s to %s failed: %s", what, server_.c_str(), detail);
+        SG_LOG_WARN("%s: %s to %s failed: %s", opts_.log_name.c_str(), what, server_.c_str(),
+                    detail);
       }
       logged_down_ = true;
     }
@@ -263,10 +268,11 @@ void RedisClient::connection_ready() {
     if (was_ready_) metrics_->redis_reconnects.add();
   }
   if (logged_down_ || !was_ready_) {
-    SG_LOG_INFO("redis store: connected to %s", server_.c_str());
+    SG_LOG_INFO("%s: connected to %s", opts_.log_name.c_str(), server_.c_str());
   }
   was_ready_ = true;
   logged_down_ = false;
+  if (!subscribe_channel_.empty()) send_subscribe();  // again on every new connection
   send_retries();
 }
 
@@ -276,7 +282,7 @@ void RedisClient::connect_trampoline(const redisAsyncContext* ac, int status) {
   // hiredis frees the context after this returns and fails the queued handshake: not here.
   const_cast<redisAsyncContext*>(ac)->data = nullptr;
   if (!self->logged_down_) {
-    SG_LOG_WARN("redis store: cannot connect to %s: %s", self->server_.c_str(),
+    SG_LOG_WARN("%s: cannot connect to %s: %s", self->opts_.log_name.c_str(), self->server_.c_str(),
                 ac->errstr != nullptr ? ac->errstr : "connect failed");
     self->logged_down_ = true;
   }
@@ -296,7 +302,7 @@ void RedisClient::lose_context(redisAsyncContext* ac) {
   ctx_ = nullptr;
   if (metrics_ != nullptr) metrics_->redis_connected.store(0, std::memory_order_relaxed);
   if (!logged_down_) {
-    SG_LOG_WARN("redis store: lost connection to %s%s%s", server_.c_str(),
+    SG_LOG_WARN("%s: lost connection to %s%s%s", opts_.log_name.c_str(), server_.c_str(),
                 ac->errstr != nullptr ? ": " : "", ac->errstr != nullptr ? ac->errstr : "");
     logged_down_ = true;
   }
@@ -306,7 +312,7 @@ void RedisClient::lose_context(redisAsyncContext* ac) {
 void RedisClient::drop_connection(const char* why) {
   if (state_ == State::kClosed) return;
   if (!logged_down_) {
-    SG_LOG_WARN("redis store: dropping connection to %s: %s", server_.c_str(), why);
+    SG_LOG_WARN("%s: dropping connection to %s: %s", opts_.log_name.c_str(), server_.c_str(), why);
     logged_down_ = true;
   }
   if (metrics_ != nullptr) metrics_->redis_connected.store(0, std::memory_order_relaxed);
@@ -332,7 +338,7 @@ void RedisClient::on_phase_timeout() {
       redisAsyncFree(s);
     }
     if (!logged_down_) {
-      SG_LOG_WARN("redis store: sentinel %s did not answer within %llu ms",
+      SG_LOG_WARN("%s: sentinel %s did not answer within %llu ms", opts_.log_name.c_str(),
                   opts_.sentinels[sentinel_index_ % opts_.sentinels.size()].c_str(),
                   static_cast<unsigned long long>(patience_ms_));
     }

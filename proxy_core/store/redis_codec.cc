@@ -205,4 +205,37 @@ int64_t session_ttl_ms(const SessionRecord& record, int64_t now_ms, int64_t idle
   return std::max<int64_t>(1, std::min(idle_left, absolute_left));
 }
 
+std::string redis_events_channel(std::string_view prefix) {
+  std::string out(prefix);
+  out += "events";
+  return out;
+}
+
+std::string end_event_by_key(const TokenHash& key) {
+  std::string out = "k:";
+  append_hex(out, key.data(), key.size());
+  return out;
+}
+
+std::string end_event_by_handle(const SessionHandle& handle) {
+  std::string out = "h:";
+  append_hex(out, handle.data(), handle.size());
+  return out;
+}
+
+bool parse_end_event(std::string_view payload, bool& by_key, TokenHash& key,
+                     SessionHandle& handle) {
+  if (payload.size() < 2 || payload[1] != ':') return false;
+  const std::string_view hex = payload.substr(2);
+  if (payload[0] == 'k') {
+    by_key = true;
+    return parse_hex(hex, key.data(), key.size());
+  }
+  if (payload[0] == 'h') {
+    by_key = false;
+    return parse_hex(hex, handle.data(), handle.size());
+  }
+  return false;
+}
+
 }  // namespace sg

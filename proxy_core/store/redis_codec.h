@@ -110,4 +110,14 @@ ExpiryKind session_expiry(const SessionRecord& record, int64_t now_ms, int64_t i
 int64_t session_ttl_ms(const SessionRecord& record, int64_t now_ms, int64_t idle_ms,
                        int64_t absolute_ms);
 
+// Session ends on pub/sub (issue 14: live connections follow the session). Channel:
+// key_prefix + "events" (a channel, not a key: channels have their own namespace). Payload:
+// "k:" + digest_hex(key) after a confirmed destroy of that key, or "h:" + the handle's 32 hex
+// digits when a revocation names sessions by handle. Never a token.
+std::string redis_events_channel(std::string_view prefix);
+std::string end_event_by_key(const TokenHash& key);
+std::string end_event_by_handle(const SessionHandle& handle);
+// Parses a payload: true with by_key and key, or !by_key and handle; false when malformed.
+bool parse_end_event(std::string_view payload, bool& by_key, TokenHash& key, SessionHandle& handle);
+
 }  // namespace sg

@@ -44,8 +44,7 @@ bool hash_fields(const redisReply* r, HashFields& out) {
 
 }  // namespace
 
-namespace {
-RedisClientOptions client_options(const RedisStoreConfig& cfg) {
+RedisClientOptions redis_client_options(const RedisStoreConfig& cfg) {
   RedisClientOptions o;
   o.address = cfg.address;
   o.sentinels = cfg.sentinels;
@@ -55,20 +54,20 @@ RedisClientOptions client_options(const RedisStoreConfig& cfg) {
   o.timeout = cfg.timeout;
   return o;
 }
-}  // namespace
 
 RedisStore::RedisStore(uv_loop_t* loop, const RedisStoreConfig& cfg, Millis idle_timeout,
                        Millis absolute_timeout, WorkerMetrics* metrics, uint32_t max_attributes,
                        uint32_t max_attribute_bytes, std::string user_attribute)
     : loop_(loop),
       key_prefix_(cfg.key_prefix),
+      events_channel_(redis_events_channel(cfg.key_prefix)),
       idle_ms_(idle_timeout.count()),
       absolute_ms_(absolute_timeout.count()),
       metrics_(metrics),
       max_attributes_(max_attributes),
       max_attribute_bytes_(max_attribute_bytes),
       user_attribute_(std::move(user_attribute)),
-      client_(loop, client_options(cfg), metrics, redis_scripts()) {}
+      client_(loop, redis_client_options(cfg), metrics, redis_scripts()) {}
 
 RedisStore::~RedisStore() {
   close();
@@ -218,14 +217,25 @@ void RedisStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
 
 void RedisStore::destroy(const TokenHash& key, DoneCallback done) {
   client_.eval(redis_destroy_script(), {"1", key_of(key), key_prefix_},
-               [done = std::move(done)](const redisReply* r) {
+               [this, key, done = std::move(done)](const redisReply* r) {
                  long long n = -2;
-                 StoreStatus s =
-                     StoreStatus::kUnavailable;  // an error reply, a timeout, a lost connection
+                 StoreStatus s = StoreStatus::kUnavailable;  // an error, a timeout, a lost link
                  if (integer_reply(r, n) && n >= 0) s = StoreStatus::kOk;  // gone now, or already
                  if (n == -1) s = StoreStatus::kNotFound;  // a marker is no live key
+                 // Confirmed gone: every instance's tunnels of it close (issue 14).
+                 if (n == 1) publish_end(end_event_by_key(key));
                  if (done) done(s);
                });
+}
+
+// Fire and forget: a lost message is caught by the instances' periodic check of watched
+// sessions (session_follower.h). PUBLISH is one command on the connection already open.
+void RedisStore::publish_end(std::string payload) {
+  client_.send({"PUBLISH", events_channel_, payload}, [](const redisReply*) {});
+}
+
+void RedisStore::publish_end(const SessionHandle& handle) {
+  publish_end(end_event_by_handle(handle));
 }
 
 }  // namespace sg

@@ -34,7 +34,8 @@
 // - destroy: EVALSHA destroy (DEL, unless the key is a marker; the session leaves its index). kOk
 // only on a reply that says the
 //   key is gone; an error reply (READONLY, LOADING, ...), a timeout or a lost connection is
-//   kUnavailable.
+//   kUnavailable. When the script removed a session, PUBLISH <prefix>events "k:<digest hex>"
+//   (one more command, only on a destroy) so that every instance closes that session's tunnels.
 // Writes (the scripts) are never retried: the connection may have dropped after the script ran,
 // and a second run could apply a change twice or fail a rotation that in fact succeeded (the new
 // key now taken).
@@ -62,6 +63,9 @@
 #include "proxy_core/store/redis_client.h"
 
 namespace sg {
+
+// The connection options of [store.redis] (the keys that are about the connection).
+RedisClientOptions redis_client_options(const RedisStoreConfig& cfg);
 
 class RedisStore final : public SessionStore {
  public:
@@ -104,6 +108,10 @@ class RedisStore final : public SessionStore {
 
   // "host:port" or socket path of the server currently connected to (sentinel: the master).
   const std::string& server() const { return client_.server(); }
+  // Issue 14: tells every instance that this session ended (PUBLISH on the events channel,
+  // redis_codec.h), for a revocation that names sessions by handle. destroy() publishes by key
+  // itself once Redis confirmed the key was removed.
+  void publish_end(const SessionHandle& handle);
 
  private:
   // Where a lookup is along a chain of rotation markers.
@@ -128,9 +136,11 @@ class RedisStore final : public SessionStore {
   void on_lookup_reply(const TokenHash& key, const redisReply* reply, int64_t now_ms, Follow follow,
                        LookupCallback done);
   void count_rejected(const TokenHash& key, const char* why);
+  void publish_end(std::string payload);
 
   uv_loop_t* loop_;
   std::string key_prefix_;
+  std::string events_channel_;  // key_prefix_ + "events"
   int64_t idle_ms_;
   int64_t absolute_ms_;
   WorkerMetrics* metrics_;

@@ -134,11 +134,15 @@ void RedisStore::destroy_user_or_list(const std::string& user, const TokenHash* 
   args.push_back(user);
   args.push_back(except != nullptr ? digest_hex(*except) : std::string());
   client_.eval(destroy ? redis_destroy_user_script() : redis_list_user_script(), std::move(args),
-               [done = std::move(done)](const redisReply* r) {
+               [this, destroy, done = std::move(done)](const redisReply* r) {
                  std::vector<UserSession> out;
                  if (!user_sessions(r, out)) {
                    done(StoreStatus::kUnavailable, {});
                    return;
+                 }
+                 if (destroy) {
+                   for (const UserSession& u : out)
+                     publish_end(u.handle);  // every instance closes their tunnels (issue 14)
                  }
                  done(StoreStatus::kOk, std::move(out));
                });
@@ -148,12 +152,14 @@ void RedisStore::destroy_handle(const SessionHandle& handle, int64_t now_ms, Use
   std::vector<std::string> args = common_args({redis_handle_key(key_prefix_, handle)}, now_ms);
   args.push_back(handle_hex(handle));
   client_.eval(redis_destroy_handle_script(), std::move(args),
-               [done = std::move(done)](const redisReply* r) {
+               [this, done = std::move(done)](const redisReply* r) {
                  std::vector<UserSession> out;
                  if (!user_sessions(r, out)) {
                    done(StoreStatus::kUnavailable, {});
                    return;
                  }
+                 for (const UserSession& u : out)
+                   publish_end(u.handle);  // every instance closes its tunnels (issue 14)
                  const StoreStatus s = out.empty() ? StoreStatus::kNotFound : StoreStatus::kOk;
                  done(s, std::move(out));
                });

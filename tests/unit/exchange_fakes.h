@@ -167,6 +167,7 @@ class FakeServices final : public ExchangeServices {
   UpstreamSource& upstreams() override { return upstreams_; }
   void next_request_id(std::string& out) override { out = "req-" + std::to_string(++ids_); }
   std::string_view http_date() override { return "Thu, 01 Jan 2026 00:00:00 GMT"; }
+  SessionWatch* session_watch() override { return &watch_; }
 
   void set_config(Config c) { config_ = std::make_shared<Config>(std::move(c)); }
   void set_keys(std::shared_ptr<const PolicyKeys> k) { keys_ = std::move(k); }
@@ -175,6 +176,7 @@ class FakeServices final : public ExchangeServices {
   FakeUpstreams upstreams_;
   WorkerMetrics metrics_;
   GatewayState state_;
+  SessionWatch watch_;
 
  private:
   std::shared_ptr<const Config> config_;

@@ -173,6 +173,7 @@ TEST_CASE("the rendered configuration has every known key and loads back unchang
   c.session.cookie_samesite = "Strict";
   c.session.idle_timeout = 90min;
   c.session.logout_path = "/logout";
+  c.session.status_path = "/session/status";
   c.session.exclude = {};
   c.limits.max_body_bytes = 0;
   c.log.level = sg::LogLevel::kWarn;
@@ -642,6 +643,14 @@ TEST_CASE("settings that cannot take effect are warnings, or errors when they br
         "test.toml:2:14: health.ready_path: must differ from health.path \"/healthz\"");
   CHECK(error_of("[session]\nlogout_path = \"/readyz\"\n") ==
         "test.toml:2:15: session.logout_path: \"/readyz\" is also a health check path");
+  CHECK(error_of("[session]\nstatus_path = \"/healthz\"\n") ==
+        "test.toml:2:15: session.status_path: \"/healthz\" is also a health check path or "
+        "session.logout_path");
+  CHECK(error_of("[session]\ncookie_path = \"/app\"\nstatus_path = \"/status\"\n") ==
+        "test.toml:3:15: session.status_path: \"/status\" is outside session.cookie_path "
+        "\"/app\": browsers do not send the session cookie there");
+  CHECK(error_of("[session]\nstatus_path = \"status\"\n") ==
+        "test.toml:2:15: session.status_path: expected a path starting with \"/\", got \"status\"");
 }
 
 TEST_CASE("an admin listener outside loopback and private networks is a warning") {

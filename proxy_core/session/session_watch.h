@@ -1,0 +1,111 @@
+// SessionWatch: one worker's live connections that must end with their session (issue 14, "Live
+// connections follow the session"): today a WebSocket tunnel, later an HTTP/2 stream. A tunnel
+// outlives the request that opened it, so nothing else would notice its session being destroyed,
+// revoked, evicted or expiring while it stays open.
+//
+// A watcher is added when its tunnel starts and removed when it ends, both O(1): watchers of one
+// session form an intrusive list (the links live in the watcher, nothing is allocated for the
+// second tunnel of a session), and sessions are a hash map plus a dense array for the periodic
+// check's round robin (swap-remove), plus a map from each session's latest known store key to its
+// handle (ends published by key). Nothing here runs on the request path: only tunnels are
+// watched. Memory per watched session: two map nodes and one array slot (session_watch.cc).
+//
+// Threading: the owner is one worker's loop: add, remove, end, next_batch and update_key run
+// there only. watches() may be called from any thread (a store removing a session, the bus
+// fanning out an end to every worker): it takes the mutex that add and remove take only when
+// they change the set of watched sessions. The owner reads the map without it (it is the only
+// writer).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "proxy_core/session/session_store.h"
+
+namespace sg {
+
+class SessionWatcher {
+ public:
+  // The session ended (destroyed, revoked, expired, evicted): close the connection. Called on
+  // the owner's loop, after the watcher was removed (the call may end the watcher's life).
+  virtual void session_ended() = 0;
+  bool watching() const { return watched_; }
+
+ protected:
+  SessionWatcher() = default;
+  ~SessionWatcher() = default;
+  SessionWatcher(const SessionWatcher&) = delete;
+  SessionWatcher& operator=(const SessionWatcher&) = delete;
+
+ private:
+  friend class SessionWatch;
+  SessionWatcher* prev_ = nullptr;
+  SessionWatcher* next_ = nullptr;
+  SessionHandle handle_{};
+  bool watched_ = false;
+};
+
+// Handles are random and keys are SHA-256 digests: their bytes are hash values already.
+struct SessionHandleHash {
+  size_t operator()(const SessionHandle& h) const;
+};
+struct TokenHashHash {
+  size_t operator()(const TokenHash& k) const;
+};
+
+class SessionWatch {
+ public:
+  // One watched session, for the periodic check: its handle and the store key to look up.
+  struct Watched {
+    SessionHandle handle{};
+    TokenHash key{};
+  };
+
+  // `w` must not be watching. `key` is the session's live key when the tunnel started; a later
+  // add for the same session replaces the key (the newer one is the likelier live key).
+  void add(SessionWatcher* w, const SessionHandle& handle, const TokenHash& key);
+  // Does nothing when `w` is not watching.
+  void remove(SessionWatcher* w);
+  // Ends every watcher of `handle`: removes them, then calls session_ended() on each. Returns how
+  // many were told.
+  size_t end(const SessionHandle& handle);
+  // Up to `n` watched sessions, round robin from where the previous call stopped (each session
+  // once per call at most).
+  void next_batch(size_t n, std::vector<Watched>& out);
+  // The session was found under another live key (rotated since the tunnel started).
+  void update_key(const SessionHandle& handle, const TokenHash& key);
+
+  // Ends the watchers of the session whose latest known key is `key` (a Redis destroy names the
+  // key it removed, not the handle). Returns how many were told.
+  size_t end_key(const TokenHash& key);
+
+  // Any thread.
+  bool watches(const SessionHandle& handle) const;
+  bool watches_key(const TokenHash& key) const;
+  // Any thread, no lock: zero lets a publisher skip this worker with one atomic load.
+  size_t sessions() const { return sessions_.load(std::memory_order_relaxed); }
+
+  size_t watchers() const { return watchers_; }  // owner only
+
+ private:
+  struct Entry {
+    SessionWatcher* head = nullptr;
+    TokenHash key{};
+    size_t slot = 0;  // index in order_
+  };
+  void erase_entry(const SessionHandle& handle, Entry& e);
+  void set_key(const SessionHandle& handle, Entry& e, const TokenHash& key);
+
+  mutable std::mutex mutex_;  // guards changes to map_'s membership against watches()
+  std::unordered_map<SessionHandle, Entry, SessionHandleHash> map_;
+  std::unordered_map<TokenHash, SessionHandle, TokenHashHash> by_key_;  // each entry's key
+  std::vector<SessionHandle> order_;  // the watched sessions, dense, for next_batch
+  size_t cursor_ = 0;
+  size_t watchers_ = 0;
+  std::atomic<size_t> sessions_{0};
+};
+
+}  // namespace sg
