@@ -84,7 +84,11 @@ std::string index_writers_lua() {
          "    kill(m, p.join) "
          "    ev[#ev + 1] = m.h ev[#ev + 1] = m.ip "
          "  end "
-         "  local late = math.max(0, math.min(now - c, 999)) "
+         "  local late = 0 "
+         "  local top = redis.call('ZREVRANGEBYSCORE', ikey(p.join), string.format('%d.999', c), "
+         "    string.format('%d', c), 'WITHSCORES', 'LIMIT', 0, 1) "
+         "  if top[2] then late = math.min(999, math.floor((tonumber(top[2]) - c) * 1000 + 0.5) + "
+         "1) end "
          "  redis.call('ZADD', ikey(p.join), string.format('%d.%03d', c, late), d) "
          "  redis.call('PEXPIRE', ikey(p.join), ms(abs)) "
          "  redis.call('HSET', k, 'u', p.join) "
@@ -112,8 +116,10 @@ std::string index_writers_lua() {
 // settle(p, k, d, od, u, h, c, ttl): carries the plan out once the change is written: the
 // session (key k, digest d, before od, index u, handle h, created c, TTL ttl) stays, leaves or
 // joins; the evicted die. Returns the evicted's handle/client pairs. The score is the created time
-// with the join's delay after it (up to 999 ms) as the fraction: sessions created in the same
-// millisecond (devices opened at once) are ordered by their logins, as the memory store does. A
+// with the join's rank among the index's sessions created in that same millisecond as the
+// fraction (.000, .001, ...): sessions created at once (devices opened together) are ordered by
+// their logins, as the memory store does, however late the logins come (a delay as the fraction
+// saturated after 999 ms and tied, then ZSET order fell back to the digests). A
 // re-keyed entry is added before the old one leaves: a set that became empty would vanish and come
 // back without its TTL.
 std::string redis_index_lua() {

@@ -260,6 +260,30 @@ TEST_CASE("redis users: sessions created in the same millisecond are ordered by 
   CHECK(f.h->lookup(key(name(2))).status == StoreStatus::kNotFound);
 }
 
+TEST_CASE("redis users: same-millisecond sessions keep their login order however late the logins") {
+  // Logins more than a second after creation (a slow sign-in form): the order is still the
+  // logins', in both orders, never the digests'.
+  for (bool two_first : {true, false}) {
+    CAPTURE(two_first);
+    Fixture f;
+    Users u{f};
+    const int64_t created = unix_now_ms() - 10000;
+    for (int i : {1, 2, 3}) {
+      SessionRecord r = new_record(static_cast<uint8_t>(i));
+      r.created_ms = r.last_seen_ms = created;
+      REQUIRE(f.h->create(key(name(i)), r) == StoreStatus::kOk);
+    }
+    const int first = two_first ? 2 : 1;
+    const int second = two_first ? 1 : 2;
+    REQUIRE(f.h->modify(key(name(first)), set_user("bob", 2), created + 2000) == StoreStatus::kOk);
+    REQUIRE(f.h->modify(key(name(second)), set_user("bob", 2), created + 2500) == StoreStatus::kOk);
+    CHECK(tags(u.list("bob")) == std::vector<int>{first, second});
+    REQUIRE(f.h->modify(key(name(3)), set_user("bob", 2), created + 3000) == StoreStatus::kOk);
+    CHECK(tags(u.list("bob")) == std::vector<int>{second, 3});  // the first login was evicted
+    CHECK(f.h->lookup(key(name(first))).status == StoreStatus::kNotFound);
+  }
+}
+
 TEST_CASE("redis users: the cap with reject refuses the join and writes nothing") {
   Fixture f;
   Users u{f};
