@@ -74,10 +74,7 @@ void render_policy(TomlWriter& w, const Config& c) {
   w.str("secret_file", f.secret_file);
 }
 
-}  // namespace
-
-std::string render_effective_config(const Config& c) {
-  TomlWriter w;
+void render_server(TomlWriter& w, const Config& c) {
   w.section("server");
   w.list("listen", c.server.listen);
   if (c.server.workers == 0) {
@@ -98,7 +95,9 @@ std::string render_effective_config(const Config& c) {
         c.server.underscore_headers == UnderscorePolicy::kReject ? "reject" : "drop");
   w.boolean("http2", c.server.http2);
   w.boolean("http2_cleartext", c.server.http2_cleartext);
+}
 
+void render_tls(TomlWriter& w, const Config& c) {
   w.section("tls");
   w.str("certificate", c.tls.certificate);
   w.str("private_key", c.tls.private_key);
@@ -112,7 +111,9 @@ std::string render_effective_config(const Config& c) {
     w.str("certificate", entry.certificate);
     w.str("private_key", entry.private_key);
   }
+}
 
+void render_upstream(TomlWriter& w, const Config& c) {
   const UpstreamConfig& u = c.upstream;
   w.section("upstream");
   w.list("servers", u.servers);
@@ -131,7 +132,9 @@ std::string render_effective_config(const Config& c) {
   w.str("private_key", u.private_key);
   w.boolean("sign", u.sign);
   w.list("sign_key_file", u.sign_key_file);
+}
 
+void render_session(TomlWriter& w, const Config& c) {
   const SessionConfig& s = c.session;
   w.section("session");
   w.str("cookie_name", s.cookie_name);
@@ -162,12 +165,16 @@ std::string render_effective_config(const Config& c) {
   w.str("on_limit", s.on_limit == UserLimitPolicy::kEvictOldest ? "evict_oldest" : "reject");
   w.list("passive_paths", s.passive_paths);
   w.str("status_path", s.status_path);
+}
 
+void render_memory_store(TomlWriter& w, const Config& c) {
   w.section("store.memory");
   w.num("max_sessions", c.memory_store.max_sessions);
   w.str("snapshot_path", c.memory_store.snapshot_path);
   w.duration("snapshot_interval", c.memory_store.snapshot_interval);
+}
 
+void render_redis_store(TomlWriter& w, const Config& c) {
   const RedisStoreConfig& r = c.redis_store;
   w.section("store.redis");
   w.str("address", r.address);
@@ -180,22 +187,30 @@ std::string render_effective_config(const Config& c) {
   w.list("sentinels", r.sentinels);
   w.str("master_name", r.master_name);
   w.num("max_pending_destroys", r.max_pending_destroys);
+}
 
+void render_health(TomlWriter& w, const Config& c) {
   w.section("health");
   w.str("path", c.health.path);
   w.str("ready_path", c.health.ready_path);
+}
 
+void render_admin(TomlWriter& w, const Config& c) {
   w.section("admin");
   w.str("listen", c.admin.listen);
   w.str("token_file", c.admin.token_file);
+}
 
+void render_limits(TomlWriter& w, const Config& c) {
   w.section("limits");
   w.size("max_header_bytes", c.limits.max_header_bytes);
   w.num("max_headers", c.limits.max_headers);
   w.size("max_body_bytes", c.limits.max_body_bytes);
   w.duration("header_timeout", c.limits.header_timeout);
   w.duration("client_idle_timeout", c.limits.client_idle_timeout);
+}
 
+void render_http2(TomlWriter& w, const Config& c) {
   const Http2Config& h2 = c.http2;
   w.section("http2");
   w.num("max_concurrent_streams", h2.max_concurrent_streams);
@@ -208,13 +223,32 @@ std::string render_effective_config(const Config& c) {
   w.num("max_control_frames", h2.max_control_frames);
   w.num("max_empty_frames", h2.max_empty_frames);
   w.num("max_continuations", h2.max_continuations);
+}
 
+void render_log(TomlWriter& w, const Config& c) {
   static constexpr const char* kLevels[] = {"debug", "info", "warn", "error"};
   w.section("log");
   w.str("level", kLevels[static_cast<int>(c.log.level)]);
   w.str("access", c.log.access);
   w.str("audit", c.log.audit);
   w.str("format", c.log.format == AccessLogFormat::kJson ? "json" : "combined");
+}
+
+}  // namespace
+
+std::string render_effective_config(const Config& c) {
+  TomlWriter w;
+  render_server(w, c);
+  render_tls(w, c);
+  render_upstream(w, c);
+  render_session(w, c);
+  render_memory_store(w, c);
+  render_redis_store(w, c);
+  render_health(w, c);
+  render_admin(w, c);
+  render_limits(w, c);
+  render_http2(w, c);
+  render_log(w, c);
   render_policy(w, c);
   return w.text();
 }
