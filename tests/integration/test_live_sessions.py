@@ -256,7 +256,16 @@ class RedisStoreTunnels(LiveTestCase):
 
     def instance(self, **session):
         sections = {"store.redis": {"address": self.redis.address, "key_prefix": REDIS_PREFIX, "timeout": "2s"}}
-        return self.live_gateway(sections, store="redis", **session)
+        gw = self.live_gateway(sections, store="redis", **session)
+        # Ready only once every worker's store connection is up (a request before that is a
+        # fail-closed 503) and the instance's events subscriber is subscribed (a destroy before
+        # that would be seen by the periodic check only).
+        wait_until(lambda: gw.logs()[1].count("redis store: connected to") >= 2, 15.0,
+                   message=lambda: f"both workers connected to Redis: {gw.logs()[1][-2000:]}")
+        self.instances = getattr(self, "instances", 0) + 1
+        wait_until(lambda: self.subscribers() >= self.instances, 15.0,
+                   message="the instance's events subscriber")
+        return gw
 
     def test_logout_on_one_instance_closes_the_tunnel_on_the_other(self):
         a, b = self.instance(), self.instance()
@@ -322,7 +331,9 @@ class RedisStoreTunnels(LiveTestCase):
             return t, c
         t, ws = wait_until(session_and_tunnel, timeout=15, interval=0.1, message="a tunnel after the restart")
         self.assert_echoes(ws)
-        self.get(a, respond_target(("X-Session-Control", "destroy")), token=t)
+        # The other worker of `a` may still be on its backoff too: a 503 destroys nothing, retry it.
+        destroyed = lambda: self.get(a, respond_target(("X-Session-Control", "destroy")), token=t).status == 200
+        wait_until(destroyed, timeout=15, interval=0.1, message="the destroy after the restart")
         self.expect_policy_close(ws)
 
     def test_periodic_check_cost(self):
