@@ -37,6 +37,9 @@ bool is_printable_id(std::string_view v) {
 void Exchange::begin(Downstream* downstream) {
   reset();
   downstream_ = downstream;
+  // Taken now, not only at the head: a request refused before its head (a parse error, the
+  // header timeout) is answered with this configuration (HSTS over TLS).
+  if (config_ != services_->config()) config_ = services_->config();
   started_ms_ = unix_now_ms();
   started_hr_ = uv_hrtime();
   services_->next_request_id(request_id_);  // rejected requests are logged with an id too

@@ -266,6 +266,21 @@ TEST_CASE("exchange: the health path is answered locally, without a session or a
   CHECK(rig.down.finished == std::vector<bool>{true});
 }
 
+TEST_CASE("exchange: a fresh exchange refuses a request before its head, over TLS with HSTS") {
+  Config c;
+  c.tls.strict_transport_security = "max-age=60";
+  Rig rig(c);
+  rig.down.facts.tls = true;
+  rig.exchange.begin(&rig.down);  // a fresh exchange: no head has given it a configuration yet
+  rig.exchange.reject(400, "malformed request", nullptr);
+  REQUIRE(rig.down.locals.size() == 1);
+  CHECK(rig.down.locals[0].status == 400);
+  const std::string* hsts = field(rig.down.locals[0].extra, "Strict-Transport-Security");
+  REQUIRE(hsts != nullptr);
+  CHECK(*hsts == "max-age=60");
+  CHECK(rig.down.finished == std::vector<bool>{false});
+}
+
 TEST_CASE("exchange: a request body streams upstream under backpressure both ways") {
   Rig rig;
   rig.request("POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\n");
