@@ -294,7 +294,7 @@ class TlsGateway(Gateway):
                 return False, f"exited with {self.proc.returncode}; stderr: {err[-3000:]} stdout: {out[-1000:]}"
             try:
                 r, _ = https_get(self.port, "/healthz", ctx, timeout=1.0)
-                if r.status == 200:
+                if r.status == 200 and self._admin_accepts():  # it opens after the listeners
                     return True, ""
             except (OSError, ConnectionClosed, AssertionError) as e:
                 last = repr(e)
