@@ -562,7 +562,7 @@ start_with_cookie() {  # target key: start_target, its cookie in $cookie; on fai
 # ---------------------------------------------------------------------------------------------
 # Syscalls per request under load: strace -c -f attached for one wrk run (keep-alive, returning).
 if ! skipped strace; then
-  for t in sessiongate nginx haproxy; do
+  for t in sessiongate nginx haproxy floor; do
     log "strace $t: wrk -d$DURATION keep-alive returning session"
     start_with_cookie "$t" sys || continue
     strace -c -f -q -o "$tmp/out/strace-$t.txt" -p "$MEASURE_PID" &
@@ -591,7 +591,7 @@ if ! skipped perf; then
     log "perf: not available here (Debian linux-perf, perf_event_paranoid <= 2); skipped"
   else
     for wl in ka-session 1mib; do
-      for t in sessiongate nginx haproxy; do
+      for t in sessiongate nginx haproxy floor; do
         log "perf $t: wrk -d$PERF_DURATION $wl"
         start_with_cookie "$t" "perf_$wl" || continue
         perf record -q -e cpu-clock -F 2000 -o "$tmp/out/perf-$wl-$t.data" -p "$MEASURE_PID" \
@@ -734,7 +734,7 @@ for w, title in WORKLOADS:
 def ex(k):
     return f(extra.get(k, "nan"))
 
-other = ["| figure | sessiongate | nginx | haproxy | origin alone |", "|---|---:|---:|---:|---:|"]
+other = ["| figure | sessiongate | nginx | haproxy | origin alone; floor for syscalls |", "|---|---:|---:|---:|---:|"]
 have_other = False
 if any(k.startswith("ir_") for k in extra):
     have_other = True
@@ -742,8 +742,8 @@ if any(k.startswith("ir_") for k in extra):
         *(num(ex(f"ir_{t}")) for t in ("sessiongate", "nginx", "haproxy", "origin"))))
 if any(k.startswith("sys_") for k in extra):
     have_other = True
-    other.append("| syscalls per request under load (strace -c -f) | {} | {} | {} | |".format(
-        *(num(ex(f"sys_{t}"), "{:.2f}") for t in ("sessiongate", "nginx", "haproxy"))))
+    other.append("| syscalls per request under load (strace -c -f) | {} | {} | {} | {} (floor) |".format(
+        *(num(ex(f"sys_{t}"), "{:.2f}") for t in ("sessiongate", "nginx", "haproxy", "floor"))))
 if any(k.startswith("idle_") for k in extra):
     have_other = True
     other.append(f"| bytes per idle keep-alive connection (at {int(idle_n):,}) | " + " | ".join(
@@ -757,11 +757,12 @@ if have_other:
     lines.append("### Per-request cost and memory\n")
     lines += other
     lines.append("")
-    tops = [(t, extra[f"systop_{t}"]) for t in ("sessiongate", "nginx", "haproxy") if extra.get(f"systop_{t}")]
+    tops = [(t, extra[f"systop_{t}"]) for t in ("sessiongate", "nginx", "haproxy", "floor")
+            if extra.get(f"systop_{t}")]
     if tops:
         lines.append("Top syscalls per request under strace: " + "; ".join(f"{t}: {v}" for t, v in tops) + ".\n")
 
-perf_rows = [(wl, t) for wl in ("ka-session", "1mib") for t in ("sessiongate", "nginx", "haproxy")
+perf_rows = [(wl, t) for wl in ("ka-session", "1mib") for t in ("sessiongate", "nginx", "haproxy", "floor")
              if extra.get(f"perf_{wl}_{t}")]
 if perf_rows:
     lines.append("### Where the proxy's CPU goes (perf record -e cpu-clock, self samples)\n")
