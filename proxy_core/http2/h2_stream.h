@@ -15,6 +15,17 @@ struct H2Session::Stream {
   explicit Stream(const H2Settings& s) : builder(s.max_header_list_bytes, s.max_header_fields) {}
 
   size_t pending() const { return out.size() - out_offset; }
+  // For the next stream (H2StreamTable::recycle): as constructed, buffers kept unless large.
+  void reset() {
+    builder.reset();
+    delivered = request_ended = false;
+    unconsumed = 0;
+    out.clear();
+    if (out.capacity() > 16 * 1024) std::string().swap(out);  // a spare holds no big body buffer
+    out_offset = 0;
+    response_submitted = body_ended = deferred = paused = false;
+    peer_reset = owner_reset = false;
+  }
 
   H2RequestHeadBuilder builder;
   bool delivered = false;  // on_request_head was called: on_stream_closed is owed
