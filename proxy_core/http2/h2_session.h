@@ -11,8 +11,8 @@
 //   destroy the session.
 // - Ownership: the connection owns the H2Session and implements H2SessionOwner (it outlives the
 //   session). The session owns its per-stream state (request head builder, response buffer),
-//   keyed by stream id; the owner keeps its own per-stream object (the exchange with upstream),
-//   keyed by the same id.
+//   keyed by stream id and reused from one stream to the next (h2_stream_table.h); the owner
+//   keeps its own per-stream object (the exchange with upstream), keyed by the same id.
 // - Stream lifetime, from the owner's point of view: a stream begins with on_request_head and
 //   ends with on_stream_closed, called exactly once for every stream that had on_request_head,
 //   whatever the cause (response complete, reset by either side, connection torn down in the
