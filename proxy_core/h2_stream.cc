@@ -85,7 +85,7 @@ void H2Stream::reset() {
   // closed() ran: no exchange, no timer. head_ keeps its buffers (start swaps it out).
   id_ = 0;
   held_.clear();
-  if (held_.capacity() > 16 * 1024) std::string().swap(held_);  // a spare holds no big body
+  if (held_.capacity() > 4096) std::string().swap(held_);  // a spare holds no big body
   unconsumed_ = 0;
   delivering_ = request_ended_ = end_told_ = false;
 }

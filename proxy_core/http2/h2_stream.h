@@ -21,7 +21,8 @@ struct H2Session::Stream {
     delivered = request_ended = false;
     unconsumed = 0;
     out.clear();
-    if (out.capacity() > 16 * 1024) std::string().swap(out);  // a spare holds no big body buffer
+    // A spare holds no body buffer beyond a small response's: up to 16 spares per connection.
+    if (out.capacity() > 4096) std::string().swap(out);
     out_offset = 0;
     response_submitted = body_ended = deferred = paused = false;
     peer_reset = owner_reset = false;
