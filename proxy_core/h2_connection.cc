@@ -47,8 +47,7 @@ H2Connection::H2Connection(H2Transport& transport, uv_loop_t* loop, ExchangeServ
 H2Connection::~H2Connection() = default;
 
 H2Stream* H2Connection::find(int32_t stream_id) {
-  auto it = streams_.find(stream_id);
-  return it == streams_.end() ? nullptr : it->second.get();
+  return streams_.find(stream_id);
 }
 
 void H2Connection::receive(const char* data, size_t len) {
@@ -87,13 +86,23 @@ void H2Connection::on_flush(uv_check_t* check) {
   c->flush();
 }
 
-// Hands the transport what the codec has to say, as far as the transport's queue allows.
+// Hands the transport what the codec has to say, as far as the transport's queue allows, in one
+// write: every frame of this loop turn goes out together (one send, one run of TLS records),
+// not one write per frame or per stream.
 void H2Connection::flush() {
-  while (transport_ != nullptr && transport_->h2_write_queued() < kProduceBelow) {
-    out_.clear();
-    if (session_.produce(out_) == 0) break;
-    if (!transport_->h2_write(out_)) return;  // failed: the transport releases us
+  if (transport_ == nullptr) return;
+  out_.clear();
+  size_t queued = transport_->h2_write_queued();
+  // wants_write() first: most flushes after a read have nothing to say. Then nghttp2 is asked
+  // again only when the last produce() stopped short of everything.
+  if (session_.wants_write()) {
+    while (transport_ != nullptr && queued + out_.size() < kProduceBelow) {
+      size_t n = session_.produce(out_, kProduceBelow - queued - out_.size());
+      if (n == 0 || session_.produced_all()) break;
+    }
   }
+  if (transport_ == nullptr) return;
+  if (!out_.empty() && !transport_->h2_write(out_)) return;  // failed: the transport releases us
   if (out_.capacity() > 256 * 1024) std::string().swap(out_);
   after_io();
 }
@@ -175,10 +184,10 @@ void H2Connection::stream_timer_changed(ClientTimer before, ClientTimer after) {
 // ---- H2SessionOwner ------------------------------------------------------------------------
 
 void H2Connection::on_request_head(int32_t stream_id, MessageHead& head, bool has_body) {
-  auto stream = std::make_unique<H2Stream>(*this, stream_id);
-  H2Stream* s = stream.get();
-  streams_[stream_id] = std::move(stream);
-  s->start(head, has_body);
+  std::unique_ptr<H2Stream> stream = streams_.spare();  // a closed stream's, buffers kept
+  if (stream == nullptr) stream = std::make_unique<H2Stream>(*this);
+  H2Stream& s = streams_.insert(stream_id, std::move(stream));
+  s.start(stream_id, head, has_body);
 }
 
 void H2Connection::on_request_body(int32_t stream_id, std::string_view data) {
@@ -202,22 +211,17 @@ void H2Connection::on_response_resume(int32_t stream_id) {
 }
 
 void H2Connection::on_stream_closed(int32_t stream_id, uint32_t) {
-  auto it = streams_.find(stream_id);
-  if (it == streams_.end()) return;
-  std::unique_ptr<H2Stream> s = std::move(it->second);
-  streams_.erase(it);
+  std::unique_ptr<H2Stream> s = streams_.take(stream_id);
+  if (s == nullptr) return;
   s->closed();
+  streams_.recycle(std::move(s));
 }
 
 // ---- the end -------------------------------------------------------------------------------
 
 void H2Connection::teardown_streams() {
-  while (!streams_.empty()) {
-    auto it = streams_.begin();
-    std::unique_ptr<H2Stream> s = std::move(it->second);
-    streams_.erase(it);
+  while (std::unique_ptr<H2Stream> s = streams_.take_first())
     s->closed();
-  }
 }
 
 void H2Connection::release() {

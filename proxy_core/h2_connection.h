@@ -27,7 +27,6 @@
 #include <uv.h>
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -36,6 +35,7 @@
 #include "proxy_core/downstream.h"
 #include "proxy_core/exchange.h"
 #include "proxy_core/http2/h2_session.h"
+#include "proxy_core/http2/h2_stream_table.h"
 #include "proxy_core/net/lazy_deadline.h"
 
 namespace sg {
@@ -82,7 +82,6 @@ class H2Connection final : public H2SessionOwner {
   void schedule_flush();
   void stream_timer_changed(ClientTimer before, ClientTimer after);
   void touch() { last_progress_ = uv_now(loop_); }
-  std::vector<HeaderField>& field_scratch() { return fields_; }
 
  private:
   ~H2Connection() override;
@@ -110,9 +109,8 @@ class H2Connection final : public H2SessionOwner {
   ExchangePool& pool_;
   ClientFacts facts_;
   H2Session session_;
-  H2Stats reported_;  // what report_h2_stats already added to the worker's metrics
-  std::map<int32_t, std::unique_ptr<H2Stream>> streams_;
-  std::vector<HeaderField> fields_;  // response fields scratch (capacity reused)
+  H2Stats reported_;                 // what report_h2_stats already added to the worker's metrics
+  H2StreamTable<H2Stream> streams_;  // open streams, and spares for the next ones
   std::string out_;                  // frames produced, handed to the transport
   // The flush runs in the check phase, right after the I/O callbacks of the same loop turn; the
   // idle handle only keeps that turn's poll from blocking when it was scheduled before the poll.

@@ -1,11 +1,16 @@
 #include "proxy_core/h2_stats_report.h"
 
+#include <cstring>
 #include <iterator>
+#include <type_traits>
 #include <utility>
 
 namespace sg {
 
 void report_h2_stats(const H2Stats& now, H2Stats& reported, H2Metrics& m) {
+  // Called after every batch of I/O: most of the time nothing changed.
+  static_assert(std::is_trivially_copyable_v<H2Stats> && sizeof(H2Stats) % sizeof(uint64_t) == 0);
+  if (std::memcmp(&now, &reported, sizeof(H2Stats)) == 0) return;
   static constexpr std::pair<uint64_t H2Stats::*, Counter H2Metrics::*> kPlain[] = {
       {&H2Stats::streams, &H2Metrics::streams},
       {&H2Stats::streams_refused, &H2Metrics::streams_refused},

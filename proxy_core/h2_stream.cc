@@ -7,24 +7,12 @@
 
 namespace sg {
 
-namespace {
-
-// Collects the client response fields (header_rewrite.h) for the codec.
-struct H2Fields final : FieldSink {
-  explicit H2Fields(std::vector<HeaderField>& out) : out(out) { out.clear(); }
-  void field(std::string_view name, std::string_view value) override {
-    out.push_back({std::string(name), std::string(value)});
-  }
-  std::vector<HeaderField>& out;
-};
-
-}  // namespace
-
 H2Stream::~H2Stream() {
   if (timer_ == ClientTimer::kActivity) conn_.stream_timer_changed(timer_, ClientTimer::kNone);
 }
 
-void H2Stream::start(MessageHead& head, bool has_body) {
+void H2Stream::start(int32_t id, MessageHead& head, bool has_body) {
+  id_ = id;
   std::swap(head_, head);
   request_ended_ = !has_body;
   end_told_ = !has_body;  // the head says the request is complete (on_request_head's `complete`)
@@ -93,6 +81,15 @@ void H2Stream::closed() {
   give_back();
 }
 
+void H2Stream::reset() {
+  // closed() ran: no exchange, no timer. head_ keeps its buffers (start swaps it out).
+  id_ = 0;
+  held_.clear();
+  if (held_.capacity() > 4096) std::string().swap(held_);  // a spare holds no big body
+  unconsumed_ = 0;
+  delivering_ = request_ended_ = end_told_ = false;
+}
+
 void H2Stream::give_back() {
   Exchange* ex = ex_;
   ex_ = nullptr;
@@ -129,13 +126,15 @@ void H2Stream::start_response(const ResponseHead& head) {
               : up.has_content_length ? BodyFraming::kContentLength
                                       : BodyFraming::kChunked;
   o.force_no_store = head.force_no_store;
-  std::vector<HeaderField>& fields = conn_.field_scratch();
-  H2Fields sink(fields);
-  client_response_fields(up, o, sink);
+  // Straight into the codec's reused collector, which nghttp2 copies from at the submit.
+  H2Session& s = conn_.session();
+  H2ResponseFields& fields = s.response_fields();
+  fields.clear();
+  client_response_fields(up, o, fields);
   if (head.extra != nullptr)
     for (const auto& [name, value] : *head.extra)
-      sink.field(name, value);
-  conn_.session().submit_response(id_, up.status, fields, head.has_body);
+      fields.field(name, value);
+  s.submit_response(id_, up.status, fields, head.has_body);
   conn_.schedule_flush();
 }
 
@@ -150,17 +149,17 @@ void H2Stream::end_response() {
 }
 
 void H2Stream::send_local(const LocalResponse& r) {
-  std::vector<HeaderField>& fields = conn_.field_scratch();
-  H2Fields sink(fields);
-  sink.field("date", conn_.services().http_date());
-  sink.field("content-type", r.content_type);
-  sink.field("cache-control", "no-store");
-  sink.field("content-length", std::to_string(r.body.size()));
+  H2Session& s = conn_.session();
+  H2ResponseFields& fields = s.response_fields();
+  fields.clear();
+  fields.field("date", conn_.services().http_date());
+  fields.field("content-type", r.content_type);
+  fields.field("cache-control", "no-store");
+  fields.field("content-length", std::to_string(r.body.size()));
   if (r.extra != nullptr)
     for (const auto& [name, value] : *r.extra)
-      sink.field(name, value);
+      fields.field(name, value);
   bool has_body = !r.head_only && !r.body.empty();
-  H2Session& s = conn_.session();
   if (s.submit_response(id_, r.status, fields, has_body) && has_body) {
     s.send_body(id_, r.body);
     s.end_body(id_);

@@ -5,8 +5,9 @@
 //
 // Contract
 // - Owned by its H2Connection, keyed by stream id, from the request head until the codec closes
-//   the stream (or the connection goes). Its Exchange is borrowed from the pool at start() and
-//   given back at finish() or when the stream closes first (downstream_closed, then release).
+//   the stream (or the connection goes); then kept as a spare (reset()) for a later stream. Its
+//   Exchange is borrowed from the pool at start() and given back at finish() or when the stream
+//   closes first (downstream_closed, then release).
 // - The request head lives here (head_) while the exchange runs, as exchange.h requires.
 // - Request body: held (not consumed, so it holds the stream's window) until the exchange asks
 //   for it (deliver_request_body); then handed over and consumed as soon as the exchange's
@@ -28,11 +29,12 @@ class H2Connection;
 
 class H2Stream final : public Downstream {
  public:
-  H2Stream(H2Connection& connection, int32_t id) : conn_(connection), id_(id) {}
+  explicit H2Stream(H2Connection& connection) : conn_(connection) {}
   ~H2Stream();
 
-  // From the codec, through H2Connection. start takes the head (swapped out of `head`).
-  void start(MessageHead& head, bool has_body);
+  // From the codec, through H2Connection. start takes the head (swapped with `head`, which gets
+  // this object's previous head back: its buffers serve the next request).
+  void start(int32_t id, MessageHead& head, bool has_body);
   void on_body(std::string_view data);
   void on_end();
   void on_pause();
@@ -40,6 +42,8 @@ class H2Stream final : public Downstream {
   // The codec closed the stream, or the connection goes: an exchange still running is told that
   // its client went away and given back.
   void closed();
+  // After closed(), for a next stream (H2StreamTable::recycle): the head's buffers are kept.
+  void reset();
 
   // Downstream.
   const ClientFacts& client() const override;
@@ -65,7 +69,7 @@ class H2Stream final : public Downstream {
   void hand_over(std::string_view data);
 
   H2Connection& conn_;
-  int32_t id_;
+  int32_t id_ = 0;
   Exchange* ex_ = nullptr;
   MessageHead head_;
   std::string held_;       // request body received before deliver_request_body

@@ -2,6 +2,7 @@
 
 #include <llhttp.h>
 
+#include <cstring>
 #include <utility>
 
 #include "proxy_core/base/ascii.h"
@@ -24,9 +25,10 @@ bool is_valid_name(std::string_view name) {
 
 // RFC 9113 §8.2.1: no NUL, CR or LF anywhere, no leading or trailing space or tab.
 bool is_valid_value(std::string_view value) {
-  for (char c : value)
-    if (c == '\0' || c == '\r' || c == '\n') return false;
   if (value.empty()) return true;
+  // memchr scans a word or a vector at a time: cookies and user agents are long.
+  for (char c : {'\0', '\r', '\n'})
+    if (std::memchr(value.data(), c, value.size()) != nullptr) return false;
   auto ws = [](char c) { return c == ' ' || c == '\t'; };
   return !ws(value.front()) && !ws(value.back());
 }
@@ -60,9 +62,21 @@ bool parse_content_length(std::string_view v, uint64_t& out) {
   return true;
 }
 
+// Into the next entry, reusing the strings a previous request left there (header_count, not
+// headers.size(), is the number of fields: http_message.h).
+HeaderField& next_field(MessageHead& head) {
+  if (head.headers.size() <= head.header_count) head.headers.emplace_back();
+  return head.headers[head.header_count++];
+}
+
+HeaderField& next_field(MessageHead& head, std::string_view name) {
+  HeaderField& f = next_field(head);
+  f.name.assign(name);
+  return f;
+}
+
 void push_field(MessageHead& head, std::string_view name, std::string_view value) {
-  head.headers.push_back({std::string(name), std::string(value)});
-  ++head.header_count;
+  next_field(head, name).value.assign(value);
 }
 
 }  // namespace
@@ -71,6 +85,19 @@ bool is_connection_specific_field(std::string_view name) {
   return iequals(name, "connection") || iequals(name, "keep-alive") ||
          iequals(name, "proxy-connection") || iequals(name, "transfer-encoding") ||
          iequals(name, "upgrade");
+}
+
+void H2RequestHeadBuilder::reset() {
+  list_bytes_ = 0;
+  fields_seen_ = 0;
+  verdict_ = H2HeadVerdict::kOk;
+  regular_seen_ = has_method_ = has_scheme_ = has_path_ = has_authority_ = false;
+  method_.clear();
+  path_.clear();
+  authority_.clear();
+  cookie_.clear();
+  has_cookie_ = false;
+  fields_.clear();
 }
 
 H2HeadVerdict H2RequestHeadBuilder::add(std::string_view name, std::string_view value) {
@@ -167,23 +194,28 @@ H2HeadVerdict H2RequestHeadBuilder::finish(MessageHead& head) {
   if (host != nullptr && has_authority_ && host->value != authority_)
     return fail(H2HeadVerdict::kMalformed);
 
+  // The strings move (swapped: the builder gets the head's old buffers back for its next block),
+  // so the builder is spent: reset() before another block.
   head.clear();
-  head.method = method_;
+  head.method.swap(method_);
   head.method_id = method_id;
-  head.target = connect ? authority_ : path_;
+  head.target.swap(connect ? authority_ : path_);
   head.version_major = 2;
   head.version_minor = 0;
   head.http2 = true;
-  head.headers.clear();
-  head.header_count = 0;
   if (host == nullptr && has_authority_) push_field(head, "host", authority_);
-  for (size_t i = 0; i < fields_.header_count; ++i)
-    push_field(head, fields_.headers[i].name, fields_.headers[i].value);
-  if (has_cookie_) push_field(head, "cookie", cookie_);
+  for (size_t i = 0; i < fields_.header_count; ++i) {
+    HeaderField& f = next_field(head);
+    f.name.swap(fields_.headers[i].name);
+    f.value.swap(fields_.headers[i].value);
+  }
+  if (has_cookie_) next_field(head, "cookie").value.swap(cookie_);
   head.has_content_length = fields_.has_content_length;
   head.content_length = fields_.content_length;
   head.keep_alive = true;
-  return verdict_;
+  H2HeadVerdict v = verdict_;
+  verdict_ = H2HeadVerdict::kMalformed;  // spent: a second finish() without reset() fails
+  return v;
 }
 
 }  // namespace sg

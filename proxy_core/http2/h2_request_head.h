@@ -29,9 +29,13 @@ class H2RequestHeadBuilder {
   H2RequestHeadBuilder(size_t max_header_list_bytes, size_t max_fields)
       : max_bytes_(max_header_list_bytes), max_fields_(max_fields) {}
 
+  // Ready for the next header block, keeping the capacity of its buffers.
+  void reset();
   // One decoded field, in order. After a verdict other than kOk the rest is ignored.
   H2HeadVerdict add(std::string_view name, std::string_view value);
-  // At the end of the header block: the head, or why there is none. `head` is overwritten.
+  // At the end of the header block: the head, or why there is none. `head` is overwritten (its
+  // buffers are reused: a head that served a previous request allocates nothing). The strings
+  // are moved out, not copied: after kOk the builder is spent until reset().
   H2HeadVerdict finish(MessageHead& head);
 
   H2HeadVerdict verdict() const { return verdict_; }

@@ -34,28 +34,6 @@ nghttp2_option* make_options(const H2Settings& s) {
   return opt;
 }
 
-// Lowercased response fields for nghttp2, without the connection-specific ones (RFC 9113 §8.2.2),
-// including every field the upstream's Connection header names.
-std::vector<std::pair<std::string, std::string>> response_fields(
-    int status, const std::vector<HeaderField>& headers) {
-  std::vector<std::pair<std::string, std::string>> out;
-  out.emplace_back(":status", std::to_string(status));
-  auto named_by_connection = [&](std::string_view name) {
-    for (const HeaderField& f : headers)
-      if (iequals(f.name, "connection") && list_contains_token(f.value, name)) return true;
-    return false;
-  };
-  for (const HeaderField& f : headers) {
-    if (is_connection_specific_field(f.name) || iequals(f.name, "te")) continue;
-    if (named_by_connection(f.name)) continue;
-    std::string name = f.name;
-    for (char& c : name)
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
-    out.emplace_back(std::move(name), f.value);
-  }
-  return out;
-}
-
 }  // namespace
 
 H2Preface match_h2_preface(std::string_view received) {
@@ -89,8 +67,7 @@ H2Session::~H2Session() {
 }
 
 H2Session::Stream* H2Session::find(int32_t stream_id) const {
-  auto it = streams_.find(stream_id);
-  return it == streams_.end() ? nullptr : it->second.get();
+  return streams_.find(stream_id);
 }
 
 bool H2Session::receive(std::string_view bytes) {
@@ -118,15 +95,20 @@ bool H2Session::receive(std::string_view bytes) {
 
 size_t H2Session::produce(std::string& out, size_t max_bytes) {
   size_t before = out.size();
-  while (out.size() - before < max_bytes) {
+  produced_all_ = false;
+  for (;;) {
+    if (out.size() - before >= max_bytes) break;
     const uint8_t* data = nullptr;
     ssize_t n = nghttp2_session_mem_send(session_, &data);
     if (n <= 0) {
       if (n < 0) broken_ = true;
+      produced_all_ = true;
       break;
     }
     out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
   }
+  // A resumed source may submit more right away.
+  if (!pending_resumes_.empty()) produced_all_ = false;
   flush_resumes();
   return out.size() - before;
 }
@@ -142,18 +124,20 @@ void H2Session::flush_resumes() {
 
 bool H2Session::submit_response(int32_t stream_id, int status,
                                 const std::vector<HeaderField>& headers, bool has_body) {
+  response_fields_.clear();
+  for (const HeaderField& f : headers)
+    response_fields_.field(f.name, f.value);
+  return submit_response(stream_id, status, response_fields_, has_body);
+}
+
+bool H2Session::submit_response(int32_t stream_id, int status, H2ResponseFields& fields,
+                                bool has_body) {
   Stream* st = find(stream_id);
   if (st == nullptr || st->response_submitted || broken_) return false;
-  auto fields = response_fields(status, headers);
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(fields.size());
-  for (auto& [name, value] : fields) {
-    nva.push_back({reinterpret_cast<uint8_t*>(name.data()),
-                   reinterpret_cast<uint8_t*>(value.data()), name.size(), value.size(),
-                   NGHTTP2_NV_FLAG_NONE});
-  }
+  const std::vector<nghttp2_nv>& nva = fields.nv(status);
   nghttp2_data_provider provider{};
   provider.read_callback = read_h2_body;
+  // nghttp2 copies the names and values here (no NO_COPY flag): `fields` may be reused next.
   int rv = nghttp2_submit_response(session_, stream_id, nva.data(), nva.size(),
                                    has_body ? &provider : nullptr);
   if (rv != 0) return false;
@@ -225,9 +209,13 @@ bool H2Session::wants_write() const {
 }
 
 bool H2Session::blocked_on_peer_window() const {
-  if (wants_write()) return false;
+  // The streams first: most of the time none has output waiting, and wants_write() costs more.
+  bool waiting = false;
+  for (const auto& [id, st] : streams_.open())
+    if (st->pending() != 0 || (st->body_ended && st->deferred)) waiting = true;
+  if (!waiting || wants_write()) return false;
   int32_t connection_window = nghttp2_session_get_remote_window_size(session_);
-  for (const auto& [id, st] : streams_) {
+  for (const auto& [id, st] : streams_.open()) {
     if (st->pending() == 0 && !(st->body_ended && st->deferred)) continue;
     if (connection_window <= 0) return true;
     if (nghttp2_session_get_stream_remote_window_size(session_, id) <= 0) return true;

@@ -11,8 +11,8 @@
 //   destroy the session.
 // - Ownership: the connection owns the H2Session and implements H2SessionOwner (it outlives the
 //   session). The session owns its per-stream state (request head builder, response buffer),
-//   keyed by stream id; the owner keeps its own per-stream object (the exchange with upstream),
-//   keyed by the same id.
+//   keyed by stream id and reused from one stream to the next (h2_stream_table.h); the owner
+//   keeps its own per-stream object (the exchange with upstream), keyed by the same id.
 // - Stream lifetime, from the owner's point of view: a stream begins with on_request_head and
 //   ends with on_stream_closed, called exactly once for every stream that had on_request_head,
 //   whatever the cause (response complete, reset by either side, connection torn down in the
@@ -20,9 +20,10 @@
 //   on_stream_closed, calls naming that id are ignored (they return false). Streams that fail
 //   validation are answered or reset here and never reach the owner.
 // - Events, and what the owner must do:
-//   on_request_head(id, head, has_body): a validated HTTP/2 head (version 2.0). Run it through
-//     the same path as an HTTP/1.1 request (validate_request, session gate...), then answer with
-//     submit_response (or reset_stream). If has_body, body events follow.
+//   on_request_head(id, head, has_body): a validated HTTP/2 head (version 2.0); the owner may
+//     swap it out (and should: with a head it no longer needs, whose buffers are reused). Run it
+//     through the same path as an HTTP/1.1 request (validate_request, session gate...), then answer
+//     with submit_response (or reset_stream). If has_body, body events follow.
 //   on_request_body(id, data): `data` is valid during the call only: copy or forward it. Call
 //     consume(id, n) once those n bytes have left (written upstream): until then they hold the
 //     stream's receive window, so a slow upstream stalls this stream at stream_window_bytes.
@@ -41,14 +42,15 @@
 
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "proxy_core/http/http_message.h"
+#include "proxy_core/http2/h2_response_fields.h"
 #include "proxy_core/http2/h2_settings.h"
+#include "proxy_core/http2/h2_stream_table.h"
 
 struct nghttp2_session;
 
@@ -97,12 +99,20 @@ class H2Session {
   // Appends frames to send to `out`, at least one frame and about max_bytes at most when there
   // is output. Returns the number of bytes appended.
   size_t produce(std::string& out, size_t max_bytes = 64 * 1024);
+  // The last produce() took everything nghttp2 had to send (it did not stop at max_bytes, and no
+  // stream resumed meanwhile): no need to ask again before the next event.
+  bool produced_all() const { return produced_all_; }
 
   // Response side. Header names are lowercased; connection-specific fields (Connection and the
   // fields it names, Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade, TE) are dropped.
   // has_body false: the HEADERS frame ends the stream.
   bool submit_response(int32_t stream_id, int status, const std::vector<HeaderField>& headers,
                        bool has_body);
+  // The same from fields collected in response_fields() (or any H2ResponseFields): no copy of
+  // the fields on our side, nghttp2 copies them once. The fields may be reused after the call.
+  bool submit_response(int32_t stream_id, int status, H2ResponseFields& fields, bool has_body);
+  // A reused collector for the next submit_response (call clear() first).
+  H2ResponseFields& response_fields() { return response_fields_; }
   // Copies `data` into the stream's buffer (the view may die after the call). Returns false for
   // an unknown stream. Calls on_response_pause once the buffer is over the high-water mark.
   bool send_body(int32_t stream_id, std::string_view data);
@@ -137,12 +147,15 @@ class H2Session {
   H2Settings settings_;
   Clock clock_;
   nghttp2_session* session_ = nullptr;
-  std::map<int32_t, std::unique_ptr<Stream>> streams_;
+  H2StreamTable<Stream> streams_;
   std::vector<int32_t> pending_resumes_;  // found inside nghttp2's send loop, told after it
+  H2ResponseFields response_fields_;
+  MessageHead request_head_;  // handed to on_request_head, buffers reused
   H2Stats stats_;
   // The connection is over (fatal error, flood, terminate()): nothing more is read or answered,
   // the queued GOAWAY is flushed.
   bool broken_ = false;
+  bool produced_all_ = true;
   // Flood counters: resets, control frames, empty DATA frames, small WINDOW_UPDATEs.
   uint64_t flood_window_start_[4] = {0, 0, 0, 0};
   uint32_t flood_count_[4] = {0, 0, 0, 0};

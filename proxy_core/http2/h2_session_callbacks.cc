@@ -26,8 +26,9 @@ struct H2Session::Callbacks {
   static int on_begin_headers(nghttp2_session* s, const nghttp2_frame* frame, void* user_data) {
     H2Session& h = self(user_data);
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-    int32_t id = frame->hd.stream_id;
-    h.streams_[id] = std::make_unique<Stream>(h.settings_);
+    std::unique_ptr<Stream> st = h.streams_.spare();  // a closed stream's, buffers kept
+    if (st == nullptr) st = std::make_unique<Stream>(h.settings_);
+    h.streams_.insert(frame->hd.stream_id, std::move(st));
     (void)s;
     return 0;
   }
@@ -68,7 +69,9 @@ struct H2Session::Callbacks {
       }
       return;
     }
-    MessageHead head;
+    // Reused: the owner swaps it with its stream's previous head (h2_session.h), so a warm
+    // connection builds request heads in buffers that served earlier requests.
+    MessageHead& head = h.request_head_;
     switch (st->builder.finish(head)) {
       case H2HeadVerdict::kOk:
         break;
@@ -152,10 +155,8 @@ struct H2Session::Callbacks {
 
   static int on_stream_close(nghttp2_session* s, int32_t id, uint32_t error_code, void* user_data) {
     H2Session& h = self(user_data);
-    auto it = h.streams_.find(id);
-    if (it == h.streams_.end()) return 0;
-    std::unique_ptr<Stream> st = std::move(it->second);
-    h.streams_.erase(it);
+    std::unique_ptr<Stream> st = h.streams_.take(id);
+    if (st == nullptr) return 0;
     // Bytes the owner will no longer consume still count against the connection window.
     if (st->unconsumed > 0) nghttp2_session_consume_connection(s, st->unconsumed);
     // MadeYouReset (CVE-2025-8671): a stream error the client provoked (DATA past its
@@ -164,6 +165,7 @@ struct H2Session::Callbacks {
       h.count_flood(h.flood_count_[0], h.flood_window_start_[0], h.settings_.max_resets_per_window,
                     h.stats_.goaway_rapid_reset);
     if (st->delivered) h.owner_.on_stream_closed(id, error_code);
+    h.streams_.recycle(std::move(st));
     return 0;
   }
 

@@ -15,6 +15,18 @@ struct H2Session::Stream {
   explicit Stream(const H2Settings& s) : builder(s.max_header_list_bytes, s.max_header_fields) {}
 
   size_t pending() const { return out.size() - out_offset; }
+  // For the next stream (H2StreamTable::recycle): as constructed, buffers kept unless large.
+  void reset() {
+    builder.reset();
+    delivered = request_ended = false;
+    unconsumed = 0;
+    out.clear();
+    // A spare holds no body buffer beyond a small response's: up to 16 spares per connection.
+    if (out.capacity() > 4096) std::string().swap(out);
+    out_offset = 0;
+    response_submitted = body_ended = deferred = paused = false;
+    peer_reset = owner_reset = false;
+  }
 
   H2RequestHeadBuilder builder;
   bool delivered = false;  // on_request_head was called: on_stream_closed is owed

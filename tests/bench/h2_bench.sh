@@ -14,6 +14,9 @@
 #   WARMUP=1s     one unrecorded run per target and workload first
 #   SG_BIN        the gateway (default build/sessiongate)
 #   KEEP_TMP=1    keep the temporary directory
+#   SYSCALLS=N    then, for each target and workload, N requests (fixed count) with the target
+#                 under `strace -c -f`: system calls per request, by name (needs strace; slow:
+#                 the figures are counts, never timings). 0 (default): skipped
 #
 # Setup, on loopback with free ports: the origin is nginx (1 worker) answering `return 200` with
 # a 100-byte body. Every target has 1 worker/thread, terminates TLS with the same EC certificate,
@@ -35,6 +38,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/bench_lib.sh"  # root, log, stop_pid, py, the Python helper, the configuration pieces
 DURATION=${DURATION:-5s}
+SYSCALLS=${SYSCALLS:-0}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-1s}
 SG_BIN=${SG_BIN:-$root/build/sessiongate}
@@ -165,11 +169,36 @@ for t in "${TARGETS[@]}"; do
   log "$t cookie ${COOKIE[$t]%%=*}=..."
 done
 
-h2load_run() {  # target workload duration out
-  local shape=(-c 50 -m 1)
+h2load_run() {  # target workload duration-or-count out: "5s" runs 5 seconds, "20000" requests
+  local shape=(-c 50 -m 1) amount=(-D "${3%s}")
   [[ $2 == m10 ]] && shape=(-c 10 -m 10)
-  "${PIN_LOAD[@]}" h2load -t 1 "${shape[@]}" -D "${3%s}" -H "cookie: ${COOKIE[$1]}" \
+  [[ $3 != *s ]] && amount=(-n "$3")
+  "${PIN_LOAD[@]}" h2load -t 1 "${shape[@]}" "${amount[@]}" -H "cookie: ${COOKIE[$1]}" \
     "https://127.0.0.1:${PORT[$1]}/" >"$4" 2>&1
+}
+
+# System calls per request: strace -c -f attached to the target for N requests.
+syscall_counts() {  # target workload requests
+  local t=$1 w=$2 n=$3 st=$tmp/out/strace-$1-$2.txt
+  strace -c -f -q -o "$st" -p "${PID[$t]}" &
+  local tracer=$!
+  sleep 1  # strace attaches (a count, not a timing: the wait only has to be long enough)
+  h2load_run "$t" "$w" "$n" "$tmp/out/strace-$t-$w-h2load.txt"
+  kill -INT "$tracer" 2>/dev/null
+  wait "$tracer" 2>/dev/null
+  python3 - "$st" "$n" "$t" "$w" <<'PYEOF'
+import sys
+path, n, target, workload = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+calls, total = {}, 0
+for line in open(path):
+    f = line.split()
+    if len(f) >= 5 and f[0][0].isdigit() and f[-1] not in ("total",):
+        c = int(f[3]); calls[f[-1]] = c
+    if f and f[-1] == "total":
+        total = int(f[2] if len(f) == 5 else f[3])
+top = ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:6])
+print(f"{workload:4s} {target:12s} {sum(calls.values()) / n:6.2f} syscalls/request  ({top})")
+PYEOF
 }
 
 declare -A R
@@ -206,6 +235,13 @@ for w in "${WORKLOADS[@]}"; do
   printf '%-34s %12s %12s %12s %9s %9s   %s\n' "$label" "$sg" "$ng" "$ha" "$(py ratio "$sg" "$ng")" "$(py ratio "$sg" "$ha")" \
     "$(py median ${R[sessiongate,$w,cpu]}) | $(py median ${R[nginx,$w,cpu]}) | $(py median ${R[haproxy,$w,cpu]}); ${R[sessiongate,$w,bad]:-0} ${R[nginx,$w,bad]:-0} ${R[haproxy,$w,bad]:-0}"
 done
+if ((SYSCALLS > 0)); then
+  echo
+  echo "System calls per request (strace -c -f on the target, $SYSCALLS requests; top six by count)"
+  for w in "${WORKLOADS[@]}"; do
+    for t in "${TARGETS[@]}"; do syscall_counts "$t" "$w" "$SYSCALLS"; done
+  done
+fi
 if ! kill -0 "$SG_PID" 2>/dev/null; then
   echo "the gateway died during the run: $(tail -5 "$tmp/sg.err")"
 fi

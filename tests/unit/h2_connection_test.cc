@@ -145,6 +145,48 @@ TEST_CASE("h2 connection: the request window is given back only when the upstrea
   CHECK(up->written.find("\r\n0\r\n\r\n") != std::string::npos);  // the whole body went up
 }
 
+TEST_CASE("h2 connection: a later stream carries nothing of an earlier one (reused objects)") {
+  Rig rig;
+  std::string body = "0123456789";
+  h2test::Fields first = post("/upload");
+  first.push_back({"cookie", "theme=dark"});
+  first.push_back({"x-first", "1"});
+  int32_t a = rig.client.request(first, &body);
+  rig.pump();
+  FakeChannel* up = rig.upstream();
+  REQUIRE(up != nullptr);
+  up->connected();
+  rig.pump();
+  CHECK(up->written.find("Transfer-Encoding: chunked\r\n") != std::string::npos);
+  up->respond(201, {{"X-Only-First", "yes"}, {"Content-Type", "text/plain"}}, "made", true);
+  rig.pump();
+  REQUIRE(rig.client.responses[a].closed);
+  CHECK(rig.client.responses[a].status == 201);
+
+  for (int i = 0; i < 3; ++i) {
+    int32_t b = rig.client.request(h2test::get_request("/next"));
+    rig.pump();
+    FakeChannel* up2 = rig.upstream();
+    REQUIRE(up2 != nullptr);
+    up2->connected();
+    const std::string& w = up2->written;
+    std::string head = w.substr(w.rfind("GET /next HTTP/1.1\r\n"));
+    CHECK(head.find("Transfer-Encoding") == std::string::npos);
+    CHECK(head.find("Content-Length") == std::string::npos);
+    CHECK(head.find("x-first") == std::string::npos);
+    CHECK(head.find("theme=dark") == std::string::npos);
+    up2->respond(200, {{"Content-Type", "text/html"}}, "page", true);
+    rig.pump();
+    const h2test::H2Client::Response& r = rig.client.responses[b];
+    CHECK(r.status == 200);
+    CHECK(r.body == "page");
+    CHECK(r.closed);
+    for (const auto& field : r.headers)
+      CHECK(field.first != "x-only-first");
+  }
+  CHECK(rig.services.metrics_.h2.streams.get() == 4);
+}
+
 TEST_CASE("h2 connection: streams open when the connection ends are torn down") {
   Rig rig;
   rig.client.request(h2test::get_request("/slow"));

@@ -136,5 +136,37 @@ TEST_CASE("h2 head builder answers unknown methods with kBadMethod") {
         H2HeadVerdict::kBadMethod);
 }
 
+TEST_CASE("h2 head builder reused: reset() and a reused head carry nothing of the last request") {
+  H2RequestHeadBuilder b(4096, 100);
+  MessageHead head;
+  for (const auto& [n, v] : plus(kGet, {{"accept", "*/*"},
+                                        {"content-length", "12"},
+                                        {"cookie", "a=1"},
+                                        {"x-long", std::string(300, 'l')},
+                                        {"cookie", "b=2"}}))
+    REQUIRE(b.add(n, v) == H2HeadVerdict::kOk);
+  REQUIRE(b.finish(head) == H2HeadVerdict::kOk);
+  CHECK(head.header_count == 5);  // host, accept, content-length, x-long, cookie
+  CHECK(head.find("cookie")->value == "a=1; b=2");
+  // Spent: a second finish() without reset() gives no head.
+  CHECK(b.finish(head) != H2HeadVerdict::kOk);
+
+  b.reset();
+  for (const auto& [n, v] :
+       Fields{{":method", "POST"}, {":scheme", "https"}, {":path", "/second"}, {"x-b", "v"}})
+    REQUIRE(b.add(n, v) == H2HeadVerdict::kOk);
+  REQUIRE(b.finish(head) == H2HeadVerdict::kOk);
+  CHECK(head.method == "POST");
+  CHECK(head.method_id == HTTP_POST);
+  CHECK(head.target == "/second");
+  CHECK(head.header_count == 1);
+  CHECK(head.headers[0].name == "x-b");
+  CHECK(head.headers[0].value == "v");
+  CHECK(head.find("cookie") == nullptr);
+  CHECK(head.find("host") == nullptr);
+  CHECK_FALSE(head.has_content_length);
+  CHECK(head.content_length == 0);
+}
+
 }  // namespace
 }  // namespace sg
