@@ -9,8 +9,10 @@
 //   one.
 // - Both ends are non-blocking and close-on-exec. Every call is non-blocking: -EAGAIN says "not
 //   now", never "later in this call".
-// - The capacity (kSplicePipeBytes, or the kernel's default when it refuses) bounds what a relay
-//   holds while its reader is slow: it is the relay's whole buffer.
+// - The capacity (kSplicePipeBytes, or what the kernel gives when it refuses) bounds what a
+//   relay holds while its reader is slow: it is the relay's whole buffer. An unprivileged user
+//   past /proc/sys/fs/pipe-user-pages-soft (64 MiB of pipes by default, about 256 relays at once
+//   at 256 KiB) gets small pipes: still correct, with more splice calls per MiB.
 // - Thread: one worker's loop; no locks.
 #pragma once
 
