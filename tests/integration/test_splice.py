@@ -51,6 +51,19 @@ class SplicedBodies(unittest.TestCase):
         lines = [r for r in self.gw.access_log_lines() if r.get("path", r.get("target", "")).startswith("/bytes")]
         self.assertEqual(sorted(int(r["bytes_sent"]) for r in lines), [MiB, MiB, 50 * MiB])
 
+    def test_pipelined_requests_and_an_http10_client(self):
+        c = HttpClient(self.gw.port, self, timeout=30)
+        c.send(f"GET /bytes?n={2 * MiB} HTTP/1.1\r\nHost: a\r\n\r\n"
+               f"GET /bytes?n={3 * MiB} HTTP/1.1\r\nHost: a\r\n\r\n")
+        for n in (2 * MiB, 3 * MiB):  # the second waits in the gateway until the first is out
+            resp, length, sha = c.read_response_hashed()
+            self.assertEqual((resp.status, length, sha), (200, n, pattern_sha256(n)))
+        old = HttpClient(self.gw.port, self, timeout=30)
+        old.send(f"GET /bytes?n={2 * MiB} HTTP/1.0\r\n\r\n")
+        resp, length, sha = old.read_response_hashed()
+        self.assertEqual((resp.status, length, sha), (200, 2 * MiB, pattern_sha256(2 * MiB)))
+        self.assertEqual(self.spliced() > 6 * MiB, self.splice)
+
     def test_small_chunked_and_bodiless_responses_are_copied(self):
         c = HttpClient(self.gw.port, self)
         self.download(c, 20 * 1024)  # under the threshold
