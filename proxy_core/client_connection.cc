@@ -2,6 +2,8 @@
 // closing sequence. See client_connection.h.
 #include "proxy_core/client_connection.h"
 
+#include <unistd.h>
+
 #include "proxy_core/exchange.h"
 #include "proxy_core/net/cidr.h"
 #include "proxy_core/net/handle_closer.h"
@@ -266,6 +268,10 @@ void ClientConnection::close_now() {
   }
   HandleCloser<ClientConnection, &ClientConnection::handles_open_,
                &ClientConnection::on_closed>::close({h, reinterpret_cast<uv_handle_t*>(&timer_)});
+  if (writable_ != nullptr) {
+    HandleCloser<ClientConnection, &ClientConnection::handles_open_, &ClientConnection::on_closed>::
+        close({reinterpret_cast<uv_handle_t*>(&writable_->poll)});
+  }
 }
 
 void ClientConnection::on_closed(ClientConnection* c) {
@@ -276,6 +282,7 @@ void ClientConnection::on_closed(ClientConnection* c) {
     c->worker_->exchanges().release(c->exchange_);
     c->exchange_ = nullptr;
   }
+  if (c->writable_ != nullptr) ::close(c->writable_->fd);  // the dup(): the socket's last reference
   c->worker_->connection_closed(c);
   delete c;
 }

@@ -130,6 +130,10 @@ class ClientConnection final : public Downstream, private H2Transport {
   }
   void finish(bool keep_alive) override;
   void start_tunnel() override;
+  // Splice (client_output.cc): the socket, when a Content-Length body may go to it raw now.
+  int raw_body_fd() override;
+  void await_writable() override;
+  static void on_writable(uv_poll_t* p, int status, int events);
 
   Worker* worker_;
   std::shared_ptr<const Config> config_;  // taken at each request: reloads apply to new requests
@@ -168,6 +172,13 @@ class ClientConnection final : public Downstream, private H2Transport {
   int cork_depth_ = 0;
   std::vector<CorkedPiece> corked_;
   std::string corked_bytes_;
+  // Write readiness for spliced bodies, made at the first full socket: libuv watches a
+  // descriptor once, so the poll watches a dup() of the socket (closed in on_closed).
+  struct WritableWatch {
+    uv_poll_t poll;
+    int fd = -1;
+  };
+  std::unique_ptr<WritableWatch> writable_;
 };
 
 }  // namespace sg

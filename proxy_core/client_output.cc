@@ -2,6 +2,8 @@
 // encrypted with TLS, and the write backpressure the exchange hears of. See client_connection.h.
 #include "proxy_core/client_connection.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "proxy_core/exchange.h"
@@ -93,6 +95,56 @@ void ClientConnection::on_write_done(uv_stream_t* s, int status) {
   }
   if (c->timer_kind_ == TimerKind::kActivity) c->arm_timer(TimerKind::kActivity);
   if (c->exchange_ != nullptr && c->exchange_->output_paused() && queued_bytes(s) < kWriteLowWater)
+    c->exchange_->client_output_drained();
+}
+
+// ---- splice (issue 17 item 4) -------------------------------------------------------------
+
+int ClientConnection::raw_body_fd() {
+  // Only bytes that go out as they come, and only behind everything already written: nothing
+  // corked, nothing in libuv's queue (the pipe writes to the socket directly).
+  auto* s = reinterpret_cast<uv_stream_t*>(&tcp_);
+  if (tls_ != nullptr || h2_ != nullptr || closing_ || state_ != State::kForward ||
+      response_framing_ != BodyFraming::kContentLength || cork_depth_ > 0 || !corked_.empty() ||
+      queued_bytes(s) != 0)
+    return -1;
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) != 0) return -1;
+  return fd;
+}
+
+void ClientConnection::await_writable() {
+  if (closing_) return;
+  if (writable_ == nullptr) {
+    uv_os_fd_t fd;
+    if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) != 0) {
+      close_now();
+      return;
+    }
+    auto w = std::make_unique<WritableWatch>();
+    w->fd = dup(fd);
+    if (w->fd < 0 || uv_poll_init(worker_->loop(), &w->poll, w->fd) != 0) {
+      if (w->fd >= 0) ::close(w->fd);
+      close_now();  // cannot wait for the client: end this response as a failed one
+      return;
+    }
+    w->poll.data = this;
+    ++handles_open_;
+    writable_ = std::move(w);
+  }
+  if (uv_poll_start(&writable_->poll, UV_WRITABLE, &ClientConnection::on_writable) != 0)
+    close_now();
+}
+
+void ClientConnection::on_writable(uv_poll_t* p, int status, int) {
+  auto* c = static_cast<ClientConnection*>(p->data);
+  uv_poll_stop(p);
+  if (c->closing_) return;
+  if (status < 0) {
+    c->close_now();
+    return;
+  }
+  if (c->exchange_ != nullptr && c->exchange_->output_paused())
     c->exchange_->client_output_drained();
 }
 

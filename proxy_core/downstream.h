@@ -118,6 +118,15 @@ class Downstream {
   // Only called when client().can_tunnel.
   virtual void start_tunnel() = 0;
 
+  // ---- splice (issue 17 item 4) ----
+  // The socket the rest of the current response body may be written to raw, now: plain TCP,
+  // HTTP/1.1, Content-Length framing (the bytes go out as they come), nothing queued or corked
+  // ahead of them. -1 otherwise (the default: TLS, HTTP/2, chunked re-framing).
+  virtual int raw_body_fd() { return -1; }
+  // That socket was full: call Exchange::client_output_drained once it is writable again (the
+  // exchange paused its upstream with client_output_full first).
+  virtual void await_writable() {}
+
  protected:
   ~Downstream() = default;
 };

@@ -130,6 +130,11 @@ class Exchange final : public UpstreamUser, public SessionWatcher {
   void on_upstream_closed(UpstreamChannel* c, int status) override;
   void on_upstream_drained(UpstreamChannel* c) override;
   void on_upstream_timeout(UpstreamChannel* c) override;
+  // exchange_splice.cc: a Content-Length body spliced straight to the client (issue 17 item 4).
+  int upstream_splice_target(UpstreamChannel* c) override;
+  void on_upstream_spliced(UpstreamChannel* c, size_t n) override;
+  void on_upstream_splice_blocked(UpstreamChannel* c) override;
+  void on_upstream_splice_failed(UpstreamChannel* c, int status) override;
   bool apply_directives(const MessageHead& response);
   void after_directives();
   void on_response_head(const MessageHead& resp);

@@ -238,8 +238,9 @@ void Exchange::client_output_full() {
 void Exchange::client_output_drained() {
   if (upstream_ == nullptr || !upstream_paused_) return;
   upstream_paused_ = false;
-  upstream_->resume_reading();
   if (phase_ == Phase::kForward) upstream_->start_timer(config_->upstream.response_timeout);
+  // Last: a spliced body may end (and this exchange finish) inside this call.
+  upstream_->resume_reading();
 }
 
 }  // namespace sg

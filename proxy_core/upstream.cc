@@ -71,12 +71,20 @@ int UpstreamConnection::write_raw(std::string_view bytes) {
 
 void UpstreamConnection::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* c = static_cast<UpstreamConnection*>(h->data);
+  if (c->pipe_ != nullptr) {
+    *buf = uv_buf_init(nullptr, 0);  // splicing: libuv reports readiness as UV_ENOBUFS
+    return;
+  }
   *buf = uv_buf_init(c->pool_->read_buffer_, static_cast<unsigned>(c->pool_->read_buffer_size_));
 }
 
 void UpstreamConnection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   auto* c = static_cast<UpstreamConnection*>(s->data);
   if (nread == 0) return;
+  if (nread == UV_ENOBUFS && c->pipe_ != nullptr) {
+    c->pump_splice();  // the upstream socket is readable
+    return;
+  }
   if (nread < 0) {
     if (c->tls_ != nullptr && !c->tls_->handshake_done()) {
       c->handshake_failed();
@@ -143,6 +151,8 @@ void UpstreamConnection::on_plaintext(const char* data, size_t len) {
     reader_.feed(data, len);
   }
   user->on_upstream_read_end();
+  // After the uncork: the head and the body read so far are on their way first.
+  if (user_ == user && !closing_ && !tunnel_) maybe_splice();
 }
 
 void UpstreamConnection::on_body(const char* data, size_t len) {
@@ -238,6 +248,9 @@ void UpstreamConnection::resume_reading() {
   if (uv_read_start(socket_.stream(), &UpstreamConnection::on_alloc,
                     &UpstreamConnection::on_read) == 0)
     reading_ = true;
+  // A spliced body paused on a full client socket: the pipe's bytes go first. Last: the body may
+  // end (and the user hand this connection back) inside this call.
+  if (pipe_ != nullptr && pipe_->held() > 0) pump_splice();
 }
 
 // Restarted on every read of a response: LazyDeadline makes moving it later cheap.
@@ -267,6 +280,7 @@ void UpstreamConnection::on_timer(uv_timer_t* t) {
 void UpstreamConnection::close() {
   if (closing_) return;
   closing_ = true;
+  end_splice();
   if (user_ == nullptr) pool_->forget_idle(this);
   user_ = nullptr;
   close_handles();

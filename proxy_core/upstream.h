@@ -19,6 +19,7 @@
 #include "proxy_core/http/response_reader.h"
 #include "proxy_core/net/lazy_deadline.h"
 #include "proxy_core/net/socket_address.h"
+#include "proxy_core/net/splice_pipe.h"
 #include "proxy_core/net/upstream_socket.h"
 #include "proxy_core/ops/metrics.h"
 #include "proxy_core/tls/tls_context.h"
@@ -89,6 +90,14 @@ class UpstreamConnection final : public UpstreamChannel, private ResponseReader:
   static constexpr size_t kQuickAckBelow = 4096;  // bytes in a read: "small"
   void handshake_failed();
   int write_raw(std::string_view bytes);
+  // ---- splice (upstream_splice.cc): upstream socket -> pipe -> client socket ----
+  // After a read that left a long enough Content-Length body unfinished, when the user names a
+  // client socket: the rest goes through a pipe, libuv reads nothing more (on_alloc hands out
+  // an empty buffer, so a readable socket reaches on_read as UV_ENOBUFS: readiness only).
+  void maybe_splice();
+  void pump_splice();  // moves bytes until a side would block or the body is done
+  void end_splice();   // the pipe goes back to the pool (closed if it still holds bytes)
+  static constexpr uint64_t kSpliceMinBytes = 32 * 1024;  // below: read() and write() cost as much
 
   UpstreamPool* pool_;
   std::string server_;
@@ -109,7 +118,12 @@ class UpstreamConnection final : public UpstreamChannel, private ResponseReader:
   bool closing_ = false;
   bool reused_ = false;
   bool tunnel_ = false;
-  Millis response_timeout_{0};  // restarted by every read once the response has begun
+  Millis response_timeout_{0};        // restarted by every read once the response has begun
+  std::unique_ptr<SplicePipe> pipe_;  // while a body is spliced
+  int splice_to_ = -1;                // the client socket (the user's, valid while it holds us)
+  uint64_t splice_left_ = 0;          // body bytes not yet moved into the pipe
+  uint64_t splice_total_ = 0;         // body bytes the relay took from the parser
+  bool pumping_ = false;              // pump_splice() is on the stack
 };
 
 class UpstreamPool final : public UpstreamSource {
@@ -150,6 +164,7 @@ class UpstreamPool final : public UpstreamSource {
   size_t idle_limit(Millis idle_timeout, size_t max_idle);
   void mark_refused(const std::string& server) override;
   void close_idle();
+  SplicePipePool& pipes() { return pipes_; }
 
   size_t idle_count() const { return idle_.size(); }
   size_t open_count() const { return open_; }
@@ -176,6 +191,7 @@ class UpstreamPool final : public UpstreamSource {
   std::unordered_map<std::string, SocketAddress> addresses_;
   std::unordered_map<std::string, uint64_t> refused_until_ms_;
   const std::shared_ptr<const TlsClientContext>* tls_source_ = nullptr;
+  SplicePipePool pipes_;  // empty pipes for spliced bodies
 };
 
 // Back-off after a refused connection: long enough to stop hammering a dead server, short enough

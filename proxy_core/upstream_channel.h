@@ -90,6 +90,18 @@ class UpstreamUser {
   virtual void on_upstream_closed(UpstreamChannel* c, int status) = 0;
   virtual void on_upstream_drained(UpstreamChannel* c) = 0;  // write queue fell below low water
   virtual void on_upstream_timeout(UpstreamChannel* c) = 0;
+
+  // ---- splice (issue 17 item 4): the rest of a Content-Length body straight to the client ----
+  // Asked after a read that left a Content-Length body unfinished: the client socket the rest
+  // may be spliced to now, or -1 (the default: the body goes through on_upstream_body).
+  virtual int upstream_splice_target(UpstreamChannel*) { return -1; }
+  // `n` body bytes reached the client's socket without passing through the user.
+  virtual void on_upstream_spliced(UpstreamChannel*, size_t) {}
+  // The client's socket is full: the user pauses the channel (pause_reading) and calls
+  // resume_reading() once that socket is writable again; the relay goes on from there.
+  virtual void on_upstream_splice_blocked(UpstreamChannel*) {}
+  // Writing to the client's socket failed (a libuv error): the client is gone or broken.
+  virtual void on_upstream_splice_failed(UpstreamChannel*, int) {}
 };
 
 // Where an exchange gets its channel: the worker's UpstreamPool.

@@ -66,6 +66,9 @@ struct UpstreamConfig {
   Millis idle_timeout{60000};          // pooled idle connections are closed after this
   uint32_t max_idle_connections = 64;  // per worker
   bool websocket = true;
+  // Content-Length response bodies from a plain upstream to a plain HTTP/1.1 client move with
+  // splice(2) through a pipe, not through user space (upstream_splice.cc).
+  bool splice = true;
   std::string health_path;  // empty = no active probe
   Millis health_interval{5000};
   bool tls = false;

@@ -39,7 +39,7 @@ constexpr std::string_view kKnownKeys[] = {
     "tls.certificates.server_names", "tls.certificates.certificate",
     "tls.certificates.private_key",
     "upstream.servers", "upstream.connect_timeout", "upstream.response_timeout",
-    "upstream.idle_timeout", "upstream.max_idle_connections", "upstream.websocket",
+    "upstream.idle_timeout", "upstream.max_idle_connections", "upstream.websocket", "upstream.splice",
     "upstream.health_path", "upstream.health_interval", "upstream.tls", "upstream.ca_file",
     "upstream.server_name", "upstream.verify", "upstream.certificate", "upstream.private_key",
     "upstream.sign", "upstream.sign_key_file",
@@ -215,6 +215,7 @@ void read_upstream(TableReader t, UpstreamConfig& u) {
   t.duration("idle_timeout", u.idle_timeout, kOneMs);
   t.integer("max_idle_connections", u.max_idle_connections, 0, kMaxU32);
   t.boolean("websocket", u.websocket);
+  t.boolean("splice", u.splice);
   t.string("health_path", u.health_path, check_optional_path_prefix);
   t.duration("health_interval", u.health_interval, kOneMs);
   t.boolean("tls", u.tls);

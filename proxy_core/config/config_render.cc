@@ -122,6 +122,7 @@ void render_upstream(TomlWriter& w, const Config& c) {
   w.duration("idle_timeout", u.idle_timeout);
   w.num("max_idle_connections", u.max_idle_connections);
   w.boolean("websocket", u.websocket);
+  w.boolean("splice", u.splice);
   w.str("health_path", u.health_path);
   w.duration("health_interval", u.health_interval);
   w.boolean("tls", u.tls);

@@ -237,6 +237,23 @@ HttpParser::Event HttpParser::execute(const char* data, size_t len, size_t& cons
   return Event::kError;
 }
 
+uint64_t HttpParser::content_left() const {
+  // Only mid-body: llhttp then counts the bytes still expected down in `content_length`, and
+  // executing with that count at zero ends the message (its body state needs no input for it).
+  bool counted = (parser_.flags & F_CONTENT_LENGTH) != 0 && (parser_.flags & F_CHUNKED) == 0;
+  if (!in_message_ || !head_reported_ || !counted || body_bytes_ == 0 ||
+      llhttp_get_errno(&parser_) != HPE_OK)
+    return 0;
+  return parser_.content_length;
+}
+
+void HttpParser::skip_content(uint64_t n) {
+  uint64_t left = content_left();
+  if (n > left) n = left;
+  parser_.content_length -= n;
+  body_bytes_ += n;
+}
+
 void HttpParser::resume() {
   if (llhttp_get_errno(&parser_) == HPE_PAUSED_UPGRADE) {
     llhttp_resume_after_upgrade(&parser_);

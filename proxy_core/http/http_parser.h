@@ -74,6 +74,12 @@ class HttpParser {
   bool in_message() const { return in_message_; }
   bool head_reported() const { return head_reported_; }
   uint64_t body_bytes() const { return body_bytes_; }
+  // The bytes still to come of a Content-Length body that the parser has started (at least one
+  // body byte parsed, not paused), else 0: a body whose rest may go around the parser (splice).
+  uint64_t content_left() const;
+  // `n` (at most content_left()) body bytes went around the parser. Once none is left, the next
+  // execute() (even of no bytes) ends the message (kMessageDone) as if they had been parsed.
+  void skip_content(uint64_t n);
 
   int error_status() const { return error_status_; }
   const char* error_reason() const { return error_reason_; }

@@ -90,6 +90,20 @@ void ResponseReader::resume() {
   if (!rest.empty()) feed(rest.data(), rest.size());
 }
 
+void ResponseReader::skip_body(uint64_t n) {
+  if (raw_body_left() == 0) return;
+  parser_.skip_content(n);
+  if (parser_.content_left() > 0) return;
+  const char* none = "";
+  size_t len = 0;
+  if (parser_.step(none, len) != HttpParser::Event::kMessageDone) {
+    events_->on_bad_response("response body did not end after its Content-Length");
+    return;
+  }
+  parser_.resume();
+  complete(0);
+}
+
 void ResponseReader::complete(size_t unparsed) {
   done_ = true;
   if (unparsed > 0) dirty_ = true;  // the upstream is out of step with us

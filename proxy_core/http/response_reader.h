@@ -50,6 +50,13 @@ class ResponseReader {
   // The upstream closed: true when that ends a close-delimited body (RFC 9112 §6.3 rule 8).
   bool finish_at_close();
 
+  // Splice (the body around the parser): the bytes still to come of a Content-Length body in
+  // progress, else 0 (no body yet, chunked, close-delimited, held).
+  uint64_t raw_body_left() const { return held_ || done_ ? 0 : parser_.content_left(); }
+  // `n` (at most raw_body_left()) body bytes went around the parser. When none is left the
+  // response ends here (on_complete), exactly as if they had been parsed.
+  void skip_body(uint64_t n);
+
   // A final head was taken by the receiver (and not held).
   bool head_taken() const { return head_taken_; }
   bool held() const { return held_; }

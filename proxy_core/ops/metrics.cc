@@ -233,6 +233,10 @@ std::string render_prometheus(const std::vector<const WorkerMetrics*>& ws,
   w.scalar("sessiongate_sent_bytes_total", "counter", "Response body bytes sent to clients.",
            static_cast<double>(sum(ws, [](const WorkerMetrics& x) { return x.bytes_sent.get(); })));
   w.scalar(
+      "sessiongate_spliced_bytes_total", "counter",
+      "Response body bytes moved to clients with splice(2), never copied (upstream.splice).",
+      static_cast<double>(sum(ws, [](const WorkerMetrics& x) { return x.bytes_spliced.get(); })));
+  w.scalar(
       "sessiongate_bad_requests_total", "counter",
       "Requests refused before forwarding (malformed, too large, timed out).",
       static_cast<double>(sum(ws, [](const WorkerMetrics& x) { return x.bad_requests.get(); })));

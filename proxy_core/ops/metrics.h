@@ -96,6 +96,7 @@ struct WorkerMetrics {
   Counter upstream_errors[static_cast<int>(UpstreamError::kCount)];
   Counter bytes_received;  // request bodies from clients
   Counter bytes_sent;      // response bodies to clients
+  Counter bytes_spliced;   // of which moved with splice(2) (upstream.splice)
   Counter connections_accepted;
   std::atomic<int64_t> connections_open{0};
   std::atomic<int64_t> upstream_open{0};

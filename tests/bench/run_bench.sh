@@ -17,10 +17,15 @@
 #   SG_BIN, SG_STORE_BENCH   the gateway and session_store_bench binaries (default build/...)
 #   SG_BIN_B=PATH    a second gateway build, target "sessiongate-b" in the wrk workloads (A/B in
 #                    one run, alternated with the others: e.g. main's build against a branch's)
+#   HAPROXY_SPLICE=1 also run "haproxy-splice": the same HAProxy with `option splice-auto` (kernel
+#                    splicing where HAProxy estimates it helps, what a careful operator sets on Linux
+#                    for large bodies; tune.bufsize stays at its 16 KiB default in both)
 #   SKIP=...         space-separated phases to skip: wrk callgrind strace perf idle store
 #   WORKLOADS="..."  the wrk workloads to run (default all: ka-session ka-c100 ka-c200 ka-new close
 #                    1mib post1mib); e.g. WORKLOADS="ka-session ka-c100 ka-c200" SKIP="callgrind strace perf
 #                    idle store" for the keep-alive scaling figures alone
+#   STRACE_WORKLOADS="ka-session"  the workloads strace counts syscalls for (e.g. "ka-session 1mib
+#                    post1mib"; only ka-session's figure goes in the table, every one is logged)
 #   PERF_DURATION=5s the wrk run sampled by `perf record` per target and workload
 #   KEEP_TMP=1       keep the temporary directory (configs, wrk outputs, logs)
 #   RESULTS=FILE     where the results go (default tests/bench/results/YYYY-MM-DD-<host>.md)
@@ -65,7 +70,7 @@ SG_STORE_BENCH=${SG_STORE_BENCH:-$root/build/session_store_bench}
 SKIP=${SKIP:-}
 SG_BIN_B=${SG_BIN_B:-}
 NULL_PROXY=${NULL_PROXY:-$root/build/null_proxy}
-TARGETS=(sessiongate ${SG_BIN_B:+sessiongate-b} nginx haproxy floor direct)
+TARGETS=(sessiongate ${SG_BIN_B:+sessiongate-b} nginx haproxy ${HAPROXY_SPLICE:+haproxy-splice} floor direct)
 read -r -a WORKLOADS <<<"${WORKLOADS:-ka-session ka-c100 ka-c200 ka-new close 1mib post1mib}"
 
 skipped() { [[ " $SKIP " == *" $1 "* ]]; }
@@ -222,7 +227,7 @@ PY
 
 # ---------------------------------------------------------------------------------------------
 # Configurations.
-read -r P_ORIGIN P_SG P_NGINX P_HAPROXY P_CG P_CG_ORIGIN P_SG_B P_FLOOR < <(py free_ports 8)
+read -r P_ORIGIN P_SG P_NGINX P_HAPROXY P_CG P_CG_ORIGIN P_SG_B P_FLOOR P_HAPROXY_S < <(py free_ports 9)
 head -c 1048576 /dev/urandom >"$tmp/www/1m"
 # post1mib: wrk posts the same 1 MiB body on every request.
 cat >"$tmp/post1m.lua" <<'LUA'
@@ -263,14 +268,15 @@ EOF
 
 # HAProxy reserves two descriptors per connection: its maxconn is what the descriptor limit allows.
 HA_MAXCONN=$((($(ulimit -n) - 100) / 2))
-write_haproxy_conf() {  # file port origin-port
+write_haproxy_conf() {  # file port origin-port [extra defaults lines] [maxconn]
   cat >"$1" <<EOF
 global
   nbthread 1
-  maxconn $HA_MAXCONN
+  maxconn ${5:-$HA_MAXCONN}
 defaults
   mode http
-  maxconn $HA_MAXCONN
+  maxconn ${5:-$HA_MAXCONN}
+${4:-}
   timeout connect 5s
   timeout client 120s
   timeout server 120s
@@ -297,6 +303,8 @@ max_connections = 30000' >"$1"
 write_1m_origin_conf "$tmp/origin.conf" "$P_ORIGIN" ""
 write_nginx_conf "$tmp/nginx.conf" "$P_NGINX" ""
 write_haproxy_conf "$tmp/haproxy.cfg" "$P_HAPROXY" "$P_ORIGIN"
+# With splicing HAProxy also reserves pipes (maxpipes = maxconn / 4, two descriptors each).
+write_haproxy_conf "$tmp/haproxy-splice.cfg" "$P_HAPROXY_S" "$P_ORIGIN" "  option splice-auto" $((HA_MAXCONN * 2 / 3))
 write_sg_conf "$tmp/sessiongate.toml" "$P_SG" "$P_ORIGIN"
 [[ -n $SG_BIN_B ]] && write_sg_conf "$tmp/sessiongate-b.toml" "$P_SG_B" "$P_ORIGIN"
 
@@ -351,6 +359,12 @@ start_target() {  # name: sets MEASURE_PID, RUN_PID, PORT; returns 1 on failure
     haproxy)
       PORT=$P_HAPROXY
       "${PIN_SRV[@]}" "$HAPROXY" -db -f "$tmp/haproxy.cfg" >>"$tmp/out/haproxy.log" 2>&1 &
+      RUN_PID=$!
+      MEASURE_PID=$RUN_PID
+      ;;
+    haproxy-splice)
+      PORT=$P_HAPROXY_S
+      "${PIN_SRV[@]}" "$HAPROXY" -db -f "$tmp/haproxy-splice.cfg" >>"$tmp/out/haproxy-splice.log" 2>&1 &
       RUN_PID=$!
       MEASURE_PID=$RUN_PID
       ;;
@@ -562,23 +576,28 @@ start_with_cookie() {  # target key: start_target, its cookie in $cookie; on fai
 # ---------------------------------------------------------------------------------------------
 # Syscalls per request under load: strace -c -f attached for one wrk run (keep-alive, returning).
 if ! skipped strace; then
-  for t in sessiongate nginx haproxy floor; do
-    log "strace $t: wrk -d$DURATION keep-alive returning session"
+  for swl in ${STRACE_WORKLOADS:-ka-session}; do
+  for t in sessiongate ${SG_BIN_B:+sessiongate-b} nginx haproxy floor; do
+    log "strace $t: wrk -d$DURATION $swl"
     start_with_cookie "$t" sys || continue
-    strace -c -f -q -o "$tmp/out/strace-$t.txt" -p "$MEASURE_PID" &
+    so=$tmp/out/strace-$swl-$t
+    strace -c -f -q -o "$so.txt" -p "$MEASURE_PID" &
     spid=$!
     pids+=("$spid")
     sleep 1
-    run_wrk ka-session "$t" "$cookie" "$DURATION" "$tmp/out/strace-wrk-$t.txt"
+    run_wrk "$swl" "$t" "$cookie" "$DURATION" "$so-wrk.txt"
     stop_pid "$spid" INT
-    read -r nreq _ < <(py parse_wrk "$tmp/out/strace-wrk-$t.txt")
-    total=$(py strace_summary "$tmp/out/strace-$t.txt" "$nreq" "$tmp/out/strace-top-$t.txt")
+    read -r nreq _ < <(py parse_wrk "$so-wrk.txt")
+    total=$(py strace_summary "$so.txt" "$nreq" "$so-top.txt")
     per=$(python3 -c "import sys; a,n=sys.argv[1:]; print('nan' if a=='nan' or int(n)==0 else int(a)/int(n))" "$total" "$nreq")
-    echo -e "sys_$t\t$per" >>"$extra"
-    echo -e "systop_$t\t$(cat "$tmp/out/strace-top-$t.txt")" >>"$extra"
-    echo -e "sysreq_$t\t$nreq" >>"$extra"
-    log "  $t: $total syscalls / $nreq requests = $per per request ($(cat "$tmp/out/strace-top-$t.txt"))"
+    if [[ $swl == ka-session ]]; then
+      echo -e "sys_$t\t$per" >>"$extra"
+      echo -e "systop_$t\t$(cat "$so-top.txt")" >>"$extra"
+      echo -e "sysreq_$t\t$nreq" >>"$extra"
+    fi
+    log "  $swl $t: $total syscalls / $nreq requests = $per per request ($(cat "$so-top.txt"))"
     stop_target "$t"
+  done
   done
 fi
 
@@ -680,7 +699,7 @@ WORKLOADS = [("ka-session", "keep-alive, returning session"),
              ("ka-new", "keep-alive, new visitors"),
              ("close", "Connection: close, returning session"), ("1mib", "1 MiB body, keep-alive"),
              ("post1mib", "1 MiB request body (POST), keep-alive")]
-TARGETS = ["sessiongate", "sessiongate-b", "nginx", "haproxy", "floor", "direct"]
+TARGETS = ["sessiongate", "sessiongate-b", "nginx", "haproxy", "haproxy-splice", "floor", "direct"]
 res = {}
 for w, t, r, nreq, rps, p50, p99, errs, non2xx, cpu in rows:
     d = res.setdefault((w, t), {"rps": [], "p50": [], "p99": [], "cpu": [], "errs": 0, "non2xx": 0})

@@ -203,5 +203,54 @@ TEST_CASE("response reader: begin starts over for the next request on the connec
                                              "body ok", "complete"});
 }
 
+// Splice: the rest of a Content-Length body goes around the parser; the response still ends in
+// step, and the connection carries the next response.
+TEST_CASE("response reader: skipped body bytes end a Content-Length response in step") {
+  Setup s;
+  CHECK(s.reader.raw_body_left() == 0);
+  s.feed("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n");
+  CHECK(s.reader.raw_body_left() == 0);  // no body byte parsed yet: the parser must see one
+  s.feed("he");
+  CHECK(s.reader.raw_body_left() == 8);
+  s.reader.skip_body(5);
+  CHECK(s.reader.raw_body_left() == 3);
+  CHECK(s.r.events == std::vector<std::string>{"head 200", "body he"});
+  s.reader.skip_body(3);
+  CHECK(s.reader.raw_body_left() == 0);
+  CHECK(s.r.events == std::vector<std::string>{"head 200", "body he", "complete"});
+  CHECK(s.reader.reusable());
+  s.reader.begin(false);
+  s.feed("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  CHECK(s.r.events.back() == "complete");
+  CHECK(s.reader.reusable());
+}
+
+TEST_CASE("response reader: bytes after a skipped body make the connection unusable") {
+  Setup s;
+  s.feed("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab");
+  s.reader.skip_body(2);
+  CHECK(s.r.events.back() == "complete");
+  s.feed("X");
+  CHECK_FALSE(s.reader.reusable());
+}
+
+TEST_CASE("response reader: only a started Content-Length body may be skipped") {
+  Setup chunked;
+  chunked.feed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab");
+  CHECK(chunked.reader.raw_body_left() == 0);
+  Setup until_close;
+  until_close.feed("HTTP/1.1 200 OK\r\n\r\nabc");
+  CHECK(until_close.reader.raw_body_left() == 0);
+  Setup held;
+  held.r.hold_heads = true;
+  held.feed("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab");
+  CHECK(held.reader.raw_body_left() == 0);
+  Setup keep;
+  keep.feed("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 4\r\n\r\nab");
+  keep.reader.skip_body(2);
+  CHECK(keep.r.events.back() == "complete");
+  CHECK_FALSE(keep.reader.reusable());
+}
+
 }  // namespace
 }  // namespace sg

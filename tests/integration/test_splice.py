@@ -1,0 +1,191 @@
+"""Spliced response bodies (upstream.splice, issue 17 item 4): a Content-Length body from a plain
+upstream to a plain HTTP/1.1 client moves through a kernel pipe. The bytes must be the same, the
+backpressure the same (a slow reader does not grow the gateway), the failures the same (a client
+or an upstream going away mid-body), and bodiless responses untouched. Every case runs with the
+switch on and off; `sessiongate_spliced_bytes_total` tells which path served it."""
+
+import hashlib
+import os
+import socket
+import time
+import unittest
+
+from harness import ConnectionClosed, HttpClient, start_upstream, wait_until
+from ops_util import admin_gateway, metric_value
+from upstream import pattern_sha256
+
+MiB = 1 << 20
+RSS_GROWTH_LIMIT_KIB = int(os.environ.get("SG_RSS_GROWTH_LIMIT_KIB", 8 * 1024))
+
+
+class SplicedBodies(unittest.TestCase):
+    splice = True
+
+    def setUp(self):
+        self.up = start_upstream(self)
+        self.gw, self.admin = admin_gateway(self, self.up.port, {"upstream": {"splice": self.splice}})
+
+    def spliced(self) -> float:
+        return metric_value(self.admin, "sessiongate_spliced_bytes_total")
+
+    def download(self, c: HttpClient, n: int):
+        c.request("GET", f"/bytes?n={n}")
+        resp, length, sha = c.read_response_hashed()
+        self.assertEqual(resp.status, 200, resp)
+        self.assertEqual(resp.header("Content-Length"), str(n))
+        self.assertEqual(length, n)
+        self.assertEqual(sha, pattern_sha256(n))
+
+    def test_1mib_and_50mib_get_byte_for_byte_on_one_connection(self):
+        c = HttpClient(self.gw.port, self, timeout=60)
+        for n in (1 * MiB, 50 * MiB, 1 * MiB):
+            self.download(c, n)
+        self.assertEqual(c.roundtrip("GET", "/echo").status, 200)  # the connection is still in step
+        spliced = self.spliced()
+        if self.splice:
+            # Most of each body went around the gateway's buffers (the first read is copied).
+            self.assertGreater(spliced, 0.9 * 52 * MiB)
+        else:
+            self.assertEqual(spliced, 0)
+        # The access log counts the spliced bytes like copied ones.
+        lines = [r for r in self.gw.access_log_lines() if r.get("path", r.get("target", "")).startswith("/bytes")]
+        self.assertEqual(sorted(int(r["bytes_sent"]) for r in lines), [MiB, MiB, 50 * MiB])
+
+    def test_pipelined_requests_and_an_http10_client(self):
+        c = HttpClient(self.gw.port, self, timeout=30)
+        c.send(f"GET /bytes?n={2 * MiB} HTTP/1.1\r\nHost: a\r\n\r\n"
+               f"GET /bytes?n={3 * MiB} HTTP/1.1\r\nHost: a\r\n\r\n")
+        for n in (2 * MiB, 3 * MiB):  # the second waits in the gateway until the first is out
+            resp, length, sha = c.read_response_hashed()
+            self.assertEqual((resp.status, length, sha), (200, n, pattern_sha256(n)))
+        old = HttpClient(self.gw.port, self, timeout=30)
+        old.send(f"GET /bytes?n={2 * MiB} HTTP/1.0\r\n\r\n")
+        resp, length, sha = old.read_response_hashed()
+        self.assertEqual((resp.status, length, sha), (200, 2 * MiB, pattern_sha256(2 * MiB)))
+        self.assertEqual(self.spliced() > 6 * MiB, self.splice)
+
+    def test_small_chunked_and_bodiless_responses_are_copied(self):
+        c = HttpClient(self.gw.port, self)
+        self.download(c, 20 * 1024)  # under the threshold
+        c.request("GET", f"/bytes?n={2 * MiB}&chunked=1")
+        resp, length, sha = c.read_response_hashed()
+        self.assertEqual((resp.status, length, sha), (200, 2 * MiB, pattern_sha256(2 * MiB)))
+        c.request("HEAD", f"/bytes?n={2 * MiB}")
+        head = c.read_response("HEAD")
+        self.assertEqual((head.status, head.header("Content-Length"), head.body), (200, str(2 * MiB), b""))
+        for status in (204, 304):
+            r = c.roundtrip("GET", f"/status/{status}")
+            self.assertEqual((r.status, r.body), (status, b""))
+        self.assertEqual(self.spliced(), 0)
+        self.download(c, 1 * MiB)  # and the connection still serves a spliced body after them
+        self.assertEqual(self.spliced() > 0, self.splice)
+
+    def test_post_1mib_then_get_1mib(self):
+        c = HttpClient(self.gw.port, self)
+        body = os.urandom(MiB)
+        r = c.roundtrip("POST", "/upload", body=body)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["body_sha256"], hashlib.sha256(body).hexdigest())
+        self.download(c, 1 * MiB)
+
+    def test_slow_client_is_bounded(self):
+        n = 50 * MiB
+        self.download(HttpClient(self.gw.port, self), 8 * MiB)  # steady-state buffers allocated
+        base = self.gw.rss_kib()
+        c = HttpClient(self.gw.port, self, timeout=30)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        c.request("GET", f"/bytes?n={n}")
+        head = c.read_head()
+        self.assertEqual(head.status, 200, head)
+        h = hashlib.sha256()
+        got = 0
+        body = c.body_chunks(head, chunk=16 * 1024)
+        # 16 KiB/s for 3 s (the scenario, not a synchronisation): the gateway waits on a full socket.
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            piece = next(body)
+            h.update(piece)
+            got += len(piece)
+            time.sleep(1.0)
+        growth = self.gw.rss_kib() - base
+        print(f"\n[splice={self.splice}] slow client: RSS growth {growth} KiB after 3 s at 16 KiB/s")
+        self.assertLess(growth, RSS_GROWTH_LIMIT_KIB, "gateway buffered the response body")
+        for piece in body:  # then at full speed: every byte, in order
+            h.update(piece)
+            got += len(piece)
+        self.assertEqual(got, n)
+        self.assertEqual(h.hexdigest(), pattern_sha256(n))
+
+    def test_client_that_stops_reading_is_closed_by_its_idle_timeout(self):
+        self.gw.stop()
+        self.gw, self.admin = admin_gateway(self, self.up.port, {"upstream": {"splice": self.splice},
+                                                                 "limits": {"client_idle_timeout": "1s"}})
+        n = 50 * MiB
+        c = HttpClient(self.gw.port, self, timeout=30)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        c.request("GET", f"/bytes?n={n}")
+        head = c.read_head()
+        self.assertEqual(head.status, 200, head)
+        time.sleep(3.0)  # not reading at all (the scenario): the gateway must give up on us
+        received = len(c.buf)
+        closed, extra = c.is_closed(10.0)
+        received += len(extra)
+        self.assertTrue(closed, "a client that never reads kept its connection")
+        self.assertLess(received, n)
+        self.assertEqual(HttpClient(self.gw.port, self).roundtrip("GET", "/echo").status, 200)
+
+    def test_client_closing_mid_body(self):
+        def close_mid_body():
+            c = HttpClient(self.gw.port, self)
+            c.request("GET", f"/bytes?n={50 * MiB}")
+            head = c.read_head()
+            self.assertEqual(head.status, 200, head)
+            c.read_some(256 * 1024)
+            c.close()
+
+        close_mid_body()
+        self.download(HttpClient(self.gw.port, self), 1 * MiB)
+        after_one = self.gw.fd_count()
+        for _ in range(10):
+            close_mid_body()
+        # The gateway drops those exchanges and leaves no descriptor behind (upstream connection,
+        # pipe, the client socket's dup for write readiness), and keeps serving.
+        self.download(HttpClient(self.gw.port, self), 1 * MiB)
+        wait_until(lambda: self.gw.fd_count() <= after_one + 2, 10,
+                   message=lambda: f"descriptors back to {after_one} (now {self.gw.fd_count()})")
+
+    def test_upstream_closing_mid_body_truncates_the_response(self):
+        c = HttpClient(self.gw.port, self)
+        c.request("GET", "/reset-mid-body?wait=1")
+        head = c.read_head()
+        self.assertEqual(head.status, 200, head)
+        self.up.reset_go.set()
+        received = 0
+        with self.assertRaises(ConnectionClosed, msg="a complete response was relayed"):
+            for piece in c.body_chunks(head):
+                received += len(piece)
+        self.assertLess(received, 1_000_000)
+        self.download(HttpClient(self.gw.port, self), 1 * MiB)
+
+    def test_upstream_stalling_mid_body_hits_the_response_timeout(self):
+        self.gw.stop()
+        self.gw, self.admin = admin_gateway(self, self.up.port, {"upstream": {"splice": self.splice,
+                                                                              "response_timeout": "1s"}})
+        c = HttpClient(self.gw.port, self, timeout=30)
+        start = time.monotonic()
+        c.request("GET", "/reset-mid-body?wait=1")  # 100,000 of 1,000,000 bytes, then silence
+        head = c.read_head()
+        self.assertEqual(head.status, 200, head)
+        with self.assertRaises(ConnectionClosed, msg="a stalled body was relayed as complete"):
+            for _ in c.body_chunks(head):
+                pass
+        self.assertLess(time.monotonic() - start, 20)
+        self.up.reset_go.set()
+
+
+class CopiedBodies(SplicedBodies):
+    splice = False
+
+
+if __name__ == "__main__":
+    unittest.main()
