@@ -111,6 +111,14 @@ std::string redis_handle_key(std::string_view prefix, const SessionHandle& handl
   return std::string(prefix).append("h:").append(handle_hex(handle));
 }
 
+std::string redis_expiry_schedule_key(std::string_view prefix) {
+  return std::string(prefix).append("expiries");
+}
+
+std::string redis_schedule_member(const TokenHash& key, const SessionHandle& handle) {
+  return digest_hex(key).append(":").append(handle_hex(handle));
+}
+
 std::vector<std::string> session_hash_fields(const SessionRecord& record) {
   std::vector<std::string> out;
   out.reserve(6 + 2 * record.attributes.size());

@@ -85,12 +85,14 @@ class Monitor:
             return list(self.lines)
 
     def sent_between(self, start: str, end: str) -> list[str]:
-        """The commands clients sent between the markers: not the ones scripts ran ([n lua])."""
+        """The commands clients sent between the markers: not the ones scripts ran ([n lua]), nor
+        the expiry sweep's (once a second per instance, on the schedule key, whatever the
+        traffic)."""
         lines = self.snapshot()
         i = next(k for k, line in enumerate(lines) if start in line)
         j = next(k for k, line in enumerate(lines) if end in line)
         return [re.sub(r"^\S+ \[[^\]]*\] ", "", line).split(" ")[0].strip('"')
-                for line in lines[i + 1:j] if " lua]" not in line]
+                for line in lines[i + 1:j] if " lua]" not in line and 'expiries"' not in line]
 
 
 class TwoInstances(OnRedis, UsersTestCase):
