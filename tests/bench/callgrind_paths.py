@@ -6,7 +6,9 @@
 PATH is one of: returning (keep-alive, one session cookie), new (keep-alive, no cookie: every
 request is a new visitor), new-on-return (the same with session.create = "on_return"). Default:
 all three. --extra TOML is appended to the configuration and --upstream-extra TOML put in its
-[upstream] table (a feature to measure: one [[access.rules]], sign = true). For each, the gateway (one worker) runs under valgrind --tool=callgrind in front of a
+[upstream] table (a feature to measure: one [[access.rules]], sign = true). --redis HOST:PORT
+puts the sessions in that Redis (session.store = "redis", key_prefix "sgbench:"); the first
+request is repeated until the store is connected (a 503 before), in both runs. For each, the gateway (one worker) runs under valgrind --tool=callgrind in front of a
 small origin on loopback; the figure is (Ir with n requests - Ir with none) / n, so start-up and
 shutdown cancel out. Instructions, not seconds: repeatable on a busy machine. Prints one line per
 path. A benchmark, never a test: it does not fail on a figure. Standard library only.
@@ -71,14 +73,17 @@ def read_response(sock, buf):
     return head.split(b" ", 2)[1], cookie.group(1).decode() if cookie else "", rest[length:]
 
 
-def run(binary, path, n, origin_port, extra="", upstream_extra=""):
+def run(binary, path, n, origin_port, extra="", upstream_extra="", redis=""):
     port = free_port()
+    store = f'store = "redis"\n' if redis else ""
+    if redis:
+        extra += f'\n[store.redis]\naddress = "{redis}"\nkey_prefix = "sgbench:"\ntimeout = "5s"\n'
     with tempfile.TemporaryDirectory() as tmp:
         conf = os.path.join(tmp, "gateway.toml")
         with open(conf, "w") as f:
             f.write(f'[server]\nlisten = ["127.0.0.1:{port}"]\nworkers = 1\n'
                     f'[upstream]\nservers = ["127.0.0.1:{origin_port}"]\n{upstream_extra}\n'
-                    f'[session]\n{EXTRA[path]}[log]\naccess = "off"\nlevel = "warn"\n' + extra)
+                    f'[session]\n{EXTRA[path]}{store}[log]\naccess = "off"\nlevel = "warn"\n' + extra)
         out = os.path.join(tmp, "cg.out")
         proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                                  binary, "--config", conf],
@@ -88,9 +93,19 @@ def run(binary, path, n, origin_port, extra="", upstream_extra=""):
                 raise RuntimeError("gateway did not start")
             s = socket.create_connection(("127.0.0.1", port), timeout=60)
             cookie, buf = "", b""
-            if path == "returning":  # one unmeasured request would be counted: take it in both runs
-                s.sendall(f"GET / HTTP/1.1\r\nHost: a\r\n\r\n".encode())
-                _, cookie, buf = read_response(s, buf)
+            # One unmeasured request would be counted: take it in both runs (with Redis, until the
+            # store is connected).
+            if path == "returning" or redis:
+                while True:
+                    s.sendall(f"GET / HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+                    status, cookie, buf = read_response(s, buf)
+                    if status == b"200" or not redis:
+                        break
+                    time.sleep(0.2)
+                    s.close()  # a 503 may close the connection: take a new one
+                    s, buf = socket.create_connection(("127.0.0.1", port), timeout=60), b""
+                if path != "returning":
+                    cookie = ""
             for _ in range(n):
                 req = "GET / HTTP/1.1\r\nHost: a\r\n"
                 if cookie:
@@ -116,6 +131,7 @@ def main():
     ap.add_argument("-n", type=int, default=2000)
     ap.add_argument("--extra", default="")
     ap.add_argument("--upstream-extra", default="")
+    ap.add_argument("--redis", default="", help="HOST:PORT of a Redis for the sessions")
     ap.add_argument("paths", nargs="*", default=list(EXTRA))
     args = ap.parse_args()
     extra = args.extra.replace("\\n", "\n")
@@ -123,8 +139,9 @@ def main():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Origin)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     for path in args.paths:
-        base = run(args.bin, path, 0, server.server_address[1], extra, upstream_extra)
-        full = run(args.bin, path, args.n, server.server_address[1], extra, upstream_extra)
+        base = run(args.bin, path, 0, server.server_address[1], extra, upstream_extra, args.redis)
+        full = run(args.bin, path, args.n, server.server_address[1], extra, upstream_extra,
+                   args.redis)
         print(f"{path:14s} {(full - base) / args.n:10.0f} instructions/request  (n={args.n})")
     server.shutdown()
 
