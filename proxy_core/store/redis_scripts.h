@@ -16,8 +16,9 @@
 // under prefix{u:<id>}, and prefix h:<handle> names the session's live digest (for destroy by
 // handle), with the session's own TTL. The scripts keep them in step in the same atomic step as
 // the write that moves a session: modify and rotate join, leave or re-key (and decide the cap
-// before writing anything), destroy leaves. Idle expiry and Redis's own eviction drop a session
-// silently; its entry is stale until a reader meets it: every join prunes (the 8 oldest entries,
+// before writing anything), destroy leaves. The expiry sweep takes an expired session out with
+// its entry; one that Redis evicted (or that expired unswept) leaves its entry stale until a
+// reader meets it: every join prunes (the 8 oldest entries,
 // all of them up to cap + 64 with a cap), listing prunes what it examines, entries older than the
 // absolute timeout leave at once, and the index key expires `absolute` after its last join.
 // Every reader checks that an entry is a live session of that index and of that user.

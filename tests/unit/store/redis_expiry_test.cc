@@ -3,7 +3,8 @@
 // expired idle or absolute, with its user and client; a refreshed one is rescheduled, not
 // reported; a key removed behind the store's back is reported as evicted; two sweepers racing
 // report each session once; rotate, destroy and the user revocations leave no stale member; and
-// sessions from before the schedule (no member, or a rotation that did not move it) still work.
+// sessions from before the schedule (no member, or a rotation that did not move it) still work;
+// each end is published on the events channel.
 // The sweep is given its clock: "later" is now plus a timeout, inside the keys' grace.
 #include <doctest/doctest.h>
 
@@ -13,6 +14,7 @@
 #include "proxy_core/store/redis_codec.h"
 #include "proxy_core/store/redis_expiry_sweep.h"
 #include "proxy_core/store/redis_scripts.h"
+#include "proxy_core/store/redis_session_events.h"
 #include "tests/unit/redis_test_support.h"
 
 namespace sg {
@@ -250,6 +252,36 @@ TEST_CASE("redis expiry: sessions from before the schedule join it and are follo
   CHECK(s.ends.empty());
   CHECK(f.cmd({"ZSCORE", kSchedule, member("b", 2)}) == "(nil)");
   CHECK(f.cmd({"ZSCORE", kSchedule, member("b2", 2)}) == std::to_string(t0 + 5000 + kIdle.count()));
+}
+
+// Records what the events subscriber hands on.
+struct Ends final : SessionEndSink {
+  std::vector<SessionHandle> handles;
+  void session_ended(const SessionHandle& h) override { handles.push_back(h); }
+  void session_key_ended(const TokenHash&) override {}
+};
+
+TEST_CASE(
+    "redis expiry: each end the sweep finds is published, so every instance's tunnels close") {
+  Fixture f;
+  Ends sink;
+  RedisEndSubscriber events(f.loop.get(), config_for(f.server.address()), &sink);
+  events.start();
+  // Subscribed once a PUBLISH reaches one receiver (a malformed payload, ignored).
+  REQUIRE(f.loop.run_until(
+      [&] {
+        return f.cmd({"PUBLISH", kPrefix + "events", "-"}) == "1";
+      },
+      3000));
+  const int64_t t0 = unix_now_ms();
+  signed_in(f, "a", 1, t0);
+  signed_in(f, "b", 2, t0);
+  REQUIRE(f.cmd({"DEL", Fixture::rkey("b")}) == "1");
+  CHECK(sweep(f, t0 + kIdle.count() + 1).ends.size() == 2);
+  REQUIRE(f.loop.run_until([&] { return sink.handles.size() == 2; }, 3000));
+  std::set<SessionHandle> got(sink.handles.begin(), sink.handles.end());
+  CHECK(got == std::set<SessionHandle>{new_record(1).handle, new_record(2).handle});
+  events.close();
 }
 
 TEST_CASE("redis expiry: the sweep runs from its tick and repeats at once while batches are full") {
