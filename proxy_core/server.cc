@@ -149,7 +149,7 @@ bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
         events =
             std::make_shared<RedisEndSubscriber>(w->loop(), config_->redis_store, end_bus_.get());
         events->start();
-        sweep = std::make_shared<RedisExpirySweep>(r);
+        sweep = std::make_shared<RedisExpirySweep>(r, &w->metrics());
       }
       std::function<void()> tick;
       if (sweep) tick = [sweep] { sweep->sweep(unix_now_ms()); };

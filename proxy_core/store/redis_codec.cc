@@ -116,7 +116,12 @@ std::string redis_expiry_schedule_key(std::string_view prefix) {
 }
 
 std::string redis_schedule_member(const TokenHash& key, const SessionHandle& handle) {
-  return digest_hex(key).append(":").append(handle_hex(handle));
+  std::string out;  // one allocation: this is on every new visitor's path
+  out.reserve(2 * key.size() + 1 + 2 * handle.size());
+  append_hex(out, key.data(), key.size());
+  out.push_back(':');
+  append_hex(out, handle.data(), handle.size());
+  return out;
 }
 
 std::vector<std::string> session_hash_fields(const SessionRecord& record) {

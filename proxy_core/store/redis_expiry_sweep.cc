@@ -1,5 +1,5 @@
 // The Redis expiry sweep: its script (redis_scripts.h, "The expiry schedule"), the store's call
-// and reply, and the timer that runs it (redis_expiry_sweep.h).
+// and reply, and RedisExpirySweep, which runs it from worker 0's tick (redis_expiry_sweep.h).
 #include "proxy_core/store/redis_expiry_sweep.h"
 
 #include <hiredis/hiredis.h>
@@ -125,6 +125,14 @@ void RedisExpirySweep::on_swept(bool ok, size_t taken, std::vector<RedisStore::S
   for (const RedisStore::SweptEnd& e : ends) {
     AuditEvent a{e.event, e.reason, e.session, e.user, e.client, ""};
     audit(a);
+    if (metrics_ == nullptr) continue;
+    if (e.event == "evicted") {
+      metrics_->redis_swept_evicted.add();
+    } else if (e.reason == "absolute") {
+      metrics_->redis_swept_expired_absolute.add();
+    } else {
+      metrics_->redis_swept_expired_idle.add();
+    }
   }
   // A full batch: more may be due; go on now rather than a second later.
   if (ok && taken >= kRedisSweepBatch) sweep(unix_now_ms());

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "proxy_core/ops/metrics.h"
 #include "proxy_core/store/redis_store.h"
 
 namespace sg {
@@ -32,7 +33,8 @@ namespace sg {
 class RedisExpirySweep : public std::enable_shared_from_this<RedisExpirySweep> {
  public:
   // `store` must stay open until close() (Server: closed in the worker's close function first).
-  explicit RedisExpirySweep(RedisStore* store) : store_(store) {}
+  // `metrics` (worker 0's, may be null) counts the ends: redis_swept_* (metrics.h).
+  RedisExpirySweep(RedisStore* store, WorkerMetrics* metrics) : store_(store), metrics_(metrics) {}
   RedisExpirySweep(const RedisExpirySweep&) = delete;
   RedisExpirySweep& operator=(const RedisExpirySweep&) = delete;
 
@@ -50,6 +52,7 @@ class RedisExpirySweep : public std::enable_shared_from_this<RedisExpirySweep> {
   void on_swept(bool ok, size_t taken, std::vector<RedisStore::SweptEnd> ends);
 
   RedisStore* store_;
+  WorkerMetrics* metrics_;
   bool in_flight_ = false;
   bool closed_ = false;
   size_t sweeps_ = 0;

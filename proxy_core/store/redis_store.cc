@@ -179,13 +179,17 @@ void RedisStore::create(const TokenHash& key, const SessionRecord& record, DoneC
   const int64_t ttl = session_ttl_ms(record, now, idle_ms_, absolute_ms_);
   // The key outlives its deadline by the grace, and the session enters the expiry schedule at
   // that deadline (redis_scripts.h, "The expiry schedule").
-  std::vector<std::string> args = {"2",
-                                   key_of(key),
-                                   schedule_key_,
-                                   std::to_string(ttl + kRedisExpiryGraceMs),
-                                   std::to_string(now + ttl),
-                                   redis_schedule_member(key, record.handle)};
-  for (std::string& f : session_hash_fields(record))
+  // Built by moves (an initializer list would copy every string): a new visitor's path.
+  std::vector<std::string> fields = session_hash_fields(record);
+  std::vector<std::string> args;
+  args.reserve(6 + fields.size());
+  args.emplace_back("2");
+  args.push_back(key_of(key));
+  args.push_back(schedule_key_);
+  args.push_back(std::to_string(ttl + kRedisExpiryGraceMs));
+  args.push_back(std::to_string(now + ttl));
+  args.push_back(redis_schedule_member(key, record.handle));
+  for (std::string& f : fields)
     args.push_back(std::move(f));
   client_.eval(
       redis_create_script(), std::move(args), [done = std::move(done)](const redisReply* r) {

@@ -3,9 +3,11 @@ expiry schedule"): with `[log] audit` to a file and a short idle timeout,
 
 - a signed-in session that expires produces exactly one `expired` (idle) audit line with its
   handle, user and client (and no token), its WebSocket tunnel is closed (1008), its key and index
-  entry are gone and the user listing never shows it;
+  entry are gone, the user listing never shows it, and sessiongate_sessions_expired_total counts
+  it;
 - a session key deleted behind the gateway's back (what maxmemory eviction does) produces one
-  `evicted` line with its handle, and the listing does not show it;
+  `evicted` line with its handle (and sessiongate_sessions_evicted_total), and the listing does
+  not show it;
 - with two instances on one Redis, each ended session is written once in the union of their
   audit logs (one instance's sweep takes it).
 
@@ -18,7 +20,7 @@ import struct
 import unittest
 
 from harness import HttpClient, wait_until
-from ops_util import FREE_ADMIN_LISTEN
+from ops_util import FREE_ADMIN_LISTEN, metric_value
 from redis_util import session_key
 from session_util import cookie_header
 from test_users import OnRedis, UsersTestCase
@@ -90,6 +92,7 @@ class ExpiryAuditOnRedis(OnRedis, UsersTestCase):
         self.assertEqual(self.list_user(gw, "kim"), [])
         self.assertEqual(len(self.ends_of(handle, path)), 1)
         self.assert_no_tokens(path, [token])
+        self.assertEqual(metric_value(gw.admin_port, "sessiongate_sessions_expired_total", timeout="idle"), 1)
 
     def test_deleted_key_is_audited_as_evicted(self):
         gw, path = self.audited(idle_timeout="2s", absolute_timeout="1h")
@@ -101,6 +104,7 @@ class ExpiryAuditOnRedis(OnRedis, UsersTestCase):
         self.assertEqual([(e["event"], e["reason"], e["user"]) for e in ends], [("evicted", "", "")])
         self.assertEqual(self.redis.cmd("ZCARD", PREFIX + "expiries"), 0)
         self.assert_no_tokens(path, [token])
+        self.assertEqual(metric_value(gw.admin_port, "sessiongate_sessions_evicted_total"), 1)
 
     def test_two_instances_write_each_end_once(self):
         a, path_a = self.audited(audit_name="a.log", idle_timeout="2s", absolute_timeout="1h")

@@ -298,13 +298,15 @@ TEST_CASE("redis expiry: the sweep runs from its tick and repeats at once while 
   // let that millisecond pass for the last one.
   const int64_t created_by = unix_now_ms();
   REQUIRE(f.loop.run_until([&] { return unix_now_ms() > created_by + 1; }, 1000));
-  auto sweeper = std::make_shared<RedisExpirySweep>(f.store.get());
+  auto sweeper = std::make_shared<RedisExpirySweep>(f.store.get(), &f.metrics);
   sweeper->sweep(unix_now_ms());
   const bool two = f.loop.run_until([&] { return sweeper->sweeps() == 2; }, 5000);
   INFO("sweeps " << sweeper->sweeps() << " ended " << sweeper->ended() << " left " << card(f));
   REQUIRE(two);
   CHECK(sweeper->ended() == n);
   CHECK(card(f) == 0);
+  CHECK(f.metrics.redis_swept_expired_idle.get() == n);  // sessions_expired_total{timeout="idle"}
+  CHECK(f.metrics.redis_swept_evicted.get() == 0);
   sweeper->close();
   sweeper->sweep(unix_now_ms());  // closed: nothing sent
   f.loop.run_for(50);
