@@ -4,19 +4,28 @@
     python3 tests/bench/callgrind_paths.py [--bin build/sessiongate] [-n 2000] [PATH ...]
 
 PATH is one of: returning (keep-alive, one session cookie), new (keep-alive, no cookie: every
-request is a new visitor), new-on-return (the same with session.create = "on_return"). Default:
-all three. --extra TOML is appended to the configuration and --upstream-extra TOML put in its
-[upstream] table (a feature to measure: one [[access.rules]], sign = true). --redis HOST:PORT
-puts the sessions in that Redis (session.store = "redis", key_prefix "sgbench:"); the first
-request is repeated until the store is connected (a 503 before), in both runs. For each, the gateway (one worker) runs under valgrind --tool=callgrind in front of a
+request is a new visitor), new-on-return (the same with session.create = "on_return"),
+h2-returning (HTTP/2 cleartext with prior knowledge, server.http2_cleartext = true: one
+connection, one stream at a time, one session cookie; the requests are sent by h2load, which
+must be installed), h2-tls-returning (the same over TLS with ALPN h2: a self-signed EC
+certificate made with the openssl command; TLS record work included, the handshake cancels out). Default: the first three. --extra TOML is appended to the configuration and --upstream-extra TOML put in its
+[upstream] table (a feature to measure: one [[access.rules]], sign = true). For each, the gateway (one worker) runs under valgrind --tool=callgrind in front of a
 small origin on loopback; the figure is (Ir with n requests - Ir with none) / n, so start-up and
-shutdown cancel out. Instructions, not seconds: repeatable on a busy machine. Prints one line per
+shutdown cancel out. --nginx BIN measures nginx (one process, master_process off) as the
+same session proxy instead, for comparison (its userid cookie; paths returning, h2-returning,
+h2-tls-returning).
+--redis HOST:PORT puts the gateway's sessions in that Redis (session.store = "redis", key_prefix
+"sgbench:"; HTTP/1.1 paths): the first request is repeated until the store is connected (a 503
+before), in both runs.
+--keep DIR keeps both callgrind outputs for callgrind_annotate. Instructions, not seconds: repeatable on a busy machine. Prints one line per
 path. A benchmark, never a test: it does not fail on a figure. Standard library only.
 """
 import argparse
 import http.server
 import os
 import re
+import shutil
+import ssl
 import socket
 import subprocess
 import sys
@@ -25,16 +34,25 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EXTRA = {"returning": "", "new": "", "new-on-return": 'create = "on_return"\n'}
+EXTRA = {"returning": "", "new": "", "new-on-return": 'create = "on_return"\n', "h2-returning": "",
+         "h2-tls-returning": ""}
+H2_PATHS = ("h2-returning", "h2-tls-returning")
+DEFAULT_PATHS = ["returning", "new", "new-on-return"]
 
 
 class Origin(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     body = b"x" * 100
 
+    one_write = False  # --one-write-origin
+
     def do_GET(self):
         self.send_response(200)
         self.send_header("Content-Length", str(len(self.body)))
+        if self.one_write:  # head and body in one send, as nginx or most applications answer
+            self._headers_buffer.extend([b"\r\n", self.body])
+            self.flush_headers()
+            return
         self.end_headers()
         self.wfile.write(self.body)
 
@@ -73,56 +91,159 @@ def read_response(sock, buf):
     return head.split(b" ", 2)[1], cookie.group(1).decode() if cookie else "", rest[length:]
 
 
-def run(binary, path, n, origin_port, extra="", upstream_extra="", redis=""):
+REDIS = ""  # --redis HOST:PORT, or empty for the memory store
+
+
+def gateway_command(binary, tmp, path, port, origin_port, extra, upstream_extra):
+    store = 'store = "redis"\n' if REDIS else ""
+    if REDIS:
+        extra += f'\n[store.redis]\naddress = "{REDIS}"\nkey_prefix = "sgbench:"\ntimeout = "5s"\n'
+    conf = os.path.join(tmp, "gateway.toml")
+    with open(conf, "w") as f:
+        h2c = "http2_cleartext = true\n" if path == "h2-returning" else ""
+        tls = ""
+        if path == "h2-tls-returning":
+            cert, key = make_certificate(tmp)
+            tls = f'[tls]\ncertificate = "{cert}"\nprivate_key = "{key}"\n'
+        f.write(f'[server]\nlisten = ["127.0.0.1:{port}"]\nworkers = 1\n{h2c}'
+                f'[upstream]\nservers = ["127.0.0.1:{origin_port}"]\n{upstream_extra}\n'
+                f'[session]\n{EXTRA[path]}{store}[log]\naccess = "off"\nlevel = "warn"\n{tls}' + extra)
+    return [binary, "--config", conf], port
+
+
+def make_certificate(tmp):
+    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+                    "-subj", "/CN=localhost"], check=True, capture_output=True)
+    return cert, key
+
+
+def nginx_command(binary, tmp, path, port, origin_port):
+    """nginx in one process (master_process off) as a session proxy like h2_bench.sh's: the
+    userid cookie, passed upstream as X-Session-Id, a keep-alive pool to the origin. For
+    h2-returning it listens h2c on `port` and HTTP/1.1 on another (for the first cookie)."""
+    temp = "".join(f"  {k}_temp_path {tmp}/{k};\n"
+                   for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    listen = f"    listen 127.0.0.1:{port};\n"
+    cookie_port = port
+    if path == "h2-returning":
+        cookie_port = free_port()
+        listen = f"    listen 127.0.0.1:{port} http2;\n    listen 127.0.0.1:{cookie_port};\n"
+    elif path == "h2-tls-returning":
+        cert, key = make_certificate(tmp)
+        listen = (f"    listen 127.0.0.1:{port} ssl http2;\n    ssl_certificate {cert};\n"
+                  f"    ssl_certificate_key {key};\n")
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""master_process off;
+daemon off;
+{user}error_log {tmp}/nginx.err warn;
+pid {tmp}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+{temp}  access_log off;
+  keepalive_requests 100000000;
+  http2_max_requests 100000000;
+  upstream origin {{
+    server 127.0.0.1:{origin_port};
+    keepalive 64;
+  }}
+  server {{
+{listen}    userid on;
+    userid_name uid;
+    userid_path /;
+    location / {{
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Session-Id $uid_got$uid_set;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }}
+  }}
+}}
+""")
+    return [binary, "-c", conf, "-p", tmp], cookie_port
+
+
+def run(binary, path, n, origin_port, extra="", upstream_extra="", keep=None, nginx=None):
     port = free_port()
-    store = f'store = "redis"\n' if redis else ""
-    if redis:
-        extra += f'\n[store.redis]\naddress = "{redis}"\nkey_prefix = "sgbench:"\ntimeout = "5s"\n'
     with tempfile.TemporaryDirectory() as tmp:
-        conf = os.path.join(tmp, "gateway.toml")
-        with open(conf, "w") as f:
-            f.write(f'[server]\nlisten = ["127.0.0.1:{port}"]\nworkers = 1\n'
-                    f'[upstream]\nservers = ["127.0.0.1:{origin_port}"]\n{upstream_extra}\n'
-                    f'[session]\n{EXTRA[path]}{store}[log]\naccess = "off"\nlevel = "warn"\n' + extra)
+        if nginx:
+            cmd, cookie_port = nginx_command(nginx, tmp, path, port, origin_port)
+        else:
+            cmd, cookie_port = gateway_command(binary, tmp, path, port, origin_port, extra,
+                                               upstream_extra)
         out = os.path.join(tmp, "cg.out")
-        proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                                 binary, "--config", conf],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+                                + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            if not wait_port(port):
-                raise RuntimeError("gateway did not start")
-            s = socket.create_connection(("127.0.0.1", port), timeout=60)
-            cookie, buf = "", b""
-            # One unmeasured request would be counted: take it in both runs (with Redis, until the
-            # store is connected).
-            if path == "returning" or redis:
-                while True:
-                    s.sendall(f"GET / HTTP/1.1\r\nHost: a\r\n\r\n".encode())
-                    status, cookie, buf = read_response(s, buf)
-                    if status == b"200" or not redis:
-                        break
-                    time.sleep(0.2)
-                    s.close()  # a 503 may close the connection: take a new one
-                    s, buf = socket.create_connection(("127.0.0.1", port), timeout=60), b""
-                if path != "returning":
-                    cookie = ""
-            for _ in range(n):
-                req = "GET / HTTP/1.1\r\nHost: a\r\n"
-                if cookie:
-                    req += f"Cookie: {cookie}\r\n"
-                s.sendall((req + "\r\n").encode())
-                status, _, buf = read_response(s, buf)
-                if status != b"200":
-                    raise RuntimeError(f"status {status}")
-            s.close()
+            if not wait_port(cookie_port):
+                raise RuntimeError("the proxy did not start")
+            if path in H2_PATHS:
+                h2_requests(port, n, cookie_port, path == "h2-tls-returning")
+            else:
+                http1_requests(port, path, n)
         finally:
             proc.terminate()
             proc.wait(timeout=120)
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            shutil.copy(out, os.path.join(keep, f"callgrind.{path}.n{n}.out"))
         with open(out) as f:
             for line in f:
                 if line.startswith("summary:") or line.startswith("totals:"):
                     return int(line.split()[1])
     raise RuntimeError("no callgrind total")
+
+
+def http1_requests(port, path, n):
+    s = socket.create_connection(("127.0.0.1", port), timeout=60)
+    cookie, buf = "", b""
+    # One unmeasured request would be counted: take it in both runs (with Redis, until the store
+    # is connected; a 503 may close the connection).
+    if path == "returning" or REDIS:
+        while True:
+            s.sendall(f"GET / HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+            status, cookie, buf = read_response(s, buf)
+            if status == b"200" or not REDIS:
+                break
+            time.sleep(0.2)
+            s.close()
+            s, buf = socket.create_connection(("127.0.0.1", port), timeout=60), b""
+        if path != "returning":
+            cookie = ""
+    for _ in range(n):
+        req = "GET / HTTP/1.1\r\nHost: a\r\n"
+        if cookie:
+            req += f"Cookie: {cookie}\r\n"
+        s.sendall((req + "\r\n").encode())
+        status, _, buf = read_response(s, buf)
+        if status != b"200":
+            raise RuntimeError(f"status {status}")
+    s.close()
+
+
+def h2_requests(port, n, cookie_port, tls):
+    """The cookie from one HTTP/1.1 request (a listener with http2_cleartext takes both), then
+    h2load: one h2c connection, one stream at a time, 1 + n requests with that cookie (the
+    connection and the first request cancel out against the n = 0 run)."""
+    s = socket.create_connection(("127.0.0.1", cookie_port), timeout=60)
+    if tls:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        s = ctx.wrap_socket(s)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    _, cookie, _ = read_response(s, b"")
+    s.close()
+    out = subprocess.run(["h2load", "-n", str(n + 1), "-c", "1", "-m", "1", "-H",
+                          f"cookie: {cookie}", f"{'https' if tls else 'http'}://127.0.0.1:{port}/"],
+                         capture_output=True, text=True, timeout=3600).stdout
+    if not re.search(rf"status codes: {n + 1} 2xx", out):
+        raise RuntimeError("h2load: not every request succeeded:\n" + out)
 
 
 def main():
@@ -131,17 +252,30 @@ def main():
     ap.add_argument("-n", type=int, default=2000)
     ap.add_argument("--extra", default="")
     ap.add_argument("--upstream-extra", default="")
-    ap.add_argument("--redis", default="", help="HOST:PORT of a Redis for the sessions")
-    ap.add_argument("paths", nargs="*", default=list(EXTRA))
+    ap.add_argument("--nginx", metavar="NGINX", help="measure this nginx binary instead of the "
+                    "gateway, configured as the same session proxy (its userid cookie)")
+    ap.add_argument("--one-write-origin", action="store_true",
+                    help="the origin sends head and body in one write (default: two, as the "
+                    "figures before 2026-12-02 were measured): a proxy then sees one upstream "
+                    "read, one client write (one TLS record) per request")
+    ap.add_argument("--keep", metavar="DIR", help="keep the callgrind outputs there "
+                    "(callgrind_annotate DIR/callgrind.PATH.nN.out)")
+    ap.add_argument("--redis", metavar="HOST:PORT", default="",
+                    help="the gateway keeps its sessions in this Redis")
+    ap.add_argument("paths", nargs="*", default=DEFAULT_PATHS, choices=list(EXTRA))
     args = ap.parse_args()
+    global REDIS
+    REDIS = args.redis
     extra = args.extra.replace("\\n", "\n")
     upstream_extra = args.upstream_extra.replace("\\n", "\n")
+    Origin.one_write = args.one_write_origin
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Origin)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     for path in args.paths:
-        base = run(args.bin, path, 0, server.server_address[1], extra, upstream_extra, args.redis)
+        base = run(args.bin, path, 0, server.server_address[1], extra, upstream_extra, args.keep,
+                   args.nginx)
         full = run(args.bin, path, args.n, server.server_address[1], extra, upstream_extra,
-                   args.redis)
+                   args.keep, args.nginx)
         print(f"{path:14s} {(full - base) / args.n:10.0f} instructions/request  (n={args.n})")
     server.shutdown()
 
