@@ -11,6 +11,7 @@
 #include "proxy_core/session/session_store.h"
 #include "proxy_core/store/memory_store.h"
 #include "proxy_core/store/pending_destroys.h"
+#include "proxy_core/store/redis_expiry_sweep.h"
 #include "proxy_core/store/redis_session_events.h"
 #include "proxy_core/store/redis_store.h"
 #include "proxy_core/worker.h"
@@ -140,17 +141,26 @@ bool Server::start(std::shared_ptr<const Config> config, std::string& error) {
                                                            refused_keys_.get(), &w->metrics());
       PendingDestroyStore* p = wrapped.get();
       std::shared_ptr<RedisEndSubscriber> events;
+      std::shared_ptr<RedisExpirySweep> sweep;
       if (i == 0) {
-        // One subscriber per process, on worker 0's loop (redis_session_events.h); the close
-        // function owns it, so it lives as long as the worker.
+        // One subscriber and one expiry sweep per process, on worker 0's loop
+        // (redis_session_events.h, redis_expiry_sweep.h); the close function owns them, so they
+        // live as long as the worker. The sweep stops before the store it uses closes.
         events =
             std::make_shared<RedisEndSubscriber>(w->loop(), config_->redis_store, end_bus_.get());
         events->start();
+        sweep = std::make_shared<RedisExpirySweep>(r, &w->metrics());
       }
-      w->set_own_store(std::move(wrapped), [p, r, events] {
-        if (events) events->close();
-        p->close([r] { r->close(); });
-      });
+      std::function<void()> tick;
+      if (sweep) tick = [sweep] { sweep->sweep(unix_now_ms()); };
+      w->set_own_store(
+          std::move(wrapped),
+          [p, r, events, sweep] {
+            if (sweep) sweep->close();
+            if (events) events->close();
+            p->close([r] { r->close(); });
+          },
+          std::move(tick));
     }
     workers_.push_back(std::move(w));
   }

@@ -7,9 +7,10 @@
 //   instances destroyed (redis_session_events.h);
 // - the periodic check finds it gone: every kCheckIntervalMs the follower looks up at most
 //   kCheckBatch watched sessions (round robin) in the store. This is what closes a tunnel whose
-//   session expired (the memory store expires lazily, Redis expires keys silently: no keyspace
-//   notifications), and what catches an end whose message was lost (a Redis reconnect, a full
-//   inbox). A lookup never writes (session_store.h), so the check never extends a session.
+//   session expired with the memory store (it expires lazily; with Redis the expiry sweep
+//   publishes expiries: store/redis_expiry_sweep.h), and what catches an end whose message was
+//   lost (a Redis reconnect, a full inbox). A lookup never writes (session_store.h), so the check
+//   never extends a session.
 //
 // Cost: one lookup per watched session per max(kCheckIntervalMs, watched / kCheckBatch seconds),
 // nothing while no tunnel is open. With Redis a lookup is one EVALSHA: a worker with W watched

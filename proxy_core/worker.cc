@@ -196,9 +196,11 @@ void Worker::on_listener_suspended(uv_handle_t* h) {
   l->state = Listener::State::kSuspended;
 }
 
-void Worker::set_own_store(std::unique_ptr<SessionStore> store, std::function<void()> close_store) {
+void Worker::set_own_store(std::unique_ptr<SessionStore> store, std::function<void()> close_store,
+                           std::function<void()> store_tick) {
   own_store_ = std::move(store);
   close_store_ = std::move(close_store);
+  store_tick_ = std::move(store_tick);
 }
 
 void Worker::start() {
@@ -377,6 +379,7 @@ void Worker::on_sweep(uv_timer_t* t) {
   // path. Every worker takes a share; the store walks its shards round robin.
   if (MemoryStore* store = w->state_->memory_store)
     store->reclaim_some(unix_now_ms(), kReclaimBudget);
+  if (w->store_tick_ && !w->closed_) w->store_tick_();
 }
 
 void Worker::begin_drain() {

@@ -77,7 +77,10 @@ class Worker final : public ExchangeServices {
   // Main thread, before start(): the policy keys loaded with the first configuration.
   void set_policy_keys(std::shared_ptr<const PolicyKeys> keys) { keys_ = std::move(keys); }
   // Main thread, before start(): this worker's own store (Redis), started on its loop.
-  void set_own_store(std::unique_ptr<SessionStore> store, std::function<void()> close_store);
+  // `store_tick`, when set, runs on the loop once a second until the worker closes (worker 0:
+  // the Redis expiry sweep, store/redis_expiry_sweep.h).
+  void set_own_store(std::unique_ptr<SessionStore> store, std::function<void()> close_store,
+                     std::function<void()> store_tick = {});
   // The store this worker's requests use: its own, or the shared one.
   SessionStore* store() const override { return own_store_ ? own_store_.get() : state_->store; }
   void post_drain();
@@ -160,6 +163,7 @@ class Worker final : public ExchangeServices {
   TlsContexts tls_;
   std::unique_ptr<SessionStore> own_store_;
   std::function<void()> close_store_;
+  std::function<void()> store_tick_;
   std::string tls_plain_, tls_net_;
   std::unique_ptr<WorkerMetrics> metrics_ = std::make_unique<WorkerMetrics>();
   std::unique_ptr<UpstreamPool> pool_;

@@ -278,17 +278,25 @@ std::string render_prometheus(const std::vector<const WorkerMetrics*>& ws,
            static_cast<double>(s.active));
   w.scalar("sessiongate_sessions_created_total", "counter", "Sessions created.",
            static_cast<double>(s.created));
+  // With Redis, expiries and evictions are what this instance's expiry sweep found.
+  const uint64_t swept_idle =
+      sum(ws, [](const WorkerMetrics& x) { return x.redis_swept_expired_idle.get(); });
+  const uint64_t swept_absolute =
+      sum(ws, [](const WorkerMetrics& x) { return x.redis_swept_expired_absolute.get(); });
+  const uint64_t swept_evicted =
+      sum(ws, [](const WorkerMetrics& x) { return x.redis_swept_evicted.get(); });
   w.header("sessiongate_sessions_expired_total", "counter", "Sessions expired, by timeout.");
   w.sample("sessiongate_sessions_expired_total", "timeout=\"idle\"",
-           static_cast<double>(s.expired_idle));
+           static_cast<double>(s.expired_idle + swept_idle));
   w.sample("sessiongate_sessions_expired_total", "timeout=\"absolute\"",
-           static_cast<double>(s.expired_absolute));
+           static_cast<double>(s.expired_absolute + swept_absolute));
   w.scalar("sessiongate_sessions_rotated_total", "counter", "Sessions rotated (new token).",
            static_cast<double>(s.rotated));
   w.scalar("sessiongate_sessions_destroyed_total", "counter", "Sessions destroyed (logout).",
            static_cast<double>(s.destroyed));
   w.scalar("sessiongate_sessions_evicted_total", "counter",
-           "Sessions evicted to stay under max_sessions.", static_cast<double>(s.evicted));
+           "Sessions evicted to stay under max_sessions (memory), or found evicted by Redis.",
+           static_cast<double>(s.evicted + swept_evicted));
   w.scalar("sessiongate_sessions_evicted_protected_total", "counter",
            "Evicted sessions that had come back or held attributes (a full store).",
            static_cast<double>(s.evicted_protected));

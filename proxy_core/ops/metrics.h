@@ -129,6 +129,11 @@ struct WorkerMetrics {
   // lookups of the periodic check of watched sessions (session_follower.h).
   Counter tunnels_closed_session_ended;
   Counter watched_session_checks;
+  // Issue 14: the sessions the Redis expiry sweep ended (store/redis_expiry_sweep.h; worker 0):
+  // added to sessions_expired_total and sessions_evicted_total, which the memory store feeds.
+  Counter redis_swept_expired_idle;
+  Counter redis_swept_expired_absolute;
+  Counter redis_swept_evicted;
   // Destroys the store did not confirm (pending_destroys.h).
   Counter session_destroy_unconfirmed;               // every one, queued or not
   Counter session_destroy_queue_full;                // not queued: the refused set was full (503)

@@ -111,6 +111,19 @@ std::string redis_handle_key(std::string_view prefix, const SessionHandle& handl
   return std::string(prefix).append("h:").append(handle_hex(handle));
 }
 
+std::string redis_expiry_schedule_key(std::string_view prefix) {
+  return std::string(prefix).append("expiries");
+}
+
+std::string redis_schedule_member(const TokenHash& key, const SessionHandle& handle) {
+  std::string out;  // one allocation: this is on every new visitor's path
+  out.reserve(2 * key.size() + 1 + 2 * handle.size());
+  append_hex(out, key.data(), key.size());
+  out.push_back(':');
+  append_hex(out, handle.data(), handle.size());
+  return out;
+}
+
 std::vector<std::string> session_hash_fields(const SessionRecord& record) {
   std::vector<std::string> out;
   out.reserve(6 + 2 * record.attributes.size());

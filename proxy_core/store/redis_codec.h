@@ -59,6 +59,11 @@ std::string redis_user_index_id(std::string_view prefix, std::string_view user);
 std::string redis_user_index_key(std::string_view prefix, std::string_view id);
 // prefix h:<handle hex>: the digest of the session that has this handle (indexed sessions only).
 std::string redis_handle_key(std::string_view prefix, const SessionHandle& handle);
+// prefix expiries: the expiry schedule, a sorted set of members "<digest hex>:<handle hex>" scored
+// by the session's deadline (redis_scripts.h, "The expiry schedule"). Never a session key: those
+// are 64 hex digits after the prefix.
+std::string redis_expiry_schedule_key(std::string_view prefix);
+std::string redis_schedule_member(const TokenHash& key, const SessionHandle& handle);
 
 // Lowercase hex of the digest (64 characters), and back (false unless exactly that form).
 std::string digest_hex(const TokenHash& key);

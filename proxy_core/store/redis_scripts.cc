@@ -17,9 +17,13 @@ namespace sg {
 // bounds are checked only when something is set (a change that only removes cannot make it
 // worse). An empty value in the set pairs removes, as in the memory store (never stores ''). Last
 // seen only moves forward; the TTL is min(s + idle, c + absolute) - now, which change() returns
-// (false when refused). The index helpers follow (redis_user_scripts.cc).
+// (false when refused), and the key keeps kRedisExpiryGraceMs more (redis_scripts.h, "The expiry
+// schedule"). The index and schedule helpers follow (redis_user_scripts.cc).
 std::string redis_script_prelude() {
   return "local now, idle, abs = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]) "
+         "local grace = " +
+         std::to_string(kRedisExpiryGraceMs) +
+         " "
          "local function int(v) "
          "  if type(v) ~= 'string' or #v > 20 or not string.match(v, '^%-?%d+$') then return nil "
          "end "
@@ -77,7 +81,7 @@ std::string redis_script_prelude() {
          "  if #sets > 0 then redis.call('HSET', k, unpack(sets)) end "
          "  local ttl = math.min(s + idle, c + abs) - now "
          "  if ttl < 1 then ttl = 1 end "
-         "  redis.call('PEXPIRE', k, string.format('%d', ttl)) "
+         "  redis.call('PEXPIRE', k, string.format('%d', ttl + grace)) "
          "  return ttl "
          "end " +
          redis_index_lua();
@@ -107,12 +111,14 @@ RedisScript make_redis_script(const char* name, std::string body) {
 }
 
 const RedisScript& redis_create_script() {
-  // HSET on a missing key creates it; EXISTS first makes a 256-bit collision fail closed.
+  // HSET on a missing key creates it; EXISTS first makes a 256-bit collision fail closed. The
+  // session enters the expiry schedule in the same step.
   static const RedisScript s =
       make_redis_script("create",
                         "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end "
-                        "redis.call('HSET', KEYS[1], unpack(ARGV, 2)) "
+                        "redis.call('HSET', KEYS[1], unpack(ARGV, 4)) "
                         "redis.call('PEXPIRE', KEYS[1], ARGV[1]) "
+                        "redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3]) "
                         "return 1");
   return s;
 }
@@ -129,6 +135,8 @@ const RedisScript& redis_modify_script() {
                                       "local ttl = change(KEYS[1], c, s, 8) "
                                       "if not ttl then return 2 end "
                                       "local d = string.sub(KEYS[1], #prefix + 1) "
+                                      "if h then redis.call('ZADD', sched, 'NX', ms(now + ttl), "
+                                      "entry(d, h)) end "
                                       "local ev = settle(p, KEYS[1], d, d, u, h, c, ttl) "
                                       "if #ev == 0 then return 1 end "
                                       "table.insert(ev, 1, 1) "
@@ -154,8 +162,12 @@ const RedisScript& redis_rotate_script() {
                     "redis.call('HSET', KEYS[1], 'r', ARGV[8], 'g', ARGV[9]) "
                     "redis.call('PEXPIRE', KEYS[1], string.format('%d', math.max(idle, "
                     "tonumber(ARGV[9]) - now))) "
-                    "local ev = settle(p, KEYS[2], ARGV[8], string.sub(KEYS[1], #prefix + 1), u, "
-                    "h, c, ttl) "
+                    "local od = string.sub(KEYS[1], #prefix + 1) "
+                    "if h then "
+                    "  redis.call('ZREM', sched, entry(od, h)) "
+                    "  redis.call('ZADD', sched, ms(now + ttl), entry(ARGV[8], h)) "
+                    "end "
+                    "local ev = settle(p, KEYS[2], ARGV[8], od, u, h, c, ttl) "
                     "if #ev == 0 then return 1 end "
                     "table.insert(ev, 1, 1) "
                     "return ev");
@@ -164,24 +176,27 @@ const RedisScript& redis_rotate_script() {
 
 const RedisScript& redis_destroy_script() {
   // ARGV[1] the key prefix: the session leaves its user's index with its handle key.
+  // A destroyed session leaves the expiry schedule too: it ended, and not by expiry.
   static const RedisScript s = make_redis_script(
       "destroy",
       "if redis.call('TYPE', KEYS[1])['ok'] == 'hash' then "
       "  local f = redis.call('HMGET', KEYS[1], 'r', 'u', 'h') "
       "  if f[1] then return -1 end "
+      "  local d = string.sub(KEYS[1], #ARGV[1] + 1) "
       "  if f[2] then "
-      "    redis.call('ZREM', ARGV[1] .. '{u:' .. f[2] .. '}', string.sub(KEYS[1], #ARGV[1] + 1)) "
+      "    redis.call('ZREM', ARGV[1] .. '{u:' .. f[2] .. '}', d) "
       "    if f[3] then redis.call('DEL', ARGV[1] .. 'h:' .. f[3]) end "
       "  end "
+      "  if f[3] then redis.call('ZREM', ARGV[1] .. 'expiries', d .. ':' .. f[3]) end "
       "end "
       "return redis.call('DEL', KEYS[1])");
   return s;
 }
 
 std::vector<const RedisScript*> redis_scripts() {
-  return {&redis_create_script(),        &redis_modify_script(),    &redis_rotate_script(),
-          &redis_destroy_script(),       &redis_list_user_script(), &redis_destroy_user_script(),
-          &redis_destroy_handle_script()};
+  return {&redis_create_script(),         &redis_modify_script(),    &redis_rotate_script(),
+          &redis_destroy_script(),        &redis_list_user_script(), &redis_destroy_user_script(),
+          &redis_destroy_handle_script(), &redis_sweep_script()};
 }
 
 void append_change_args(std::vector<std::string>& args, const SessionChange& change) {

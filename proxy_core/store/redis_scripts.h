@@ -16,11 +16,39 @@
 // under prefix{u:<id>}, and prefix h:<handle> names the session's live digest (for destroy by
 // handle), with the session's own TTL. The scripts keep them in step in the same atomic step as
 // the write that moves a session: modify and rotate join, leave or re-key (and decide the cap
-// before writing anything), destroy leaves. Idle expiry and Redis's own eviction drop a session
-// silently; its entry is stale until a reader meets it: every join prunes (the 8 oldest entries,
+// before writing anything), destroy leaves. The expiry sweep takes an expired session out with
+// its entry; one that Redis evicted (or that expired unswept) leaves its entry stale until a
+// reader meets it: every join prunes (the 8 oldest entries,
 // all of them up to cap + 64 with a cap), listing prunes what it examines, entries older than the
 // absolute timeout leave at once, and the index key expires `absolute` after its last join.
 // Every reader checks that an entry is a live session of that index and of that user.
+//
+// The expiry schedule (issue 14: expiry and eviction are audited, with neither keyspace
+// notifications nor CONFIG, which managed Redis forbids). prefix..'expiries' is a sorted set with
+// one member per session, "<digest hex>:<handle hex>" (never a token; the handle so that an
+// eviction can still name the session), scored by the earliest time it can expire: min(last seen
+// + idle, created + absolute) when a script last wrote it. create adds the member, rotate moves
+// it to the new digest, destroy and kill() take it out, all inside their one EVALSHA; modify adds
+// it only when it is missing (ZADD NX: a session made by an older gateway joins at its first
+// refresh) and never moves it, so a refresh costs one O(1) member test and no command. The
+// session key lives kRedisExpiryGraceMs past its deadline (readers already treat a record past
+// its deadline as expired: lookup, live() in the scripts), so that the sweep can still see why it
+// ended. The sweep (redis_sweep_script, run once a second by every instance: redis_expiry_sweep.h)
+// takes at most kRedisSweepBatch members whose score is due, atomically (each is handled by one
+// instance only), and for each:
+// - the session is live (refreshed since it was scheduled): it goes back in at its real deadline;
+// - it is past its deadline: deleted with its index entry and handle key, reported as expired,
+//   idle or absolute by whichever deadline came first;
+// - its key is gone: Redis removed it before deadline + grace, and only maxmemory eviction does
+//   that (our own removals take the member out), so it is reported as evicted, with the handle
+//   only (user and client went with the record). The blind spot: when no instance swept for
+//   longer than the grace (every gateway down, or Redis unreachable, for over a minute), a
+//   session that expired meanwhile is reported as evicted. A session destroyed by a gateway older
+//   than the schedule is reported as evicted too; one it rotated is followed through its markers
+//   (at most 4) and rescheduled under its live key;
+// - anything else under the key (not a hash of ours, another handle): the member is dropped.
+// Every session the sweep ends is PUBLISHed ("h:<handle>", redis_codec.h) in the same script, so
+// that its WebSocket tunnels close on every instance at once.
 //
 // Keys and Redis Cluster: the index keys of one user share the hash tag {u:<id>}, but a script
 // that moves a session touches the session's key (its slot follows the token) and one or two
@@ -31,6 +59,8 @@
 // the user's slot first.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -39,7 +69,18 @@
 
 namespace sg {
 
-// KEYS[1]; ARGV[1] TTL ms, then the hash's field/value pairs. 1 = created, 0 = key taken.
+// How long a session key outlives its deadline, for the sweep to tell an expiry from an
+// eviction: a minute covers a Redis reconnect (backoff at most a few seconds) and a gateway
+// restart with room to spare, and costs a minute more of memory per ended session (about 0.3% of
+// the store with a 30 min idle timeout).
+inline constexpr int64_t kRedisExpiryGraceMs = 60'000;
+// Schedule members one sweep takes; a sweep that took this many runs again at once, so a backlog
+// is worked through in scripts of bounded length (about 256 small commands each).
+inline constexpr size_t kRedisSweepBatch = 256;
+
+// KEYS[1] the session, KEYS[2] the expiry schedule; ARGV[1] TTL ms (grace included), ARGV[2] the
+// schedule score (the deadline, epoch ms), ARGV[3] the member, then the hash's field/value pairs.
+// 1 = created, 0 = key taken.
 const RedisScript& redis_create_script();
 // KEYS[1]; ARGV[1..5] as above, ARGV[6] the index change ('' the user is untouched, '-' it is
 // cleared, else the id of the user set; redis_index_arg), ARGV[7] that user, then the change
@@ -64,6 +105,10 @@ const RedisScript& redis_destroy_user_script();
 // KEYS[1] the handle key; ARGV[1..5], ARGV[6] the handle hex. The session destroyed ({} = none).
 const RedisScript& redis_destroy_handle_script();
 inline constexpr int kRedisMaxListed = 10000;
+// KEYS[1] the expiry schedule; ARGV[1..5], ARGV[6] at most this many members. {taken, then per
+// session ended: event ("expired", "evicted"), reason ("idle", "absolute", ""), handle hex, user,
+// client}.
+const RedisScript& redis_sweep_script();
 // All of the above, for SCRIPT LOAD.
 std::vector<const RedisScript*> redis_scripts();
 

@@ -61,6 +61,7 @@ RedisStore::RedisStore(uv_loop_t* loop, const RedisStoreConfig& cfg, Millis idle
     : loop_(loop),
       key_prefix_(cfg.key_prefix),
       events_channel_(redis_events_channel(cfg.key_prefix)),
+      schedule_key_(redis_expiry_schedule_key(cfg.key_prefix)),
       idle_ms_(idle_timeout.count()),
       absolute_ms_(absolute_timeout.count()),
       metrics_(metrics),
@@ -156,8 +157,8 @@ void RedisStore::on_lookup_reply(const TokenHash& key, const redisReply* r, int6
                    });
       return;
     case StoredKind::kSession:
-      // Redis's TTL already drops expired sessions; this catches clock differences between
-      // gateways and the last millisecond. The key is left to its TTL.
+      // The key outlives its deadline by kRedisExpiryGraceMs (the expiry sweep reads it then):
+      // here the session is expired. The sweep deletes it and audits the expiry.
       result.expired = session_expiry(e.record, now_ms, idle_ms_, absolute_ms_);
       if (result.expired != ExpiryKind::kNone) break;
       result.record = std::move(e.record);
@@ -174,9 +175,21 @@ void RedisStore::on_lookup_reply(const TokenHash& key, const redisReply* r, int6
 }
 
 void RedisStore::create(const TokenHash& key, const SessionRecord& record, DoneCallback done) {
-  const int64_t ttl = session_ttl_ms(record, unix_now_ms(), idle_ms_, absolute_ms_);
-  std::vector<std::string> args = {"1", key_of(key), std::to_string(ttl)};
-  for (std::string& f : session_hash_fields(record))
+  const int64_t now = unix_now_ms();
+  const int64_t ttl = session_ttl_ms(record, now, idle_ms_, absolute_ms_);
+  // The key outlives its deadline by the grace, and the session enters the expiry schedule at
+  // that deadline (redis_scripts.h, "The expiry schedule").
+  // Built by moves (an initializer list would copy every string): a new visitor's path.
+  std::vector<std::string> fields = session_hash_fields(record);
+  std::vector<std::string> args;
+  args.reserve(6 + fields.size());
+  args.emplace_back("2");
+  args.push_back(key_of(key));
+  args.push_back(schedule_key_);
+  args.push_back(std::to_string(ttl + kRedisExpiryGraceMs));
+  args.push_back(std::to_string(now + ttl));
+  args.push_back(redis_schedule_member(key, record.handle));
+  for (std::string& f : fields)
     args.push_back(std::move(f));
   client_.eval(
       redis_create_script(), std::move(args), [done = std::move(done)](const redisReply* r) {

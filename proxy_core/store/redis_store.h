@@ -31,6 +31,8 @@
 //   cap in their one script; list_user, destroy_user and destroy_handle are one EVALSHA each.
 //   A returning visit stays one HGETALL; a refresh of an indexed session adds one PEXPIRE (of
 //   its handle key) inside the modify script.
+// - The expiry schedule (redis_scripts.h): create, rotate and destroy keep it in their one
+//   EVALSHA; sweep_expiries is one EVALSHA per second per instance (more only with a backlog).
 // - destroy: EVALSHA destroy (DEL, unless the key is a marker; the session leaves its index). kOk
 // only on a reply that says the
 //   key is gone; an error reply (READONLY, LOADING, ...), a timeout or a lost connection is
@@ -43,8 +45,9 @@
 // bounds): a record that fails, or a key of another type, is not found, counted in
 // sessiongate_store_records_rejected_total and logged at warn with a digest prefix only, at
 // most one line per second per worker (whoever can write keys could otherwise flood the log).
-// The TTL is the smaller of the remaining idle and absolute time, so Redis itself drops expired
-// sessions; lookup re-checks both timeouts on the client with the caller's clock.
+// The TTL is the smaller of the remaining idle and absolute time plus kRedisExpiryGraceMs
+// (redis_scripts.h): lookup checks both timeouts on the client with the caller's clock, and the
+// expiry sweep removes and audits the expired sessions before Redis would drop them.
 //
 // Lifetime: call close() before destroying the store (the destructor does if you did not).
 // After close() the store holds no open uv handle, so the worker's loop can finish.
@@ -108,6 +111,21 @@ class RedisStore final : public SessionStore {
 
   // "host:port" or socket path of the server currently connected to (sentinel: the master).
   const std::string& server() const { return client_.server(); }
+  // Issue 14, the expiry schedule (redis_scripts.h): one EVALSHA that takes at most `limit`
+  // members due at now_ms, reschedules the live sessions and ends the others (published in the
+  // script). `done` gets ok = false when Redis did not answer (the members it took, if the script
+  // ran, are lost: at most `limit` unaudited ends). Run by RedisExpirySweep
+  // (redis_expiry_sweep.h), which writes the audit lines.
+  struct SweptEnd {
+    std::string event;    // "expired" or "evicted"
+    std::string reason;   // "idle", "absolute" or empty
+    std::string session;  // handle hex
+    std::string user;     // empty when unknown (evicted: the record is gone)
+    std::string client;
+  };
+  using SweepCallback = std::function<void(bool ok, size_t taken, std::vector<SweptEnd> ends)>;
+  void sweep_expiries(int64_t now_ms, size_t limit, SweepCallback done);
+
   // Issue 14: tells every instance that this session ended (PUBLISH on the events channel,
   // redis_codec.h), for a revocation that names sessions by handle. destroy() publishes by key
   // itself once Redis confirmed the key was removed.
@@ -141,6 +159,7 @@ class RedisStore final : public SessionStore {
   uv_loop_t* loop_;
   std::string key_prefix_;
   std::string events_channel_;  // key_prefix_ + "events"
+  std::string schedule_key_;    // key_prefix_ + "expiries" (redis_scripts.h)
   int64_t idle_ms_;
   int64_t absolute_ms_;
   WorkerMetrics* metrics_;

@@ -7,12 +7,15 @@
 namespace sg {
 namespace {
 
-// ikey(), hkey(), member(), scan(), kill() and describe() (see redis_index_lua).
+// ikey(), hkey(), the schedule's sched and entry(), member(), scan(), kill() and describe() (see
+// redis_index_lua).
 std::string index_readers_lua() {
   return "local prefix, uattr = ARGV[4], ARGV[5] "
          "local function ikey(id) return prefix .. '{u:' .. id .. '}' end "
          "local function hkey(h) return prefix .. 'h:' .. h end "
          "local function ms(v) return string.format('%d', v) end "
+         "local sched = prefix .. 'expiries' "
+         "local function entry(d, h) return d .. ':' .. h end "
          "local function member(d, id, user) "
          "  local c, s, u, h = live(prefix .. d) "
          "  if not c or u ~= id then return nil end "
@@ -34,7 +37,10 @@ std::string index_readers_lua() {
          "end "
          "local function kill(m, id) "
          "  redis.call('DEL', prefix .. m.d) "
-         "  if m.h ~= '' then redis.call('DEL', hkey(m.h)) end "
+         "  if m.h ~= '' then "
+         "    redis.call('DEL', hkey(m.h)) "
+         "    redis.call('ZREM', sched, entry(m.d, m.h)) "
+         "  end "
          "  redis.call('ZREM', ikey(id), m.d) "
          "end "
          "local function describe(list) "
@@ -108,6 +114,8 @@ std::string index_writers_lua() {
 // scan(id, user, limit): the live entries of `user` among the `limit` oldest, oldest first; the
 // stale ones met leave the index, and every entry created more than `abs` ago leaves at once (its
 // session is dead by the absolute timeout). Also returns how many entries were not examined.
+// sched is the expiry schedule's key, entry(d, h) a session's member in it (redis_scripts.h);
+// kill() takes the session out of it (destroyed, not expired).
 // plan(u, i, x): what a change does to the index, decided before anything is written: ARGV[x] is
 // '' (user untouched), '-' (user cleared) or the id of the user set, ARGV[x + 1] that user, the
 // cap is ARGV[i + 3] with ARGV[i + 4] 'reject' or 'evict'. nil = refused by the cap. A join

@@ -295,7 +295,7 @@ class RedisStoreTunnels(LiveTestCase):
         t = self.issued_token(self.get(gw, "/echo"))
         ws = self.open_ws(gw, t)
         opened = time.monotonic()
-        self.expect_policy_close(ws)  # Redis expires the key silently: the periodic check sees it
+        self.expect_policy_close(ws)  # the expiry sweep publishes the end (or the periodic check sees it)
         self.assertGreaterEqual(time.monotonic() - opened, 1.5, "closed before the idle timeout")
 
     def subscribers(self) -> int:

@@ -550,6 +550,17 @@ class TokenNotInRedis(RedisTestCase):
         # {u:<32 hex>}, per session a handle key naming its digest; no key holds a user's name.
         index = [k for k in keys if re.fullmatch(rf"{re.escape(PREFIX)}\{{u:[0-9a-f]{{32}}\}}", k)]
         handles = [k for k in keys if re.fullmatch(rf"{re.escape(PREFIX)}h:[0-9a-f]{{32}}", k)]
+        # The expiry schedule: one sorted set of "<digest>:<handle>" members, never a token.
+        schedule = PREFIX + "expiries"
+        self.assertIn(schedule, keys)
+        members = [m.decode() for m in redis.cmd("ZRANGE", schedule, 0, -1)]
+        self.assertEqual(sorted(m.split(":")[0] for m in members),
+                         sorted(session_key("", t) for t in live))
+        for m in members:
+            self.assertRegex(m, r"^[0-9a-f]{64}:[0-9a-f]{32}$")
+            for t in tokens:
+                self.assertNotIn(t, m)
+        keys.remove(schedule)
         sessions = [k for k in keys if k not in index and k not in handles]
         self.assertEqual(len(index), 4, keys)
         self.assertEqual(len(handles), 4, keys)
@@ -562,8 +573,9 @@ class TokenNotInRedis(RedisTestCase):
             value = (b"\n".join(redis.cmd("HGETALL", k)) if kind == b"hash" else
                      b"\n".join(redis.cmd("ZRANGE", k, 0, -1)) if kind == b"zset" else redis.cmd("GET", k))
             ttl = redis.cmd("PTTL", k)
-            # Sessions and handle keys: the idle timeout at most; an index: the absolute one.
-            bound = (12 if kind == b"zset" else 1) * 3600 * 1000
+            # Sessions and handle keys: the idle timeout at most (sessions: and the sweep's grace
+            # of a minute); an index: the absolute one.
+            bound = (12 if kind == b"zset" else 1) * 3600 * 1000 + 60_000
             self.assertTrue(0 < ttl <= bound, f"PTTL {ttl} of {k}")
             for t in tokens:
                 self.assertNotIn(t.encode(), value, "a token in a Redis value")

@@ -85,12 +85,14 @@ class Monitor:
             return list(self.lines)
 
     def sent_between(self, start: str, end: str) -> list[str]:
-        """The commands clients sent between the markers: not the ones scripts ran ([n lua])."""
+        """The commands clients sent between the markers: not the ones scripts ran ([n lua]), nor
+        the expiry sweep's (once a second per instance, on the schedule key, whatever the
+        traffic)."""
         lines = self.snapshot()
         i = next(k for k, line in enumerate(lines) if start in line)
         j = next(k for k, line in enumerate(lines) if end in line)
         return [re.sub(r"^\S+ \[[^\]]*\] ", "", line).split(" ")[0].strip('"')
-                for line in lines[i + 1:j] if " lua]" not in line]
+                for line in lines[i + 1:j] if " lua]" not in line and 'expiries"' not in line]
 
 
 class TwoInstances(OnRedis, UsersTestCase):
@@ -233,11 +235,16 @@ class TwoInstances(OnRedis, UsersTestCase):
         extra = (sum(usage(session_key("sgusers:", t)) for t in tokens) - hashes +
                  sum(usage(k) for k in keys if k.startswith("sgusers:h:") or "{u:" in k))
         self.assertEqual(sum(1 for k in keys if "{u:" in k), n // 3 + 1)  # and "fig"
+        # The expiry schedule: one member per session (the n here, "F" rotated to one more).
+        scheduled = resp(self.redis.port, "ZCARD", "sgusers:expiries")
+        self.assertEqual(scheduled, n + 1)
+        schedule = usage("sgusers:expiries") / scheduled
         report(f"Redis memory (INFO used_memory, {n} sessions, keyspace buckets included): "
                f"{(anonymous - before) / n:.0f} B per anonymous session, "
                f"{(indexed - anonymous) / n:.0f} B more per indexed session; by MEMORY USAGE: "
                f"{hashes / n:.0f} B per anonymous session hash, {extra / n:.0f} B more per indexed "
-               f"session (a:user and u in the hash, the handle key, a third of a user's index)")
+               f"session (a:user and u in the hash, the handle key, a third of a user's index); "
+               f"the expiry schedule {schedule:.0f} B per session (included in the anonymous figure)")
 
 if __name__ == "__main__":
     unittest.main()
