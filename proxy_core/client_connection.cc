@@ -21,10 +21,7 @@ constexpr Millis kLingerTime{2000};
 
 }  // namespace
 
-ClientConnection::ClientConnection(Worker* worker)
-    : worker_(worker),
-      config_(worker->config()),
-      request_parser_(HttpParser::Kind::kRequest, request_limits(*worker->config())) {
+ClientConnection::ClientConnection(Worker* worker) : worker_(worker), config_(worker->config()) {
   facts_.can_tunnel = true;
   facts_.token_digests = &token_digests_;
   uv_tcp_init(worker_->loop(), &tcp_);
@@ -32,9 +29,6 @@ ClientConnection::ClientConnection(Worker* worker)
   tcp_.data = this;
   timer_.data = this;
   handles_open_ = 2;
-  request_parser_.set_body_sink([this](const char* data, size_t len) {
-    if (exchange_ != nullptr) exchange_->on_request_body(data, len);
-  });
 }
 
 ClientConnection::~ClientConnection() = default;
@@ -190,7 +184,7 @@ void ClientConnection::drain() {
     h2_->drain();  // GOAWAY; the open streams finish, then the connection closes
     return;
   }
-  if (state_ == State::kIdle && pending_.empty()) close_now();
+  if (state_ == State::kIdle && !has_pending()) close_now();
 }
 
 // The drain deadline passed, or a started response cannot be completed (Downstream::abort):
@@ -215,7 +209,7 @@ void ClientConnection::close_after_flush() {
   // sending: a rejected or unfinished request, or bytes we never parsed. Closing with unread
   // data makes the kernel send a reset that can destroy our answer in flight (nginx's
   // lingering_close heuristic). A complete exchange closes as soon as our bytes are out.
-  linger_ = !request_done_ || !pending_.empty();
+  linger_ = !request_done_ || has_pending();
   if (!linger_ && tls_ == nullptr && queued_bytes(reinterpret_cast<uv_stream_t*>(&tcp_)) == 0) {
     // Everything is already in the kernel and nothing is unread: close() sends our FIN after
     // the data, and saves the shutdown(2) round.
@@ -228,8 +222,9 @@ void ClientConnection::close_after_flush() {
   update_reading();
   // A slow client still has the activity timeout to take what is queued.
   arm_timer(TimerKind::kActivity);
-  shutdown_req_.data = this;
-  if (uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_),
+  shutdown_req_ = std::make_unique<uv_shutdown_t>();
+  shutdown_req_->data = this;
+  if (uv_shutdown(shutdown_req_.get(), reinterpret_cast<uv_stream_t*>(&tcp_),
                   &ClientConnection::on_shutdown) != 0) {
     close_now();
   }
@@ -257,7 +252,7 @@ void ClientConnection::close_now() {
   closing_ = true;
   lingering_ = false;
   state_ = State::kClosing;
-  corked_.clear();  // an abort: nothing more goes out
+  if (h1_ != nullptr) h1_->corked.clear();  // an abort: nothing more goes out
   if (exchange_ != nullptr) exchange_->downstream_closed();
   if (h2_ != nullptr) {
     H2Connection* h2 = h2_;
@@ -276,6 +271,7 @@ void ClientConnection::on_closed(ClientConnection* c) {
     c->worker_->exchanges().release(c->exchange_);
     c->exchange_ = nullptr;
   }
+  if (c->h1_ != nullptr) c->worker_->http1_states().give_back_dirty(c->h1_);
   c->worker_->connection_closed(c);
   delete c;
 }

@@ -1,8 +1,10 @@
 // ClientConnection: one accepted client socket speaking HTTP/1.1, and the exchanges (request ->
 // upstream -> response) that run on it, one at a time, in order (pipelined requests wait in
-// `pending_`). Each request is an Exchange (exchange.h), borrowed from the worker's ExchangePool
-// at the first byte of the request and given back when the connection goes idle; this class
-// is its Downstream (downstream.h).
+// the unparsed bytes). Each request is an Exchange (exchange.h), borrowed from the worker's
+// ExchangePool at the first byte of the request and given back when the connection goes idle;
+// this class is its Downstream (downstream.h). The request parser, the unparsed bytes and the
+// output scratch (Http1State, http1_state.h) are borrowed with it: an idle keep-alive connection
+// holds only its socket, its timer and a few words (issue 17: memory per idle connection).
 //
 // Two concerns, in separate files so that another protocol handler can sit on the same
 // transport later:
@@ -28,7 +30,7 @@
 #include "proxy_core/config/config.h"
 #include "proxy_core/downstream.h"
 #include "proxy_core/h2_connection.h"
-#include "proxy_core/http/http_parser.h"
+#include "proxy_core/http1_state.h"
 #include "proxy_core/net/lazy_deadline.h"
 #include "proxy_core/session/token.h"
 #include "proxy_core/tls/tls_engine.h"
@@ -82,11 +84,6 @@ class ClientConnection final : public Downstream, private H2Transport {
   bool write_client(const uv_buf_t* bufs, unsigned count, bool stable = false);
   int write_raw(std::string_view bytes);  // bytes as they go on the wire (ciphertext with TLS)
   void flush_cork();
-  struct CorkedPiece {
-    const char* external;  // stable bytes, or nullptr: `offset` into corked_bytes_
-    size_t offset;
-    size_t length;
-  };
   static constexpr size_t kMaxCorked = 64;  // pieces per writev (IOV_MAX is 1024)
   void close_after_flush();
   void close_now();
@@ -111,6 +108,11 @@ class ClientConnection final : public Downstream, private H2Transport {
   void on_request_complete();
   void reject(int status, const char* reason);
   void release_exchange();
+  // The HTTP/1.1 state of the request in progress (http1_state.h): borrowed at its first byte.
+  Http1State& h1();
+  void release_h1();
+  size_t pending_size() const { return h1_ != nullptr ? h1_->pending.size() : 0; }
+  bool has_pending() const { return pending_size() != 0; }
 
   // Downstream, for the current exchange (client_http1.cc).
   const ClientFacts& client() const override { return facts_; }
@@ -135,7 +137,7 @@ class ClientConnection final : public Downstream, private H2Transport {
   std::shared_ptr<const Config> config_;  // taken at each request: reloads apply to new requests
   uv_tcp_t tcp_;
   uv_timer_t timer_;
-  uv_shutdown_t shutdown_req_;
+  std::unique_ptr<uv_shutdown_t> shutdown_req_;  // made by close_after_flush(): rare, and big
   int handles_open_ = 0;
   State state_ = State::kIdle;
   TimerKind timer_kind_ = TimerKind::kNone;
@@ -162,12 +164,10 @@ class ClientConnection final : public Downstream, private H2Transport {
   // HTTP/2, once chosen: owns the streams and their exchanges; released by close_now().
   H2Connection* h2_ = nullptr;
   bool sniff_h2c_ = false;  // a plain listener with http2_cleartext, no byte seen yet
-  HttpParser request_parser_;
-  std::string pending_;  // client bytes read but not yet parsed (pipelining, upstream connect)
-  std::string out_;      // scratch for heads and chunk framing
+  // The request in progress's parser, unparsed bytes, output scratch and corked writes; null
+  // while idle (and on HTTP/2). Borrowed from the worker's Http1StatePool.
+  Http1State* h1_ = nullptr;
   int cork_depth_ = 0;
-  std::vector<CorkedPiece> corked_;
-  std::string corked_bytes_;
 };
 
 }  // namespace sg
