@@ -25,10 +25,9 @@ ClientConnection::ClientConnection(Worker* worker) : worker_(worker), config_(wo
   facts_.can_tunnel = true;
   facts_.token_digests = &token_digests_;
   uv_tcp_init(worker_->loop(), &tcp_);
-  uv_timer_init(worker_->loop(), &timer_);
   tcp_.data = this;
-  timer_.data = this;
-  handles_open_ = 2;
+  deadline_.owner = this;
+  handles_open_ = 1;
 }
 
 ClientConnection::~ClientConnection() = default;
@@ -133,35 +132,36 @@ void ClientConnection::set_reading(bool want) {
 }
 
 void ClientConnection::arm_timer(TimerKind kind) {
-  if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&timer_))) return;
+  if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&tcp_))) return;
   timer_kind_ = kind;
   Millis t{0};
+  size_t list = kIdleList;
   switch (kind) {
     case TimerKind::kNone:
-      return;  // lazily: the armed timer finds kNone when it fires and does nothing
+      return;  // lazily: the link stays where it is and expires into nothing (kNone)
     case TimerKind::kIdle:
     case TimerKind::kActivity:
       t = config_->limits.client_idle_timeout;
       break;
     case TimerKind::kHeader:
       t = config_->limits.header_timeout;
+      list = kHeaderList;
       break;
     case TimerKind::kLinger:
       t = kLingerTime;
+      list = kLingerList;
       break;
     case TimerKind::kHandshake:
       t = config_->tls.handshake_timeout;
+      list = kHandshakeList;
       break;
   }
-  // Re-armed several times per request: LazyDeadline makes moving it later cheap.
-  deadline_.set(&timer_, &ClientConnection::on_timer, static_cast<uint64_t>(t.count()));
+  // Re-armed several times per request: an unlink and an append, no timer heap.
+  worker_->client_deadlines(list).set(&deadline_, static_cast<uint64_t>(t.count()));
 }
 
-void ClientConnection::on_timer(uv_timer_t* t) {
-  auto* c = static_cast<ClientConnection*>(t->data);
-  c->deadline_.fired();
-  if (c->timer_kind_ == TimerKind::kNone) return;
-  if (!c->deadline_.passed(&c->timer_, &ClientConnection::on_timer)) return;
+void ClientConnection::deadline_expired(DeadlineLink* link) {
+  auto* c = static_cast<ClientConnection*>(link->owner);
   switch (c->timer_kind_) {
     case TimerKind::kHeader:
       c->reject(408, "request head not received in time");  // armed with an exchange begun
@@ -170,8 +170,9 @@ void ClientConnection::on_timer(uv_timer_t* t) {
     case TimerKind::kActivity:
     case TimerKind::kLinger:
     case TimerKind::kHandshake:
-    case TimerKind::kNone:
       c->close_now();
+      break;
+    case TimerKind::kNone:  // disarmed lazily (arm_timer)
       break;
   }
 }
@@ -254,13 +255,14 @@ void ClientConnection::close_now() {
   state_ = State::kClosing;
   if (h1_ != nullptr) h1_->corked.clear();  // an abort: nothing more goes out
   if (exchange_ != nullptr) exchange_->downstream_closed();
+  DeadlineList::cancel(&deadline_);
   if (h2_ != nullptr) {
     H2Connection* h2 = h2_;
     h2_ = nullptr;
     h2->release();  // its streams' exchanges are told and given back; it deletes itself
   }
   HandleCloser<ClientConnection, &ClientConnection::handles_open_,
-               &ClientConnection::on_closed>::close({h, reinterpret_cast<uv_handle_t*>(&timer_)});
+               &ClientConnection::on_closed>::close({h});
 }
 
 void ClientConnection::on_closed(ClientConnection* c) {

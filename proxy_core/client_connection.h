@@ -4,7 +4,8 @@
 // ExchangePool at the first byte of the request and given back when the connection goes idle;
 // this class is its Downstream (downstream.h). The request parser, the unparsed bytes and the
 // output scratch (Http1State, http1_state.h) are borrowed with it: an idle keep-alive connection
-// holds only its socket, its timer and a few words (issue 17: memory per idle connection).
+// holds only its socket, a link in its worker's deadline lists and a few words (issue 17: memory
+// per idle connection).
 //
 // Two concerns, in separate files so that another protocol handler can sit on the same
 // transport later:
@@ -31,7 +32,7 @@
 #include "proxy_core/downstream.h"
 #include "proxy_core/h2_connection.h"
 #include "proxy_core/http1_state.h"
-#include "proxy_core/net/lazy_deadline.h"
+#include "proxy_core/net/deadline_list.h"
 #include "proxy_core/session/token.h"
 #include "proxy_core/tls/tls_engine.h"
 
@@ -55,6 +56,12 @@ class ClientConnection final : public Downstream, private H2Transport {
   // Drain deadline passed: close now, whatever is in flight.
   void abort() override;
 
+  // The worker's deadline lists call this when a connection's deadline passes.
+  static void deadline_expired(DeadlineLink* link);
+  // Which of the worker's deadline lists a timer kind goes in: one per timeout, so that each list
+  // stays in order by appending (deadline_list.h).
+  enum DeadlineListIndex : size_t { kIdleList, kHeaderList, kLingerList, kHandshakeList, kLists };
+
  private:
   enum class State {
     kIdle,     // waiting for the first byte of a request
@@ -72,9 +79,8 @@ class ClientConnection final : public Downstream, private H2Transport {
   static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
   static void on_write_done(uv_stream_t* s, int status);
-  static void on_timer(uv_timer_t* t);
   static void on_shutdown(uv_shutdown_t* req, int status);
-  static void on_closed(ClientConnection* c);  // both handles closed (close_now())
+  static void on_closed(ClientConnection* c);  // the socket closed (close_now())
   void on_client_eof(int status);
   void set_reading(bool want);
   void arm_timer(TimerKind kind);
@@ -136,12 +142,13 @@ class ClientConnection final : public Downstream, private H2Transport {
   Worker* worker_;
   std::shared_ptr<const Config> config_;  // taken at each request: reloads apply to new requests
   uv_tcp_t tcp_;
-  uv_timer_t timer_;
   std::unique_ptr<uv_shutdown_t> shutdown_req_;  // made by close_after_flush(): rare, and big
   int handles_open_ = 0;
   State state_ = State::kIdle;
   TimerKind timer_kind_ = TimerKind::kNone;
-  LazyDeadline deadline_;  // when timer_kind_ expires
+  // When timer_kind_ expires: a link in one of the worker's deadline lists, not a uv_timer_t
+  // (152 bytes) of its own.
+  DeadlineLink deadline_;
   bool reading_ = false;
   bool closing_ = false;
   bool draining_ = false;

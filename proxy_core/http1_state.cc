@@ -22,7 +22,8 @@ Http1State* Http1StatePool::acquire(HttpParser::Limits limits) {
 void Http1StatePool::give_back(Http1State* s) {
   // A parser after a message that ends its connection (HTTP/1.0 without keep-alive, Connection:
   // close) would refuse the next connection's request: it starts over.
-  if (!s->parser.should_keep_alive()) s->parser.reset();
+  // (head().keep_alive is llhttp's verdict on the last head: one load instead of a call.)
+  if (!s->parser.head().keep_alive) s->parser.reset();
   s->body_to = nullptr;
   if (free_.size() >= max_free_) {
     delete s;
