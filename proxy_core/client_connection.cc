@@ -23,20 +23,13 @@ constexpr Millis kLingerTime{2000};
 
 }  // namespace
 
-ClientConnection::ClientConnection(Worker* worker)
-    : worker_(worker),
-      config_(worker->config()),
-      request_parser_(HttpParser::Kind::kRequest, request_limits(*worker->config())) {
+ClientConnection::ClientConnection(Worker* worker) : worker_(worker), config_(worker->config()) {
   facts_.can_tunnel = true;
   facts_.token_digests = &token_digests_;
   uv_tcp_init(worker_->loop(), &tcp_);
-  uv_timer_init(worker_->loop(), &timer_);
   tcp_.data = this;
-  timer_.data = this;
-  handles_open_ = 2;
-  request_parser_.set_body_sink([this](const char* data, size_t len) {
-    if (exchange_ != nullptr) exchange_->on_request_body(data, len);
-  });
+  deadline_.owner = this;
+  handles_open_ = 1;
 }
 
 ClientConnection::~ClientConnection() = default;
@@ -141,35 +134,36 @@ void ClientConnection::set_reading(bool want) {
 }
 
 void ClientConnection::arm_timer(TimerKind kind) {
-  if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&timer_))) return;
+  if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&tcp_))) return;
   timer_kind_ = kind;
   Millis t{0};
+  size_t list = kIdleList;
   switch (kind) {
     case TimerKind::kNone:
-      return;  // lazily: the armed timer finds kNone when it fires and does nothing
+      return;  // lazily: the link stays where it is and expires into nothing (kNone)
     case TimerKind::kIdle:
     case TimerKind::kActivity:
       t = config_->limits.client_idle_timeout;
       break;
     case TimerKind::kHeader:
       t = config_->limits.header_timeout;
+      list = kHeaderList;
       break;
     case TimerKind::kLinger:
       t = kLingerTime;
+      list = kLingerList;
       break;
     case TimerKind::kHandshake:
       t = config_->tls.handshake_timeout;
+      list = kHandshakeList;
       break;
   }
-  // Re-armed several times per request: LazyDeadline makes moving it later cheap.
-  deadline_.set(&timer_, &ClientConnection::on_timer, static_cast<uint64_t>(t.count()));
+  // Re-armed several times per request: an unlink and an append, no timer heap.
+  worker_->client_deadlines(list).set(&deadline_, static_cast<uint64_t>(t.count()));
 }
 
-void ClientConnection::on_timer(uv_timer_t* t) {
-  auto* c = static_cast<ClientConnection*>(t->data);
-  c->deadline_.fired();
-  if (c->timer_kind_ == TimerKind::kNone) return;
-  if (!c->deadline_.passed(&c->timer_, &ClientConnection::on_timer)) return;
+void ClientConnection::deadline_expired(DeadlineLink* link) {
+  auto* c = static_cast<ClientConnection*>(link->owner);
   switch (c->timer_kind_) {
     case TimerKind::kHeader:
       c->reject(408, "request head not received in time");  // armed with an exchange begun
@@ -178,8 +172,9 @@ void ClientConnection::on_timer(uv_timer_t* t) {
     case TimerKind::kActivity:
     case TimerKind::kLinger:
     case TimerKind::kHandshake:
-    case TimerKind::kNone:
       c->close_now();
+      break;
+    case TimerKind::kNone:  // disarmed lazily (arm_timer)
       break;
   }
 }
@@ -192,7 +187,7 @@ void ClientConnection::drain() {
     h2_->drain();  // GOAWAY; the open streams finish, then the connection closes
     return;
   }
-  if (state_ == State::kIdle && pending_.empty()) close_now();
+  if (state_ == State::kIdle && !has_pending()) close_now();
 }
 
 // The drain deadline passed, or a started response cannot be completed (Downstream::abort):
@@ -217,7 +212,7 @@ void ClientConnection::close_after_flush() {
   // sending: a rejected or unfinished request, or bytes we never parsed. Closing with unread
   // data makes the kernel send a reset that can destroy our answer in flight (nginx's
   // lingering_close heuristic). A complete exchange closes as soon as our bytes are out.
-  linger_ = !request_done_ || !pending_.empty();
+  linger_ = !request_done_ || has_pending();
   if (!linger_ && tls_ == nullptr && queued_bytes(reinterpret_cast<uv_stream_t*>(&tcp_)) == 0) {
     // Everything is already in the kernel and nothing is unread: close() sends our FIN after
     // the data, and saves the shutdown(2) round.
@@ -230,8 +225,9 @@ void ClientConnection::close_after_flush() {
   update_reading();
   // A slow client still has the activity timeout to take what is queued.
   arm_timer(TimerKind::kActivity);
-  shutdown_req_.data = this;
-  if (uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_),
+  shutdown_req_ = std::make_unique<uv_shutdown_t>();
+  shutdown_req_->data = this;
+  if (uv_shutdown(shutdown_req_.get(), reinterpret_cast<uv_stream_t*>(&tcp_),
                   &ClientConnection::on_shutdown) != 0) {
     close_now();
   }
@@ -259,15 +255,16 @@ void ClientConnection::close_now() {
   closing_ = true;
   lingering_ = false;
   state_ = State::kClosing;
-  corked_.clear();  // an abort: nothing more goes out
+  if (h1_ != nullptr) h1_->corked.clear();  // an abort: nothing more goes out
   if (exchange_ != nullptr) exchange_->downstream_closed();
+  DeadlineList::cancel(&deadline_);
   if (h2_ != nullptr) {
     H2Connection* h2 = h2_;
     h2_ = nullptr;
     h2->release();  // its streams' exchanges are told and given back; it deletes itself
   }
   HandleCloser<ClientConnection, &ClientConnection::handles_open_,
-               &ClientConnection::on_closed>::close({h, reinterpret_cast<uv_handle_t*>(&timer_)});
+               &ClientConnection::on_closed>::close({h});
   if (writable_ != nullptr) {
     HandleCloser<ClientConnection, &ClientConnection::handles_open_, &ClientConnection::on_closed>::
         close({reinterpret_cast<uv_handle_t*>(&writable_->poll)});
@@ -283,6 +280,7 @@ void ClientConnection::on_closed(ClientConnection* c) {
     c->exchange_ = nullptr;
   }
   if (c->writable_ != nullptr) ::close(c->writable_->fd);  // the dup(): the socket's last reference
+  if (c->h1_ != nullptr) c->worker_->http1_states().give_back_dirty(c->h1_);
   c->worker_->connection_closed(c);
   delete c;
 }

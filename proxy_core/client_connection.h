@@ -1,8 +1,11 @@
 // ClientConnection: one accepted client socket speaking HTTP/1.1, and the exchanges (request ->
 // upstream -> response) that run on it, one at a time, in order (pipelined requests wait in
-// `pending_`). Each request is an Exchange (exchange.h), borrowed from the worker's ExchangePool
-// at the first byte of the request and given back when the connection goes idle; this class
-// is its Downstream (downstream.h).
+// the unparsed bytes). Each request is an Exchange (exchange.h), borrowed from the worker's
+// ExchangePool at the first byte of the request and given back when the connection goes idle;
+// this class is its Downstream (downstream.h). The request parser, the unparsed bytes and the
+// output scratch (Http1State, http1_state.h) are borrowed with it: an idle keep-alive connection
+// holds only its socket, a link in its worker's deadline lists and a few words (issue 17: memory
+// per idle connection).
 //
 // Two concerns, in separate files so that another protocol handler can sit on the same
 // transport later:
@@ -28,8 +31,8 @@
 #include "proxy_core/config/config.h"
 #include "proxy_core/downstream.h"
 #include "proxy_core/h2_connection.h"
-#include "proxy_core/http/http_parser.h"
-#include "proxy_core/net/lazy_deadline.h"
+#include "proxy_core/http1_state.h"
+#include "proxy_core/net/deadline_list.h"
 #include "proxy_core/session/token.h"
 #include "proxy_core/tls/tls_engine.h"
 
@@ -53,6 +56,12 @@ class ClientConnection final : public Downstream, private H2Transport {
   // Drain deadline passed: close now, whatever is in flight.
   void abort() override;
 
+  // The worker's deadline lists call this when a connection's deadline passes.
+  static void deadline_expired(DeadlineLink* link);
+  // Which of the worker's deadline lists a timer kind goes in: one per timeout, so that each list
+  // stays in order by appending (deadline_list.h).
+  enum DeadlineListIndex : size_t { kIdleList, kHeaderList, kLingerList, kHandshakeList, kLists };
+
  private:
   enum class State {
     kIdle,     // waiting for the first byte of a request
@@ -70,9 +79,8 @@ class ClientConnection final : public Downstream, private H2Transport {
   static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
   static void on_write_done(uv_stream_t* s, int status);
-  static void on_timer(uv_timer_t* t);
   static void on_shutdown(uv_shutdown_t* req, int status);
-  static void on_closed(ClientConnection* c);  // both handles closed (close_now())
+  static void on_closed(ClientConnection* c);  // the socket closed (close_now())
   void on_client_eof(int status);
   void set_reading(bool want);
   void arm_timer(TimerKind kind);
@@ -82,11 +90,6 @@ class ClientConnection final : public Downstream, private H2Transport {
   bool write_client(const uv_buf_t* bufs, unsigned count, bool stable = false);
   int write_raw(std::string_view bytes);  // bytes as they go on the wire (ciphertext with TLS)
   void flush_cork();
-  struct CorkedPiece {
-    const char* external;  // stable bytes, or nullptr: `offset` into corked_bytes_
-    size_t offset;
-    size_t length;
-  };
   static constexpr size_t kMaxCorked = 64;  // pieces per writev (IOV_MAX is 1024)
   void close_after_flush();
   void close_now();
@@ -111,6 +114,11 @@ class ClientConnection final : public Downstream, private H2Transport {
   void on_request_complete();
   void reject(int status, const char* reason);
   void release_exchange();
+  // The HTTP/1.1 state of the request in progress (http1_state.h): borrowed at its first byte.
+  Http1State& h1();
+  void release_h1();
+  size_t pending_size() const { return h1_ != nullptr ? h1_->pending.size() : 0; }
+  bool has_pending() const { return pending_size() != 0; }
 
   // Downstream, for the current exchange (client_http1.cc).
   const ClientFacts& client() const override { return facts_; }
@@ -138,12 +146,13 @@ class ClientConnection final : public Downstream, private H2Transport {
   Worker* worker_;
   std::shared_ptr<const Config> config_;  // taken at each request: reloads apply to new requests
   uv_tcp_t tcp_;
-  uv_timer_t timer_;
-  uv_shutdown_t shutdown_req_;
+  std::unique_ptr<uv_shutdown_t> shutdown_req_;  // made by close_after_flush(): rare, and big
   int handles_open_ = 0;
   State state_ = State::kIdle;
   TimerKind timer_kind_ = TimerKind::kNone;
-  LazyDeadline deadline_;  // when timer_kind_ expires
+  // When timer_kind_ expires: a link in one of the worker's deadline lists, not a uv_timer_t
+  // (152 bytes) of its own.
+  DeadlineLink deadline_;
   bool reading_ = false;
   bool closing_ = false;
   bool draining_ = false;
@@ -166,12 +175,10 @@ class ClientConnection final : public Downstream, private H2Transport {
   // HTTP/2, once chosen: owns the streams and their exchanges; released by close_now().
   H2Connection* h2_ = nullptr;
   bool sniff_h2c_ = false;  // a plain listener with http2_cleartext, no byte seen yet
-  HttpParser request_parser_;
-  std::string pending_;  // client bytes read but not yet parsed (pipelining, upstream connect)
-  std::string out_;      // scratch for heads and chunk framing
+  // The request in progress's parser, unparsed bytes, output scratch and corked writes; null
+  // while idle (and on HTTP/2). Borrowed from the worker's Http1StatePool.
+  Http1State* h1_ = nullptr;
   int cork_depth_ = 0;
-  std::vector<CorkedPiece> corked_;
-  std::string corked_bytes_;
   // Write readiness for spliced bodies, made at the first full socket: libuv watches a
   // descriptor once, so the poll watches a dup() of the socket (closed in on_closed).
   struct WritableWatch {

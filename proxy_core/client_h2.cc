@@ -19,14 +19,17 @@ void ClientConnection::on_client_bytes(const char* data, size_t len) {
     return;
   }
   // Prior knowledge (RFC 9113 §3.3): the first bytes say which protocol. They may come in
-  // pieces; a strict prefix of the preface waits in pending_ (nothing else reads it yet).
-  pending_.append(data, len);
-  switch (match_h2_preface(pending_)) {
+  // pieces; a strict prefix of the preface waits in the unparsed bytes (nothing else reads them
+  // yet).
+  std::string& pending = h1().pending;
+  pending.append(data, len);
+  switch (match_h2_preface(pending)) {
     case H2Preface::kNeedMore:
       return;
     case H2Preface::kYes: {
       std::string bytes;
-      bytes.swap(pending_);
+      bytes.swap(pending);
+      release_h1();  // HTTP/2 has its own parser
       start_h2();
       h2_->receive(bytes.data(), bytes.size());
       return;
@@ -34,7 +37,7 @@ void ClientConnection::on_client_bytes(const char* data, size_t len) {
     case H2Preface::kNo: {
       sniff_h2c_ = false;
       std::string bytes;
-      bytes.swap(pending_);
+      bytes.swap(pending);
       on_plaintext(bytes.data(), bytes.size());
       return;
     }

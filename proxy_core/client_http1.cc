@@ -30,22 +30,37 @@ void ClientConnection::on_plaintext(const char* data, size_t len) {
     update_reading();
     return;
   }
-  if (!pending_.empty()) {
-    pending_.append(data, len);
+  if (has_pending()) {
+    h1_->pending.append(data, len);
     process_pending();
   } else {
     process(data, len);
   }
 }
 
+Http1State& ClientConnection::h1() {
+  if (h1_ == nullptr) h1_ = worker_->http1_states().acquire(request_limits(*worker_->config()));
+  return *h1_;
+}
+
+// Gives the HTTP/1.1 state back once nothing of a request is left: its parser between messages,
+// nothing unparsed. Corked writes (finish() runs inside the exchange's cork) go out first.
+void ClientConnection::release_h1() {
+  if (h1_ == nullptr) return;
+  flush_cork();
+  worker_->http1_states().give_back(h1_);
+  h1_ = nullptr;
+}
+
 void ClientConnection::process_pending() {
   std::string input;
-  input.swap(pending_);
+  input.swap(h1().pending);
   process(input.data(), input.size());
-  // Keep the larger buffer for the next time (reuse its capacity).
-  if (pending_.empty() && input.capacity() <= 64 * 1024) {
+  // Keep the larger buffer for the next time (reuse its capacity), if a request is still in
+  // progress (else the state went back to the pool as it was).
+  if (h1_ != nullptr && h1_->pending.empty() && input.capacity() <= 64 * 1024) {
     input.clear();
-    pending_.swap(input);
+    h1_->pending.swap(input);
   }
 }
 
@@ -57,6 +72,7 @@ void ClientConnection::process(const char* data, size_t len) {
       // A new exchange, reset as a whole: a head rejected before on_request_head (parse error,
       // header timeout) gets its own answer and log line, never the previous request's.
       if (exchange_ == nullptr) exchange_ = worker_->exchanges().acquire();
+      h1().body_to = exchange_;  // the request body's bytes (the parser's sink)
       request_done_ = response_started_ = close_after_ = false;
       response_framing_ = BodyFraming::kNone;
       exchange_->begin(this);
@@ -65,7 +81,8 @@ void ClientConnection::process(const char* data, size_t len) {
     // Parse only while reading a head or streaming a request body the exchange takes.
     bool parse = state_ == State::kHead || (state_ == State::kForward && !request_done_);
     if (!parse) break;
-    HttpParser::Event ev = request_parser_.step(data, len);
+    HttpParser& parser = h1_->parser;  // h1_ may change when a request ends inside the loop
+    HttpParser::Event ev = parser.step(data, len);
     switch (ev) {
       case HttpParser::Event::kNeedMore:
         break;
@@ -79,18 +96,18 @@ void ClientConnection::process(const char* data, size_t len) {
         on_request_complete();
         break;
       case HttpParser::Event::kUpgrade:
-        if (request_parser_.head_reported()) {
+        if (parser.head_reported()) {
           on_request_complete();
         } else {
           on_request_head(/*complete=*/true);
         }
         break;
       case HttpParser::Event::kError:
-        reject(request_parser_.error_status(), request_parser_.error_reason());
+        reject(parser.error_status(), parser.error_reason());
         return;
     }
   }
-  if (len > 0 && !closing_) pending_.append(data, len);
+  if (len > 0 && !closing_) h1().pending.append(data, len);
   update_reading();
 }
 
@@ -101,16 +118,16 @@ void ClientConnection::update_reading() {
     case State::kIdle:
     case State::kHead:
       // Bounded: at most one read buffer of unparsed bytes is held while a head is incomplete.
-      want = pending_.size() < worker_->read_buffer_size();
+      want = pending_size() < worker_->read_buffer_size();
       break;
     case State::kForward:
       if (request_done_) {
-        // Keep reading while the response runs: a pipelined request waits in pending_ (bounded),
+        // Keep reading while the response runs: a pipelined request waits unparsed (bounded),
         // and not toggling the socket saves two epoll_ctl calls per request.
-        want = pending_.size() < worker_->read_buffer_size() && !client_eof_;
+        want = pending_size() < worker_->read_buffer_size() && !client_eof_;
         break;
       }
-      want = pending_.empty() && exchange_->wants_request_body();
+      want = !has_pending() && exchange_->wants_request_body();
       // While we hold the client back (a slow upstream), the client is not idle: its timer
       // waits, and the upstream's response timeout bounds the stall instead.
       if (!response_started_ && want != (timer_kind_ == TimerKind::kActivity))
@@ -131,8 +148,9 @@ void ClientConnection::update_reading() {
 
 void ClientConnection::on_request_head(bool complete) {
   if (config_ != worker_->config()) config_ = worker_->config();
-  request_parser_.set_limits(request_limits(*config_));
-  MessageHead& req = request_parser_.head();
+  HttpParser& parser = h1_->parser;
+  parser.set_limits(request_limits(*config_));
+  MessageHead& req = parser.head();
   request_done_ = complete;
   client_http11_ = req.is_http11();
   state_ = State::kWaiting;
@@ -149,7 +167,7 @@ void ClientConnection::reject(int status, const char* reason) {
     close_now();
     return;
   }
-  exchange_->reject(status, reason, &request_parser_.head());
+  exchange_->reject(status, reason, h1_ != nullptr ? &h1_->parser.head() : nullptr);
 }
 
 // ---- Downstream ---------------------------------------------------------------------------
@@ -180,16 +198,17 @@ void ClientConnection::start_response(const ResponseHead& h) {
     o.client_http11 = client_http11_;
     o.close = h.close || close_after_ || draining_;
   }
-  out_.clear();
-  build_client_response(*h.upstream, o, out_);
+  std::string& out = h1().out;
+  out.clear();
+  build_client_response(*h.upstream, o, out);
   response_started_ = true;
-  write_client(out_);
+  write_client(out);
 }
 
 void ClientConnection::send_body(const char* data, size_t len, bool stable) {
   if (closing_ || len == 0) return;
   if (response_framing_ == BodyFraming::kChunked) {
-    ChunkBufs chunk(data, len, out_);
+    ChunkBufs chunk(data, len, h1().out);
     write_client(chunk.bufs, ChunkBufs::kCount, /*stable=*/false);
   } else {
     uv_buf_t buf = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
@@ -205,14 +224,15 @@ void ClientConnection::end_response() {
 }
 
 void ClientConnection::send_local(const LocalResponse& r) {
-  if (r.discard_input) pending_.clear();
+  if (r.discard_input && h1_ != nullptr) h1_->pending.clear();
   const bool close = r.close || close_after_ || draining_;
-  out_.clear();
-  build_local_response(r.status, r.body, close, worker_->http_date(), out_, r.extra, r.head_only,
+  std::string& out = h1().out;
+  out.clear();
+  build_local_response(r.status, r.body, close, worker_->http_date(), out, r.extra, r.head_only,
                        r.content_type);
   if (close) close_after_ = true;
   response_started_ = true;
-  write_client(out_);
+  write_client(out);
 }
 
 void ClientConnection::send_continue() {
@@ -223,11 +243,11 @@ void ClientConnection::deliver_request_body() {
   state_ = State::kForward;
   if (request_done_) {
     // Nothing left of this request: keep reading while the response runs (a pipelined
-    // request waits in pending_; not toggling the socket saves two epoll_ctl calls).
+    // request waits unparsed; not toggling the socket saves two epoll_ctl calls).
     update_reading();
     return;
   }
-  request_parser_.resume();
+  h1().parser.resume();
   process_pending();
 }
 
@@ -245,14 +265,15 @@ void ClientConnection::finish(bool keep_alive) {
     close_after_flush();
     return;
   }
-  // Next request on this keep-alive connection (maybe already waiting in pending_).
+  // Next request on this keep-alive connection (maybe already waiting unparsed).
   state_ = State::kIdle;
-  request_parser_.resume();
+  if (h1_ != nullptr) h1_->parser.resume();
   arm_timer(TimerKind::kIdle);
-  if (!pending_.empty()) {
+  if (has_pending()) {
     process_pending();  // the next request begins on the same exchange object
   } else {
-    release_exchange();  // an idle connection holds no exchange
+    release_exchange();  // an idle connection holds no exchange, parser or buffer
+    release_h1();
     update_reading();
   }
 }
@@ -263,14 +284,15 @@ void ClientConnection::release_exchange() {
   if (exchange_ == nullptr) return;
   worker_->exchanges().release(exchange_);
   exchange_ = nullptr;
+  if (h1_ != nullptr) h1_->body_to = nullptr;
 }
 
 void ClientConnection::start_tunnel() {
   state_ = State::kTunnel;
   request_done_ = true;
-  if (!pending_.empty()) {
-    exchange_->tunnel_from_client(pending_);  // bytes that followed the upgrade request
-    pending_.clear();
+  if (has_pending()) {
+    exchange_->tunnel_from_client(h1_->pending);  // bytes that followed the upgrade request
+    h1_->pending.clear();
   }
   arm_timer(TimerKind::kActivity);
   update_reading();

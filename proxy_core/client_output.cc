@@ -29,17 +29,19 @@ int ClientConnection::write_raw(std::string_view bytes) {
 
 bool ClientConnection::write_client(const uv_buf_t* bufs, unsigned count, bool stable) {
   if (closing_) return false;
-  if (cork_depth_ > 0) {
+  // Corks come from an HTTP/1.1 exchange, which holds h1_ (finish() flushes before giving it back).
+  if (cork_depth_ > 0 && h1_ != nullptr) {
+    std::vector<Http1State::CorkedPiece>& corked = h1_->corked;
     for (unsigned i = 0; i < count; ++i) {
       if (bufs[i].len == 0) continue;
       if (stable) {
-        corked_.push_back({bufs[i].base, 0, bufs[i].len});
+        corked.push_back({bufs[i].base, 0, bufs[i].len});
       } else {
-        corked_.push_back({nullptr, corked_bytes_.size(), bufs[i].len});
-        corked_bytes_.append(bufs[i].base, bufs[i].len);
+        corked.push_back({nullptr, h1_->corked_bytes.size(), bufs[i].len});
+        h1_->corked_bytes.append(bufs[i].base, bufs[i].len);
       }
     }
-    if (corked_.size() >= kMaxCorked) flush_cork();
+    if (corked.size() >= kMaxCorked) flush_cork();
     return true;
   }
   if (tls_ != nullptr) {
@@ -62,20 +64,21 @@ bool ClientConnection::write_client(const uv_buf_t* bufs, unsigned count, bool s
 }
 
 void ClientConnection::flush_cork() {
-  if (corked_.empty()) return;
+  if (h1_ == nullptr || h1_->corked.empty()) return;
+  Http1State& h = *h1_;
   uv_buf_t bufs[kMaxCorked];
   unsigned n = 0;
-  for (const CorkedPiece& p : corked_) {
+  for (const Http1State::CorkedPiece& p : h.corked) {
     char* base =
-        p.external != nullptr ? const_cast<char*>(p.external) : corked_bytes_.data() + p.offset;
+        p.external != nullptr ? const_cast<char*>(p.external) : h.corked_bytes.data() + p.offset;
     bufs[n++] = uv_buf_init(base, static_cast<unsigned>(p.length));
   }
   int depth = cork_depth_;
   cork_depth_ = 0;
   write_client(bufs, n, false);
   cork_depth_ = depth;
-  corked_.clear();
-  corked_bytes_.clear();
+  h.corked.clear();
+  h.corked_bytes.clear();
   // A slow client: the exchange stops reading its upstream until the queue drains.
   if (!closing_ && exchange_ != nullptr &&
       queued_bytes(reinterpret_cast<uv_stream_t*>(&tcp_)) > kWriteHighWater)
@@ -105,8 +108,8 @@ int ClientConnection::raw_body_fd() {
   // corked, nothing in libuv's queue (the pipe writes to the socket directly).
   auto* s = reinterpret_cast<uv_stream_t*>(&tcp_);
   if (tls_ != nullptr || h2_ != nullptr || closing_ || state_ != State::kForward ||
-      response_framing_ != BodyFraming::kContentLength || cork_depth_ > 0 || !corked_.empty() ||
-      queued_bytes(s) != 0)
+      response_framing_ != BodyFraming::kContentLength || cork_depth_ > 0 ||
+      (h1_ != nullptr && !h1_->corked.empty()) || queued_bytes(s) != 0)
     return -1;
   uv_os_fd_t fd;
   if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) != 0) return -1;

@@ -37,6 +37,9 @@ Worker::Worker(unsigned index, std::shared_ptr<const Config> config, GatewayStat
   async_.data = this;
   uv_timer_init(&loop_, &sweep_);
   sweep_.data = this;
+  for (size_t i = 0; i < ClientConnection::kLists; ++i)
+    client_deadlines_.push_back(
+        std::make_unique<DeadlineList>(&loop_, &ClientConnection::deadline_expired));
   follower_ =
       std::make_unique<SessionFollower>(&loop_, state_->session_end_bus, index_, metrics_.get());
   // Not a secret: only needs to differ between workers and runs.
@@ -79,6 +82,8 @@ Worker::~Worker() {
     // its loop still holds the handles the constructor made. Close them, or the loop leaks.
     uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sweep_), nullptr);
+    for (auto& d : client_deadlines_)
+      d->close();
     follower_->close_unstarted();
     uv_run(&loop_, UV_RUN_DEFAULT);
   }
@@ -407,6 +412,8 @@ void Worker::close_everything() {
   if (probe_) probe_->stop();
   follower_->close();
   uv_close(reinterpret_cast<uv_handle_t*>(&sweep_), nullptr);
+  for (auto& d : client_deadlines_)
+    d->close();
   // Under the mailbox lock: the main thread never sends to a closed async handle.
   std::lock_guard<std::mutex> lock(mailbox_mutex_);
   async_closed_ = true;

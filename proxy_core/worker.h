@@ -23,6 +23,8 @@
 #include "proxy_core/exchange_services.h"
 #include "proxy_core/gateway_state.h"
 #include "proxy_core/http/http_date.h"
+#include "proxy_core/http1_state.h"
+#include "proxy_core/net/deadline_list.h"
 #include "proxy_core/ops/metrics.h"
 #include "proxy_core/policy_keys.h"
 #include "proxy_core/session/session_store.h"
@@ -98,6 +100,10 @@ class Worker final : public ExchangeServices {
   UpstreamSource& upstreams() override { return *pool_; }
   // Exchanges reused across requests and connections (exchange.h).
   ExchangePool& exchanges() { return exchanges_; }
+  // HTTP/1.1 parsers and buffers, borrowed by connections for a request (http1_state.h).
+  Http1StatePool& http1_states() { return http1_states_; }
+  // The client connections' deadlines, one list per timeout (ClientConnection::DeadlineListIndex).
+  DeadlineList& client_deadlines(size_t list) { return *client_deadlines_[list]; }
   char* read_buffer() { return read_buffer_.get(); }
   size_t read_buffer_size() const { return kReadBufferSize; }
   bool draining() const { return draining_; }
@@ -172,6 +178,8 @@ class Worker final : public ExchangeServices {
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_set<ClientConnection*> connections_;
   ExchangePool exchanges_{this};  // idle exchanges; the connections give theirs back on close
+  Http1StatePool http1_states_;   // idle HTTP/1.1 request states, likewise
+  std::vector<std::unique_ptr<DeadlineList>> client_deadlines_;
   size_t max_connections_ = 0;
   uint64_t request_id_prefix_ = 0;
   char request_id_[32];  // the last id: the prefix and the sequence, in hex

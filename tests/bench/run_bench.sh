@@ -20,7 +20,8 @@
 #   HAPROXY_SPLICE=1 also run "haproxy-splice": the same HAProxy with `option splice-auto` (kernel
 #                    splicing where HAProxy estimates it helps, what a careful operator sets on Linux
 #                    for large bodies; tune.bufsize stays at its 16 KiB default in both)
-#   SKIP=...         space-separated phases to skip: wrk callgrind strace perf idle store
+#   SKIP=...         space-separated phases to skip: wrk callgrind strace perf idle idletls store
+#                    (idletls: the idle figure over TLS, a throw-away certificate for every target)
 #   WORKLOADS="..."  the wrk workloads to run (default all: ka-session ka-c100 ka-c200 ka-new close
 #                    1mib post1mib); e.g. WORKLOADS="ka-session ka-c100 ka-c200" SKIP="callgrind strace perf
 #                    idle store" for the keep-alive scaling figures alone
@@ -112,12 +113,30 @@ def vm(pid, key):
                 return int(line.split()[1]) * 1024
     return 0
 
-def idle(port, n, cookie, pid):
-    """Opens n connections, one request each, leaves them idle; prints bytes per connection."""
+def idle(port, n, cookie, pid, tls="0"):
+    """Opens n connections, one request each, leaves them idle; prints bytes per connection.
+    tls=1: over TLS (no verification: a throw-away certificate), the cookie taken from the
+    first answer (cookie "-")."""
+    import ssl
     n = int(n)
+    ctx = None
+    if tls == "1":
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+
+    def connect(timeout):
+        s = socket.create_connection(("127.0.0.1", int(port)), timeout=timeout)
+        return ctx.wrap_socket(s) if ctx else s
+
+    connect(10).close()
+    warm = connect(10)
+    if cookie == "-":
+        warm.sendall(request(port, ""))
+        _, headers, _ = read_response(warm, b"")
+        cookie = next((v.split(";", 1)[0].strip() for k, v in headers
+                       if k.lower() == "set-cookie"), "")
     req = request(port, cookie)
-    socket.create_connection(("127.0.0.1", int(port)), timeout=10).close()
-    warm = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
     warm.sendall(req)
     read_response(warm, b"")
     time.sleep(0.5)
@@ -127,7 +146,7 @@ def idle(port, n, cookie, pid):
         if failed >= 3:
             break
         try:
-            s = socket.create_connection(("127.0.0.1", int(port)), timeout=5)
+            s = connect(5)
             s.sendall(req)
             status, _, _ = read_response(s, b"")
             if status != 200:
@@ -139,9 +158,10 @@ def idle(port, n, cookie, pid):
     after = vm(pid, "VmRSS")
     alive = 0
     sel = selectors.DefaultSelector()
-    for s in conns:  # a connection the server closed is readable (EOF)
+    for s in conns:  # a connection the server closed is readable (EOF, or a TLS close_notify)
         sel.register(s, selectors.EVENT_READ)
     ready = {k.fileobj for k, _ in sel.select(timeout=0)}
+    ready |= {s for s in conns if ctx and s.pending()}
     alive = sum(1 for s in conns if s not in ready)
     for s in conns:
         s.close()
@@ -249,7 +269,7 @@ write_1m_origin_conf() {  # file port extra-main-directives: the origin, also se
     location = /upload { client_max_body_size 0; return 200 \"$body\n\"; }"
 }
 
-write_nginx_conf() {  # file port extra-main-directives
+write_nginx_conf() {  # file port extra-main-directives [TLS server directives: listen with ssl]
   cat >"$1" <<EOF
 $(nginx_main "proxy-$2" "$NGINX_CONNS")
 $3
@@ -258,8 +278,9 @@ $(nginx_http_common "proxy-$2")
   access_log off;
 $(nginx_upstream_origin)
   server {
-    listen 127.0.0.1:$2 backlog=4096;
+    listen 127.0.0.1:$2${4:+ ssl} backlog=4096;
     client_max_body_size 0;  # post1mib; request buffering stays at nginx's default (on)
+    ${4:-}
 $(nginx_session_proxy "httponly samesite=lax")
   }
 }
@@ -268,7 +289,7 @@ EOF
 
 # HAProxy reserves two descriptors per connection: its maxconn is what the descriptor limit allows.
 HA_MAXCONN=$((($(ulimit -n) - 100) / 2))
-write_haproxy_conf() {  # file port origin-port [extra defaults lines] [maxconn]
+write_haproxy_conf() {  # file port origin-port [extra defaults lines] [maxconn] [TLS pem: bind with ssl]
   cat >"$1" <<EOF
 global
   nbthread 1
@@ -282,7 +303,7 @@ ${4:-}
   timeout server 120s
   timeout http-keep-alive 120s
 frontend fe
-  bind 127.0.0.1:$2
+  bind 127.0.0.1:$2${6:+ ssl crt $6}
   default_backend be
 backend be
   http-reuse always
@@ -295,9 +316,9 @@ backend be
 EOF
 }
 
-write_sg_conf() {  # file port origin-port
-  gateway_toml "$2" "$3" 'drain_timeout = "1s"
-max_connections = 30000' >"$1"
+write_sg_conf() {  # file port origin-port [more sections]
+  { gateway_toml "$2" "$3" 'drain_timeout = "1s"
+max_connections = 30000'; echo "${4:-}"; } >"$1"
 }
 
 write_1m_origin_conf "$tmp/origin.conf" "$P_ORIGIN" ""
@@ -307,6 +328,19 @@ write_haproxy_conf "$tmp/haproxy.cfg" "$P_HAPROXY" "$P_ORIGIN"
 write_haproxy_conf "$tmp/haproxy-splice.cfg" "$P_HAPROXY_S" "$P_ORIGIN" "  option splice-auto" $((HA_MAXCONN * 2 / 3))
 write_sg_conf "$tmp/sessiongate.toml" "$P_SG" "$P_ORIGIN"
 [[ -n $SG_BIN_B ]] && write_sg_conf "$tmp/sessiongate-b.toml" "$P_SG_B" "$P_ORIGIN"
+# The idle figure over TLS: every target on a second port with the same throw-away certificate.
+if ! skipped idletls; then
+  read -r P_SG_TLS P_NGINX_TLS P_HAPROXY_TLS < <(py free_ports 3)
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj /CN=localhost -keyout "$tmp/tls.key" -out "$tmp/tls.crt" 2>/dev/null
+  cat "$tmp/tls.crt" "$tmp/tls.key" >"$tmp/tls.pem"
+  write_nginx_conf "$tmp/nginx-tls.conf" "$P_NGINX_TLS" "" \
+    "ssl_certificate $tmp/tls.crt; ssl_certificate_key $tmp/tls.key;"
+  write_haproxy_conf "$tmp/haproxy-tls.cfg" "$P_HAPROXY_TLS" "$P_ORIGIN" "" "" "$tmp/tls.pem"
+  write_sg_conf "$tmp/sessiongate-tls.toml" "$P_SG_TLS" "$P_ORIGIN" "[tls]
+certificate = \"$tmp/tls.crt\"
+private_key = \"$tmp/tls.key\""
+fi
 
 "$NGINX" -t -q -c "$tmp/origin.conf" -p "$tmp" 2>"$tmp/out/origin-check" ||
   { cat "$tmp/out/origin-check" >&2; exit 2; }
@@ -338,9 +372,10 @@ start_target() {  # name: sets MEASURE_PID, RUN_PID, PORT; returns 1 on failure
   MEASURE_PID=
   RUN_PID=
   case $name in
-    sessiongate)
+    sessiongate | sessiongate-tls)
       PORT=$P_SG
-      "${PIN_SRV[@]}" "$SG_BIN" --config "$tmp/sessiongate.toml" >>"$tmp/out/sessiongate.log" 2>&1 &
+      [[ $name == *-tls ]] && PORT=$P_SG_TLS
+      "${PIN_SRV[@]}" "$SG_BIN" --config "$tmp/$name.toml" >>"$tmp/out/$name.log" 2>&1 &
       RUN_PID=$!
       MEASURE_PID=$RUN_PID
       ;;
@@ -350,15 +385,17 @@ start_target() {  # name: sets MEASURE_PID, RUN_PID, PORT; returns 1 on failure
       RUN_PID=$!
       MEASURE_PID=$RUN_PID
       ;;
-    nginx)
+    nginx | nginx-tls)
       PORT=$P_NGINX
-      "${PIN_SRV[@]}" "$NGINX" -c "$tmp/nginx.conf" -p "$tmp" >>"$tmp/out/nginx.log" 2>&1 &
+      [[ $name == *-tls ]] && PORT=$P_NGINX_TLS
+      "${PIN_SRV[@]}" "$NGINX" -c "$tmp/$name.conf" -p "$tmp" >>"$tmp/out/$name.log" 2>&1 &
       RUN_PID=$!
       MEASURE_PID=$(child_of "$RUN_PID")
       ;;
-    haproxy)
+    haproxy | haproxy-tls)
       PORT=$P_HAPROXY
-      "${PIN_SRV[@]}" "$HAPROXY" -db -f "$tmp/haproxy.cfg" >>"$tmp/out/haproxy.log" 2>&1 &
+      [[ $name == *-tls ]] && PORT=$P_HAPROXY_TLS
+      "${PIN_SRV[@]}" "$HAPROXY" -db -f "$tmp/$name.cfg" >>"$tmp/out/$name.log" 2>&1 &
       RUN_PID=$!
       MEASURE_PID=$RUN_PID
       ;;
@@ -634,13 +671,23 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 # Bytes per idle keep-alive connection.
-if ! skipped idle; then
-  for t in sessiongate nginx haproxy; do
+idle_targets=()
+skipped idle || idle_targets+=(sessiongate nginx haproxy)
+skipped idletls || idle_targets+=(sessiongate-tls nginx-tls haproxy-tls)
+if ((${#idle_targets[@]})); then
+  for t in "${idle_targets[@]}"; do
     log "idle: $IDLE_CONNS keep-alive connections to $t"
-    start_with_cookie "$t" idle || continue
+    tls=0
+    if [[ $t == *-tls ]]; then
+      start_target "$t" || { echo -e "idle_$t\tnan" >>"$extra"; continue; }
+      tls=1
+      cookie=-  # taken from the first answer, over TLS
+    else
+      start_with_cookie "$t" idle || continue
+    fi
     n=$IDLE_CONNS
-    [[ $t == haproxy ]] && ((n > HA_MAXCONN - 100)) && n=$((HA_MAXCONN - 100))
-    read -r per alive failed before after < <("${PIN_LOAD[@]}" python3 "$helper" idle "$PORT" "$n" "$cookie" "$MEASURE_PID" 2>"$tmp/out/idle-$t.err")
+    [[ $t == haproxy* ]] && ((n > HA_MAXCONN - 100)) && n=$((HA_MAXCONN - 100))
+    read -r per alive failed before after < <("${PIN_LOAD[@]}" python3 "$helper" idle "$PORT" "$n" "$cookie" "$MEASURE_PID" "$tls" 2>"$tmp/out/idle-$t.err")
     echo -e "idle_$t\t${per:-nan}" >>"$extra"
     echo -e "idlen_$t\t${alive:-0}" >>"$extra"
     log "  $t: ${per:-?} bytes per connection (${alive:-?} open, ${failed:-?} failed; VmRSS ${before:-?} -> ${after:-?})"
@@ -767,6 +814,10 @@ if any(k.startswith("idle_") for k in extra):
     have_other = True
     other.append(f"| bytes per idle keep-alive connection (at {int(idle_n):,}) | " + " | ".join(
         num(ex(f"idle_{t}")) + ("" if extra.get(f"idlen_{t}") in (None, idle_n) else f" ({extra.get(f'idlen_{t}')} open)")
+        for t in ("sessiongate", "nginx", "haproxy")) + " | |")
+if any(k.startswith("idle_") and k.endswith("-tls") for k in extra):
+    other.append(f"| bytes per idle keep-alive TLS connection (at {int(idle_n):,}) | " + " | ".join(
+        num(ex(f"idle_{t}-tls")) + ("" if extra.get(f"idlen_{t}-tls") in (None, idle_n) else f" ({extra.get(f'idlen_{t}-tls')} open)")
         for t in ("sessiongate", "nginx", "haproxy")) + " | |")
 if "store_rss" in extra:
     have_other = True

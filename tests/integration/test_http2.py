@@ -138,6 +138,34 @@ class Basics(Http2Case):
         self.assertTrue(data.startswith(b"HTTP/1.1 400"), data[:100])
         self.assertEqual(simple_get(off.port, "/echo").status, 200)
 
+    def test_http11_on_an_h2c_listener_in_pieces_and_kept_alive(self):
+        # The preface check holds a first byte that could start "PRI"; HTTP/1.1 then parses it
+        # with the rest. The connection goes idle between requests (its parser and buffers go
+        # back to the worker) and takes them again for the next request, itself in pieces.
+        from harness import HttpClient
+        gw = self.h2c_gateway()
+        c = HttpClient(gw.port, self)
+        c.send(b"P")
+        c.send(b"OST /echo HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 5\r\n\r\nhel")
+        c.send(b"lo")
+        r = c.read_response("POST")
+        self.assertEqual(r.status, 200, r)
+        self.assertIn(b"hello", r.body)
+        for i in range(3):
+            c.send(b"GET /echo?n=%d HTTP/1.1\r\nHo" % i)
+            c.send(b"st: gw.test\r\n\r\n")
+            r = c.read_response()
+            self.assertEqual(r.status, 200, r)
+            self.assertIn(b"/echo?n=%d" % i, r.body)
+        # Two pipelined requests in one write, the second one cut in the middle.
+        c.send(b"GET /echo?n=a HTTP/1.1\r\nHost: gw.test\r\n\r\nGET /echo?n=b HTTP/1.1\r\nHo")
+        r = c.read_response()
+        self.assertIn(b"/echo?n=a", r.body)
+        c.send(b"st: gw.test\r\n\r\n")
+        r = c.read_response()
+        self.assertEqual(r.status, 200, r)
+        self.assertIn(b"/echo?n=b", r.body)
+
     def test_http2_off_keeps_alpn_to_http11(self):
         import ssl
         gw = self.tls_gateway({"server": {"http2": False}})
