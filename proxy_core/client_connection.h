@@ -52,6 +52,8 @@ class ClientConnection final : public Downstream, private H2Transport {
   void drain();
   // Drain deadline passed: close now, whatever is in flight.
   void abort() override;
+  // The exchange's session ended (Downstream::cancel): close now, nothing queued goes out.
+  void cancel() override;
 
  private:
   enum class State {
