@@ -39,7 +39,8 @@ namespace sg {
 
 class Exchange final : public UpstreamUser, public SessionWatcher {
  public:
-  explicit Exchange(ExchangeServices* services) : services_(services) {}
+  explicit Exchange(ExchangeServices* services)
+      : services_(services), session_watch_(services->session_watch()) {}
   ~Exchange() override;
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
@@ -158,6 +159,7 @@ class Exchange final : public UpstreamUser, public SessionWatcher {
   void note_request(const MessageHead& req);  // method, target, version for the record
 
   ExchangeServices* services_;
+  SessionWatch* const session_watch_;  // services_->session_watch(), fixed for the worker's life
   Downstream* downstream_ = nullptr;
   std::shared_ptr<const Config> config_;    // taken at each request: reloads apply to new ones
   std::shared_ptr<const PolicyKeys> keys_;  // taken with config_

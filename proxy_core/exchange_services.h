@@ -40,7 +40,8 @@ class ExchangeServices {
   // the follower's sweep (SessionWatch::promote_due).
   virtual int64_t now_ms() = 0;
   // Issue 14: the worker's tunnels and long responses that end with their session
-  // (session_follower.h); null where nothing follows sessions.
+  // (session_follower.h); null where nothing follows sessions. The same pointer for the services'
+  // whole life (an exchange takes it once, when it is built).
   virtual SessionWatch* session_watch() = 0;
 
  protected:

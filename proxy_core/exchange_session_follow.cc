@@ -35,7 +35,7 @@ namespace sg {
 // nothing to revoke. Once per exchange (a retry on a fresh connection keeps the first time).
 void Exchange::follow_response() {
   if (pending() || watching()) return;
-  SessionWatch* watch = services_->session_watch();
+  SessionWatch* watch = session_watch_;
   if (watch == nullptr || session_.stored_handle() == nullptr) return;
   follow_since_ms_ = services_->now_ms();
   watch->add_pending(this, follow_since_ms_);
@@ -44,7 +44,7 @@ void Exchange::follow_response() {
 // A tunnel starts, or a pending exchange is due (watch_due): watched under the session's live
 // key (after a rotation by its own directive, the new one).
 void Exchange::watch_session() {
-  SessionWatch* watch = services_->session_watch();
+  SessionWatch* watch = session_watch_;
   const SessionHandle* handle = session_.stored_handle();
   if (watch == nullptr || handle == nullptr || closed_) return;
   watch->remove_pending(this);
@@ -55,10 +55,10 @@ void Exchange::watch_session() {
 
 void Exchange::unfollow() {
   if (!pending() && !watching()) return;
-  SessionWatch* watch = services_->session_watch();
+  SessionWatch* watch = session_watch_;
   if (watch == nullptr) return;
   watch->remove_pending(this);
-  watch->remove(this);
+  if (watching()) watch->remove(this);
 }
 
 // The follower's sweep: pending for kResponseGraceMs (already unlinked from the pending list).
@@ -77,8 +77,7 @@ void Exchange::session_ended() {
   }
   if (directives_running_) {
     // Maybe this response's own destroy: decide again once the directives are applied.
-    if (SessionWatch* watch = services_->session_watch())
-      watch->add_pending(this, follow_since_ms_);
+    if (SessionWatch* watch = session_watch_) watch->add_pending(this, follow_since_ms_);
     return;
   }
   end_response();

@@ -124,26 +124,6 @@ size_t SessionWatch::end_key(const TokenHash& key) {
   return end(handle);
 }
 
-void SessionWatch::add_pending(SessionWatcher* w, int64_t since_ms) {
-  w->pending_ = true;
-  w->pending_since_ms_ = since_ms;
-  w->pending_prev_ = nullptr;
-  w->pending_next_ = pending_head_;
-  if (pending_head_ != nullptr) pending_head_->pending_prev_ = w;
-  pending_head_ = w;
-  ++pending_count_;
-}
-
-void SessionWatch::remove_pending(SessionWatcher* w) {
-  if (!w->pending_) return;
-  w->pending_ = false;
-  --pending_count_;
-  if (w->pending_prev_ != nullptr) w->pending_prev_->pending_next_ = w->pending_next_;
-  if (w->pending_next_ != nullptr) w->pending_next_->pending_prev_ = w->pending_prev_;
-  if (pending_head_ == w) pending_head_ = w->pending_next_;
-  w->pending_prev_ = w->pending_next_ = nullptr;
-}
-
 // watch_due() only add()s its own watcher: the saved `next` stays linked.
 size_t SessionWatch::promote_due(int64_t now_ms, int64_t grace_ms) {
   size_t due = 0;

@@ -139,4 +139,25 @@ class SessionWatch {
   std::atomic<size_t> sessions_{0};
 };
 
+// Inline: on every forwarded request of a stored session (exchange_session_follow.cc).
+inline void SessionWatch::add_pending(SessionWatcher* w, int64_t since_ms) {
+  w->pending_ = true;
+  w->pending_since_ms_ = since_ms;
+  w->pending_prev_ = nullptr;
+  w->pending_next_ = pending_head_;
+  if (pending_head_ != nullptr) pending_head_->pending_prev_ = w;
+  pending_head_ = w;
+  ++pending_count_;
+}
+
+inline void SessionWatch::remove_pending(SessionWatcher* w) {
+  if (!w->pending_) return;
+  w->pending_ = false;
+  --pending_count_;
+  if (w->pending_prev_ != nullptr) w->pending_prev_->pending_next_ = w->pending_next_;
+  if (w->pending_next_ != nullptr) w->pending_next_->pending_prev_ = w->pending_prev_;
+  if (pending_head_ == w) pending_head_ = w->pending_next_;
+  w->pending_prev_ = w->pending_next_ = nullptr;
+}
+
 }  // namespace sg
