@@ -197,6 +197,12 @@ void ClientConnection::abort() {
   close_now();
 }
 
+// The response is cut where it is: no last chunk, no close_notify, the bytes not yet written
+// dropped, so that the client cannot take it for a whole one (a Content-Length body is short).
+void ClientConnection::cancel() {
+  close_now();
+}
+
 // Sends what is queued, then FIN; keeps reading (and discarding) for a short while so that the
 // client reads our answer before a reset could destroy it.
 void ClientConnection::close_after_flush() {

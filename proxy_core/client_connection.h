@@ -55,6 +55,8 @@ class ClientConnection final : public Downstream, private H2Transport {
   void drain();
   // Drain deadline passed: close now, whatever is in flight.
   void abort() override;
+  // The exchange's session ended (Downstream::cancel): close now, nothing queued goes out.
+  void cancel() override;
 
   // The worker's deadline lists call this when a connection's deadline passes.
   static void deadline_expired(DeadlineLink* link);

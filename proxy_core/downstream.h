@@ -1,5 +1,5 @@
 // Downstream: the client side of one exchange, as the exchange (exchange.h) sees it. An HTTP/1.1
-// connection (ClientConnection) implements it today; an HTTP/2 stream will tomorrow. The calls
+// connection (ClientConnection) implements it, and so does an HTTP/2 stream (H2Stream). The calls
 // are semantic (a response head, a piece of body, the end), never wire bytes: framing (chunked
 // re-framing, close-delimited bodies for HTTP/1.0 clients, Connection: close, HTTP/2 frames)
 // is the downstream's business.
@@ -18,8 +18,9 @@
 //   (deliver_request_body parses bytes already read; finish may start the next request on the
 //   same object): the exchange makes such a call last and touches nothing of itself after it.
 // - Ending: every exchange ends with exactly one of finish(keep_alive) (the response went out
-//   and the exchange is logged) or abort() (a started response cannot be completed: the client
-//   must not take a truncated response for a whole one), unless the downstream closed first.
+//   and the exchange is logged), abort() (a started response cannot be completed: the client
+//   must not take a truncated response for a whole one) or cancel() (its session ended: issue
+//   14), unless the downstream closed first.
 // - Lifetimes: pointers in ResponseHead and LocalResponse are valid during the call only.
 #pragma once
 
@@ -93,6 +94,12 @@ class Downstream {
   // A started response cannot be completed (upstream failure after the head, tunnel timeout):
   // close (HTTP/1.1) or reset the stream (HTTP/2) after what was already produced.
   virtual void abort() = 0;
+  // The exchange's session ended while it ran (issue 14, session_follower.h): stop it now, the
+  // client must see it cut, never a well-formed end. HTTP/1.1 closes the connection at once
+  // (what is queued and not yet written is dropped; no last chunk); HTTP/2 resets this stream
+  // with CANCEL and the connection's other streams go on. The exchange is closed before the
+  // call (it sends nothing more) and may be given back inside it.
+  virtual void cancel() = 0;
 
   // ---- the request body ----
   // Deliver the request body (and its end) from now on; before this call the downstream holds

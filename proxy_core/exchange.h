@@ -39,7 +39,8 @@ namespace sg {
 
 class Exchange final : public UpstreamUser, public SessionWatcher {
  public:
-  explicit Exchange(ExchangeServices* services) : services_(services) {}
+  explicit Exchange(ExchangeServices* services)
+      : services_(services), session_watch_(services->session_watch()) {}
   ~Exchange() override;
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
@@ -141,10 +142,16 @@ class Exchange final : public UpstreamUser, public SessionWatcher {
   void on_response_complete();
   void upstream_failed(int status, UpstreamError kind, const char* why);
   void start_tunnel();
-  // exchange_session_follow.cc (issue 14): the tunnel follows its session; session.status_path.
-  void watch_tunnel();
-  void unwatch_tunnel();
+  // exchange_session_follow.cc (issue 14): a tunnel, and a response that runs long, follow their
+  // session; session.status_path.
+  void follow_response();
+  void watch_session();
+  void unfollow();
+  void watch_due() override;
   void session_ended() override;
+  void end_tunnel();
+  void end_response();
+  void audit_session_end(const char* event);
   bool answer_status();
   void finish_exchange();
   void release_upstream(bool reusable);
@@ -157,6 +164,7 @@ class Exchange final : public UpstreamUser, public SessionWatcher {
   void note_request(const MessageHead& req);  // method, target, version for the record
 
   ExchangeServices* services_;
+  SessionWatch* const session_watch_;  // services_->session_watch(), fixed for the worker's life
   Downstream* downstream_ = nullptr;
   std::shared_ptr<const Config> config_;    // taken at each request: reloads apply to new ones
   std::shared_ptr<const PolicyKeys> keys_;  // taken with config_
@@ -179,6 +187,8 @@ class Exchange final : public UpstreamUser, public SessionWatcher {
   bool upstream_paused_ = false;  // reading from the upstream stopped for client backpressure
   bool in_directives_call_ = false;
   bool directives_answered_ = false;
+  bool directives_running_ = false;  // from apply_directives to on_response_head
+  int64_t follow_since_ms_ = 0;      // services_->now_ms() when the request went upstream
   int status_ = 0;
   int version_major_ = 1;
   int version_minor_ = 1;

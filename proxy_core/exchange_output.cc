@@ -12,11 +12,11 @@
 namespace sg {
 
 Exchange::~Exchange() {
-  unwatch_tunnel();
+  unfollow();
 }
 
 void Exchange::reset() {
-  unwatch_tunnel();  // downstream_closed did; no path may pool or free a watched exchange
+  unfollow();  // release_upstream did; no path may pool or free a followed exchange
   downstream_ = nullptr;
   request_ = nullptr;
   upstream_ = nullptr;
@@ -26,7 +26,8 @@ void Exchange::reset() {
   request_framing_ = BodyFraming::kNone;
   closed_ = request_done_ = close_after_ = head_request_ = tunnel_requested_ = false;
   expect_continue_ = retried_ = upstream_paused_ = rejected_ = false;
-  in_directives_call_ = directives_answered_ = false;
+  in_directives_call_ = directives_answered_ = directives_running_ = false;
+  follow_since_ms_ = 0;
   status_ = 0;
   version_major_ = version_minor_ = 1;
   started_ms_ = 0;
@@ -146,8 +147,7 @@ void Exchange::redirect_to_https(const MessageHead& req) {
 void Exchange::downstream_closed() {
   if (closed_) return;
   closed_ = true;
-  unwatch_tunnel();
-  release_upstream(false);
+  release_upstream(false);  // unfollows
   log_exchange();
 }
 

@@ -271,6 +271,7 @@ void Exchange::on_upstream_connected(UpstreamChannel* c, int status) {
 
 void Exchange::send_upstream_head() {
   phase_ = Phase::kForward;
+  follow_response();  // issue 14: from now on the exchange follows its session
   upstream_->begin_response(head_request_, config_->upstream.response_timeout);
   if (int r = upstream_->write(upstream_head_); r != 0) {
     upstream_->fail(r);  // a pooled connection the upstream had closed: on_upstream_closed
@@ -290,6 +291,7 @@ void Exchange::send_upstream_head() {
 }
 
 void Exchange::on_request_body(const char* data, size_t len) {
+  if (closed_) return;  // cancelled (its session ended): an HTTP/2 stream's body may still come
   request_body_bytes_ += len;
   uint64_t limit = config_->limits.max_body_bytes;
   if (limit != 0 && request_body_bytes_ > limit) {
@@ -321,6 +323,7 @@ void Exchange::on_request_body(const char* data, size_t len) {
 
 void Exchange::on_request_end() {
   request_done_ = true;
+  if (closed_) return;  // cancelled, as above
   if (response_ == Response::kNotStarted) downstream_->set_client_timer(ClientTimer::kNone);
   if (hold_ == Hold::kScanning) {
     form_scanned();  // the CSRF token scan ends (exchange_policy.cc)

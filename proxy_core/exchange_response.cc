@@ -70,6 +70,7 @@ void Exchange::on_upstream_tunnel_data(UpstreamChannel* c, const char* data, siz
 // Set-Cookie depends on them). True when the store answered at once; otherwise
 // after_directives() goes on when it does.
 bool Exchange::apply_directives(const MessageHead& response) {
+  directives_running_ = true;  // a session end meanwhile may be this response's own destroy
   in_directives_call_ = true;
   directives_answered_ = false;
   session_.on_response(response, [this] {
@@ -94,6 +95,10 @@ void Exchange::after_directives() {
 }
 
 void Exchange::on_response_head(const MessageHead& resp) {
+  directives_running_ = false;
+  // X-Session-Control: destroy (or destroy-user) ended this response's own session: the
+  // response must reach the client (exchange_session_follow.cc).
+  if (session_.event() == "destroyed") unfollow();
   if (resp.status < 200 && resp.status != 101) return;  // 1xx: we sent our own 100 already
   upstream_head_.clear();  // the response has started: no retry any more (upgrade heads)
   upstream_ms_ = static_cast<double>(uv_hrtime() - upstream_started_hr_) / 1e6;
@@ -195,7 +200,7 @@ void Exchange::start_tunnel() {
     upstream_->stop_timer();
     upstream_->start_tunnel();
   }
-  watch_tunnel();  // before the downstream's call, which may close it (then unwatched)
+  watch_session();  // before the downstream's call, which may close it (then unwatched)
   downstream_->start_tunnel();
 }
 
@@ -211,7 +216,9 @@ void Exchange::finish_exchange() {
   downstream_->finish(/*keep_alive=*/!close_after_ && request_done_);
 }
 
+// The end of every forwarded exchange (but a tunnel's start): it stops following its session.
 void Exchange::release_upstream(bool reusable) {
+  unfollow();
   UpstreamChannel* c = upstream_;
   upstream_ = nullptr;
   upstream_paused_ = false;

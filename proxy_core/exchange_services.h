@@ -7,6 +7,7 @@
 // request head, so a reload applies to new requests).
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -35,8 +36,12 @@ class ExchangeServices {
   virtual void next_request_id(std::string& out) = 0;
   // The Date value for a response the gateway writes itself; valid until the next call.
   virtual std::string_view http_date() = 0;
-  // Issue 14: the worker's tunnels that end with their session (session_follower.h); null where
-  // nothing follows sessions.
+  // The loop's clock in milliseconds (uv_now: cached at each loop turn, monotonic), the clock of
+  // the follower's sweep (SessionWatch::promote_due).
+  virtual int64_t now_ms() = 0;
+  // Issue 14: the worker's tunnels and long responses that end with their session
+  // (session_follower.h); null where nothing follows sessions. The same pointer for the services'
+  // whole life (an exchange takes it once, when it is built).
   virtual SessionWatch* session_watch() = 0;
 
  protected:

@@ -173,6 +173,13 @@ void H2Stream::abort() {
   conn_.schedule_flush();
 }
 
+// Its session ended (issue 14): this stream only; the exchange stays ours until the codec closes
+// the stream (closed(), on the flush), and sends nothing more.
+void H2Stream::cancel() {
+  conn_.session().reset_stream(id_, kH2Cancel);
+  conn_.schedule_flush();
+}
+
 void H2Stream::deliver_request_body() {
   if (delivering_ || ex_ == nullptr) return;
   delivering_ = true;

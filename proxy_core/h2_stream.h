@@ -54,6 +54,7 @@ class H2Stream final : public Downstream {
   void send_local(const LocalResponse& response) override;
   void send_continue() override {}  // HTTP/2 clients send the body without waiting for 100
   void abort() override;
+  void cancel() override;  // RST_STREAM(CANCEL) on this stream only
   void deliver_request_body() override;
   void request_flow_changed() override;
   void set_client_timer(ClientTimer timer) override;

@@ -49,6 +49,9 @@ void SessionFollower::on_async(uv_async_t* a) {
 
 void SessionFollower::on_timer(uv_timer_t* t) {
   auto* f = static_cast<SessionFollower*>(t->data);
+  if (f->closed_) return;
+  // uv_now: the clock of ExchangeServices::now_ms, which stamped the pending exchanges.
+  f->watch_.promote_due(static_cast<int64_t>(uv_now(f->loop_)), kResponseGraceMs);
   f->check(kCheckBatch);
 }
 

@@ -1,6 +1,6 @@
 // SessionFollower: one worker's side of "live connections follow the session" (issue 14). It
-// owns the worker's SessionWatch (session/session_watch.h: the tunnels open per session) and
-// ends a watched session's tunnels when
+// owns the worker's SessionWatch (session/session_watch.h: the tunnels open per session, and the
+// exchanges whose response runs long) and ends a watched session's connections when
 // - the process learns the session ended: the SessionEndBus (session/session_end_bus.h) queued
 //   its handle in this worker's inbox and woke this loop (uv_async). The memory store publishes
 //   every removal; with Redis, the instance's subscriber publishes what other workers and
@@ -11,6 +11,11 @@
 //   publishes expiries: store/redis_expiry_sweep.h), and what catches an end whose message was
 //   lost (a Redis reconnect, a full inbox). A lookup never writes (session_store.h), so the check
 //   never extends a session.
+//
+// The same 1 s timer first sweeps the pending exchanges (SessionWatch::promote_due): those whose
+// request went upstream kResponseGraceMs ago or more are watched from then on (exchange.h,
+// exchange_session_follow.cc says why a sweep). The sweep walks the worker's running exchanges
+// of stored sessions: a few pointer hops each, once a second.
 //
 // Cost: one lookup per watched session per max(kCheckIntervalMs, watched / kCheckBatch seconds),
 // nothing while no tunnel is open. With Redis a lookup is one EVALSHA: a worker with W watched
@@ -36,6 +41,8 @@ class SessionFollower {
  public:
   static constexpr uint64_t kCheckIntervalMs = 1000;
   static constexpr size_t kCheckBatch = 128;
+  // A response (or a request waiting for it) is watched once it has run this long.
+  static constexpr int64_t kResponseGraceMs = 1000;
 
   // `bus` may be null (nothing published to this process); `inbox` is this worker's index.
   SessionFollower(uv_loop_t* loop, SessionEndBus* bus, size_t inbox, WorkerMetrics* metrics);
@@ -52,7 +59,7 @@ class SessionFollower {
 
   SessionWatch& watch() { return watch_; }
 
-  // Ends every tunnel of `handle` now (bus delivery, a check that found it gone).
+  // Ends every watched connection of `handle` now (bus delivery, a check that found it gone).
   void end(const SessionHandle& handle) { watch_.end(handle); }
   // Runs one check of up to `n` watched sessions (the timer's, or all after an overflow).
   void check(size_t n);

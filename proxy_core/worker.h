@@ -118,9 +118,11 @@ class Worker final : public ExchangeServices {
   void next_request_id(std::string& out) override;
   // The Date value for a response the gateway writes itself, from the loop's cached clock.
   std::string_view http_date() override { return http_date_.get(uv_now(&loop_)); }
+  int64_t now_ms() override { return static_cast<int64_t>(uv_now(&loop_)); }
   // Any thread: read-only for /metrics.
   const WorkerMetrics* metrics_view() const { return metrics_.get(); }
-  // The tunnels that end with their session (session_follower.h). Loop thread only.
+  // The tunnels and long responses that end with their session (session_follower.h). Loop
+  // thread only.
   SessionWatch* session_watch() override;
 
   // One read buffer per worker, shared by all its connections: a connection keeps only the

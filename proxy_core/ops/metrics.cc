@@ -269,8 +269,14 @@ std::string render_prometheus(const std::vector<const WorkerMetrics*>& ws,
            "expired.",
            static_cast<double>(sum(
                ws, [](const WorkerMetrics& x) { return x.tunnels_closed_session_ended.get(); })));
+  w.scalar("sessiongate_responses_ended_session_ended_total", "counter",
+           "Responses (HTTP/1.1 or HTTP/2 streams) cut off because their session was destroyed, "
+           "revoked or expired while they ran.",
+           static_cast<double>(sum(
+               ws, [](const WorkerMetrics& x) { return x.responses_ended_session_ended.get(); })));
   w.scalar("sessiongate_watched_session_checks_total", "counter",
-           "Store lookups of sessions with an open tunnel (the periodic check).",
+           "Store lookups of sessions with an open tunnel or a long response (the periodic "
+           "check).",
            static_cast<double>(
                sum(ws, [](const WorkerMetrics& x) { return x.watched_session_checks.get(); })));
 

@@ -134,6 +134,8 @@ struct WorkerMetrics {
   Counter redis_swept_expired_idle;
   Counter redis_swept_expired_absolute;
   Counter redis_swept_evicted;
+  // Responses (HTTP/1.1, HTTP/2 streams) cut off because their session ended while they ran.
+  Counter responses_ended_session_ended;
   // Destroys the store did not confirm (pending_destroys.h).
   Counter session_destroy_unconfirmed;               // every one, queued or not
   Counter session_destroy_queue_full;                // not queued: the refused set was full (503)

@@ -124,6 +124,21 @@ size_t SessionWatch::end_key(const TokenHash& key) {
   return end(handle);
 }
 
+// watch_due() only add()s its own watcher: the saved `next` stays linked.
+size_t SessionWatch::promote_due(int64_t now_ms, int64_t grace_ms) {
+  size_t due = 0;
+  for (SessionWatcher* w = pending_head_; w != nullptr;) {
+    SessionWatcher* next = w->pending_next_;
+    if (now_ms - w->pending_since_ms_ >= grace_ms) {
+      remove_pending(w);
+      ++due;
+      w->watch_due();
+    }
+    w = next;
+  }
+  return due;
+}
+
 bool SessionWatch::watches_key(const TokenHash& key) const {
   if (sessions() == 0) return false;
   std::lock_guard<std::mutex> lock(mutex_);

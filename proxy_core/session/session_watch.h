@@ -1,7 +1,15 @@
 // SessionWatch: one worker's live connections that must end with their session (issue 14, "Live
-// connections follow the session"): today a WebSocket tunnel, later an HTTP/2 stream. A tunnel
+// connections follow the session"): WebSocket tunnels, and exchanges (HTTP/1.1 or HTTP/2 streams)
+// whose response runs long (server-sent events, a long poll, a big download). Such a connection
 // outlives the request that opened it, so nothing else would notice its session being destroyed,
 // revoked, evicted or expiring while it stays open.
+//
+// Pending watchers (responses). Most responses end within milliseconds: watching each would put
+// two map inserts on every request. So an exchange is only *pending* while it runs: linked in O(1)
+// into an intrusive list (add_pending / remove_pending, links in the watcher, nothing allocated),
+// and the follower's 1 s timer calls promote_due, which makes every pending watcher older than
+// the grace call watch_due() (the exchange then add()s itself). A response is watched between 1
+// and 2 s after its request went upstream; one that ends before costs a link and an unlink.
 //
 // A watcher is added when its tunnel starts and removed when it ends, both O(1): watchers of one
 // session form an intrusive list (the links live in the watcher, nothing is allocated for the
@@ -19,6 +27,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -32,7 +41,13 @@ class SessionWatcher {
   // The session ended (destroyed, revoked, expired, evicted): close the connection. Called on
   // the owner's loop, after the watcher was removed (the call may end the watcher's life).
   virtual void session_ended() = 0;
+  // Pending for longer than the grace (promote_due): start watching now, or not. Called on the
+  // owner's loop after the watcher left the pending list.
+  virtual void watch_due() {}
   bool watching() const { return watched_; }
+  bool pending() const { return pending_; }
+  // When add_pending was last called (the caller's clock, milliseconds); kept after removal.
+  int64_t pending_since_ms() const { return pending_since_ms_; }
 
  protected:
   SessionWatcher() = default;
@@ -46,6 +61,10 @@ class SessionWatcher {
   SessionWatcher* next_ = nullptr;
   SessionHandle handle_{};
   bool watched_ = false;
+  bool pending_ = false;
+  SessionWatcher* pending_prev_ = nullptr;  // the pending list (SessionWatch::add_pending)
+  SessionWatcher* pending_next_ = nullptr;
+  int64_t pending_since_ms_ = 0;
 };
 
 // Handles are random and keys are SHA-256 digests: their bytes are hash values already.
@@ -82,6 +101,16 @@ class SessionWatch {
   // key it removed, not the handle). Returns how many were told.
   size_t end_key(const TokenHash& key);
 
+  // Pending watchers (see above). add_pending: `w` must not be pending; `since_ms` is its start on
+  // the clock promote_due is given. remove_pending does nothing when `w` is not pending.
+  void add_pending(SessionWatcher* w, int64_t since_ms);
+  void remove_pending(SessionWatcher* w);
+  // Calls watch_due() on every pending watcher whose since_ms <= now_ms - grace_ms, after
+  // unlinking it. Walks the whole list (it holds the worker's running exchanges of stored
+  // sessions: bounded by its connections). Returns how many were due.
+  size_t promote_due(int64_t now_ms, int64_t grace_ms);
+  size_t pending_count() const { return pending_count_; }  // owner only
+
   // Any thread.
   bool watches(const SessionHandle& handle) const;
   bool watches_key(const TokenHash& key) const;
@@ -105,7 +134,30 @@ class SessionWatch {
   std::vector<SessionHandle> order_;  // the watched sessions, dense, for next_batch
   size_t cursor_ = 0;
   size_t watchers_ = 0;
+  SessionWatcher* pending_head_ = nullptr;
+  size_t pending_count_ = 0;
   std::atomic<size_t> sessions_{0};
 };
+
+// Inline: on every forwarded request of a stored session (exchange_session_follow.cc).
+inline void SessionWatch::add_pending(SessionWatcher* w, int64_t since_ms) {
+  w->pending_ = true;
+  w->pending_since_ms_ = since_ms;
+  w->pending_prev_ = nullptr;
+  w->pending_next_ = pending_head_;
+  if (pending_head_ != nullptr) pending_head_->pending_prev_ = w;
+  pending_head_ = w;
+  ++pending_count_;
+}
+
+inline void SessionWatch::remove_pending(SessionWatcher* w) {
+  if (!w->pending_) return;
+  w->pending_ = false;
+  --pending_count_;
+  if (w->pending_prev_ != nullptr) w->pending_prev_->pending_next_ = w->pending_next_;
+  if (w->pending_next_ != nullptr) w->pending_next_->pending_prev_ = w->pending_prev_;
+  if (pending_head_ == w) pending_head_ = w->pending_next_;
+  w->pending_prev_ = w->pending_next_ = nullptr;
+}
 
 }  // namespace sg

@@ -446,6 +446,16 @@ class Upstream:
                 sock.sendall(b"%x\r\n" % len(piece) + bytes(piece) + b"\r\n")
             sock.sendall(b"0\r\n\r\n")
             return not client_wants_close
+        if path == "/head-then-wait":
+            # A long poll: the head (Content-Length: cl, or chunked without cl), no body, then
+            # silence until the peer goes away or the upstream stops.
+            cl = q("cl", "")
+            framing = f"Content-Length: {int(cl)}" if cl else "Transfer-Encoding: chunked"
+            sock.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{framing}\r\n\r\n".encode())
+            while not self._stop.is_set():
+                if not reader.read_some(65536):
+                    break
+            return False
         if path == "/close-delimited":
             # HTTP/1.1 response with neither Content-Length nor chunked: the body ends at close
             # (RFC 9112 §6.3, rule 8).

@@ -1,9 +1,11 @@
 // Fakes to run an Exchange without a Worker, sockets or a loop (exchange.h's test seams): the
-// worker's services, an upstream source and its channels, and a downstream that records what the
-// exchange asked of it. Used by tests/unit/exchange_test.cc and tests/fuzz/fuzz_client_side.cc.
+// worker's services (with a clock the test sets), an upstream source and its channels, a
+// downstream that records what the exchange asked of it, and ExchangeRig, one exchange on them.
+// Used by tests/unit/exchange_*_test.cc and the client-side fuzz targets.
 #pragma once
 
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -168,6 +170,7 @@ class FakeServices final : public ExchangeServices {
   void next_request_id(std::string& out) override { out = "req-" + std::to_string(++ids_); }
   std::string_view http_date() override { return "Thu, 01 Jan 2026 00:00:00 GMT"; }
   SessionWatch* session_watch() override { return &watch_; }
+  int64_t now_ms() override { return now; }
 
   void set_config(Config c) { config_ = std::make_shared<Config>(std::move(c)); }
   void set_keys(std::shared_ptr<const PolicyKeys> k) { keys_ = std::move(k); }
@@ -177,6 +180,7 @@ class FakeServices final : public ExchangeServices {
   WorkerMetrics metrics_;
   GatewayState state_;
   SessionWatch watch_;
+  int64_t now = 1'000'000;  // now_ms(): the test moves it
 
  private:
   std::shared_ptr<const Config> config_;
@@ -231,6 +235,10 @@ class FakeDownstream final : public Downstream {
     ++aborts;
     events.push_back("abort");
   }
+  void cancel() override {
+    ++cancels;
+    events.push_back("cancel");
+  }
   void deliver_request_body() override { ++deliveries; }
   void request_flow_changed() override { ++flow_changes; }
   void set_client_timer(ClientTimer t) override { timer = t; }
@@ -250,7 +258,8 @@ class FakeDownstream final : public Downstream {
   std::vector<bool> finished;
   std::vector<std::string> events;
   std::string body;
-  int ends = 0, continues = 0, aborts = 0, deliveries = 0, flow_changes = 0, touches = 0;
+  int ends = 0, continues = 0, aborts = 0, cancels = 0, deliveries = 0, flow_changes = 0;
+  int touches = 0;
   int cork_depth = 0, tunnels = 0;
   ClientTimer timer = ClientTimer::kNone;
 };
@@ -278,6 +287,27 @@ class ParsedRequest {
   HttpParser parser_;
   HttpParser::Event event_ = HttpParser::Event::kNeedMore;
   std::string rest_;
+};
+
+// One exchange on fakes, with helpers to play a request (tests/unit/exchange_*_test.cc).
+struct ExchangeRig {
+  explicit ExchangeRig(Config c = Config{}) : services(std::move(c)), exchange(&services) {
+    services.set_store(&store);
+  }
+  // `wire` must parse (a test's own literal): a test bug otherwise, reported as an exception.
+  void request(const std::string& wire) {
+    req = std::make_unique<ParsedRequest>(wire);
+    if (!req->ok()) throw std::invalid_argument("the test's request does not parse: " + wire);
+    exchange.begin(&down);
+    exchange.on_request_head(req->head(), req->complete());
+  }
+  FakeChannel* upstream() { return services.upstreams_.last(); }
+
+  FakeSessionStore store;
+  FakeServices services;
+  FakeDownstream down;
+  Exchange exchange;
+  std::unique_ptr<ParsedRequest> req;
 };
 
 }  // namespace sg::testing

@@ -59,25 +59,7 @@ const std::string* field(const HeaderList& fields, std::string_view name) {
   return nullptr;
 }
 
-// One exchange on fakes, with helpers to play a request.
-struct Rig {
-  explicit Rig(Config c = Config{}) : services(std::move(c)), exchange(&services) {
-    services.set_store(&store);
-  }
-  void request(const std::string& wire) {
-    req = std::make_unique<ParsedRequest>(wire);
-    REQUIRE(req->ok());
-    exchange.begin(&down);
-    exchange.on_request_head(req->head(), req->complete());
-  }
-  FakeChannel* upstream() { return services.upstreams_.last(); }
-
-  FakeSessionStore store;
-  FakeServices services;
-  FakeDownstream down;
-  Exchange exchange;
-  std::unique_ptr<ParsedRequest> req;
-};
+using Rig = testing::ExchangeRig;  // one exchange on fakes (exchange_fakes.h)
 
 TEST_CASE("exchange: a forwarded request carries the trusted headers and not our cookie") {
   Rig rig;

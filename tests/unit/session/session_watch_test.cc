@@ -66,6 +66,53 @@ TEST_CASE("session watch: a removed tunnel is not told and its session leaves wi
   CHECK(a1.ended + a2.ended + a3.ended == 0);
 }
 
+// A running response: pending first, watched once due (it adds itself, as Exchange does).
+struct Response final : SessionWatcher {
+  SessionWatch* watch = nullptr;
+  uint8_t session = 0;
+  int due = 0;
+  int ended = 0;
+  void session_ended() override { ++ended; }
+  void watch_due() override {
+    ++due;
+    watch->add(this, handle_of(session), key_of(session));
+  }
+};
+
+TEST_CASE("session watch: pending watchers are watched only once older than the grace") {
+  SessionWatch watch;
+  Response early, late, gone;
+  for (Response* r : {&early, &late, &gone})
+    r->watch = &watch;
+  early.session = 1;
+  late.session = 2;
+  gone.session = 3;
+  watch.add_pending(&early, 1000);
+  watch.add_pending(&gone, 1100);
+  watch.add_pending(&late, 1500);
+  CHECK(watch.pending_count() == 3);
+  watch.remove_pending(&gone);  // ended within its first second: never watched
+  watch.remove_pending(&gone);  // twice: nothing
+  CHECK_FALSE(gone.pending());
+  CHECK(watch.promote_due(1999, 1000) == 0);  // nobody is a second old yet
+  CHECK(watch.sessions() == 0);
+  CHECK(watch.promote_due(2000, 1000) == 1);
+  CHECK(early.due == 1);
+  CHECK(early.watching());
+  CHECK_FALSE(early.pending());
+  CHECK(late.pending());
+  CHECK(watch.promote_due(2600, 1000) == 1);
+  CHECK(late.watching());
+  CHECK(watch.pending_count() == 0);
+  CHECK(watch.promote_due(9000, 1000) == 0);  // promoted once
+  CHECK(gone.due == 0);
+  CHECK(watch.end(handle_of(1)) == 1);
+  CHECK(early.ended == 1);
+  CHECK(late.ended == 0);
+  CHECK(late.pending_since_ms() == 1500);
+  watch.remove(&late);
+}
+
 TEST_CASE("session watch: batches visit every watched session round robin with its latest key") {
   SessionWatch watch;
   std::vector<Tunnel> tunnels(5);
