@@ -4,8 +4,6 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
-#include <algorithm>
-
 #include "proxy_core/net/host_port.h"
 
 namespace sg {
@@ -36,23 +34,16 @@ void TlsEngine::init(SSL_CTX* context, TlsRole role) {
   role_ = role;
   ERR_clear_error();
   ssl_ = context != nullptr ? SSL_new(context) : nullptr;
-  network_in_ = BIO_new(BIO_s_mem());
-  network_out_ = BIO_new(BIO_s_mem());
-  if (ssl_ == nullptr || network_in_ == nullptr || network_out_ == nullptr) {
-    BIO_free(network_in_);
-    BIO_free(network_out_);
-    network_in_ = network_out_ = nullptr;
+  BIO* bio = bio_.make_bio();
+  if (ssl_ == nullptr || bio == nullptr) {
+    BIO_free(bio);
     SSL_free(ssl_);
     ssl_ = nullptr;
     failed_ = true;
     error_ = "cannot create a TLS connection: " + take_openssl_errors();
     return;
   }
-  // An empty memory BIO means "no bytes yet" (retry), never end of stream: the socket's EOF is
-  // the owner's business.
-  BIO_set_mem_eof_return(network_in_, -1);
-  BIO_set_mem_eof_return(network_out_, -1);
-  SSL_set_bio(ssl_, network_in_, network_out_);  // ssl_ owns them from here
+  SSL_set_bio(ssl_, bio, bio);  // one reference for both directions; ssl_ owns it from here
   if (role == TlsRole::kServer) {
     SSL_set_accept_state(ssl_);
   } else {
@@ -93,8 +84,8 @@ TlsStatus TlsEngine::start_handshake(std::string& net_out) {
     return TlsStatus::kError;
   }
   ERR_clear_error();
+  TlsBio::OutputTarget out(bio_, net_out);
   int r = SSL_do_handshake(ssl_);
-  drain(net_out);
   if (r == 1) {  // cannot happen before the server answered, but harmless
     handshake_done_ = true;
     return TlsStatus::kOk;
@@ -108,24 +99,31 @@ TlsStatus TlsEngine::feed(const char* data, size_t len, std::string& plain_out,
                           std::string& net_out) {
   if (failed_) return TlsStatus::kError;
   if (peer_closed_) return TlsStatus::kClosed;
-  if (len > 0) {
-    size_t written = 0;
-    // A memory BIO takes everything or fails to allocate.
-    if (BIO_write_ex(network_in_, data, len, &written) != 1 || written != len) {
-      failed_ = true;
-      error_ = "out of memory buffering TLS input";
-      return TlsStatus::kError;
-    }
+  TlsStatus status;
+  {
+    TlsBio::OutputTarget out(bio_, net_out);  // flights, tickets, KeyUpdate replies, alerts
+    TlsBio::InputWindow in(bio_, data, len);
+    status = decrypt(plain_out);
+    // Nothing is read after close_notify or a fatal error.
+    if (status == TlsStatus::kClosed || status == TlsStatus::kError) bio_.discard_input();
   }
+  if (bio_.input_lost()) {
+    failed_ = true;
+    error_ = "out of memory buffering TLS input";
+    return TlsStatus::kError;
+  }
+  return status;
+}
 
+// Advances the handshake, then decrypts every complete record the input holds.
+TlsStatus TlsEngine::decrypt(std::string& plain_out) {
   ERR_clear_error();
   if (!handshake_done_) {
     int r = SSL_do_handshake(ssl_);
     if (r != 1) {
       int err = SSL_get_error(ssl_, r);
-      drain(net_out);  // the next flight, or the alert that tells the peer what went wrong
       if (err == SSL_ERROR_WANT_READ) return TlsStatus::kWantMore;
-      return fail(err, "handshake");
+      return fail(err, "handshake");  // net_out has the alert that tells the peer what was wrong
     }
     handshake_done_ = true;
   }
@@ -142,7 +140,6 @@ TlsStatus TlsEngine::feed(const char* data, size_t len, std::string& plain_out,
       continue;
     }
     int err = SSL_get_error(ssl_, r);
-    drain(net_out);  // post-handshake messages: tickets (server), KeyUpdate replies, alerts
     if (err == SSL_ERROR_WANT_READ) return TlsStatus::kOk;
     if (err == SSL_ERROR_ZERO_RETURN) {
       peer_closed_ = true;
@@ -159,18 +156,14 @@ TlsStatus TlsEngine::encrypt(const char* data, size_t len, std::string& net_out)
     return TlsStatus::kError;
   }
   if (!handshake_done_) return TlsStatus::kWantMore;
-  while (len > 0) {
-    size_t chunk = std::min(len, kTlsEncryptChunk);
-    size_t written = 0;
-    ERR_clear_error();
-    // Without SSL_MODE_ENABLE_PARTIAL_WRITE, success means the whole chunk became records; a
-    // memory BIO never pushes back, so there is no WANT_WRITE to handle.
-    int r = SSL_write_ex(ssl_, data, chunk, &written);
-    drain(net_out);
-    if (r != 1) return fail(SSL_get_error(ssl_, r), "write");
-    data += written;
-    len -= written;
-  }
+  TlsBio::OutputTarget out(bio_, net_out);
+  if (len == 0) return TlsStatus::kOk;
+  ERR_clear_error();
+  size_t written = 0;
+  // Without SSL_MODE_ENABLE_PARTIAL_WRITE, success means all of it became records, appended to
+  // net_out as they were made; the BIO never pushes back, so there is no WANT_WRITE to handle.
+  int r = SSL_write_ex(ssl_, data, len, &written);
+  if (r != 1) return fail(SSL_get_error(ssl_, r), "write");
   return TlsStatus::kOk;
 }
 
@@ -180,8 +173,8 @@ TlsStatus TlsEngine::shutdown(std::string& net_out) {
   shutdown_sent_ = true;
   if (!handshake_done_) return TlsStatus::kOk;  // no keys yet: nothing meaningful to send
   ERR_clear_error();
+  TlsBio::OutputTarget out(bio_, net_out);
   int r = SSL_shutdown(ssl_);  // 0: ours sent, theirs not seen yet; 1: both
-  drain(net_out);
   if (r < 0) return fail(SSL_get_error(ssl_, r), "shutdown");
   return TlsStatus::kOk;
 }
@@ -224,16 +217,6 @@ TlsSession TlsEngine::session() const {
 
 bool TlsEngine::set_session(SSL_SESSION* session) {
   return ssl_ != nullptr && session != nullptr && SSL_set_session(ssl_, session) == 1;
-}
-
-void TlsEngine::drain(std::string& net_out) {
-  size_t pending = BIO_ctrl_pending(network_out_);
-  if (pending == 0) return;
-  size_t old = net_out.size();
-  net_out.resize(old + pending);
-  size_t n = 0;
-  if (BIO_read_ex(network_out_, net_out.data() + old, pending, &n) != 1) n = 0;
-  net_out.resize(old + n);
 }
 
 TlsStatus TlsEngine::fail(int ssl_error, std::string_view during) {

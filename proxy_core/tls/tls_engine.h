@@ -1,7 +1,8 @@
-// TlsEngine: TLS for one connection over two OpenSSL memory BIOs. No sockets, no libuv: the owner
-// moves the bytes. Ciphertext read from the socket goes into feed(); every call that makes
-// ciphertext (handshake messages, alerts, records, close_notify) appends it to the caller's
-// `net_out`, which the owner writes to the socket.
+// TlsEngine: TLS for one connection. No sockets, no libuv: the owner moves the bytes. Ciphertext
+// read from the socket goes into feed(); every call that makes ciphertext (handshake messages,
+// alerts, records, close_notify) appends it to the caller's `net_out`, which the owner writes to
+// the socket. OpenSSL reads from feed()'s buffer and writes into `net_out` directly (tls_bio.h):
+// no intermediate copy of the ciphertext.
 //
 // Owner: one connection, on one thread (an SSL* is not thread-safe). The SSL* holds a reference
 // on its SSL_CTX, so the TlsServerContext/TlsClientContext it came from may be swapped or dropped
@@ -28,6 +29,7 @@
 #include <string>
 #include <string_view>
 
+#include "proxy_core/tls/tls_bio.h"
 #include "proxy_core/tls/tls_context.h"
 
 namespace sg {
@@ -43,9 +45,6 @@ enum class TlsRole { kServer, kClient };
 
 // The largest TLS plaintext record (RFC 8446 §5.1): feed() decrypts into a buffer of this size.
 inline constexpr size_t kTlsMaxPlaintextRecord = 16 * 1024;
-// encrypt() hands OpenSSL at most this much per SSL_write, and empties the write BIO between
-// chunks, so the BIO never holds more than one chunk of ciphertext whatever the input size.
-inline constexpr size_t kTlsEncryptChunk = 64 * 1024;
 
 struct TlsSessionFree {
   void operator()(SSL_SESSION* s) const { SSL_SESSION_free(s); }
@@ -115,12 +114,11 @@ class TlsEngine {
  private:
   void init(SSL_CTX* context, TlsRole role);
   void set_peer_name();
-  void drain(std::string& net_out);
+  TlsStatus decrypt(std::string& plain_out);
   TlsStatus fail(int ssl_error, std::string_view during);
 
-  SSL* ssl_ = nullptr;          // owns both BIOs
-  BIO* network_in_ = nullptr;   // ciphertext from the peer, read by OpenSSL
-  BIO* network_out_ = nullptr;  // ciphertext OpenSSL wrote, for the peer
+  TlsBio bio_;          // outlives ssl_'s BIO: ~TlsEngine frees ssl_ in its body
+  SSL* ssl_ = nullptr;  // owns the BIO
   TlsRole role_ = TlsRole::kServer;
   std::string host_;
   std::string error_;

@@ -474,3 +474,141 @@ TEST_CASE("TLS engine after the peer's close_notify ignores further input") {
   CHECK(server.feed("junk", 4, plain, out) == TlsStatus::kClosed);
   CHECK(plain.empty());
 }
+
+namespace {
+// What OpenSSL has not consumed yet (TlsBio::readable) and what it wrote with no call to carry it
+// (TlsBio::unsent): both are zero whenever the engine is idle.
+size_t unread_input(const TlsEngine& e) {
+  return BIO_ctrl_pending(SSL_get_rbio(e.native_handle()));
+}
+size_t unsent_output(const TlsEngine& e) {
+  return BIO_wpending(SSL_get_wbio(e.native_handle()));
+}
+
+// A server and a client engine that finished their handshake.
+struct Connected {
+  std::shared_ptr<sg::TlsServerContext> server_ctx = server_context();
+  std::shared_ptr<sg::TlsClientContext> client_ctx = client_context();
+  TlsEngine server{*server_ctx};
+  TlsEngine client{*client_ctx, "default.test"};
+  Pipe pipe{server, client};
+  Connected() { REQUIRE(pipe.handshake()); }
+};
+}  // namespace
+
+TEST_CASE("TLS record fed byte by byte is delivered whole at its last byte") {
+  Connected c;
+  TlsEngine& server = c.server;
+  TlsEngine& client = c.client;
+  const std::string request = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+  std::string wire, plain, out;
+  REQUIRE(client.encrypt(request, wire) == TlsStatus::kOk);
+  for (size_t i = 0; i + 1 < wire.size(); ++i) {
+    CAPTURE(i);
+    REQUIRE(server.feed(wire.data() + i, 1, plain, out) == TlsStatus::kOk);
+    CHECK(plain.empty());
+  }
+  CHECK(server.feed(wire.data() + wire.size() - 1, 1, plain, out) == TlsStatus::kOk);
+  CHECK(plain == request);
+  CHECK(out.empty());
+  CHECK(unread_input(server) == 0);
+  CHECK(unsent_output(server) == 0);
+}
+
+TEST_CASE("TLS records of several writes in one feed are all decrypted, in order") {
+  Connected c;
+  TlsEngine& server = c.server;
+  TlsEngine& client = c.client;
+  const std::string big = pattern(40000, 4);  // three records
+  std::string wire, plain, out;
+  for (std::string_view part : {std::string_view("one,"), std::string_view("two,"),
+                                std::string_view(big), std::string_view("three")}) {
+    REQUIRE(client.encrypt(part, wire) == TlsStatus::kOk);
+  }
+  CHECK(server.feed(wire.data(), wire.size(), plain, out) == TlsStatus::kOk);
+  CHECK(plain == "one,two," + big + "three");
+  CHECK(unread_input(server) == 0);
+}
+
+TEST_CASE("TLS client Finished and the first request in one read, split at every byte") {
+  auto server_ctx = server_context();
+  auto client_ctx = client_context();
+  const std::string request = "GET / HTTP/1.1\r\n\r\n";
+  for (size_t split = 0;; ++split) {
+    CAPTURE(split);
+    TlsEngine server(*server_ctx);
+    TlsEngine client(*client_ctx, "default.test");
+    std::string hello, flight, finished, plain, tickets;
+    REQUIRE(client.start_handshake(hello) == TlsStatus::kWantMore);
+    // The ClientHello in two pieces too.
+    REQUIRE(server.feed(hello.data(), 10, plain, flight) == TlsStatus::kWantMore);
+    CHECK(flight.empty());
+    REQUIRE(server.feed(hello.data() + 10, hello.size() - 10, plain, flight) ==
+            TlsStatus::kWantMore);
+    REQUIRE(client.feed(flight.data(), flight.size(), plain, finished) == TlsStatus::kOk);
+    const size_t finished_len = finished.size();  // then the request's record
+    REQUIRE(client.encrypt(request, finished) == TlsStatus::kOk);
+    if (split > finished.size()) break;
+    TlsStatus first = server.feed(finished.data(), split, plain, tickets);
+    CHECK(first == (split < finished_len ? TlsStatus::kWantMore : TlsStatus::kOk));
+    TlsStatus second =
+        server.feed(finished.data() + split, finished.size() - split, plain, tickets);
+    REQUIRE(second == TlsStatus::kOk);
+    CHECK(plain == request);
+    CHECK(unread_input(server) == 0);
+    // The session tickets the server sent once the handshake was done reach the client.
+    std::string client_plain, none;
+    CHECK(client.feed(tickets.data(), tickets.size(), client_plain, none) == TlsStatus::kOk);
+    CHECK(client.session() != nullptr);
+  }
+}
+
+namespace {
+int tickets_received = 0;
+int count_ticket(SSL*, SSL_SESSION*) {
+  ++tickets_received;
+  return 0;  // not kept
+}
+}  // namespace
+
+TEST_CASE("TLS output OpenSSL makes between calls is carried by the next call") {
+  auto server_ctx = server_context();
+  RawClient raw;
+  SSL_CTX_set_session_cache_mode(raw.ctx, SSL_SESS_CACHE_CLIENT);
+  SSL_CTX_sess_set_new_cb(raw.ctx, count_ticket);
+  tickets_received = 0;
+  TlsEngine server(*server_ctx);
+  TlsEngine client(raw.ctx, sg::TlsRole::kClient, "default.test");
+  Pipe pipe(server, client);
+  REQUIRE(pipe.handshake());
+  const int after_handshake = tickets_received;
+  CHECK(after_handshake > 0);
+  // One more ticket, written while no engine call is running (nowhere to put it yet).
+  REQUIRE(SSL_new_session_ticket(server.native_handle()) == 1);
+  REQUIRE(SSL_do_handshake(server.native_handle()) == 1);
+  CHECK(unsent_output(server) > 0);
+  CHECK(pipe.to_client.empty());
+  REQUIRE(server.encrypt("hello", pipe.to_client) == TlsStatus::kOk);
+  CHECK(unsent_output(server) == 0);
+  pipe.pump();
+  CHECK(pipe.client_status == TlsStatus::kOk);
+  CHECK(pipe.client_plain == "hello");
+  CHECK(tickets_received == after_handshake + 1);
+}
+
+TEST_CASE("TLS data, close_notify and trailing bytes in one read: the data, then kClosed") {
+  Connected c;
+  TlsEngine& server = c.server;
+  TlsEngine& client = c.client;
+  std::string wire, plain, out;
+  REQUIRE(client.encrypt("last words", wire) == TlsStatus::kOk);
+  REQUIRE(client.shutdown(wire) == TlsStatus::kOk);
+  wire += "trailing bytes after close_notify";
+  CHECK(server.feed(wire.data(), wire.size(), plain, out) == TlsStatus::kClosed);
+  CHECK(plain == "last words");
+  CHECK(unread_input(server) == 0);  // nothing is kept for a read that will never come
+  CHECK(server.shutdown(out) == TlsStatus::kOk);
+  CHECK_FALSE(out.empty());
+  std::string client_plain, none;
+  CHECK(client.feed(out.data(), out.size(), client_plain, none) == TlsStatus::kClosed);
+}
