@@ -213,6 +213,20 @@ def ticks(pid):
         fields = f.read().rsplit(")", 1)[1].split()
     print(int(fields[11]) + int(fields[12]))
 
+def ctxsw(pid):
+    """Prints the context switches of every thread of the process so far, all and involuntary
+    (preempted), from /proc/PID/task/*/status (a thread that ended is not counted)."""
+    total = involuntary = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches"):
+                    total += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches"):
+                    total += int(line.split()[1])
+                    involuntary += int(line.split()[1])
+    print(total, involuntary)
+
 UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
 
 def parse_dur(text):
@@ -249,7 +263,7 @@ def ratio(a, b):
         print("nan")
 
 COMMANDS = {"free_ports": free_ports, "wait_port": wait_port, "wait_tls": wait_tls,
-            "get_cookie": get_cookie, "ticks": ticks, "parse_wrk": parse_wrk,
+            "get_cookie": get_cookie, "ticks": ticks, "ctxsw": ctxsw, "parse_wrk": parse_wrk,
             "median": median, "ratio": ratio}
 PY
     cat

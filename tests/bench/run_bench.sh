@@ -505,6 +505,8 @@ run_wrk() {  # workload target cookie duration outfile
   bench_wrk "$5" "http://127.0.0.1:$PORT$path" "$4" "$conns" "${hdr[@]}"
 }
 
+extra=$tmp/extra.tsv   # key value
+: >"$extra"
 if ! skipped wrk; then
   for wl in "${WORKLOADS[@]}"; do
     log "workload $wl: starting targets"
@@ -526,9 +528,18 @@ if ! skipped wrk; then
         PORT=${T_PORT[$t]}
         out=$tmp/out/wrk-$wl-$t-$r.txt
         c0=$(py ticks "${T_MEAS[$t]}" 2>/dev/null || echo nan)
+        read -r x0 i0 < <(py ctxsw "${T_MEAS[$t]}" 2>/dev/null || echo nan nan)
         run_wrk "$wl" "$t" "${T_COOKIE[$t]}" "$DURATION" "$out"
         c1=$(py ticks "${T_MEAS[$t]}" 2>/dev/null || echo nan)
+        read -r x1 i1 < <(py ctxsw "${T_MEAS[$t]}" 2>/dev/null || echo nan nan)
         read -r nreq rps p50 p99 errs non2xx < <(py parse_wrk "$out")
+        # Context switches per request (issue 17 item 1: where the scheduler time goes); the
+        # last round's figure is kept.
+        if [[ $wl == ka-session ]]; then
+          per_req='import sys; a,b,n=sys.argv[1:]; print("nan" if "nan" in (a,b) or int(n)==0 else (int(b)-int(a))/int(n))'
+          echo -e "ctx_$t\t$(python3 -c "$per_req" "$x0" "$x1" "$nreq")" >>"$extra"
+          echo -e "ctxi_$t\t$(python3 -c "$per_req" "$i0" "$i1" "$nreq")" >>"$extra"
+        fi
         cpu=$(python3 -c "import sys; c0,c1,n,hz=sys.argv[1:]; print('nan' if 'nan' in (c0,c1) or int(n)==0 else (int(c1)-int(c0))*1e6/int(hz)/int(n))" "$c0" "$c1" "$nreq" "$CLK_TCK")
         echo -e "$wl\t$t\t$r\t$nreq\t$rps\t$p50\t$p99\t$errs\t$non2xx\t$cpu" >>"$data"
         log "  $wl round $r $t: $rps req/s p99 ${p99}us cpu ${cpu}us/req errors $errs non-2xx $non2xx"
@@ -545,8 +556,6 @@ if ! skipped wrk; then
   done
 fi
 
-extra=$tmp/extra.tsv   # key value
-: >"$extra"
 
 # ---------------------------------------------------------------------------------------------
 # Instructions per request under callgrind: gateway, nginx, HAProxy, and the origin alone.
@@ -810,6 +819,13 @@ if any(k.startswith("sys_") for k in extra):
     have_other = True
     other.append("| syscalls per request under load (strace -c -f) | {} | {} | {} | {} (floor) |".format(
         *(num(ex(f"sys_{t}"), "{:.2f}") for t in ("sessiongate", "nginx", "haproxy", "floor"))))
+if any(k.startswith("ctx_") for k in extra):
+    have_other = True
+    def ctx(t):
+        return num(ex(f"ctx_{t}"), "{:.3f}") + " (" + num(ex(f"ctxi_{t}"), "{:.3f}") + " preempted)"
+    other.append("| context switches of the proxy per request, keep-alive returning, last round "
+                 "(/proc/PID/task/*/status; the floor: {}) | {} | {} | {} | |".format(
+                     ctx("floor"), *(ctx(t) for t in ("sessiongate", "nginx", "haproxy"))))
 if any(k.startswith("idle_") for k in extra):
     have_other = True
     other.append(f"| bytes per idle keep-alive connection (at {int(idle_n):,}) | " + " | ".join(
