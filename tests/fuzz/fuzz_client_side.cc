@@ -370,9 +370,9 @@ void check_session(Run& r, const sg::MessageHead& req, sg::SessionGate::Outcome 
   SG_FUZZ_CHECK(set_cookie == nullptr);
   if (event == "stored") {
     // A first-visit token came back and is stored now: one of the request's candidates names
-    // the new session. Not necessarily the placeholder's token: any token this process's key
+    // the new session. Not necessarily kTokenFirstVisit's stand-in: any token this process's key
     // issued is valid, and libFuzzer learns the ones the gate issued to earlier inputs from its
-    // comparisons (a CI run replayed such a token; the old check wanted the placeholder's).
+    // comparisons (a CI run replayed such a token; the old check wanted the stand-in's).
     SG_FUZZ_CHECK(sc.create == sg::SessionCreate::kOnReturn && live_before.empty());
     SG_FUZZ_CHECK(std::any_of(candidates.begin(), candidates.end(), [&](std::string_view v) {
       return sg_fuzz::live_handle(*r.store, v) == handle;

@@ -4,6 +4,7 @@
 // Used by tests/unit/exchange_*_test.cc and the client-side fuzz targets.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -287,6 +288,17 @@ class ParsedRequest {
   HttpParser parser_;
   HttpParser::Event event_ = HttpParser::Event::kNeedMore;
   std::string rest_;
+};
+
+// A store whose destroy answers only when the test says (a Redis store under a directive).
+class SlowDestroyStore final : public FakeSessionStore {
+ public:
+  void destroy(const TokenHash& key, DoneCallback done) override {
+    pending = [this, key, done = std::move(done)]() mutable {
+      FakeSessionStore::destroy(key, std::move(done));
+    };
+  }
+  std::function<void()> pending;
 };
 
 // One exchange on fakes, with helpers to play a request (tests/unit/exchange_*_test.cc).

@@ -22,19 +22,9 @@ namespace {
 
 using testing::FakeChannel;
 using testing::FakeSessionStore;
+using testing::SlowDestroyStore;
 
 constexpr int64_t kGrace = SessionFollower::kResponseGraceMs;
-
-// A store whose destroy answers only when the test says (a Redis store under a directive).
-class SlowDestroyStore final : public FakeSessionStore {
- public:
-  void destroy(const TokenHash& key, DoneCallback done) override {
-    pending = [this, key, done = std::move(done)]() mutable {
-      FakeSessionStore::destroy(key, std::move(done));
-    };
-  }
-  std::function<void()> pending;
-};
 
 // An exchange on fakes whose store holds one session (user alice).
 struct FollowRig : testing::ExchangeRig {
@@ -101,7 +91,7 @@ TEST_CASE("exchange follow: a long response is watched after the grace and cance
   CHECK(rig.services.upstreams_.returned.empty());
   CHECK(rig.services.metrics_.responses_ended_session_ended.get() == 1);
   CHECK(rig.services.metrics_.tunnels_closed_session_ended.get() == 0);
-  CHECK(up->user() == nullptr);  // detached: nothing of it reaches the exchange any more
+  CHECK(up->user() == nullptr);      // detached: nothing of it reaches the exchange any more
   rig.exchange.downstream_closed();  // an HTTP/2 stream: the reset went out, the stream closes
   CHECK(rig.services.watch_.pending_count() == 0);
   CHECK(rig.services.watch_.watchers() == 0);

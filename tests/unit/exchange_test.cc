@@ -22,17 +22,7 @@ using testing::FakeDownstream;
 using testing::FakeServices;
 using testing::FakeSessionStore;
 using testing::ParsedRequest;
-
-// A store whose destroy answers only when the test says (a slow store under a directive).
-class SlowDestroyStore final : public FakeSessionStore {
- public:
-  void destroy(const TokenHash& key, DoneCallback done) override {
-    pending = [this, key, done = std::move(done)]() mutable {
-      FakeSessionStore::destroy(key, std::move(done));
-    };
-  }
-  std::function<void()> pending;
-};
+using testing::SlowDestroyStore;
 
 struct Seeded {
   std::string token;
