@@ -21,7 +21,10 @@
 #                    splicing where HAProxy estimates it helps, what a careful operator sets on Linux
 #                    for large bodies; tune.bufsize stays at its 16 KiB default in both)
 #   SKIP=...         space-separated phases to skip: wrk callgrind strace perf idle idletls store
-#                    (idletls: the idle figure over TLS, a throw-away certificate for every target)
+#                    unix redis h2 (idletls: the idle figure over TLS, a throw-away certificate for
+#                    every target; unix, redis, h2: the companion scripts unix_bench.sh,
+#                    redis_bench.sh, h2_bench.sh run after the rest with the same DURATION, ROUNDS
+#                    and WARMUP, their sections appended to the results file)
 #   WORKLOADS="..."  the wrk workloads to run (default all: ka-session ka-c100 ka-c200 ka-new close
 #                    1mib post1mib); e.g. WORKLOADS="ka-session ka-c100 ka-c200" SKIP="callgrind strace perf
 #                    idle store" for the keep-alive scaling figures alone
@@ -914,5 +917,28 @@ print()
 print(head + table)
 PY
 log "results written to $results"
+
+# ---------------------------------------------------------------------------------------------
+# The companion benchmarks, so that one command gives every figure of issue 17 in one file: each
+# prints its own markdown section (its progress goes to stderr), appended here as it is. Each
+# starts its own servers with the same pinning and the same DURATION/ROUNDS/WARMUP.
+companion() {  # phase script title [fence: the script prints plain columns, not markdown]
+  skipped "$1" && return 0
+  log "$2 (phase $1; SKIP=\"$1\" leaves it out)"
+  local section=$tmp/out/companion-$1.md
+  if DURATION=$DURATION ROUNDS=$ROUNDS WARMUP=$WARMUP SG_BIN=$SG_BIN bash "$here/$2" >"$section"; then
+    {
+      echo
+      echo "## $3 (\`$2\`, same run)"
+      if [[ ${4:-} == fence ]]; then echo '```text'; cat "$section"; echo '```'; else sed 's/^## /### /' "$section"; fi
+    } >>"$results"
+  else
+    { echo; echo "## $3 (\`$2\`): failed, see its log above"; } >>"$results"
+    log "$2 failed; the run goes on"
+  fi
+}
+companion unix unix_bench.sh "Unix-domain upstream against loopback TCP"
+companion redis redis_bench.sh "Redis store against the memory store"
+companion h2 h2_bench.sh "HTTP/2 over TLS" fence
 log "done in $(($(date +%s) - start_time)) s"
 exit 0
