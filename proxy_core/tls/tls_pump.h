@@ -22,8 +22,12 @@ struct TlsFed {
 TlsFed tls_feed(TlsEngine& tls, const char* data, size_t len, std::string& plain_out,
                 std::string& net_out);
 
-// Appends every buffer, in order, encrypted to net_out. False as soon as the engine refuses one
-// (before the handshake, after close_notify, on an error): the owner closes the connection.
+// The most plaintext one TLS record carries (RFC 8446 5.1, RFC 5246 6.2.1).
+inline constexpr size_t kTlsMaxRecordPlaintext = 16384;
+
+// Appends every buffer, in order, encrypted to net_out, consecutive small buffers joined into one
+// record. False as soon as the engine refuses one (before the handshake, after close_notify, on
+// an error): the owner closes the connection.
 bool tls_encrypt_all(TlsEngine& tls, const uv_buf_t* bufs, unsigned count, std::string& net_out);
 
 }  // namespace sg

@@ -8,12 +8,14 @@ request is a new visitor), new-on-return (the same with session.create = "on_ret
 h2-returning (HTTP/2 cleartext with prior knowledge, server.http2_cleartext = true: one
 connection, one stream at a time, one session cookie; the requests are sent by h2load, which
 must be installed), h2-tls-returning (the same over TLS with ALPN h2: a self-signed EC
-certificate made with the openssl command; TLS record work included, the handshake cancels out). Default: the first three. --extra TOML is appended to the configuration and --upstream-extra TOML put in its
+certificate made with the openssl command; TLS record work included, the handshake cancels out),
+tls-returning (HTTP/1.1 keep-alive over TLS, ALPN http/1.1, one session cookie, also sent by
+h2load, with --h1). Default: the first three. --extra TOML is appended to the configuration and --upstream-extra TOML put in its
 [upstream] table (a feature to measure: one [[access.rules]], sign = true). For each, the gateway (one worker) runs under valgrind --tool=callgrind in front of a
 small origin on loopback; the figure is (Ir with n requests - Ir with none) / n, so start-up and
 shutdown cancel out. --nginx BIN measures nginx (one process, master_process off) as the
 same session proxy instead, for comparison (its userid cookie; paths returning, h2-returning,
-h2-tls-returning).
+h2-tls-returning, tls-returning).
 --redis HOST:PORT puts the gateway's sessions in that Redis (session.store = "redis", key_prefix
 "sgbench:"; HTTP/1.1 paths): the first request is repeated until the store is connected (a 503
 before), in both runs.
@@ -35,8 +37,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXTRA = {"returning": "", "new": "", "new-on-return": 'create = "on_return"\n', "h2-returning": "",
-         "h2-tls-returning": ""}
-H2_PATHS = ("h2-returning", "h2-tls-returning")
+         "h2-tls-returning": "", "tls-returning": ""}
+H2LOAD_PATHS = ("h2-returning", "h2-tls-returning", "tls-returning")  # the requests sent by h2load
+TLS_PATHS = ("h2-tls-returning", "tls-returning")
 DEFAULT_PATHS = ["returning", "new", "new-on-return"]
 
 
@@ -102,7 +105,7 @@ def gateway_command(binary, tmp, path, port, origin_port, extra, upstream_extra)
     with open(conf, "w") as f:
         h2c = "http2_cleartext = true\n" if path == "h2-returning" else ""
         tls = ""
-        if path == "h2-tls-returning":
+        if path in TLS_PATHS:
             cert, key = make_certificate(tmp)
             tls = f'[tls]\ncertificate = "{cert}"\nprivate_key = "{key}"\n'
         f.write(f'[server]\nlisten = ["127.0.0.1:{port}"]\nworkers = 1\n{h2c}'
@@ -130,9 +133,10 @@ def nginx_command(binary, tmp, path, port, origin_port):
     if path == "h2-returning":
         cookie_port = free_port()
         listen = f"    listen 127.0.0.1:{port} http2;\n    listen 127.0.0.1:{cookie_port};\n"
-    elif path == "h2-tls-returning":
+    elif path in TLS_PATHS:
         cert, key = make_certificate(tmp)
-        listen = (f"    listen 127.0.0.1:{port} ssl http2;\n    ssl_certificate {cert};\n"
+        http2 = " http2" if path == "h2-tls-returning" else ""
+        listen = (f"    listen 127.0.0.1:{port} ssl{http2};\n    ssl_certificate {cert};\n"
                   f"    ssl_certificate_key {key};\n")
     user = "user root;\n" if os.geteuid() == 0 else ""
     conf = os.path.join(tmp, "nginx.conf")
@@ -182,8 +186,8 @@ def run(binary, path, n, origin_port, extra="", upstream_extra="", keep=None, ng
         try:
             if not wait_port(cookie_port):
                 raise RuntimeError("the proxy did not start")
-            if path in H2_PATHS:
-                h2_requests(port, n, cookie_port, path == "h2-tls-returning")
+            if path in H2LOAD_PATHS:
+                h2load_requests(port, n, cookie_port, path in TLS_PATHS, path == "tls-returning")
             else:
                 http1_requests(port, path, n)
         finally:
@@ -226,10 +230,11 @@ def http1_requests(port, path, n):
     s.close()
 
 
-def h2_requests(port, n, cookie_port, tls):
+def h2load_requests(port, n, cookie_port, tls, h1):
     """The cookie from one HTTP/1.1 request (a listener with http2_cleartext takes both), then
-    h2load: one h2c connection, one stream at a time, 1 + n requests with that cookie (the
-    connection and the first request cancel out against the n = 0 run)."""
+    h2load: one connection (h2c, h2 or with h1 HTTP/1.1 keep-alive), one request at a time, 1 + n
+    requests with that cookie (the connection and the first request cancel out against the n = 0
+    run)."""
     s = socket.create_connection(("127.0.0.1", cookie_port), timeout=60)
     if tls:
         ctx = ssl.create_default_context()
@@ -239,7 +244,8 @@ def h2_requests(port, n, cookie_port, tls):
     s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     _, cookie, _ = read_response(s, b"")
     s.close()
-    out = subprocess.run(["h2load", "-n", str(n + 1), "-c", "1", "-m", "1", "-H",
+    protocol = ["--h1"] if h1 else []
+    out = subprocess.run(["h2load"] + protocol + ["-n", str(n + 1), "-c", "1", "-m", "1", "-H",
                           f"cookie: {cookie}", f"{'https' if tls else 'http'}://127.0.0.1:{port}/"],
                          capture_output=True, text=True, timeout=3600).stdout
     if not re.search(rf"status codes: {n + 1} 2xx", out):
