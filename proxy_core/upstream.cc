@@ -212,7 +212,10 @@ void UpstreamConnection::on_ciphertext(const char* data, size_t len) {
 int UpstreamConnection::write(const uv_buf_t* bufs, unsigned count) {
   if (closing_) return UV_ECANCELED;
   if (tls_ != nullptr) {
-    std::string net;
+    // stream_write copies what the kernel does not take at once, so one scratch per worker
+    // thread serves every connection (no allocation per write).
+    thread_local std::string net;
+    net.clear();
     if (!tls_encrypt_all(*tls_, bufs, count, net)) return UV_EPROTO;
     return write_raw(net);
   }
