@@ -112,8 +112,8 @@ TEST_CASE("heads of any size are written whole, after what `out` held, and nothi
     ClientResponseOptions o;
     o.client_http11 = true;
     build_client_response(response(200, {{"X-Big", big}, {"Content-Length", "0"}}), o, resp);
-    CHECK(resp == long_prefix + "HTTP/1.1 200 OK\r\nX-Big: " + big +
-                      "\r\nContent-Length: 0\r\n\r\n");
+    CHECK(resp ==
+          long_prefix + "HTTP/1.1 200 OK\r\nX-Big: " + big + "\r\nContent-Length: 0\r\n\r\n");
     std::string local;
     build_local_response(200, big, false, "D", local);
     CHECK(local.size() == local.find("\r\n\r\n") + 4 + big.size());
