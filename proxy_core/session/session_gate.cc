@@ -165,11 +165,21 @@ void SessionGate::lookup_next(Done done) {
   }
   size_t index = next_candidate_++;
   TokenHash key = key_of(candidates_[index]);
+  const int64_t now = unix_now_ms();
+  {
+    // A store that answers at once (memory): no callback, no ticket (nothing can go stale).
+    LookupResult r;
+    if (store_->lookup_now(key, now, r)) {
+      on_lookup(index, key, std::move(r), std::move(done));
+      return;
+    }
+  }
   Ticket epoch = ticket();
-  store_->lookup(key, unix_now_ms(), [this, epoch, key, index, done](LookupResult r) mutable {
-    if (stale(epoch)) return;
-    on_lookup(index, key, std::move(r), std::move(done));
-  });
+  store_->lookup(key, now,
+                 [this, epoch, key, index, done = std::move(done)](LookupResult r) mutable {
+                   if (stale(epoch)) return;
+                   on_lookup(index, key, std::move(r), std::move(done));
+                 });
 }
 
 void SessionGate::on_lookup(size_t index, const TokenHash& key, LookupResult r, Done done) {

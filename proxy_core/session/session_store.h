@@ -160,6 +160,17 @@ class SessionStore {
   // LookupResult). Expired sessions are reported as kNotFound (with `expired` set) and removed.
   // Never writes last-seen: that is modify().
   virtual void lookup(const TokenHash& key, int64_t now_ms, LookupCallback done) = 0;
+  // The same lookup when the store can answer without waiting (the memory store): true, and
+  // `out` (given default-constructed) holds what lookup() would have passed to its callback. False
+  // (the default, a store that waits on I/O): nothing done, call lookup(). The session gate tries
+  // it first: a returning visit then builds no callback (a std::function whose captures do not
+  // fit inline: one allocation per request).
+  virtual bool lookup_now(const TokenHash& key, int64_t now_ms, LookupResult& out) {
+    (void)key;
+    (void)now_ms;
+    (void)out;
+    return false;
+  }
   // Stores a new session under `key` (replacing nothing: keys are fresh random tokens).
   // kUnavailable if `key` is already present (a 256-bit collision: fail closed).
   virtual void create(const TokenHash& key, const SessionRecord& record, DoneCallback done) = 0;

@@ -136,14 +136,16 @@ bool generate_token(std::string& out) {
 
 bool is_token_shaped(std::string_view text) {
   if (text.size() != kTokenChars) return false;
-  int8_t last = 0;
-  for (char c : text) {
-    last = kReverse[static_cast<uint8_t>(c)];
-    if (last < 0) return false;
-  }
+  // Every character's value OR-ed together, one test at the end: a character outside the
+  // alphabet is -1 (sign bit set). No early exit per character: a cookie that is a token is the
+  // common case, and this loop costs half of a test-and-branch per character.
+  uint8_t any_bad = 0;
+  for (char c : text)
+    any_bad |= static_cast<uint8_t>(kReverse[static_cast<uint8_t>(c)]);
+  if ((any_bad & 0x80) != 0) return false;
   // The 43rd character carries 4 data bits and 2 padding bits; canonical encodings have the
   // padding bits zero (RFC 4648 §3.5), so each 32-byte token has exactly one accepted spelling.
-  return (last & 0x3) == 0;
+  return (kReverse[static_cast<uint8_t>(text.back())] & 0x3) == 0;
 }
 
 void encode_token_bytes(const std::array<uint8_t, kTokenBytes>& raw,
@@ -195,12 +197,21 @@ bool generate_handle(SessionHandle& out) {
   return random_bytes(out.data(), out.size());
 }
 
+namespace {
+// "00".."ff": one two-character copy per byte (a handle is written on every request with a
+// session: the <prefix>Id header).
+constexpr std::array<std::array<char, 2>, 256> kHexPairs = [] {
+  constexpr char kHex[] = "0123456789abcdef";
+  std::array<std::array<char, 2>, 256> t{};
+  for (size_t b = 0; b < 256; ++b)
+    t[b] = {kHex[b >> 4], kHex[b & 0xf]};
+  return t;
+}();
+}  // namespace
+
 void handle_to_hex(const SessionHandle& handle, std::span<char, 32> out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (size_t i = 0; i < handle.size(); ++i) {
-    out[2 * i] = kHex[handle[i] >> 4];
-    out[2 * i + 1] = kHex[handle[i] & 0xf];
-  }
+  for (size_t i = 0; i < handle.size(); ++i)
+    std::memcpy(out.data() + 2 * i, kHexPairs[handle[i]].data(), 2);
 }
 
 std::string handle_to_hex(const SessionHandle& handle) {

@@ -251,6 +251,11 @@ size_t MemoryStore::find_live(Shard& shard, const TokenHash& key, int64_t now_ms
 
 void MemoryStore::lookup(const TokenHash& key, int64_t now_ms, LookupCallback done) {
   LookupResult result;
+  lookup_now(key, now_ms, result);
+  if (done) done(std::move(result));
+}
+
+bool MemoryStore::lookup_now(const TokenHash& key, int64_t now_ms, LookupResult& result) {
   bool via_marker = false;
   bool in_grace = false;
   TokenHash k = key;
@@ -299,7 +304,7 @@ void MemoryStore::lookup(const TokenHash& key, int64_t now_ms, LookupCallback do
     else if (result.status == StoreStatus::kOk)
       result.rotated = RotatedKey::kInGrace;
   }
-  if (done) done(std::move(result));
+  return true;
 }
 
 bool MemoryStore::insert_new(Shard& shard, const TokenHash& key, SessionRecord&& record,

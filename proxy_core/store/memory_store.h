@@ -126,6 +126,8 @@ class MemoryStore final : public SessionStore {
   // both are exceeded, the absolute timeout is the one reported. A hit promotes the session to
   // protected; a rotation marker is followed as session_store.h says.
   void lookup(const TokenHash& key, int64_t now_ms, LookupCallback done) override;
+  // Always answers now (lookup() is this, then the callback).
+  bool lookup_now(const TokenHash& key, int64_t now_ms, LookupResult& result) override;
   // kUnavailable if `key` is already present, as a session or a marker (a 256-bit collision: fail
   // closed, replace nothing). A record with attributes starts protected.
   void create(const TokenHash& key, const SessionRecord& record, DoneCallback done) override;

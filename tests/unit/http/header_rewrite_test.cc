@@ -97,6 +97,30 @@ TEST_CASE("an HTTP/1.0 request goes upstream as HTTP/1.1 and appends to `out`") 
   CHECK(out == "before|GET /path?q=1 HTTP/1.1\r\nHost: example.com\r\n" + kForwarded + "\r\n");
 }
 
+TEST_CASE("heads of any size are written whole, after what `out` held, and nothing more") {
+  // The heads are written through a cursor into room grown ahead of it (512 bytes at a time,
+  // then doubling) and cut to what was written: fields that straddle, and exceed, each step.
+  for (size_t value_size : {10u, 490u, 510u, 600u, 1100u, 5000u}) {
+    std::string big(value_size, 'v');
+    MessageHead h = request({{"Host", "example.com"}, {"X-Big", big}, {"Accept", "*/*"}});
+    std::string out = "held|";
+    build_upstream_request(h, upstream_options(), out);
+    CHECK(out == "held|GET /path?q=1 HTTP/1.1\r\nHost: example.com\r\nX-Big: " + big +
+                     "\r\nAccept: */*\r\n" + kForwarded + "\r\n");
+    std::string long_prefix(700, 'p');  // the room is taken after existing content too
+    std::string resp = long_prefix;
+    ClientResponseOptions o;
+    o.client_http11 = true;
+    build_client_response(response(200, {{"X-Big", big}, {"Content-Length", "0"}}), o, resp);
+    CHECK(resp ==
+          long_prefix + "HTTP/1.1 200 OK\r\nX-Big: " + big + "\r\nContent-Length: 0\r\n\r\n");
+    std::string local;
+    build_local_response(200, big, false, "D", local);
+    CHECK(local.size() == local.find("\r\n\r\n") + 4 + big.size());
+    CHECK(local.substr(local.size() - big.size()) == big);
+  }
+}
+
 TEST_CASE("hop-by-hop and proxy-consumed headers never reach the upstream") {
   MessageHead h = request({{"Host", "example.com"},
                            {"Connection", "keep-alive, Upgrade, HTTP2-Settings"},

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -167,6 +168,54 @@ TEST_CASE("rotation of an unknown key or onto a taken key changes nothing") {
   CHECK(rotate(store, key(1), key(2), SessionChange{}, 0, kT0) == StoreStatus::kUnavailable);
   CHECK(lookup(store, key(1), kT0).record->handle[0] == 1);
   CHECK(lookup(store, key(2), kT0).record->handle[0] == 2);
+}
+
+TEST_CASE("lookup_now answers at once what lookup's callback is given") {
+  // The session gate uses lookup_now on the memory store (no callback on the keep-alive path):
+  // found, in grace behind a marker, replayed, unknown and expired keys answer as lookup does.
+  // (A lookup removes what it finds expired: each way is asked of its own, identical, store.)
+  auto make = [] {
+    auto store = std::make_unique<MemoryStore>(kIdle, kAbsolute, 100);
+    REQUIRE(create(*store, key(1), record_at(kT0, 5, {{"user", "bob"}})) == StoreStatus::kOk);
+    REQUIRE(create(*store, key(3), record_at(kT0, 6)) == StoreStatus::kOk);
+    REQUIRE(create(*store, key(5), record_at(kT0, 8)) == StoreStatus::kOk);
+    SessionChange c;
+    c.last_seen_ms = kT0 + 10;
+    REQUIRE(rotate(*store, key(1), key(2), c, /*grace_ms=*/1000, kT0 + 10) == StoreStatus::kOk);
+    REQUIRE(rotate(*store, key(5), key(6), c, /*grace_ms=*/0, kT0 + 10) == StoreStatus::kOk);
+    return store;
+  };
+  for (int k : {1, 2, 3, 4, 5}) {
+    for (int64_t now : {kT0 + 20, kT0 + 20 + kIdle.count() + 1}) {
+      CAPTURE(k);
+      CAPTURE(now);
+      LookupResult direct;
+      REQUIRE(make()->lookup_now(key(k), now, direct));
+      LookupResult called = lookup(*make(), key(k), now);
+      CHECK(direct.status == called.status);
+      CHECK(direct.rotated == called.rotated);
+      CHECK(direct.expired == called.expired);
+      CHECK(direct.live_key == called.live_key);
+      REQUIRE(direct.record.has_value() == called.record.has_value());
+      if (direct.record) {
+        CHECK(direct.record->handle == called.record->handle);
+        CHECK(direct.record->attributes == called.record->attributes);
+      }
+    }
+  }
+  auto store = make();
+  LookupResult grace;
+  REQUIRE(store->lookup_now(key(1), kT0 + 20, grace));
+  CHECK(grace.status == StoreStatus::kOk);
+  CHECK(grace.rotated == RotatedKey::kInGrace);
+  CHECK(grace.live_key == key(2));
+  LookupResult replay;
+  REQUIRE(store->lookup_now(key(5), kT0 + 20, replay));
+  CHECK(replay.rotated == RotatedKey::kReplay);
+  LookupResult expired;
+  REQUIRE(store->lookup_now(key(3), kT0 + 20 + kIdle.count() + 1, expired));
+  CHECK(expired.status == StoreStatus::kNotFound);
+  CHECK(expired.expired == ExpiryKind::kIdle);
 }
 
 TEST_CASE("destroy removes the session") {
