@@ -65,12 +65,13 @@ void append_decimal(std::string& out, char kind, size_t n) {
 
 // The command in RESP, as hiredis formats it (an array of bulk strings), in one allocation:
 // hiredis's own formatting (redisAsyncCommandArgv) costs several times more per command.
+// Into `out` (cleared first), whose capacity the client reuses from command to command.
 template <typename Args>
-std::string format_command(const Args& args) {
+void format_command(const Args& args, std::string& out) {
   size_t size = 1 + decimal_digits(args.size()) + 2;
   for (const auto& a : args)
     size += 1 + decimal_digits(a.size()) + 2 + a.size() + 2;
-  std::string out;
+  out.clear();
   out.reserve(size);
   append_decimal(out, '*', args.size());
   for (const auto& a : args) {
@@ -78,7 +79,6 @@ std::string format_command(const Args& args) {
     out.append(a.data(), a.size());
     out.append("\r\n");
   }
-  return out;
 }
 
 template <typename Handle>
@@ -165,6 +165,8 @@ void RedisClient::close() {
     delete p;
     if (h) h(nullptr);
   }
+  for (Pending* p : std::exchange(spare_, {}))
+    delete p;
   close_and_free(command_timer_);
   close_and_free(phase_timer_);
   close_and_free(watch_timer_);
@@ -180,22 +182,48 @@ bool RedisClient::usable() const {
 
 // ---- commands -------------------------------------------------------------------------------
 
+// The formatted command is only read until send_command has handed it to hiredis (which copies
+// it): format_buf_ is free again before any handler can run and send another command.
 void RedisClient::send(std::initializer_list<std::string_view> args, ReplyHandler on_reply,
                        OnDrop on_drop) {
-  send_command(format_command(args), std::move(on_reply), /*internal=*/false, on_drop);
+  format_command(args, format_buf_);
+  send_command(format_buf_, std::move(on_reply), /*internal=*/false, on_drop);
 }
 
 void RedisClient::send(const std::vector<std::string>& args, ReplyHandler on_reply,
                        OnDrop on_drop) {
-  send_command(format_command(args), std::move(on_reply), /*internal=*/false, on_drop);
+  format_command(args, format_buf_);
+  send_command(format_buf_, std::move(on_reply), /*internal=*/false, on_drop);
+}
+
+void RedisClient::send_formatted(std::string_view command, ReplyHandler on_reply, OnDrop on_drop) {
+  send_command(command, std::move(on_reply), /*internal=*/false, on_drop);
 }
 
 void RedisClient::send_internal(std::initializer_list<std::string_view> args,
                                 ReplyHandler on_reply) {
-  send_command(format_command(args), std::move(on_reply), /*internal=*/true, OnDrop::kFail);
+  format_command(args, format_buf_);
+  send_command(format_buf_, std::move(on_reply), /*internal=*/true, OnDrop::kFail);
 }
 
-void RedisClient::send_command(std::string command, ReplyHandler on_reply, bool internal,
+RedisClient::Pending* RedisClient::new_pending() {
+  if (spare_.empty()) return new Pending{};
+  Pending* p = spare_.back();
+  spare_.pop_back();
+  return p;
+}
+
+void RedisClient::release(Pending* p) {
+  if (spare_.size() >= kMaxSparePending) {
+    delete p;
+    return;
+  }
+  p->on_reply = nullptr;
+  p->command.clear();  // keeps its capacity for the next read's copy
+  spare_.push_back(p);
+}
+
+void RedisClient::send_command(std::string_view command, ReplyHandler on_reply, bool internal,
                                OnDrop on_drop) {
   if (state_ == State::kClosed) {
     if (metrics_ != nullptr) metrics_->redis_rejected.add();
@@ -208,22 +236,29 @@ void RedisClient::send_command(std::string command, ReplyHandler on_reply, bool 
     defer([h = std::move(on_reply)] { h(nullptr); });
     return;
   }
-  const uint64_t now = monotonic_ms();
-  auto* p = new Pending{this,        ctx_,     std::move(on_reply),
-                        uv_hrtime(), now,      internal ? 0 : now + timeout_ms_,
-                        false,       internal, !internal && on_drop == OnDrop::kRetryOnce,
-                        {}};
+  const uint64_t sent_ns = uv_hrtime();
+  const uint64_t now = sent_ns / 1'000'000;  // monotonic_ms(), without a second clock read
+  Pending* p = new_pending();
+  p->client = this;
+  p->ctx = ctx_;
+  p->on_reply = std::move(on_reply);
+  p->sent_ns = sent_ns;
+  p->sent_ms = now;
+  p->deadline_ms = internal ? 0 : now + timeout_ms_;
+  p->finished = false;
+  p->internal = internal;
+  p->retry_on_drop = !internal && on_drop == OnDrop::kRetryOnce;
   // Appends to hiredis's output buffer; the reply callback never runs inside this call.
   if (redisAsyncFormattedCommand(ctx_, reply_trampoline, p, command.data(), command.size()) !=
       REDIS_OK) {
     // The connection is going away (a pending callback of a dying connection sent this).
     if (metrics_ != nullptr) metrics_->redis_rejected.add();
     defer([h = std::move(p->on_reply)] { h(nullptr); });
-    delete p;
+    release(p);
     return;
   }
   if (metrics_ != nullptr) metrics_->redis_commands.add();
-  if (p->retry_on_drop) p->command = std::move(command);  // hiredis copied it; ours for a resend
+  if (p->retry_on_drop) p->command.assign(command);  // hiredis copied it; ours for a resend
   in_flight_.push_back(p);
   // The timer runs whenever commands are in flight, set for the earliest deadline or patience.
   if (!uv_is_active(reinterpret_cast<uv_handle_t*>(command_timer_)) ||
@@ -240,8 +275,11 @@ void RedisClient::reply_trampoline(redisAsyncContext* ac, void* r, void* privdat
 
 void RedisClient::complete(Pending* p, const redisReply* reply) {
   // Replies come in send order, so this is nearly always the front.
-  if (auto it = std::find(in_flight_.begin(), in_flight_.end(), p); it != in_flight_.end())
+  if (!in_flight_.empty() && in_flight_.front() == p) {
+    in_flight_.pop_front();
+  } else if (auto it = std::find(in_flight_.begin(), in_flight_.end(), p); it != in_flight_.end()) {
     in_flight_.erase(it);
+  }
   if (reply == nullptr) {
     lose_context(p->ctx);  // a null reply means hiredis is freeing that connection
   } else if (p->ctx == ctx_) {
@@ -252,15 +290,15 @@ void RedisClient::complete(Pending* p, const redisReply* reply) {
     // The connection dropped under a read: wait for the next one (send_retries), not past the
     // read's deadline (on_command_timer). The lost attempt counts as an error either way.
     if (metrics_ != nullptr) metrics_->redis_errors.add();
-    retries_.push_back(Retry{std::move(p->command), std::move(handler), p->deadline_ms});
-    delete p;
+    retries_.push_back(Retry{p->command, std::move(handler), p->deadline_ms});
+    release(p);
     arm_command_timer();
     return;
   }
   const uint64_t sent_ns = p->sent_ns;
   redisAsyncContext* ctx = p->ctx;
   const bool internal = p->internal;
-  delete p;
+  release(p);
   if (!handler) return;
   if (internal) {
     handler(reply);
@@ -296,7 +334,7 @@ void RedisClient::complete(Pending* p, const redisReply* reply) {
 void RedisClient::send_retries() {
   // Sent at most once more, on this new connection, without a second retry.
   for (Retry& r : std::exchange(retries_, {}))
-    send_command(std::move(r.command), std::move(r.on_reply), /*internal=*/false, OnDrop::kFail);
+    send_command(r.command, std::move(r.on_reply), /*internal=*/false, OnDrop::kFail);
 }
 
 void RedisClient::defer(std::function<void()> fn) {

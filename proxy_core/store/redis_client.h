@@ -95,6 +95,8 @@ class RedisClient {
   static constexpr Millis kMinPatience{200};
   // With sentinels: how often a connected worker asks where the master is (see watch_master).
   static constexpr Millis kSentinelWatchInterval{1000};
+  // Free command records kept for reuse: more than a loop turn's commands in usual traffic.
+  static constexpr size_t kMaxSparePending = 256;
 
   // Receives the reply, or nullptr for any failure (see above).
   using ReplyHandler = std::function<void(const redisReply*)>;
@@ -126,6 +128,10 @@ class RedisClient {
             OnDrop on_drop = OnDrop::kFail);
   void send(const std::vector<std::string>& args, ReplyHandler on_reply,
             OnDrop on_drop = OnDrop::kFail);
+  // The same with the command already in RESP, as format_command makes it (an array of bulk
+  // strings): for a hot command whose fixed part the caller formats once (the store's HGETALL).
+  void send_formatted(std::string_view command, ReplyHandler on_reply,
+                      OnDrop on_drop = OnDrop::kFail);
   // EVALSHA `script` with args (KEYS count, keys, ARGV); on NOSCRIPT, once more as EVAL.
   void eval(const RedisScript& script, std::vector<std::string> args, ReplyHandler on_reply);
 
@@ -149,9 +155,13 @@ class RedisClient {
   // Commands (redis_client.cc), formatted in RESP. `internal` marks handshake commands, which are
   // sent before kReady, see error replies themselves and have no per-command deadline (patience
   // covers them).
-  void send_command(std::string command, ReplyHandler on_reply, bool internal, OnDrop on_drop);
+  void send_command(std::string_view command, ReplyHandler on_reply, bool internal, OnDrop on_drop);
   void send_internal(std::initializer_list<std::string_view> args, ReplyHandler on_reply);
   void complete(Pending* p, const redisReply* reply);
+  // Pending records are reused (one per command on the returning-visit path): spare_ keeps the
+  // free ones, up to kMaxSparePending.
+  Pending* new_pending();
+  void release(Pending* p);
   void send_retries();
   void defer(std::function<void()> fn);
   void run_deferred();
@@ -207,6 +217,8 @@ class RedisClient {
   uint64_t timer_wake_ms_ = 0;      // when command_timer_ fires, while it is active
   std::deque<Pending*> in_flight_;  // in send order, which is reply order
   std::vector<Retry> retries_;      // reads whose connection dropped, until their deadline
+  std::vector<Pending*> spare_;     // free Pending records (new_pending)
+  std::string format_buf_;          // the command being sent (send), capacity reused
   std::vector<std::function<void()>> deferred_;
 
   // Heap-allocated so that they may outlive the client until their close callbacks ran.

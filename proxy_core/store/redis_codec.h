@@ -67,6 +67,8 @@ std::string redis_schedule_member(const TokenHash& key, const SessionHandle& han
 
 // Lowercase hex of the digest (64 characters), and back (false unless exactly that form).
 std::string digest_hex(const TokenHash& key);
+// The same written at `out` (64 characters, no NUL): for a command formatted once (the lookup's).
+void write_digest_hex(const TokenHash& key, char* out);
 bool parse_digest_hex(std::string_view hex, TokenHash& out);
 // The same for a session handle (32 characters).
 std::string handle_hex(const SessionHandle& handle);

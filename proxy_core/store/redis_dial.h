@@ -16,6 +16,9 @@
 //   commands of every request of that turn leave in one write(2), and the poll never changes.
 //   Before the connection is up, and when a write could not finish, writability decides, as in
 //   hiredis's adapter.
+// - That write keeps hiredis's output buffer for the next turn (hiredis frees and re-allocates it
+//   after each complete write), and replies are built in a per-connection arena instead of a
+//   malloc per element (redis_reply_arena.h): most of the allocator calls of a returning visit.
 #pragma once
 
 #include <uv.h>

@@ -68,7 +68,14 @@ RedisStore::RedisStore(uv_loop_t* loop, const RedisStoreConfig& cfg, Millis idle
       max_attributes_(max_attributes),
       max_attribute_bytes_(max_attribute_bytes),
       user_attribute_(std::move(user_attribute)),
-      client_(loop, redis_client_options(cfg), metrics, redis_scripts()) {}
+      client_(loop, redis_client_options(cfg), metrics, redis_scripts()) {
+  // "*2\r\n$7\r\nHGETALL\r\n$<key length>\r\n<prefix><64 hex digits>\r\n", as RedisClient::send
+  // formats {"HGETALL", key_of(key)}.
+  const size_t key_size = key_prefix_.size() + 2 * TokenHash{}.size();
+  lookup_command_ = "*2\r\n$7\r\nHGETALL\r\n$" + std::to_string(key_size) + "\r\n" + key_prefix_;
+  lookup_hex_at_ = lookup_command_.size();
+  lookup_command_.append(2 * TokenHash{}.size(), '0').append("\r\n");
+}
 
 RedisStore::~RedisStore() {
   close();
@@ -97,12 +104,31 @@ void RedisStore::count_rejected(const TokenHash& key, const char* why) {
   }
 }
 
+RedisStore::LookupWait* RedisStore::new_lookup_wait() {
+  if (spare_lookups_.empty()) return new LookupWait;
+  LookupWait* w = spare_lookups_.back().release();
+  spare_lookups_.pop_back();
+  return w;
+}
+
 void RedisStore::lookup(const TokenHash& key, int64_t now_ms, LookupCallback done) {
-  client_.send(
-      {"HGETALL", key_of(key)},
-      // A handler runs once: the callback moves on instead of being copied.
-      [this, key, now_ms, done = std::move(done)](const redisReply* r) mutable {
-        on_lookup_reply(key, r, now_ms, Follow{}, std::move(done));
+  LookupWait* w = new_lookup_wait();
+  w->key = key;
+  w->now_ms = now_ms;
+  w->done = std::move(done);
+  // The client has copied the command when send_formatted returns: the buffer is free again.
+  write_digest_hex(key, lookup_command_.data() + lookup_hex_at_);
+  client_.send_formatted(
+      lookup_command_,
+      // A handler runs exactly once (redis_client.h): it always gives `w` back.
+      [this, w](const redisReply* r) {
+        std::unique_ptr<LookupWait> owned(w);
+        LookupCallback callback = std::move(owned->done);
+        const TokenHash read_key = owned->key;
+        const int64_t when = owned->now_ms;
+        if (spare_lookups_.size() < RedisClient::kMaxSparePending)
+          spare_lookups_.push_back(std::move(owned));
+        on_lookup_reply(read_key, r, when, Follow{}, std::move(callback));
       },
       RedisClient::OnDrop::kRetryOnce);
 }
@@ -120,7 +146,9 @@ void RedisStore::on_lookup_reply(const TokenHash& key, const redisReply* r, int6
     return;
   }
   StoredEntry e;
-  HashFields fields;
+  // Views into the reply, done with before `done` runs (which may start another lookup).
+  HashFields& fields = fields_;
+  fields.clear();
   if (is_error(r, "WRONGTYPE")) {
     e.kind = StoredKind::kMalformed;  // a value of another type under a session key
   } else if (!hash_fields(r, fields)) {
@@ -131,6 +159,7 @@ void RedisStore::on_lookup_reply(const TokenHash& key, const redisReply* r, int6
   } else {
     e = read_session_hash(fields, now_ms, max_attributes_, max_attribute_bytes_);
   }
+  fields.clear();
   switch (e.kind) {
     case StoredKind::kAbsent:
       break;

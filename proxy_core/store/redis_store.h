@@ -56,6 +56,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,7 @@
 #include "proxy_core/ops/metrics.h"
 #include "proxy_core/session/session_store.h"
 #include "proxy_core/store/redis_client.h"
+#include "proxy_core/store/redis_codec.h"
 
 namespace sg {
 
@@ -132,6 +134,13 @@ class RedisStore final : public SessionStore {
   void publish_end(const SessionHandle& handle);
 
  private:
+  // A lookup waiting for its first HGETALL reply. Reused (spare_lookups_): the reply handler
+  // captures only the store and this, so that it fits in std::function without an allocation.
+  struct LookupWait {
+    TokenHash key{};
+    int64_t now_ms = 0;
+    LookupCallback done;
+  };
   // Where a lookup is along a chain of rotation markers.
   struct Follow {
     int hops = 0;           // markers followed so far
@@ -154,6 +163,7 @@ class RedisStore final : public SessionStore {
   void on_lookup_reply(const TokenHash& key, const redisReply* reply, int64_t now_ms, Follow follow,
                        LookupCallback done);
   void count_rejected(const TokenHash& key, const char* why);
+  LookupWait* new_lookup_wait();
   void publish_end(std::string payload);
 
   uv_loop_t* loop_;
@@ -167,6 +177,12 @@ class RedisStore final : public SessionStore {
   uint32_t max_attribute_bytes_;
   std::string user_attribute_;
   LogLimiter rejected_log_;  // crafted records: one warning per second (count_rejected)
+  // The returning visit's command, HGETALL <prefix><digest hex> in RESP, formatted once: lookup
+  // writes the digest's hex at lookup_hex_at_ and sends it (redis_codec.h's key, byte for byte).
+  std::string lookup_command_;
+  size_t lookup_hex_at_ = 0;
+  std::vector<std::unique_ptr<LookupWait>> spare_lookups_;
+  HashFields fields_;  // on_lookup_reply's view of a reply, capacity reused
   RedisClient client_;
 };
 

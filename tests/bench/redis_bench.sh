@@ -14,6 +14,9 @@
 #   WARMUP=1s      one unrecorded wrk run per target and workload first
 #   CMD_REQUESTS=2000  requests for the Redis-commands-per-request figures
 #   SG_BIN         the gateway binary (default build/sessiongate)
+#   SG_BIN_B       a second gateway build with the Redis store, target "redis-b" in the wrk
+#                  workloads (A/B in one run: alternated with the others, its own key_prefix on the
+#                  same redis-server); the commands-per-request figures stay the first build's
 #   REDIS_CPU      the CPU for redis-server (default: the gateways' CPU; the load generator's CPU
 #                  makes wrk and Redis compete, which inflates the Redis store's tail latency)
 #   KEEP_TMP=1     keep the temporary directory (configs, wrk outputs, logs)
@@ -25,7 +28,10 @@
 # origin and redis-server on CPU 1 (with 2 CPUs or more; REDIS_CPU overrides; printed).
 # Workloads (wrk -t1 -c50 --latency): keep-alive with a returning session (the cookie fetched from
 # each gateway first, sent with -H), keep-alive new visitors (no cookie: one session created per
-# request). Figures: requests/s and p50/p99 (medians over the rounds), the redis/memory ratio.
+# request). Figures: requests/s and p50/p99 (medians over the rounds), the redis/memory ratio, and
+# CPU microseconds per request (utime+stime from /proc/PID/stat over the run / requests) of the
+# gateway and, for the Redis targets, of redis-server (which shares the gateways' CPU by default:
+# on a loaded machine these say more than requests/s).
 # Redis commands per request: `redis-cli INFO commandstats` before and after CMD_REQUESTS
 # returning-visit requests on one keep-alive connection (and as many new visitors), INFO itself
 # excluded, commands run inside a script not counted again; cross-checked with the gateway's
@@ -40,6 +46,8 @@ ROUNDS=${ROUNDS:-5}
 WARMUP=${WARMUP:-1s}
 CMD_REQUESTS=${CMD_REQUESTS:-2000}
 SG_BIN=${SG_BIN:-$root/build/sessiongate}
+SG_BIN_B=${SG_BIN_B:-}
+TARGETS=(memory redis ${SG_BIN_B:+redis-b})
 
 bench_require redis_bench.sh redis-server redis-cli nginx wrk python3 taskset
 NGINX=$(command -v nginx)
@@ -124,11 +132,11 @@ COMMANDS.update({"wait_http": wait_http, "keepalive": keepalive, "cmd_delta": cm
                  "metric": metric, "redis_metrics": redis_metrics})
 PY
 
-read -r P_ORIGIN P_MEM P_REDIS P_REDIS_ADMIN P_RS < <(py free_ports 5)
+read -r P_ORIGIN P_MEM P_REDIS P_REDIS_ADMIN P_RS P_REDIS_B P_REDIS_B_ADMIN < <(py free_ports 7)
 body=$(printf '%-99s' 'sessiongate benchmark origin: the same fixed body for every target')
 write_origin_conf "$tmp/origin.conf" origin "$P_ORIGIN" 4096
 
-gateway_conf() {  # file port store [admin-port]
+gateway_conf() {  # file port store [admin-port [key-prefix]]
   {
     gateway_toml "$2" "$P_ORIGIN"
     cat <<EOF
@@ -141,7 +149,7 @@ EOF
     cat >>"$1" <<EOF
 [store.redis]
 address = "127.0.0.1:$P_RS"
-key_prefix = "bench:"
+key_prefix = "${5:-bench:}"
 timeout = "50ms"
 [admin]
 listen = "127.0.0.1:$4"
@@ -150,18 +158,22 @@ EOF
 }
 gateway_conf "$tmp/memory.toml" "$P_MEM" memory
 gateway_conf "$tmp/redis.toml" "$P_REDIS" redis "$P_REDIS_ADMIN"
+gateway_conf "$tmp/redis-b.toml" "$P_REDIS_B" redis "$P_REDIS_B_ADMIN" "benchb:"
 
 log "CPUs: load generator on $LOAD_CPU, gateways and origin on $SRV_CPU, redis-server on $REDIS_CPU"
 taskset -c "$REDIS_CPU" redis-server --port "$P_RS" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
   --dir "$tmp" --loglevel warning >"$tmp/redis.log" 2>&1 &
 pids+=($!)
+REDIS_PID=$!
 "${PIN_SRV[@]}" "$NGINX" -c "$tmp/origin.conf" -e "$tmp/origin.err" >"$tmp/origin.log" 2>&1 &
 pids+=($!)
-for t in memory redis; do
-  "${PIN_SRV[@]}" "$SG_BIN" --config "$tmp/$t.toml" >"$tmp/$t.out" 2>"$tmp/$t.err" &
+declare -A PID BIN=([memory]=$SG_BIN [redis]=$SG_BIN [redis-b]=$SG_BIN_B)
+for t in "${TARGETS[@]}"; do
+  "${PIN_SRV[@]}" "${BIN[$t]}" --config "$tmp/$t.toml" >"$tmp/$t.out" 2>"$tmp/$t.err" &
   pids+=($!)
+  PID[$t]=$!
 done
-for p in "$P_ORIGIN" "$P_MEM" "$P_REDIS"; do
+for p in "$P_ORIGIN" "$P_MEM" "$P_REDIS" ${SG_BIN_B:+"$P_REDIS_B"}; do
   if ! py wait_http "$p" /healthz 10; then
     log "port $p did not answer; logs in $tmp"
     KEEP_TMP=1
@@ -173,10 +185,11 @@ for i in $(seq 100); do
   sleep 0.05
 done
 py wait_http "$P_REDIS" /readyz 10 || log "the redis gateway is not ready (continuing)"
+[[ -n $SG_BIN_B ]] && { py wait_http "$P_REDIS_B" /readyz 10 || log "redis-b is not ready (continuing)"; }
 
-declare -A PORT=([memory]=$P_MEM [redis]=$P_REDIS)
+declare -A PORT=([memory]=$P_MEM [redis]=$P_REDIS [redis-b]=$P_REDIS_B)
 declare -A COOKIE
-for t in memory redis; do
+for t in "${TARGETS[@]}"; do
   COOKIE[$t]=$(py get_cookie "${PORT[$t]}" bench)
   log "$t: returning cookie ${COOKIE[$t]:0:16}..."
 done
@@ -189,19 +202,29 @@ run_wrk() {  # target workload duration out
   bench_wrk "$out" "http://127.0.0.1:${PORT[$t]}/" "$d" 50 "${hdr[@]}"
 }
 
-declare -A RPS P50 P99 BAD
+cpu_us() {  # ticks-before ticks-after requests: CPU microseconds per request
+  python3 -c "import os,sys; b,a,n=map(float,sys.argv[1:]); print(f'{(a-b)*1e6/os.sysconf(\"SC_CLK_TCK\")/n:.2f}' if n else 'nan')" "$@"
+}
+
+declare -A RPS P50 P99 BAD CPU RCPU
 for w in ka-session ka-new; do
-  for t in memory redis; do run_wrk "$t" "$w" "$WARMUP" /dev/null; done
+  for t in "${TARGETS[@]}"; do run_wrk "$t" "$w" "$WARMUP" /dev/null; done
   for ((r = 1; r <= ROUNDS; r++)); do
-    for t in memory redis; do
+    for t in "${TARGETS[@]}"; do
       out="$tmp/out/$w-$t-$r.txt"
+      g0=$(py ticks "${PID[$t]}")
+      r0=$(py ticks "$REDIS_PID")
       run_wrk "$t" "$w" "$DURATION" "$out"
+      g1=$(py ticks "${PID[$t]}")
+      r1=$(py ticks "$REDIS_PID")
       read -r n rps p50 p99 errs non2xx < <(py parse_wrk "$out")
+      CPU[$w,$t]+="$(cpu_us "$g0" "$g1" "$n") "
+      [[ $t != memory ]] && RCPU[$w,$t]+="$(cpu_us "$r0" "$r1" "$n") "
       RPS[$w,$t]+="$rps "
       P50[$w,$t]+="$p50 "
       P99[$w,$t]+="$p99 "
       BAD[$w,$t]=$((${BAD[$w,$t]:-0} + errs + non2xx))
-      log "$w round $r $t: $rps req/s (p50 ${p50} us, p99 ${p99} us, $errs socket errors, $non2xx non-2xx)"
+      log "$w round $r $t: $rps req/s (p50 ${p50} us, p99 ${p99} us, $errs socket errors, $non2xx non-2xx; CPU/request: gateway $(echo ${CPU[$w,$t]} | awk '{print $NF}') us${RCPU[$w,$t]:+, redis-server $(echo ${RCPU[$w,$t]} | awk '{print $NF}') us})"
     done
   done
 done
@@ -229,18 +252,25 @@ cmds new ""
 # ---------------------------------------------------------------------------------------------
 echo
 echo "## Redis store vs memory store ($(date -u +%F), $(nproc) CPUs (wrk on $LOAD_CPU, gateways + origin on $SRV_CPU, redis on $REDIS_CPU), wrk -t1 -c50 -d$DURATION, $ROUNDS alternated rounds, medians)"
+[[ -n $SG_BIN_B ]] && echo "redis: $SG_BIN; redis-b: $SG_BIN_B"
 echo
-printf '| %-23s | %12s | %12s | %9s | %9s | %9s | %9s | %9s | %8s | %8s |\n' workload "memory req/s" "redis req/s" \
-  "redis/mem" "mem p50" "redis p50" "mem p99" "redis p99" "mem bad" "redis bad"
-printf '|%s|\n' "-------------------------|--------------|--------------|-----------|-----------|-----------|-----------|-----------|----------|-----------"
+printf '| %-23s | %-7s | %9s | %7s | %8s | %8s | %12s | %12s | %6s |\n' workload target "req/s" "/memory" \
+  "p50" "p99" "gateway CPU" "redis CPU" "bad"
+printf '|%s|\n' "-------------------------|---------|-----------|---------|----------|----------|--------------|--------------|--------"
 for w in ka-session ka-new; do
   m=$(py median ${RPS[$w,memory]})
-  rd=$(py median ${RPS[$w,redis]})
-  printf '| %-23s | %12s | %12s | %9s | %6s us | %6s us | %6s us | %6s us | %8s | %8s |\n' \
-    "$([[ $w == ka-session ]] && echo 'keep-alive, returning' || echo 'keep-alive, new visitor')" \
-    "$m" "$rd" "$(py ratio "$rd" "$m")" "$(py median ${P50[$w,memory]})" "$(py median ${P50[$w,redis]})" \
-    "$(py median ${P99[$w,memory]})" "$(py median ${P99[$w,redis]})" "${BAD[$w,memory]}" "${BAD[$w,redis]}"
+  for t in "${TARGETS[@]}"; do
+    rd=$(py median ${RPS[$w,$t]})
+    rc=-
+    [[ $t != memory ]] && rc="$(py median ${RCPU[$w,$t]}) us/req"
+    printf '| %-23s | %-7s | %9s | %7s | %5s us | %5s us | %5s us/req | %12s | %6s |\n' \
+      "$([[ $w == ka-session ]] && echo 'keep-alive, returning' || echo 'keep-alive, new visitor')" \
+      "$t" "$rd" "$(py ratio "$rd" "$m")" "$(py median ${P50[$w,$t]})" "$(py median ${P99[$w,$t]})" \
+      "$(py median ${CPU[$w,$t]})" "$rc" "${BAD[$w,$t]}"
+  done
 done
+echo
+echo "CPU: utime+stime per request of the gateway process and of redis-server over each run (medians)."
 echo
 echo "Redis commands per request ($CMD_REQUESTS requests on one keep-alive connection, INFO excluded):"
 echo "- returning visit, no refresh due: ${CMD_PER[returning]} (${CMD_DETAIL[returning]}); gateway's own count ${CMD_METRIC[returning]} (goal: at most 1)"
