@@ -161,7 +161,9 @@ class RecordingUpstream:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        for t in list(self._threads):
+        with self._lock:
+            threads = list(self._threads)
+        for t in threads:
             t.join(timeout=3)
         self._listener.close()
 
@@ -232,9 +234,10 @@ class RecordingUpstream:
                 self._raw[conn] = bytearray()
                 self._socks.add(sock)
             t = threading.Thread(target=self._serve, args=(sock, conn), daemon=True)
-            self._threads = [x for x in self._threads if x.is_alive()]
-            self._threads.append(t)
-            t.start()
+            t.start()  # before it is listed: stop() may join any listed thread at any moment
+            with self._lock:
+                self._threads = [x for x in self._threads if x.is_alive()]
+                self._threads.append(t)
 
     def _serve(self, sock: socket.socket, conn: int):
         buf = bytearray()

@@ -45,8 +45,8 @@ class NagleUpstream:
             self.connections += 1
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
             t = threading.Thread(target=self._serve, args=(sock, self.connections), daemon=True)
+            t.start()  # before it is listed: stop() may join any listed thread at any moment
             self.threads.append(t)
-            t.start()
 
     def _serve(self, sock, number):
         buf = b""

@@ -204,7 +204,9 @@ class Upstream:
             except OSError:
                 pass
         deadline = time.monotonic() + 3.0  # handler threads sleeping in /delay wake on _stop
-        for t in list(self._threads):
+        with self._lock:
+            threads = list(self._threads)
+        for t in threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
         if self._listener is not None:
             self._listener.close()
@@ -269,9 +271,12 @@ class Upstream:
                 conn_no = self.connections
                 self._socks.add(sock)
             t = threading.Thread(target=self._serve, args=(sock, conn_no), daemon=True)
-            self._threads = [x for x in self._threads if x.is_alive()]
-            self._threads.append(t)
+            # Started before it is listed: stop() may join any listed thread at any moment (a
+            # thread listed first and joined before its start() raised in stop()).
             t.start()
+            with self._lock:
+                self._threads = [x for x in self._threads if x.is_alive()]
+                self._threads.append(t)
 
     def _serve(self, sock: socket.socket, conn_no: int) -> None:
         reader = _Reader(sock)
