@@ -158,6 +158,11 @@ class Exchange final : public UpstreamUser, public SessionWatcher {
   // the connection when the downstream takes the body's rest (request_rest_bound).
   bool request_rest_fits() const;
   void drop_request_rest();
+  // The response is complete and the request's rest is still being read (not a tunnel, whose
+  // response is "done" too).
+  bool taking_request_rest() const {
+    return response_ == Response::kDone && phase_ == Phase::kForward && !request_done_;
+  }
   void upstream_failed(int status, UpstreamError kind, const char* why);
   void start_tunnel();
   // exchange_session_follow.cc (issue 14): a tunnel, and a response that runs long, follow their

@@ -174,7 +174,7 @@ void Exchange::on_upstream_closed(UpstreamChannel* c, int status) {
   if (c != upstream_) return;
   upstream_ = nullptr;  // it is closing itself
   if (closed_) return;
-  if (response_ == Response::kDone) {  // taking the rest of the body after an early response
+  if (taking_request_rest()) {
     drop_request_rest();
     return;
   }
@@ -203,7 +203,7 @@ void Exchange::on_upstream_drained(UpstreamChannel* c) {
 
 void Exchange::on_upstream_timeout(UpstreamChannel* c) {
   if (c != upstream_) return;
-  if (response_ == Response::kDone && !closed_) {  // the rest of the body after an early response
+  if (taking_request_rest() && !closed_) {
     drop_request_rest();
     return;
   }

@@ -369,6 +369,31 @@ TEST_CASE(
   CHECK(rig.down.finished == std::vector<bool>{true});
 }
 
+TEST_CASE("exchange: a tunnel's upstream closing or timing out still ends the tunnel") {
+  for (bool timeout : {false, true}) {
+    Rig rig;
+    rig.request(
+        "GET /ws HTTP/1.1\r\nHost: app\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    FakeChannel* up = rig.upstream();
+    up->connected();
+    MessageHead h;
+    h.status = 101;
+    h.headers = {{"Upgrade", "websocket"}, {"Connection", "Upgrade"}};
+    h.header_count = 2;
+    up->user()->on_upstream_upgrade(up, h, "", 0);
+    REQUIRE(rig.exchange.in_tunnel());
+    if (timeout) {
+      up->user()->on_upstream_timeout(up);
+      CHECK(rig.down.aborts == 1);
+    } else {
+      up->fail(UV_EOF);
+      CHECK(rig.down.finished == std::vector<bool>{false});
+    }
+    CHECK(rig.down.flow_changes == 0);
+  }
+}
+
 TEST_CASE("exchange: an early response with a long or chunked rest closes after the response") {
   SUBCASE("over the bound") {
     Rig rig;
