@@ -381,6 +381,26 @@ class SplicedRequestBodies(unittest.TestCase):
         self.assertEqual(HttpClient(self.gw.port, self).roundtrip("GET", "/echo").status, 200)
 
 
+    def test_a_tls_client_stays_on_the_copy_path(self):
+        from tls_util import HttpsClient, TlsGateway, make_pki, tls_overrides
+        pki = make_pki(self)
+        self.gw.stop()
+        conf = {"upstream": {"splice": self.splice}, "admin": {"listen": "127.0.0.1:<free>"}}
+        conf.update(tls_overrides(pki.default))
+        self.gw = TlsGateway(self, self.up.port, conf, ca=pki.ca_cert)
+        self.admin = self.gw.admin_port
+        c = HttpsClient(self.gw.port, self.gw.context(), test=self, timeout=30)
+        n = 2 * MiB
+        body = os.urandom(n)
+        r = c.roundtrip("POST", "/upload", body=body)
+        self.assertEqual((r.status, r.json()["body_sha256"]), (200, hashlib.sha256(body).hexdigest()))
+        c.request("GET", f"/bytes?n={n}")
+        resp, length, sha = c.read_response_hashed()
+        self.assertEqual((resp.status, length, sha), (200, n, pattern_sha256(n)))
+        self.assertEqual(self.spliced(), 0)
+        self.assertEqual(metric_value(self.admin, "sessiongate_spliced_bytes_total", direction="response"), 0)
+
+
 class CopiedRequestBodies(SplicedRequestBodies):
     splice = False
 
