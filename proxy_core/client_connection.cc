@@ -66,6 +66,10 @@ bool ClientConnection::accept_from(uv_stream_t* server, std::shared_ptr<const Tl
 
 void ClientConnection::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* c = static_cast<ClientConnection*>(h->data);
+  if (c->splicing_request() && !c->closing_) {
+    *buf = uv_buf_init(nullptr, 0);  // splicing: libuv reports readiness as UV_ENOBUFS
+    return;
+  }
   *buf =
       uv_buf_init(c->worker_->read_buffer(), static_cast<unsigned>(c->worker_->read_buffer_size()));
 }
@@ -73,6 +77,10 @@ void ClientConnection::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
 void ClientConnection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   auto* c = static_cast<ClientConnection*>(s->data);
   if (nread == 0 || (c->closing_ && !c->lingering_)) return;
+  if (nread == UV_ENOBUFS && c->splicing_request()) {
+    c->pump_request_body();  // the client socket is readable
+    return;
+  }
   if (nread < 0) {
     c->on_client_eof(static_cast<int>(nread));
     return;
@@ -207,6 +215,7 @@ void ClientConnection::cancel() {
 // client reads our answer before a reset could destroy it.
 void ClientConnection::close_after_flush() {
   if (closing_) return;
+  end_request_splice();  // lingering reads go to the read buffer and are dropped
   flush_cork();
   if (tls_ != nullptr && tls_->handshake_done()) {
     std::string& net = worker_->tls_net_scratch();
@@ -262,6 +271,7 @@ void ClientConnection::close_now() {
   lingering_ = false;
   state_ = State::kClosing;
   if (h1_ != nullptr) h1_->corked.clear();  // an abort: nothing more goes out
+  end_request_splice();
   if (exchange_ != nullptr) exchange_->downstream_closed();
   DeadlineList::cancel(&deadline_);
   if (h2_ != nullptr) {

@@ -131,7 +131,7 @@ class ClientConnection final : public Downstream, private H2Transport {
   void send_local(const LocalResponse& response) override;
   void send_continue() override;
   void deliver_request_body() override;
-  void request_flow_changed() override { update_reading(); }
+  void request_flow_changed() override;  // client_splice.cc
   void set_client_timer(ClientTimer timer) override;
   void touch_client_timer() override;
   void cork() override { ++cork_depth_; }
@@ -144,6 +144,19 @@ class ClientConnection final : public Downstream, private H2Transport {
   int raw_body_fd() override;
   void await_writable() override;
   static void on_writable(uv_poll_t* p, int status, int events);
+
+  // ---- a spliced request body (client_splice.cc, issue 17 item 4) ----
+  // After an early response, the most of a Content-Length body's rest read to keep the
+  // connection (forwarded to a still usable upstream, else dropped); a larger rest closes it.
+  static constexpr uint64_t kRequestRestBound = 1 << 20;
+  uint64_t request_rest_bound() const override { return kRequestRestBound; }
+  bool splicing_request() const { return h1_ != nullptr && h1_->body_pipe != nullptr; }
+  // After a parse that left a Content-Length body at least kSpliceMinBytes short: a pipe, when
+  // the exchange names an upstream socket. The pump then runs on the socket's readiness.
+  void maybe_splice_request();
+  void pump_request_body();   // moves bytes until a side would block or the body is done
+  void end_request_splice();  // the pipe goes back to the pool (closed if it holds bytes)
+  void end_spliced_body();    // every byte went around the parser: the request ends
 
   Worker* worker_;
   std::shared_ptr<const Config> config_;  // taken at each request: reloads apply to new requests
@@ -159,8 +172,9 @@ class ClientConnection final : public Downstream, private H2Transport {
   bool closing_ = false;
   bool draining_ = false;
   bool lingering_ = false;
-  bool linger_ = false;      // decided in close_after_flush()
-  bool client_eof_ = false;  // the client half-closed after a complete request
+  bool linger_ = false;           // decided in close_after_flush()
+  bool client_eof_ = false;       // the client half-closed after a complete request
+  bool pumping_request_ = false;  // pump_request_body() is on the stack
   // The current request, as HTTP/1.1 sees it (the exchange has the rest).
   bool request_done_ = false;      // the parser saw the end of the request
   bool response_started_ = false;  // a response head (or a local answer) went out

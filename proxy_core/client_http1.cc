@@ -108,6 +108,7 @@ void ClientConnection::process(const char* data, size_t len) {
     }
   }
   if (len > 0 && !closing_) h1().pending.append(data, len);
+  if (state_ == State::kForward && !request_done_) maybe_splice_request();  // client_splice.cc
   update_reading();
 }
 

@@ -109,6 +109,11 @@ class Downstream {
   virtual void deliver_request_body() = 0;
   // Exchange::wants_request_body() may have changed (the upstream drained): ask again.
   virtual void request_flow_changed() = 0;
+  // An early response (the application answered before it had the whole Content-Length body):
+  // the most of the body's rest this downstream reads after the response to keep its connection
+  // (the exchange forwards it while the upstream connection stays usable, else drops it). 0 (the
+  // default): none, the connection is not reused (HTTP/2 resets the rest of the stream instead).
+  virtual uint64_t request_rest_bound() const { return 0; }
 
   // ---- timers and writes ----
   virtual void set_client_timer(ClientTimer timer) = 0;

@@ -69,6 +69,20 @@ class Exchange final : public UpstreamUser, public SessionWatcher {
   // and nothing more is sent. Idempotent.
   void downstream_closed();
 
+  // ---- a spliced request body (exchange_splice.cc, issue 17 item 4): the HTTP/1.1 connection
+  // moves the rest of a Content-Length body client socket -> pipe -> upstream socket ----
+  // The upstream socket to splice into now, or -1 (the copy path: TLS, chunked, a held body,
+  // upstream.splice off, no upstream any more).
+  int request_splice_target();
+  // `n` body bytes left the client's socket: `forwarded` into the upstream's, else dropped (the
+  // upstream went away while they were in the pipe).
+  void on_request_spliced(size_t n, bool forwarded);
+  // The upstream socket is full: wants_request_body() says false until it takes more, then
+  // Downstream::request_flow_changed.
+  void on_request_splice_blocked();
+  // Writing into the upstream's socket failed (a libuv error): the upstream is broken.
+  void on_request_splice_failed(int status);
+
   bool output_paused() const { return upstream_paused_; }
   bool response_started() const { return response_ != Response::kNotStarted; }
   bool in_tunnel() const { return phase_ == Phase::kTunnel; }
@@ -140,6 +154,15 @@ class Exchange final : public UpstreamUser, public SessionWatcher {
   void after_directives();
   void on_response_head(const MessageHead& resp);
   void on_response_complete();
+  // An early response (the application answered before it had the whole request body): keep
+  // the connection when the downstream takes the body's rest (request_rest_bound).
+  bool request_rest_fits() const;
+  void drop_request_rest();
+  // The response is complete and the request's rest is still being read (not a tunnel, whose
+  // response is "done" too).
+  bool taking_request_rest() const {
+    return response_ == Response::kDone && phase_ == Phase::kForward && !request_done_;
+  }
   void upstream_failed(int status, UpstreamError kind, const char* why);
   void start_tunnel();
   // exchange_session_follow.cc (issue 14): a tunnel, and a response that runs long, follow their
@@ -185,6 +208,7 @@ class Exchange final : public UpstreamUser, public SessionWatcher {
   bool retried_ = false;
   bool rejected_ = false;         // a malformed request: what was read after it is dropped
   bool upstream_paused_ = false;  // reading from the upstream stopped for client backpressure
+  bool request_splice_blocked_ = false;  // a spliced request body waits for the upstream socket
   bool in_directives_call_ = false;
   bool directives_answered_ = false;
   bool directives_running_ = false;  // from apply_directives to on_response_head

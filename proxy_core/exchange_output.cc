@@ -25,7 +25,7 @@ void Exchange::reset() {
   hold_ = Hold::kNone;
   request_framing_ = BodyFraming::kNone;
   closed_ = request_done_ = close_after_ = head_request_ = tunnel_requested_ = false;
-  expect_continue_ = retried_ = upstream_paused_ = rejected_ = false;
+  expect_continue_ = retried_ = upstream_paused_ = rejected_ = request_splice_blocked_ = false;
   in_directives_call_ = directives_answered_ = directives_running_ = false;
   follow_since_ms_ = 0;
   status_ = 0;

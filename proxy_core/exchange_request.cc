@@ -343,7 +343,7 @@ void Exchange::on_request_end() {
 
 bool Exchange::wants_request_body() const {
   if (upstream_ == nullptr) return phase_ != Phase::kTunnel;
-  return upstream_->queued() < kWriteHighWater;
+  return upstream_->queued() < kWriteHighWater && !request_splice_blocked_;
 }
 
 }  // namespace sg

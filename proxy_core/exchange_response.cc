@@ -2,6 +2,8 @@
 // WebSocket tunnel, and the end of an exchange. See exchange.h.
 #include <uv.h>
 
+#include <algorithm>
+
 #include "proxy_core/base/clock.h"
 #include "proxy_core/exchange.h"
 #include "proxy_core/http/request_validation.h"
@@ -121,7 +123,9 @@ void Exchange::on_response_head(const MessageHead& resp) {
   // A refused upgrade: whatever the client sends next may not be HTTP.
   if (tunnel_requested_) close_after_ = true;
   h.has_body = !(head_request_ || resp.status == 204 || resp.status == 304);
-  if (!request_done_) close_after_ = true;  // early response: the rest of the body is unread
+  // Early response: the rest of the body is unread. A short rest is taken after the response and
+  // the connection kept (request_rest_fits); else it closes after the response.
+  if (!request_done_ && !request_rest_fits()) close_after_ = true;
   status_ = resp.status;
   h.close = close_after_;
   h.force_no_store = session_.sets_cookie();
@@ -133,13 +137,47 @@ void Exchange::on_response_head(const MessageHead& resp) {
 void Exchange::on_response_complete() {
   downstream_->end_response();
   response_ = Response::kDone;
-  if (request_done_ || close_after_) finish_exchange();
+  if (request_done_ || close_after_) {
+    finish_exchange();
+    return;
+  }
+  // An early response, the rest of the body within the downstream's bound: the rest still goes
+  // to an upstream connection that stays usable (one that reads it, as nginx does, is pooled at
+  // the request's end); else it is dropped. on_request_end finishes the exchange.
+  if (upstream_ == nullptr || !upstream_->reusable()) {
+    drop_request_rest();
+    return;
+  }
+  // Meanwhile the upstream's response timeout bounds its silence (a stalled upstream: the rest is
+  // dropped), and the client's timer waits, as whenever the upstream holds the client back.
+  downstream_->set_client_timer(ClientTimer::kNone);
+  upstream_->start_timer(config_->upstream.response_timeout);
+}
+
+bool Exchange::request_rest_fits() const {
+  uint64_t bound = downstream_->request_rest_bound();
+  return bound != 0 && request_framing_ == BodyFraming::kContentLength &&
+         content_length_ - std::min(content_length_, request_body_bytes_) <= bound;
+}
+
+// The rest of the request body after a complete early response goes nowhere: the upstream
+// connection is given up (it has not had the whole request; it closed, stalled or said close),
+// and the downstream reads the client's bytes and drops them (on_request_body) until the request's
+// end, within one client activity timeout (dropped bytes do not restart it).
+void Exchange::drop_request_rest() {
+  release_upstream(false);
+  downstream_->set_client_timer(ClientTimer::kActivity);  // not restarted by dropped bytes
+  downstream_->request_flow_changed();  // reading may have waited for the upstream
 }
 
 void Exchange::on_upstream_closed(UpstreamChannel* c, int status) {
   if (c != upstream_) return;
   upstream_ = nullptr;  // it is closing itself
   if (closed_) return;
+  if (taking_request_rest()) {
+    drop_request_rest();
+    return;
+  }
   if (phase_ == Phase::kTunnel) {
     downstream_->finish(/*keep_alive=*/false);
     return;
@@ -158,11 +196,17 @@ void Exchange::on_upstream_closed(UpstreamChannel* c, int status) {
 }
 
 void Exchange::on_upstream_drained(UpstreamChannel* c) {
-  if (c == upstream_ && !closed_) downstream_->request_flow_changed();
+  if (c != upstream_ || closed_) return;
+  request_splice_blocked_ = false;
+  downstream_->request_flow_changed();
 }
 
 void Exchange::on_upstream_timeout(UpstreamChannel* c) {
   if (c != upstream_) return;
+  if (taking_request_rest() && !closed_) {
+    drop_request_rest();
+    return;
+  }
   if (phase_ == Phase::kTunnel) {
     downstream_->abort();
     return;

@@ -37,6 +37,7 @@ void Http1StatePool::give_back_dirty(Http1State* s) {
   s->pending.clear();
   s->corked.clear();
   s->corked_bytes.clear();
+  s->body_pipe.reset();  // the connection returned it to its worker's pool first, when it could
   give_back(s);
 }
 

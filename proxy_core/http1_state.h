@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "proxy_core/http/http_parser.h"
+#include "proxy_core/net/splice_pipe.h"
 
 namespace sg {
 
@@ -43,6 +44,9 @@ struct Http1State {
   std::string out;      // scratch for heads and chunk framing
   std::vector<CorkedPiece> corked;
   std::string corked_bytes;
+  // A spliced request body (client_splice.cc): the pipe while the rest of a Content-Length body
+  // moves client socket -> pipe -> upstream socket, around the parser. Null otherwise.
+  std::unique_ptr<SplicePipe> body_pipe;
 };
 
 // A bounded free list of Http1State. Loop thread only.

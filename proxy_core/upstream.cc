@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -290,12 +291,14 @@ void UpstreamConnection::close() {
 }
 
 void UpstreamConnection::close_handles() {
-  HandleCloser<UpstreamConnection, &UpstreamConnection::handles_open_,
-               &UpstreamConnection::on_closed>::close({socket_.handle(),
-                                                       reinterpret_cast<uv_handle_t*>(&timer_)});
+  using Closer = HandleCloser<UpstreamConnection, &UpstreamConnection::handles_open_,
+                              &UpstreamConnection::on_closed>;
+  Closer::close({socket_.handle(), reinterpret_cast<uv_handle_t*>(&timer_)});
+  if (writable_ != nullptr) Closer::close({reinterpret_cast<uv_handle_t*>(&writable_->poll)});
 }
 
 void UpstreamConnection::on_closed(UpstreamConnection* c) {
+  if (c->writable_ != nullptr) ::close(c->writable_->fd);  // the dup(): the socket's last reference
   --c->pool_->open_;
   c->pool_->metrics_->upstream_open.fetch_sub(1, std::memory_order_relaxed);
   delete c;

@@ -97,7 +97,10 @@ class UpstreamConnection final : public UpstreamChannel, private ResponseReader:
   void maybe_splice();
   void pump_splice();  // moves bytes until a side would block or the body is done
   void end_splice();   // the pipe goes back to the pool (closed if it still holds bytes)
-  static constexpr uint64_t kSpliceMinBytes = 32 * 1024;  // below: read() and write() cost as much
+  // A request body spliced into this socket by the client connection (upstream_splice.cc).
+  int raw_request_fd() override;
+  void await_writable() override;
+  static void on_writable(uv_poll_t* p, int status, int events);
 
   UpstreamPool* pool_;
   std::string server_;
@@ -124,6 +127,13 @@ class UpstreamConnection final : public UpstreamChannel, private ResponseReader:
   uint64_t splice_left_ = 0;          // body bytes not yet moved into the pipe
   uint64_t splice_total_ = 0;         // body bytes the relay took from the parser
   bool pumping_ = false;              // pump_splice() is on the stack
+  // Write readiness for a spliced request body, made at the first full socket: libuv watches a
+  // descriptor once, so the poll watches a dup() of the socket (closed in on_closed).
+  struct WritableWatch {
+    uv_poll_t poll;
+    int fd = -1;
+  };
+  std::unique_ptr<WritableWatch> writable_;
 };
 
 class UpstreamPool final : public UpstreamSource {

@@ -56,6 +56,14 @@ class UpstreamChannel {
   virtual bool reused() const = 0;   // taken from the idle pool (it may have been closed under us)
   virtual bool closing() const = 0;  // closed or closing
 
+  // ---- a spliced request body (issue 17 item 4): client socket -> pipe -> this socket ----
+  // The socket the rest of a Content-Length request body may be written to raw, now: plain (no
+  // TLS), connected, not closing, nothing queued ahead of the bytes. -1 otherwise (the default).
+  virtual int raw_request_fd() { return -1; }
+  // That socket was full (splice said EAGAIN): tell the user on_upstream_drained once it is
+  // writable again.
+  virtual void await_writable() {}
+
  protected:
   ~UpstreamChannel() = default;  // never deleted through this interface
 };

@@ -1,6 +1,7 @@
 // UpstreamConnection, the spliced body: the rest of a Content-Length response body moves
 // upstream socket -> pipe -> client socket with splice(2), never through user space (issue 17
-// item 4). See upstream.h.
+// item 4). See upstream.h. For a spliced request body (the other way, pumped by the client
+// connection: client_splice.cc) this side only names its socket and polls it for room.
 //
 // Readiness and backpressure, exactly:
 // - The upstream side stays a libuv stream that reads: on_alloc hands out an empty buffer while
@@ -18,6 +19,8 @@
 //   (skip_body) and the response completes as if parsed: framing stays the parser's, and the
 //   connection is reused only when the response ended in step. The upstream closing early
 //   (splice returns 0) is a failure: the client's response is cut, never completed.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 
@@ -79,6 +82,52 @@ void UpstreamConnection::pump_splice() {
     start_timer(response_timeout_);  // the upstream makes progress
   }
   pumping_ = false;
+}
+
+// ---- a request body spliced into this socket (the pump is the client connection's,
+// client_splice.cc): this side only says where to and when the socket takes more ----
+
+int UpstreamConnection::raw_request_fd() {
+  if (tls_ != nullptr || !connected_ || closing_ || tunnel_ || user_ == nullptr || queued() != 0)
+    return -1;
+  uv_os_fd_t fd = -1;
+  if (uv_fileno(socket_.handle(), &fd) != 0) return -1;
+  return fd;
+}
+
+void UpstreamConnection::await_writable() {
+  if (closing_) return;
+  if (writable_ == nullptr) {
+    uv_os_fd_t fd = -1;
+    if (uv_fileno(socket_.handle(), &fd) != 0) {
+      fail(UV_EBADF);
+      return;
+    }
+    auto w = std::make_unique<WritableWatch>();
+    w->fd = dup(fd);
+    if (w->fd < 0 || uv_poll_init(pool_->loop(), &w->poll, w->fd) != 0) {
+      if (w->fd >= 0) ::close(w->fd);
+      fail(UV_EMFILE);  // cannot wait for the socket: the request cannot be sent
+      return;
+    }
+    w->poll.data = this;
+    ++handles_open_;
+    writable_ = std::move(w);
+  }
+  if (int r = uv_poll_start(&writable_->poll, UV_WRITABLE, &UpstreamConnection::on_writable);
+      r != 0)
+    fail(r);
+}
+
+void UpstreamConnection::on_writable(uv_poll_t* p, int status, int) {
+  auto* c = static_cast<UpstreamConnection*>(p->data);
+  uv_poll_stop(p);
+  if (c->closing_ || c->user_ == nullptr) return;
+  if (status < 0) {
+    c->fail(status);
+    return;
+  }
+  c->user_->on_upstream_drained(c);  // the user's pump goes on
 }
 
 void UpstreamConnection::end_splice() {

@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -27,6 +28,9 @@ namespace sg {
 // 256 KiB: four times fewer splice calls per MiB than the 64 KiB default; under the unprivileged
 // limit (/proc/sys/fs/pipe-max-size, 1 MiB by default).
 inline constexpr size_t kSplicePipeBytes = 256 * 1024;
+// A body is spliced only when at least this much of it is left after the first read: below,
+// read() and write() cost as much as the pipe's calls.
+inline constexpr uint64_t kSpliceMinBytes = 32 * 1024;
 
 class SplicePipe {
  public:

@@ -232,10 +232,15 @@ std::string render_prometheus(const std::vector<const WorkerMetrics*>& ws,
       static_cast<double>(sum(ws, [](const WorkerMetrics& x) { return x.bytes_received.get(); })));
   w.scalar("sessiongate_sent_bytes_total", "counter", "Response body bytes sent to clients.",
            static_cast<double>(sum(ws, [](const WorkerMetrics& x) { return x.bytes_sent.get(); })));
-  w.scalar(
-      "sessiongate_spliced_bytes_total", "counter",
-      "Response body bytes moved to clients with splice(2), never copied (upstream.splice).",
+  w.header("sessiongate_spliced_bytes_total", "counter",
+           "Body bytes moved with splice(2), never copied (upstream.splice): response bodies to "
+           "clients, request bodies to upstreams.");
+  w.sample(
+      "sessiongate_spliced_bytes_total", "direction=\"response\"",
       static_cast<double>(sum(ws, [](const WorkerMetrics& x) { return x.bytes_spliced.get(); })));
+  w.sample("sessiongate_spliced_bytes_total", "direction=\"request\"",
+           static_cast<double>(
+               sum(ws, [](const WorkerMetrics& x) { return x.bytes_spliced_request.get(); })));
   w.scalar(
       "sessiongate_bad_requests_total", "counter",
       "Requests refused before forwarding (malformed, too large, timed out).",

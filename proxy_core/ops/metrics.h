@@ -94,9 +94,10 @@ struct WorkerMetrics {
   Histogram upstream_connect_duration;
   Histogram upstream_response_duration;  // request sent -> response head
   Counter upstream_errors[static_cast<int>(UpstreamError::kCount)];
-  Counter bytes_received;  // request bodies from clients
-  Counter bytes_sent;      // response bodies to clients
-  Counter bytes_spliced;   // of which moved with splice(2) (upstream.splice)
+  Counter bytes_received;         // request bodies from clients
+  Counter bytes_sent;             // response bodies to clients
+  Counter bytes_spliced;          // of which moved with splice(2) (upstream.splice)
+  Counter bytes_spliced_request;  // request body bytes moved to upstreams with splice(2)
   Counter connections_accepted;
   std::atomic<int64_t> connections_open{0};
   std::atomic<int64_t> upstream_open{0};

@@ -11,7 +11,10 @@ Behaviour is chosen by the request path (any method; HEAD gets the same head and
                         order, body length and sha256, body text when short)
   /upload               same as /echo; named for body tests (request body is streamed and hashed);
                         ?pause_after=N&pause_ms=M stops reading a Content-Length body for M ms
-                        after N bytes (request-body backpressure)
+                        after N bytes (request-body backpressure); ?early=S answers S before
+                        reading a Content-Length body, then reads it (recorded after the answer)
+                        and keeps the connection, or with &then=close says Connection: close and
+                        reads nothing more (an early response)
   /bytes?n=N&chunked=1  N deterministic bytes (see ``pattern_chunks``), Content-Length or chunked,
                         with X-Body-Sha256
   /status/NNN           that status; 204 and 304 and 1xx have no body
@@ -346,6 +349,30 @@ class Upstream:
                     left -= len(piece)
                 if reader.read_exact(2) != b"\r\n":
                     raise _Closed()
+        elif q("early") is not None and length > 0:
+            # An early response: the answer goes out before the body is read (nginx's `return`
+            # does this). then=read: the body is read after it and the connection kept, as nginx
+            # discards a body; then=close: the answer says close and nothing more is read.
+            then_close = q("then", "read") == "close"
+            answer = b"early\n"
+            sock.sendall(f"HTTP/1.1 {int(q('early'))} X\r\nContent-Length: {len(answer)}\r\n"
+                         f"{'Connection: close' + chr(13) + chr(10) if then_close else ''}\r\n".encode() + answer)
+            if then_close:
+                self._stop.wait(30)
+                return False
+            left = length
+            while left:
+                piece = reader.read_some(min(left, 256 * 1024))
+                h.update(piece)
+                got += len(piece)
+                self.body_bytes_read = got
+                left -= len(piece)
+            with self._cond:
+                self.requests.append({"conn": conn_no, "method": method, "target": target, "path": path,
+                                      "version": version, "headers": headers, "trailers": [],
+                                      "body_length": got, "body_sha256": h.hexdigest(), "body": None})
+                self._cond.notify_all()
+            return True
         else:
             left = length
             pause_after = int(q("pause_after", "-1"))

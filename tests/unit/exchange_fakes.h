@@ -242,6 +242,7 @@ class FakeDownstream final : public Downstream {
   }
   void deliver_request_body() override { ++deliveries; }
   void request_flow_changed() override { ++flow_changes; }
+  uint64_t request_rest_bound() const override { return rest_bound; }
   void set_client_timer(ClientTimer t) override { timer = t; }
   void touch_client_timer() override { ++touches; }
   void cork() override { ++cork_depth; }
@@ -254,6 +255,7 @@ class FakeDownstream final : public Downstream {
 
   ClientFacts facts{"192.0.2.7", false, false, false, true};
   bool draining_ = false;
+  uint64_t rest_bound = 0;  // 0: as HTTP/2, an early response closes (Downstream's default)
   std::vector<Head> heads;
   std::vector<Local> locals;
   std::vector<bool> finished;

@@ -286,6 +286,169 @@ TEST_CASE("exchange: a request body streams upstream under backpressure both way
   CHECK(rig.down.finished == std::vector<bool>{true});
 }
 
+// An early response (the application answers before it has the whole body): within the
+// downstream's bound the connection is kept; the rest goes on to an upstream connection that stays
+// usable (pooled at the request's end), else is dropped; beyond the bound, or chunked, it closes.
+TEST_CASE("exchange: an early response, the rest goes on to an upstream that stays usable") {
+  Rig rig;
+  rig.down.rest_bound = 8;
+  rig.request("POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\n");
+  FakeChannel* up = rig.upstream();
+  up->connected();
+  rig.exchange.on_request_body("01234", 5);
+  up->respond(413, {}, "no", true);
+  REQUIRE(rig.down.heads.size() == 1);
+  CHECK_FALSE(rig.down.heads[0].close);  // 5 bytes left, within the bound of 8
+  CHECK(rig.down.finished.empty());      // the rest of the body first
+  CHECK_FALSE(up->closed);
+  CHECK(up->timer_on);  // its silence is bounded, and the client waits for it
+  CHECK(rig.down.timer == ClientTimer::kNone);
+  CHECK(rig.exchange.wants_request_body());
+  rig.exchange.on_request_body("56789", 5);
+  CHECK(up->written.substr(up->written.size() - 10) == "0123456789");
+  rig.exchange.on_request_end();
+  CHECK(rig.down.finished == std::vector<bool>{true});
+  CHECK(rig.services.upstreams_.returned == std::vector<FakeChannel*>{up});  // pooled
+}
+
+TEST_CASE("exchange: an early response from an upstream that will not read drops the rest") {
+  Rig rig;
+  rig.down.rest_bound = 8;
+  rig.request("POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\n");
+  FakeChannel* up = rig.upstream();
+  up->connected();
+  rig.exchange.on_request_body("01234", 5);
+  up->queued_bytes = 1 << 20;  // it stopped reading
+  CHECK_FALSE(rig.exchange.wants_request_body());
+  up->reusable_after = false;  // it says Connection: close
+  up->respond(413, {}, "no", true);
+  CHECK_FALSE(rig.down.heads[0].close);
+  CHECK(up->closed);                  // given up at the response's end
+  CHECK(rig.down.flow_changes == 1);  // the client is read again
+  CHECK(rig.exchange.wants_request_body());
+  size_t sent = up->written.size();
+  rig.exchange.on_request_body("56789", 5);  // dropped
+  CHECK(up->written.size() == sent);
+  CHECK(rig.down.finished.empty());
+  rig.exchange.on_request_end();
+  CHECK(rig.down.finished == std::vector<bool>{true});
+  CHECK(rig.services.upstreams_.returned.empty());
+}
+
+TEST_CASE("exchange: an upstream that fails while it takes the rest does not cut the response") {
+  Rig rig;
+  rig.down.rest_bound = 8;
+  rig.request("POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\n");
+  FakeChannel* up = rig.upstream();
+  up->connected();
+  rig.exchange.on_request_body("012", 3);
+  up->respond(200, {}, "ok", true);
+  up->fail(UV_ECONNRESET);  // then it goes away
+  CHECK(rig.down.aborts == 0);
+  CHECK(rig.down.flow_changes == 1);
+  rig.exchange.on_request_body("3456789", 7);
+  rig.exchange.on_request_end();
+  CHECK(rig.down.finished == std::vector<bool>{true});
+}
+
+TEST_CASE(
+    "exchange: an upstream that stalls while it takes the rest is given up, the rest dropped") {
+  Rig rig;
+  rig.down.rest_bound = 8;
+  rig.request("POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\n");
+  FakeChannel* up = rig.upstream();
+  up->connected();
+  rig.exchange.on_request_body("012", 3);
+  up->respond(200, {}, "ok", true);
+  up->user()->on_upstream_timeout(up);
+  CHECK(up->closed);
+  CHECK(rig.down.aborts == 0);
+  CHECK(rig.down.timer == ClientTimer::kActivity);  // the client has one timeout to send the rest
+  rig.exchange.on_request_body("3456789", 7);
+  rig.exchange.on_request_end();
+  CHECK(rig.down.finished == std::vector<bool>{true});
+}
+
+TEST_CASE("exchange: a tunnel's upstream closing or timing out still ends the tunnel") {
+  for (bool timeout : {false, true}) {
+    Rig rig;
+    rig.request(
+        "GET /ws HTTP/1.1\r\nHost: app\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    FakeChannel* up = rig.upstream();
+    up->connected();
+    MessageHead h;
+    h.status = 101;
+    h.headers = {{"Upgrade", "websocket"}, {"Connection", "Upgrade"}};
+    h.header_count = 2;
+    up->user()->on_upstream_upgrade(up, h, "", 0);
+    REQUIRE(rig.exchange.in_tunnel());
+    if (timeout) {
+      up->user()->on_upstream_timeout(up);
+      CHECK(rig.down.aborts == 1);
+    } else {
+      up->fail(UV_EOF);
+      CHECK(rig.down.finished == std::vector<bool>{false});
+    }
+    CHECK(rig.down.flow_changes == 0);
+  }
+}
+
+TEST_CASE("exchange: an early response with a long or chunked rest closes after the response") {
+  SUBCASE("over the bound") {
+    Rig rig;
+    rig.down.rest_bound = 4;
+    rig.request("POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\n");
+    rig.upstream()->connected();
+    rig.exchange.on_request_body("01234", 5);
+    rig.upstream()->respond(413, {}, "no", true);
+    CHECK(rig.down.heads[0].close);
+    CHECK(rig.down.finished == std::vector<bool>{false});
+  }
+  SUBCASE("chunked: its rest is unknown") {
+    Rig rig;
+    rig.down.rest_bound = 1 << 20;
+    rig.request("POST /upload HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n");
+    rig.upstream()->connected();
+    rig.exchange.on_request_body("01234", 5);
+    rig.upstream()->respond(413, {}, "no", true);
+    CHECK(rig.down.heads[0].close);
+    CHECK(rig.down.finished == std::vector<bool>{false});
+  }
+  SUBCASE("HTTP/2 (no bound): as before") {
+    Rig rig;
+    rig.request("POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\n");
+    rig.upstream()->connected();
+    rig.exchange.on_request_body("012345678", 9);
+    rig.upstream()->respond(413, {}, "no", true);
+    CHECK(rig.down.heads[0].close);
+    CHECK(rig.down.finished == std::vector<bool>{false});
+  }
+}
+
+TEST_CASE("exchange: a spliced request body counts, blocks and fails like the copy path") {
+  Rig rig;
+  rig.request("POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: 100000\r\n\r\n");
+  FakeChannel* up = rig.upstream();
+  up->connected();
+  rig.exchange.on_request_body("0123", 4);
+  rig.exchange.on_request_spliced(1000, /*forwarded=*/true);
+  CHECK(rig.services.metrics_.bytes_spliced_request.get() == 1000);
+  CHECK(up->timer_on);
+  CHECK(rig.down.touches == 2);
+  rig.exchange.on_request_splice_blocked();
+  CHECK_FALSE(rig.exchange.wants_request_body());
+  up->user()->on_upstream_drained(up);
+  CHECK(rig.exchange.wants_request_body());
+  CHECK(rig.down.flow_changes == 1);
+  rig.exchange.on_request_spliced(500, /*forwarded=*/false);  // dropped: counted as read only
+  CHECK(rig.services.metrics_.bytes_spliced_request.get() == 1000);
+  rig.exchange.on_request_splice_failed(UV_EPIPE);
+  CHECK(up->closed);
+  REQUIRE(rig.down.locals.size() == 1);
+  CHECK(rig.down.locals[0].status == 502);
+}
+
 TEST_CASE("exchange: the client going away mid-response gives the upstream up and logs once") {
   Rig rig;
   rig.request("GET / HTTP/1.1\r\nHost: app\r\n\r\n");
