@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from harness import ConnectionClosed, HttpClient, start_upstream, wait_until
+from harness import DEADLINE_SCALE, ConnectionClosed, HttpClient, start_upstream, wait_until
 from ops_util import admin_gateway, metric_value
 from upstream import pattern_chunks, pattern_sha256
 
@@ -171,9 +171,13 @@ class SplicedBodies(unittest.TestCase):
 
     def test_upstream_stalling_mid_body_hits_the_response_timeout(self):
         self.gw.stop()
-        self.gw, self.admin = admin_gateway(self, self.up.port, {"upstream": {"splice": self.splice,
-                                                                              "response_timeout": "1s"}})
-        c = HttpClient(self.gw.port, self, timeout=30)
+        # The timeout also bounds the wait for the head: long enough for a loaded machine (a 1 s
+        # one answered 504 before the head once with three ctest jobs), scaled like the
+        # harness's deadlines for the sanitizer builds.
+        timeout_s = round(3 * DEADLINE_SCALE)
+        self.gw, self.admin = admin_gateway(self, self.up.port, {"upstream": {
+            "splice": self.splice, "response_timeout": f"{timeout_s}s"}})
+        c = HttpClient(self.gw.port, self, timeout=30 + 2 * timeout_s)
         start = time.monotonic()
         c.request("GET", "/reset-mid-body?wait=1")  # 100,000 of 1,000,000 bytes, then silence
         head = c.read_head()
@@ -181,7 +185,7 @@ class SplicedBodies(unittest.TestCase):
         with self.assertRaises(ConnectionClosed, msg="a stalled body was relayed as complete"):
             for _ in c.body_chunks(head):
                 pass
-        self.assertLess(time.monotonic() - start, 20)
+        self.assertLess(time.monotonic() - start, 20 + 2 * timeout_s)
         self.up.reset_go.set()
 
 
