@@ -213,6 +213,11 @@ def ticks(pid):
         fields = f.read().rsplit(")", 1)[1].split()
     print(int(fields[11]) + int(fields[12]))
 
+def uticks(pid):
+    """Prints utime alone (user space) of the process in clock ticks (field 14 of /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        print(int(f.read().rsplit(")", 1)[1].split()[11]))
+
 def ctxsw(pid):
     """Prints the context switches of every thread of the process so far, all and involuntary
     (preempted), from /proc/PID/task/*/status (a thread that ended is not counted)."""
