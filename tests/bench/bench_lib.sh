@@ -268,8 +268,8 @@ def ratio(a, b):
         print("nan")
 
 COMMANDS = {"free_ports": free_ports, "wait_port": wait_port, "wait_tls": wait_tls,
-            "get_cookie": get_cookie, "ticks": ticks, "ctxsw": ctxsw, "parse_wrk": parse_wrk,
-            "median": median, "ratio": ratio}
+            "get_cookie": get_cookie, "ticks": ticks, "uticks": uticks, "ctxsw": ctxsw,
+            "parse_wrk": parse_wrk, "median": median, "ratio": ratio}
 PY
     cat
     cat <<'PY'

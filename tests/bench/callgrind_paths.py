@@ -23,7 +23,9 @@ in flight and the gateway handles them in batches): both runs open the C connect
 one request on each first (which opens the upstream pool's connections), so that set-up cancels
 out and the figure stays comparable with C = 1 (the default, one connection, as before).
 --cache-sim adds callgrind's cache simulation (--cache-sim=yes: first-level and last-level
-misses, data and instructions, per request; a simulated cache, the same on every machine).
+misses, data and instructions, per request; a simulated cache, the same on every machine), and
+--ll SIZE,ASSOC,LINE sets its last level (valgrind's --LL; by default the host's last level,
+which on a VM with a large L3 never misses: give a core's L2, e.g. 2097152,16,64).
 --keep DIR keeps both callgrind outputs for callgrind_annotate. Instructions, not seconds: repeatable on a busy machine. Prints one line per
 path. A benchmark, never a test: it does not fail on a figure. Standard library only.
 """
@@ -107,6 +109,7 @@ def read_response(sock, buf):
 REDIS = ""  # --redis HOST:PORT, or empty for the memory store
 CONNECTIONS = 1  # --connections C
 CACHE_SIM = False  # --cache-sim
+LL = ""  # --ll SIZE,ASSOC,LINE
 EVENTS = ("Ir", "I1mr", "ILmr", "D1mr", "D1mw", "DLmr", "DLmw")  # what --cache-sim prints
 
 
@@ -193,7 +196,7 @@ def run(binary, path, n, origin_port, extra="", upstream_extra="", keep=None, ng
             cmd, cookie_port = gateway_command(binary, tmp, path, port, origin_port, extra,
                                                upstream_extra)
         out = os.path.join(tmp, "cg.out")
-        sim = ["--cache-sim=yes"] if CACHE_SIM else []
+        sim = ["--cache-sim=yes"] + ([f"--LL={LL}"] if LL else []) if CACHE_SIM else []
         proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
                                 + sim + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -347,10 +350,12 @@ def main():
                     "(as wrk does; default 1)")
     ap.add_argument("--cache-sim", action="store_true",
                     help="also simulate the caches: first- and last-level misses per request")
+    ap.add_argument("--ll", default="", metavar="SIZE,ASSOC,LINE",
+                    help="with --cache-sim: the simulated last-level cache (valgrind --LL)")
     ap.add_argument("paths", nargs="*", default=DEFAULT_PATHS, choices=list(EXTRA))
     args = ap.parse_args()
-    global REDIS, CONNECTIONS, CACHE_SIM
-    REDIS, CONNECTIONS, CACHE_SIM = args.redis, args.connections, args.cache_sim
+    global REDIS, CONNECTIONS, CACHE_SIM, LL
+    REDIS, CONNECTIONS, CACHE_SIM, LL = args.redis, args.connections, args.cache_sim, args.ll
     extra = args.extra.replace("\\n", "\n")
     upstream_extra = args.upstream_extra.replace("\\n", "\n")
     Origin.one_write = args.one_write_origin
