@@ -187,6 +187,7 @@ void Exchange::log_exchange() {
 // ---- the pool -----------------------------------------------------------------------------
 
 Exchange* ExchangePool::acquire() {
+  bound_.taken();
   if (free_.empty()) return new Exchange(services_);
   Exchange* e = free_.back().release();
   free_.pop_back();
@@ -194,10 +195,12 @@ Exchange* ExchangePool::acquire() {
 }
 
 void ExchangePool::release(Exchange* e) {
+  bound_.given_back();
   free_.emplace_back(e);
-  // Over the bound, the oldest goes (never the one just given back: it may still be on the
-  // stack of the call that finished it).
-  if (free_.size() > max_free_) free_.erase(free_.begin());
+  // Over the bound, the oldest go (never the one just given back: it may still be on the stack
+  // of the call that finished it), all at once: after a burst the bound falls by hundreds.
+  size_t limit = std::max<size_t>(1, bound_.limit());
+  if (free_.size() > limit) free_.erase(free_.begin(), free_.end() - static_cast<ptrdiff_t>(limit));
 }
 
 }  // namespace sg

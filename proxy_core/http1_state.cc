@@ -12,6 +12,7 @@ Http1State::Http1State(HttpParser::Limits limits) : parser(HttpParser::Kind::kRe
 }
 
 Http1State* Http1StatePool::acquire(HttpParser::Limits limits) {
+  bound_.taken();
   if (free_.empty()) return new Http1State(limits);
   Http1State* s = free_.back().release();
   free_.pop_back();
@@ -25,7 +26,8 @@ void Http1StatePool::give_back(Http1State* s) {
   // (head().keep_alive is llhttp's verdict on the last head: one load instead of a call.)
   if (!s->parser.head().keep_alive) s->parser.reset();
   s->body_to = nullptr;
-  if (free_.size() >= max_free_) {
+  bound_.given_back();
+  if (free_.size() >= bound_.limit()) {
     delete s;
     return;
   }

@@ -213,6 +213,11 @@ def ticks(pid):
         fields = f.read().rsplit(")", 1)[1].split()
     print(int(fields[11]) + int(fields[12]))
 
+def uticks(pid):
+    """Prints utime alone (user space) of the process in clock ticks (field 14 of /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        print(int(f.read().rsplit(")", 1)[1].split()[11]))
+
 def ctxsw(pid):
     """Prints the context switches of every thread of the process so far, all and involuntary
     (preempted), from /proc/PID/task/*/status (a thread that ended is not counted)."""
@@ -263,8 +268,8 @@ def ratio(a, b):
         print("nan")
 
 COMMANDS = {"free_ports": free_ports, "wait_port": wait_port, "wait_tls": wait_tls,
-            "get_cookie": get_cookie, "ticks": ticks, "ctxsw": ctxsw, "parse_wrk": parse_wrk,
-            "median": median, "ratio": ratio}
+            "get_cookie": get_cookie, "ticks": ticks, "uticks": uticks, "ctxsw": ctxsw,
+            "parse_wrk": parse_wrk, "median": median, "ratio": ratio}
 PY
     cat
     cat <<'PY'

@@ -19,11 +19,21 @@ h2-tls-returning, tls-returning).
 --redis HOST:PORT puts the gateway's sessions in that Redis (session.store = "redis", key_prefix
 "sgbench:"; HTTP/1.1 paths): the first request is repeated until the store is connected (a 503
 before), in both runs.
+--connections C (HTTP/1.1 paths) sends the n requests over C keep-alive connections at once, as
+wrk does (each connection sends its next request when its response has arrived, so up to C are
+in flight and the gateway handles them in batches): both runs open the C connections and make
+one request on each first (which opens the upstream pool's connections), so that set-up cancels
+out and the figure stays comparable with C = 1 (the default, one connection, as before).
+--cache-sim adds callgrind's cache simulation (--cache-sim=yes: first-level and last-level
+misses, data and instructions, per request; a simulated cache, the same on every machine), and
+--ll SIZE,ASSOC,LINE sets its last level (valgrind's --LL; by default the host's last level,
+which on a VM with a large L3 never misses: give a core's L2, e.g. 2097152,16,64).
 --keep DIR keeps both callgrind outputs for callgrind_annotate. Instructions, not seconds: repeatable on a busy machine. Prints one line per
 path. A benchmark, never a test: it does not fail on a figure. Standard library only.
 """
 import argparse
 import http.server
+import selectors
 import os
 import re
 import shutil
@@ -63,6 +73,11 @@ class Origin(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class OriginServer(http.server.ThreadingHTTPServer):
+    request_queue_size = 1024  # --connections: the gateway may open hundreds at once
+    daemon_threads = True
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -95,6 +110,10 @@ def read_response(sock, buf):
 
 
 REDIS = ""  # --redis HOST:PORT, or empty for the memory store
+CONNECTIONS = 1  # --connections C
+CACHE_SIM = False  # --cache-sim
+LL = ""  # --ll SIZE,ASSOC,LINE
+EVENTS = ("Ir", "I1mr", "ILmr", "D1mr", "D1mw", "DLmr", "DLmw")  # what --cache-sim prints
 
 
 def gateway_command(binary, tmp, path, port, origin_port, extra, upstream_extra):
@@ -181,13 +200,16 @@ def run(binary, path, n, origin_port, extra="", upstream_extra="", keep=None, ng
             cmd, cookie_port = gateway_command(binary, tmp, path, port, origin_port, extra,
                                                upstream_extra)
         out = os.path.join(tmp, "cg.out")
+        sim = ["--cache-sim=yes"] + ([f"--LL={LL}"] if LL else []) if CACHE_SIM else []
         proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-                                + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                + sim + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             if not wait_port(cookie_port):
                 raise RuntimeError("the proxy did not start")
             if path in H2LOAD_PATHS:
                 h2load_requests(port, n, cookie_port, path in TLS_PATHS, path == "tls-returning")
+            elif CONNECTIONS > 1:
+                http1_concurrent_requests(port, path, n, CONNECTIONS)
             else:
                 http1_requests(port, path, n)
         finally:
@@ -196,10 +218,18 @@ def run(binary, path, n, origin_port, extra="", upstream_extra="", keep=None, ng
         if keep:
             os.makedirs(keep, exist_ok=True)
             shutil.copy(out, os.path.join(keep, f"callgrind.{path}.n{n}.out"))
-        with open(out) as f:
-            for line in f:
-                if line.startswith("summary:") or line.startswith("totals:"):
-                    return int(line.split()[1])
+        return read_totals(out)
+
+
+def read_totals(out):
+    """{event: count} from a callgrind output's summary line (Ir alone without --cache-sim)."""
+    names = []
+    with open(out) as f:
+        for line in f:
+            if line.startswith("events:"):
+                names = line.split()[1:]
+            if line.startswith("summary:") or line.startswith("totals:"):
+                return dict(zip(names, map(int, line.split()[1:])))
     raise RuntimeError("no callgrind total")
 
 
@@ -228,6 +258,59 @@ def http1_requests(port, path, n):
         if status != b"200":
             raise RuntimeError(f"status {status}")
     s.close()
+
+
+def http1_concurrent_requests(port, path, n, connections):
+    """n requests over `connections` keep-alive connections, each sending its next request when
+    its response has arrived (as wrk does). First one request on every connection, all at once,
+    in both runs (n = 0 too): it opens the connections upstream, and with the returning path it
+    gives the cookie."""
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=60) for _ in range(connections)]
+    bufs = [b""] * connections
+    for s in socks:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    cookie = ""
+    for i, s in enumerate(socks):
+        status, got, bufs[i] = read_response(s, bufs[i])
+        if status != b"200":
+            raise RuntimeError(f"status {status}")
+        cookie = cookie or got
+    req = b"GET / HTTP/1.1\r\nHost: a\r\n"
+    if path == "returning":
+        req += f"Cookie: {cookie}\r\n".encode()
+    req += b"\r\n"
+    sel = selectors.DefaultSelector()
+    sent = done = 0
+    for i, s in enumerate(socks):
+        if sent < n:
+            s.sendall(req)
+            sent += 1
+        sel.register(s, selectors.EVENT_READ, i)
+    while done < n:
+        for key, _ in sel.select(timeout=60):
+            i, s = key.data, key.fileobj
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed by the gateway")
+            bufs[i] += chunk
+            while complete_response(bufs[i]):
+                status, _, bufs[i] = read_response(s, bufs[i])
+                if status != b"200":
+                    raise RuntimeError(f"status {status}")
+                done += 1
+                if sent < n:
+                    s.sendall(req)
+                    sent += 1
+    for s in socks:
+        s.close()
+
+
+def complete_response(buf):
+    head, sep, rest = buf.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    length = int(re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head).group(1))
+    return len(rest) >= length
 
 
 def h2load_requests(port, n, cookie_port, tls, h1):
@@ -268,21 +351,32 @@ def main():
                     "(callgrind_annotate DIR/callgrind.PATH.nN.out)")
     ap.add_argument("--redis", metavar="HOST:PORT", default="",
                     help="the gateway keeps its sessions in this Redis")
+    ap.add_argument("--connections", type=int, default=1, metavar="C",
+                    help="HTTP/1.1 paths: the n requests over C keep-alive connections at once "
+                    "(as wrk does; default 1)")
+    ap.add_argument("--cache-sim", action="store_true",
+                    help="also simulate the caches: first- and last-level misses per request")
+    ap.add_argument("--ll", default="", metavar="SIZE,ASSOC,LINE",
+                    help="with --cache-sim: the simulated last-level cache (valgrind --LL)")
     ap.add_argument("paths", nargs="*", default=DEFAULT_PATHS, choices=list(EXTRA))
     args = ap.parse_args()
-    global REDIS
-    REDIS = args.redis
+    global REDIS, CONNECTIONS, CACHE_SIM, LL
+    REDIS, CONNECTIONS, CACHE_SIM, LL = args.redis, args.connections, args.cache_sim, args.ll
     extra = args.extra.replace("\\n", "\n")
     upstream_extra = args.upstream_extra.replace("\\n", "\n")
     Origin.one_write = args.one_write_origin
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Origin)
+    server = OriginServer(("127.0.0.1", 0), Origin)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     for path in args.paths:
         base = run(args.bin, path, 0, server.server_address[1], extra, upstream_extra, args.keep,
                    args.nginx)
         full = run(args.bin, path, args.n, server.server_address[1], extra, upstream_extra,
                    args.keep, args.nginx)
-        print(f"{path:14s} {(full - base) / args.n:10.0f} instructions/request  (n={args.n})")
+        per = {e: (full[e] - base.get(e, 0)) / args.n for e in full}
+        conns = f", {CONNECTIONS} connections" if CONNECTIONS > 1 else ""
+        print(f"{path:14s} {per['Ir']:10.0f} instructions/request  (n={args.n}{conns})")
+        if CACHE_SIM:
+            print("    per request: " + ", ".join(f"{e} {per[e]:.1f}" for e in EVENTS if e in per))
     server.shutdown()
 
 

@@ -31,6 +31,9 @@
 #   STRACE_WORKLOADS="ka-session"  the workloads strace counts syscalls for (e.g. "ka-session 1mib
 #                    post1mib"; only ka-session's figure goes in the table, every one is logged)
 #   PERF_DURATION=5s the wrk run sampled by `perf record` per target and workload
+#   PERF_WORKLOADS="ka-session 1mib"  the workloads sampled by `perf record` (e.g. "ka-session
+#                    ka-c200" to see where the CPU per request goes as connections grow)
+#   PERF_TARGETS="sessiongate nginx haproxy floor"  the targets sampled (sessiongate-b too)
 #   KEEP_TMP=1       keep the temporary directory (configs, wrk outputs, logs)
 #   RESULTS=FILE     where the results go (default tests/bench/results/YYYY-MM-DD-<host>.md)
 #
@@ -531,9 +534,11 @@ if ! skipped wrk; then
         PORT=${T_PORT[$t]}
         out=$tmp/out/wrk-$wl-$t-$r.txt
         c0=$(py ticks "${T_MEAS[$t]}" 2>/dev/null || echo nan)
+        u0=$(py uticks "${T_MEAS[$t]}" 2>/dev/null || echo nan)
         read -r x0 i0 < <(py ctxsw "${T_MEAS[$t]}" 2>/dev/null || echo nan nan)
         run_wrk "$wl" "$t" "${T_COOKIE[$t]}" "$DURATION" "$out"
         c1=$(py ticks "${T_MEAS[$t]}" 2>/dev/null || echo nan)
+        u1=$(py uticks "${T_MEAS[$t]}" 2>/dev/null || echo nan)
         read -r x1 i1 < <(py ctxsw "${T_MEAS[$t]}" 2>/dev/null || echo nan nan)
         read -r nreq rps p50 p99 errs non2xx < <(py parse_wrk "$out")
         # Context switches per request (issue 17 item 1: where the scheduler time goes); the
@@ -545,7 +550,11 @@ if ! skipped wrk; then
         fi
         cpu=$(python3 -c "import sys; c0,c1,n,hz=sys.argv[1:]; print('nan' if 'nan' in (c0,c1) or int(n)==0 else (int(c1)-int(c0))*1e6/int(hz)/int(n))" "$c0" "$c1" "$nreq" "$CLK_TCK")
         echo -e "$wl\t$t\t$r\t$nreq\t$rps\t$p50\t$p99\t$errs\t$non2xx\t$cpu" >>"$data"
-        log "  $wl round $r $t: $rps req/s p99 ${p99}us cpu ${cpu}us/req errors $errs non-2xx $non2xx"
+        # The user-space part and the context switches per request go to the log only (issue 17
+        # item 2: whether what grows with the connections is ours or the kernel's).
+        ucpu=$(python3 -c "import sys; c0,c1,n,hz=sys.argv[1:]; print('nan' if 'nan' in (c0,c1) or int(n)==0 else round((int(c1)-int(c0))*1e6/int(hz)/int(n), 2))" "$u0" "$u1" "$nreq" "$CLK_TCK")
+        ctxr=$(python3 -c 'import sys; a,b,n=sys.argv[1:]; print("nan" if "nan" in (a,b) or int(n)==0 else round((int(b)-int(a))/int(n), 3))' "$x0" "$x1" "$nreq")
+        log "  $wl round $r $t: $rps req/s p99 ${p99}us cpu ${cpu}us/req (user ${ucpu}) ctxsw ${ctxr}/req errors $errs non-2xx $non2xx"
       done
     done
     for t in "${TARGETS[@]}"; do
@@ -658,8 +667,8 @@ if ! skipped perf; then
   if ! command -v perf >/dev/null || ! perf record -q -e cpu-clock -o "$tmp/out/perf-probe.data" true >/dev/null 2>&1; then
     log "perf: not available here (Debian linux-perf, perf_event_paranoid <= 2); skipped"
   else
-    for wl in ka-session 1mib; do
-      for t in sessiongate nginx haproxy floor; do
+    for wl in ${PERF_WORKLOADS:-ka-session 1mib}; do
+      for t in ${PERF_TARGETS:-sessiongate nginx haproxy floor}; do
         log "perf $t: wrk -d$PERF_DURATION $wl"
         start_with_cookie "$t" "perf_$wl" || continue
         perf record -q -e cpu-clock -F 2000 -o "$tmp/out/perf-$wl-$t.data" -p "$MEASURE_PID" \
@@ -851,8 +860,7 @@ if have_other:
     if tops:
         lines.append("Top syscalls per request under strace: " + "; ".join(f"{t}: {v}" for t, v in tops) + ".\n")
 
-perf_rows = [(wl, t) for wl in ("ka-session", "1mib") for t in ("sessiongate", "nginx", "haproxy", "floor")
-             if extra.get(f"perf_{wl}_{t}")]
+perf_rows = [(wl, t) for wl, _ in WORKLOADS for t in TARGETS if extra.get(f"perf_{wl}_{t}")]
 if perf_rows:
     lines.append("### Where the proxy's CPU goes (perf record -e cpu-clock, self samples)\n")
     lines.append("| workload | target | samples by group | top symbols |")

@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "proxy_core/session/token.h"
 #include "tests/unit/exchange_fakes.h"
@@ -490,6 +491,24 @@ TEST_CASE("exchange: a pooled exchange starts clean") {
   pool.release(new Exchange(&services));
   pool.release(new Exchange(&services));
   CHECK(pool.free_count() == 2);  // bounded
+}
+
+TEST_CASE("ExchangePool: above its floor the free list keeps what the load used at once") {
+  // Issue 17 item 2: with a fixed bound, 200 requests in progress at once freed 136 exchanges
+  // when they finished and built them again for the next 200.
+  FakeServices services;
+  ExchangePool pool(&services, 64);
+  std::vector<Exchange*> busy;
+  for (int i = 0; i < 200; ++i)
+    busy.push_back(pool.acquire());
+  for (Exchange* e : busy)
+    pool.release(e);
+  CHECK(pool.free_count() == 200);
+  for (int i = 0; i < 200; ++i)
+    CHECK(pool.acquire() == busy[199 - i]);  // last in, first out
+  CHECK(pool.free_count() == 0);
+  for (Exchange* e : busy)
+    pool.release(e);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <string_view>
+#include <vector>
 
 #include "proxy_core/client_connection.h"
 
@@ -88,13 +89,33 @@ TEST_CASE("Http1StatePool: a state given back dirty starts over") {
 
 TEST_CASE("Http1StatePool: the free list is bounded") {
   Http1StatePool pool(2);
-  Http1State* a = pool.acquire(kLimits);
-  Http1State* b = pool.acquire(kLimits);
-  Http1State* c = pool.acquire(kLimits);
-  pool.give_back_dirty(a);
-  pool.give_back_dirty(b);
-  pool.give_back_dirty(c);  // freed
+  pool.give_back_dirty(pool.acquire(kLimits));  // the load: one in use at a time
+  pool.give_back_dirty(new Http1State(kLimits));
+  pool.give_back_dirty(new Http1State(kLimits));  // freed: the floor is 2
   CHECK(pool.free_count() == 2);
+}
+
+TEST_CASE("Http1StatePool: above its floor the free list keeps what the load used at once") {
+  // 200 requests in progress at once, then all finished: the next 200 must not allocate again
+  // (issue 17 item 2: a fixed bound of 64 freed and rebuilt the rest every loop turn).
+  Http1StatePool pool(64);
+  std::vector<Http1State*> busy;
+  for (int i = 0; i < 200; ++i)
+    busy.push_back(pool.acquire(kLimits));
+  for (Http1State* s : busy)
+    pool.give_back(s);
+  CHECK(pool.free_count() == 200);
+  std::vector<Http1State*> again;
+  for (int i = 0; i < 200; ++i)
+    again.push_back(pool.acquire(kLimits));
+  CHECK(pool.free_count() == 0);
+  CHECK(again.front() == busy.back());  // last in, first out: the warmest comes first
+  for (Http1State* s : again)
+    pool.give_back_dirty(s);
+  // Once no burst came for two windows of hand-outs, each give-back frees one over the floor.
+  for (size_t i = 0; i < 2 * FreeListBound::kWindow + 200; ++i)
+    pool.give_back(pool.acquire(kLimits));
+  CHECK(pool.free_count() == 64);
 }
 
 TEST_CASE("Http1StatePool: a borrowed parser takes the limits in force") {
