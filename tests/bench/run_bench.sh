@@ -13,6 +13,7 @@
 #   ROUNDS=3         rounds per workload; the targets run A B C D A B C D ...; medians reported
 #   WARMUP=1s        one unrecorded wrk run per target and workload before the rounds
 #   CG_REQUESTS=2000 keep-alive requests (returning session) under callgrind
+#   CG_TARGETS="sessiongate nginx haproxy origin"  the targets measured under callgrind
 #   IDLE_CONNS=10000 idle keep-alive connections for the memory-per-connection figure
 #   SG_BIN, SG_STORE_BENCH   the gateway and session_store_bench binaries (default build/...)
 #   SG_BIN_B=PATH    a second gateway build, target "sessiongate-b" in the wrk workloads (A/B in
@@ -611,7 +612,7 @@ cg_run() {  # name n -> sets CG_IR to the Ir total (nan on failure)
 }
 
 if ! skipped callgrind; then
-  for t in sessiongate nginx haproxy origin; do
+  for t in ${CG_TARGETS:-sessiongate nginx haproxy origin}; do
     log "callgrind $t: baseline and $CG_REQUESTS keep-alive requests"
     cg_run "$t" 0
     ir0=$CG_IR
