@@ -484,7 +484,7 @@ meta=$tmp/meta
   echo "duration=$DURATION"
   echo "rounds=$ROUNDS"
   echo "warmup=$WARMUP"
-  echo "versions=sessiongate $sg_rev$sg_dirty build $sg_build ($SG_BIN)${SG_BIN_B:+; sessiongate-b $SG_BIN_B}; $("$NGINX" -v 2>&1 | sed 's/.*version: //'); $("$HAPROXY" -v | head -1 | awk '{print "HAProxy " $3}'); $(wrk --version 2>&1 | head -1 | awk '{print "wrk " $2}'); $(valgrind --version)"
+  echo "versions=sessiongate $sg_rev$sg_dirty build $sg_build (${SG_BIN#"$root"/})${SG_BIN_B:+; sessiongate-b ${SG_BIN_B#"$root"/}}; $("$NGINX" -v 2>&1 | sed 's/.*version: //'); $("$HAPROXY" -v | head -1 | awk '{print "HAProxy " $3}'); $(wrk --version 2>&1 | head -1 | awk '{print "wrk " $2}'); $(valgrind --version)"
   echo "command=DURATION=$DURATION ROUNDS=$ROUNDS${SKIP:+ SKIP=\"$SKIP\"} WORKLOADS=\"${WORKLOADS[*]}\" bash tests/bench/run_bench.sh"
 } >"$meta"
 log "pinning: load generator (wrk, Python clients) on CPU $LOAD_CPU; proxies and origin on CPU $SRV_CPU"
