@@ -396,31 +396,27 @@ TEST_CASE("exchange: a tunnel's upstream closing or timing out still ends the tu
 }
 
 TEST_CASE("exchange: an early response with a long or chunked rest closes after the response") {
-  SUBCASE("over the bound") {
+  struct Case {
+    const char* name;
+    uint64_t rest_bound;  // 0: none, as HTTP/2
+    const char* request;
+    std::string_view sent;
+  };
+  const Case cases[] = {
+      {"over the bound", 4, "POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\n",
+       "01234"},
+      {"chunked: its rest is unknown", 1 << 20,
+       "POST /upload HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n", "01234"},
+      {"HTTP/2 (no bound): as before", 0,
+       "POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\n", "012345678"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.name);
     Rig rig;
-    rig.down.rest_bound = 4;
-    rig.request("POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\n");
+    rig.down.rest_bound = c.rest_bound;
+    rig.request(c.request);
     rig.upstream()->connected();
-    rig.exchange.on_request_body("01234", 5);
-    rig.upstream()->respond(413, {}, "no", true);
-    CHECK(rig.down.heads[0].close);
-    CHECK(rig.down.finished == std::vector<bool>{false});
-  }
-  SUBCASE("chunked: its rest is unknown") {
-    Rig rig;
-    rig.down.rest_bound = 1 << 20;
-    rig.request("POST /upload HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n");
-    rig.upstream()->connected();
-    rig.exchange.on_request_body("01234", 5);
-    rig.upstream()->respond(413, {}, "no", true);
-    CHECK(rig.down.heads[0].close);
-    CHECK(rig.down.finished == std::vector<bool>{false});
-  }
-  SUBCASE("HTTP/2 (no bound): as before") {
-    Rig rig;
-    rig.request("POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\n");
-    rig.upstream()->connected();
-    rig.exchange.on_request_body("012345678", 9);
+    rig.exchange.on_request_body(c.sent.data(), c.sent.size());
     rig.upstream()->respond(413, {}, "no", true);
     CHECK(rig.down.heads[0].close);
     CHECK(rig.down.finished == std::vector<bool>{false});
