@@ -119,7 +119,8 @@ void ClientConnection::on_client_eof(int status) {
     close_now();  // HTTP/2 ends with GOAWAY, not a half-close: the client is gone
     return;
   }
-  if (status == UV_EOF && state_ == State::kForward && request_done_ && !closing_) {
+  if (status == UV_EOF && (state_ == State::kForward || state_ == State::kWaiting) &&
+      request_done_ && !closing_) {
     // A half-close after a complete request (RFC 9112 §9.6 allows it): answer, then close.
     client_eof_ = true;
     close_after_ = true;

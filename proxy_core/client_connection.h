@@ -68,7 +68,8 @@ class ClientConnection final : public Downstream, private H2Transport {
   enum class State {
     kIdle,     // waiting for the first byte of a request
     kHead,     // reading a request head
-    kWaiting,  // the exchange decides (session store, policy, upstream connect): not reading
+    kWaiting,  // the exchange decides (session store, policy, upstream connect); reading only
+               // after a whole request
     kForward,  // request body and/or response in flight
     kTunnel,   // WebSocket: raw bytes both ways
     kClosing,  // flushing and closing

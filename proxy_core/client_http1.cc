@@ -141,7 +141,11 @@ void ClientConnection::update_reading() {
       want = lingering_;
       break;
     case State::kWaiting:
-      want = false;
+      // A whole request (no body) waiting for the store or the policy: go on reading as once it
+      // is forwarded. An asynchronous lookup (Redis) then costs no uv_read_stop/uv_read_start
+      // pair, two epoll_ctl calls per request; pipelined bytes wait unparsed (bounded), and a
+      // half-close is answered first (on_client_eof). A request with a body is held back.
+      want = request_done_ && pending_size() < worker_->read_buffer_size() && !client_eof_;
       break;
   }
   set_reading(want);

@@ -20,12 +20,13 @@ Every process (Redis, sentinels, HAProxy, gateways, upstream) runs on a free por
 cleanup even when a test fails. Measured figures are printed (run with -v to see them)."""
 
 import re
+import socket
 import sys
 import threading
 import time
 import unittest
 
-from harness import FREE_ADMIN_LISTEN, Gateway, merge, simple_get, wait_until
+from harness import FREE_ADMIN_LISTEN, Gateway, HttpClient, merge, simple_get, wait_until
 from ops_util import metric_value
 from redis_util import (HAProxy, RedisServer, Sentinel, require_tools, resp_ok, sentinel_failover,
                         session_key, wait_replica_online)
@@ -530,6 +531,50 @@ class SentinelFailover(RedisTestCase):
             lost += self.session_of(r)[0] != h
         self.assertEqual(lost, 0, f"{lost} of {len(late)} sessions created after the failover were lost "
                                   f"(written to: {where})")
+
+
+class WaitingForRedis(RedisTestCase):
+    """While a whole request waits for its Redis lookup the gateway goes on reading (no
+    uv_read_stop/uv_read_start pair per request): what arrives meanwhile is kept, in order."""
+
+    def send_while_redis_stopped(self, redis, c, data: str, half_close: bool = False):
+        redis.suspend()
+        c.send(data)
+        if half_close:
+            c.sock.shutdown(socket.SHUT_WR)
+        # The scenario: the bytes (and the half-close) arrive while Redis is stopped; a gateway
+        # that stops reading while it waits reads them later, and both must pass.
+        time.sleep(0.3)
+        redis.resume()
+
+    def assert_echo(self, c, target, handle):
+        r = c.read_response()
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["target"], target)
+        self.assertEqual(self.handle_of(self.seen(r)), handle)
+
+    def test_pipelined_requests_while_a_lookup_waits_are_answered_in_order(self):
+        redis = RedisServer(self)
+        gw = self.redis_gateway(redis, workers=1)
+        token, handle = self.new_session_with_user(gw)
+        c = HttpClient(gw.port, self, timeout=30)
+        one = "GET /echo/{} HTTP/1.1\r\nHost: a\r\nCookie: session_id=" + token + "\r\n\r\n"
+        self.send_while_redis_stopped(redis, c, "".join(one.format(n) for n in (1, 2, 3)))
+        for n in (1, 2, 3):
+            self.assert_echo(c, f"/echo/{n}", handle)
+        c.send(one.format(4))  # and the connection is still in step
+        self.assert_echo(c, "/echo/4", handle)
+
+    def test_a_half_close_while_a_lookup_waits_is_answered_then_closed(self):
+        # RFC 9112 9.6 allows a client to half-close after a whole request: it gets its answer.
+        redis = RedisServer(self)
+        gw = self.redis_gateway(redis, workers=1)
+        token, handle = self.new_session_with_user(gw)
+        c = HttpClient(gw.port, self, timeout=30)
+        one = "GET /echo/1 HTTP/1.1\r\nHost: a\r\nCookie: session_id=" + token + "\r\n\r\n"
+        self.send_while_redis_stopped(redis, c, one, half_close=True)
+        self.assert_echo(c, "/echo/1", handle)
+        self.assertTrue(c.is_closed(10.0)[0], "the connection stayed open after the half-close")
 
 
 class TokenNotInRedis(RedisTestCase):
