@@ -272,6 +272,15 @@ void on_signal(uv_signal_t* s, int signum) {
 // Closes what is left on the main loop (signals, timers, the admin listener) and the loop itself,
 // so that every exit, failed starts included, ends cleanly (LeakSanitizer checks it).
 void close_main_loop(uv_loop_t* loop) {
+  // On the way out: a SIGTERM or SIGINT now (an operator or a supervisor repeating the stop) must
+  // not turn a clean exit into a death by signal when libuv, closing its signal handles, puts the
+  // default action back. Blocked here (the workers are joined: this is the last thread), then
+  // ignored, so one that arrives in between is dropped.
+  sigset_t stops;
+  sigemptyset(&stops);
+  sigaddset(&stops, SIGTERM);
+  sigaddset(&stops, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stops, nullptr);
   uv_walk(
       loop,
       [](uv_handle_t* h, void*) {
@@ -280,6 +289,8 @@ void close_main_loop(uv_loop_t* loop) {
       nullptr);
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
 }
 
 // --check: the file loads and its TLS material is usable.
