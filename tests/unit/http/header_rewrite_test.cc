@@ -67,6 +67,23 @@ TEST_CASE("hop-by-hop names are recognised whatever their case") {
   }
 }
 
+// Names are compared 8 bytes at a time: every byte value at every position of a name must give
+// what a byte-by-byte ASCII case-insensitive comparison gives.
+TEST_CASE("a hop-by-hop name matches only with ASCII case folded, byte for byte") {
+  for (std::string spelled : {"te", "trailer", "connection", "keep-alive", "transfer-encoding"}) {
+    for (size_t at = 0; at < spelled.size(); ++at) {
+      for (int b = 0; b < 256; ++b) {
+        std::string name = spelled;
+        name[at] = static_cast<char>(b);
+        const char c = static_cast<char>(b);
+        const bool same = c == spelled[at] || (c >= 'A' && c <= 'Z' && c + 32 == spelled[at]);
+        CAPTURE(name);
+        CHECK(is_hop_by_hop(name) == same);
+      }
+    }
+  }
+}
+
 TEST_CASE("the reserved prefix matches with case folded and '_' read as '-'") {
   CHECK(under_prefix("X-Session-Id", "X-Session-"));
   CHECK(under_prefix("x-session-id", "X-Session-"));
