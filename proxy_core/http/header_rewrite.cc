@@ -137,6 +137,7 @@ uint64_t load(const char* at) {
 // of ~100.
 bool equals_lowered(std::string_view name, std::string_view lower) {
   const size_t n = name.size();
+  if (lower.size() != n) return false;  // every load below stays inside both
   const char* a = name.data();
   const char* b = lower.data();
   if (n >= 8) {
@@ -219,7 +220,7 @@ class ConnectionTokens {
  public:
   explicit ConnectionTokens(const MessageHead& head) : head_(head) {
     for (size_t i = 0; i < head.header_count && !overflow_; ++i)
-      if (iequals(head.headers[i].name, "connection")) collect(head.headers[i].value);
+      if (is_connection(head.headers[i].name)) collect(head.headers[i].value);
   }
   // Does a Connection field list `name`? Only for a name that is not hop by hop itself (the
   // rewriters drop those before asking).
@@ -252,6 +253,10 @@ class ConnectionTokens {
       if (comma == std::string_view::npos) return;
       list.remove_prefix(comma + 1);
     }
+  }
+
+  static bool is_connection(std::string_view name) {
+    return name.size() == 10 && equals_lowered(name, "connection");
   }
 
   static constexpr size_t kMax = 16;
