@@ -310,6 +310,39 @@ void append_chunk_header(size_t length, std::string& out) {
   out.append("\r\n");
 }
 
+namespace {
+
+// The upstream request's framing and the gateway's own fields, after the client's.
+void append_gateway_fields(const UpstreamRequestOptions& o, HeadWriter& out) {
+  switch (o.framing) {
+    case BodyFraming::kContentLength:
+      out.text("Content-Length: ");
+      out.number(o.content_length);
+      out.text("\r\n");
+      break;
+    case BodyFraming::kChunked:
+      out.text("Transfer-Encoding: chunked\r\n");
+      break;
+    default:
+      break;
+  }
+  if (o.tunnel_websocket) {
+    out.text("Connection: upgrade\r\nUpgrade: websocket\r\n");
+  }
+  if (!o.request_id.empty()) out.field("X-Request-Id", o.request_id);
+  // Injected last, after hop-by-hop removal, so a client cannot name them in Connection.
+  if (o.injected != nullptr) {
+    size_t n = std::min(o.injected_count, o.injected->size());
+    for (size_t i = 0; i < n; ++i)
+      out.field((*o.injected)[i].first, (*o.injected)[i].second);
+  }
+  if (o.appended != nullptr)
+    for (const auto& [name, value] : *o.appended)
+      out.field(name, value);
+}
+
+}  // namespace
+
 void build_upstream_request(const MessageHead& request, const UpstreamRequestOptions& o,
                             std::string& head) {
   HeadWriter out(head);
@@ -385,31 +418,7 @@ void build_upstream_request(const MessageHead& request, const UpstreamRequestOpt
     out.field("X-Forwarded-Host", host);
   }
 
-  switch (o.framing) {
-    case BodyFraming::kContentLength:
-      out.text("Content-Length: ");
-      out.number(o.content_length);
-      out.text("\r\n");
-      break;
-    case BodyFraming::kChunked:
-      out.text("Transfer-Encoding: chunked\r\n");
-      break;
-    default:
-      break;
-  }
-  if (o.tunnel_websocket) {
-    out.text("Connection: upgrade\r\nUpgrade: websocket\r\n");
-  }
-  if (!o.request_id.empty()) out.field("X-Request-Id", o.request_id);
-  // Injected last, after hop-by-hop removal, so a client cannot name them in Connection.
-  if (o.injected != nullptr) {
-    size_t n = std::min(o.injected_count, o.injected->size());
-    for (size_t i = 0; i < n; ++i)
-      out.field((*o.injected)[i].first, (*o.injected)[i].second);
-  }
-  if (o.appended != nullptr)
-    for (const auto& [name, value] : *o.appended)
-      out.field(name, value);
+  append_gateway_fields(o, out);
   out.text("\r\n");
 }
 
