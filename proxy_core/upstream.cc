@@ -408,7 +408,9 @@ void UpstreamPool::put_idle(UpstreamConnection* c, Millis idle_timeout, size_t m
     c->close();
     return;
   }
-  c->reader_.reset();
+  // The reader keeps the last response until begin_response resets it: an idle connection's
+  // reader is never read (bytes or a close while idle drop the connection, user_ being null), and
+  // the one who takes it calls begin_response before anything else. One parser reset per request.
   idle_.push_back(c);
   metrics_->upstream_idle.fetch_add(1, std::memory_order_relaxed);
   // Keep reading: an upstream that closes its side is noticed and dropped at once.

@@ -42,7 +42,9 @@ class UpstreamChannel {
   virtual void close() = 0;
   // Closes and tells the user (on_upstream_closed) with `status`.
   virtual void fail(int status) = 0;
-  // Starts one response: the reader starts over (a HEAD request's response has no body).
+  // Starts one response: the reader starts over (a HEAD request's response has no body). Called
+  // before anything else on a channel just taken from the pool: its reader still holds the last
+  // response (put_idle does not reset it).
   virtual void begin_response(bool head_request, Millis response_timeout) = 0;
   // Goes on after on_upstream_head returned false.
   virtual void resume_response() = 0;

@@ -29,14 +29,6 @@ size_t MessageHead::count(std::string_view name) const {
   return n;
 }
 
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
-
 bool list_contains_token(std::string_view list, std::string_view token) {
   while (!list.empty()) {
     size_t comma = list.find(',');

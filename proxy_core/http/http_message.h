@@ -49,7 +49,15 @@ struct MessageHead {
 
 // RFC 9110 §5.6.1 list element: does the comma-separated `list` contain `token` (case-insensitive)?
 bool list_contains_token(std::string_view list, std::string_view token);
-std::string_view trim_ows(std::string_view s);
+// Without the optional whitespace (SP, HTAB) around it. Inline: called for most field values of
+// every message, which mostly have none (one test each end, no call).
+inline std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
+  return s;
+}
 
 // RFC 9112 §6.1: what the Transfer-Encoding fields of `head` ask for, as far as we implement it.
 // We decode only chunked and re-frame bodies, so any other coding would be silently dropped.

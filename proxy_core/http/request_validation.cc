@@ -1,7 +1,9 @@
 #include "proxy_core/http/request_validation.h"
 
 #include <arpa/inet.h>
+
 #include <llhttp.h>
+#include <array>
 
 namespace sg {
 
@@ -19,8 +21,19 @@ void drop_underscore_headers(MessageHead& head) {
   head.header_count = kept;
 }
 
-bool is_reg_name_char(char c) {
+// The characters of a host name we accept, one table lookup per character (a chain of range
+// tests costs ~10 instructions a character, on the Host of every request).
+constexpr bool is_reg_name_char_slow(char c) {
   return is_ascii_alpha(c) || is_ascii_digit(c) || c == '-' || c == '.' || c == '_' || c == '~';
+}
+constexpr auto kRegNameChars = [] {
+  std::array<bool, 256> table{};
+  for (int c = 0; c < 256; ++c)
+    table[static_cast<size_t>(c)] = is_reg_name_char_slow(static_cast<char>(c));
+  return table;
+}();
+bool is_reg_name_char(char c) {
+  return kRegNameChars[static_cast<unsigned char>(c)];
 }
 
 bool is_valid_port(std::string_view port) {

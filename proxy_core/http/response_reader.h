@@ -63,8 +63,6 @@ class ResponseReader {
   // The response completed in step: keep-alive, nothing after it.
   bool reusable() const { return !dirty_ && parser_.should_keep_alive() && !parser_.in_message(); }
   const MessageHead& head() const { return parser_.head(); }
-  // Back to the state of a fresh connection (the connection goes idle in the pool).
-  void reset() { begin(false); }
 
  private:
   bool take_head(HttpParser::Event ev, const char* rest, size_t len);

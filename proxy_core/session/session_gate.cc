@@ -170,7 +170,7 @@ void SessionGate::lookup_next(Done done) {
     // A store that answers at once (memory): no callback, no ticket (nothing can go stale).
     LookupResult r;
     if (store_->lookup_now(key, now, r)) {
-      on_lookup(index, key, std::move(r), std::move(done));
+      on_lookup(index, key, r, std::move(done));
       return;
     }
   }
@@ -178,11 +178,11 @@ void SessionGate::lookup_next(Done done) {
   store_->lookup(key, now,
                  [this, epoch, key, index, done = std::move(done)](LookupResult r) mutable {
                    if (stale(epoch)) return;
-                   on_lookup(index, key, std::move(r), std::move(done));
+                   on_lookup(index, key, r, std::move(done));
                  });
 }
 
-void SessionGate::on_lookup(size_t index, const TokenHash& key, LookupResult r, Done done) {
+void SessionGate::on_lookup(size_t index, const TokenHash& key, LookupResult& r, Done done) {
   if (r.status == StoreStatus::kUnavailable) {
     unavailable(std::move(done));
     return;

@@ -103,7 +103,8 @@ class SessionGate {
     SessionChange change;
   };
   void lookup_next(Done done);
-  void on_lookup(size_t index, const TokenHash& key, LookupResult r, Done done);
+  // `r` by reference: its record is moved into the gate (a copy per request saved).
+  void on_lookup(size_t index, const TokenHash& key, LookupResult& r, Done done);
   void on_replay(const LookupResult& r, Done done);
   TokenHash key_of(const std::string& token);
   void on_found(Done done);

@@ -67,6 +67,23 @@ TEST_CASE("hop-by-hop names are recognised whatever their case") {
   }
 }
 
+// Names are compared 8 bytes at a time: every byte value at every position of a name must give
+// what a byte-by-byte ASCII case-insensitive comparison gives.
+TEST_CASE("a hop-by-hop name matches only with ASCII case folded, byte for byte") {
+  for (std::string spelled : {"te", "trailer", "connection", "keep-alive", "transfer-encoding"}) {
+    for (size_t at = 0; at < spelled.size(); ++at) {
+      for (int b = 0; b < 256; ++b) {
+        std::string name = spelled;
+        name[at] = static_cast<char>(b);
+        const char c = static_cast<char>(b);
+        const bool same = c == spelled[at] || (c >= 'A' && c <= 'Z' && c + 32 == spelled[at]);
+        CAPTURE(name);
+        CHECK(is_hop_by_hop(name) == same);
+      }
+    }
+  }
+}
+
 TEST_CASE("the reserved prefix matches with case folded and '_' read as '-'") {
   CHECK(under_prefix("X-Session-Id", "X-Session-"));
   CHECK(under_prefix("x-session-id", "X-Session-"));
@@ -168,16 +185,38 @@ TEST_CASE("headers named in any Connection field are removed, whatever their cas
         "GET /path?q=1 HTTP/1.1\r\nHost: example.com\r\nX-D: 4\r\n" + kForwarded + "\r\n");
 }
 
-TEST_CASE("names in a ninth or later Connection field are honoured too") {
+// The rewriters collect up to 16 listed names, then scan the whole head again for each field.
+TEST_CASE("names in a seventeenth or later Connection field are honoured too") {
   std::vector<HeaderField> fields = {{"Host", "example.com"}};
-  for (int i = 0; i < 12; ++i)
+  for (int i = 0; i < 20; ++i)
     fields.push_back({"Connection", "x-hop-" + std::to_string(i)});
-  for (int i = 0; i < 12; ++i)
+  for (int i = 0; i < 20; ++i)
     fields.push_back({"X-Hop-" + std::to_string(i), "v"});
   fields.push_back({"X-Kept", "k"});
   MessageHead h = request(fields);
   CHECK(upstream(h, upstream_options()) ==
         "GET /path?q=1 HTTP/1.1\r\nHost: example.com\r\nX-Kept: k\r\n" + kForwarded + "\r\n");
+}
+
+TEST_CASE("every name of a long Connection list is honoured, hop-by-hop ones taking no room") {
+  std::string list = "keep-alive, Keep-Alive,TE,,\tclose ";
+  for (int i = 0; i < 20; ++i)
+    list += ", x-hop-" + std::to_string(i);
+  for (int i = 0; i < 16; ++i)
+    list += ",Upgrade";
+  std::vector<HeaderField> fields = {{"Host", "example.com"}, {"Connection", list}};
+  for (int i = 19; i >= 0; --i)
+    fields.push_back({"X-HOP-" + std::to_string(i), "v"});
+  fields.push_back({"Close", "c"});
+  fields.push_back({"X-Hop-20", "kept"});
+  CHECK(upstream(request(fields), upstream_options()) ==
+        "GET /path?q=1 HTTP/1.1\r\nHost: example.com\r\nX-Hop-20: kept\r\n" + kForwarded + "\r\n");
+  fields.erase(fields.begin());
+  CHECK(client(response(200, fields), ClientResponseOptions{}) ==
+        "HTTP/1.1 200 OK\r\nX-Hop-20: kept\r\n\r\n");
+  // A short list: the few names are collected and matched whatever their case.
+  CHECK(client(response(200, {{"Connection", "keep-alive, x-a"}, {"X-A", "1"}, {"X-B", "2"}}),
+               ClientResponseOptions{}) == "HTTP/1.1 200 OK\r\nX-B: 2\r\n\r\n");
 }
 
 TEST_CASE("a client cannot strip an injected header by naming it in Connection") {
@@ -553,6 +592,87 @@ TEST_CASE("the gateway's own headers come last, after every rewrite") {
 }
 
 // ---- local responses and chunks -------------------------------------------------------------
+
+// The rewriters recognise a name by its length and first letter, then one full comparison: a
+// name that shares both with one they act on, but not its spelling, is an ordinary header.
+TEST_CASE("names as long as, and starting like, a rewritten one are forwarded untouched") {
+  const std::vector<HeaderField> near = {{"Tx", "1"},
+                                         {"Hose", "1"},
+                                         {"Cookix", "1"},
+                                         {"Expecx", "1"},
+                                         {"Trailex", "1"},
+                                         {"Upgradx", "1"},
+                                         {"Connectiox", "1"},
+                                         {"Keep-Alivx", "1"},
+                                         {"Set-Cookix", "1"},
+                                         {"Sat-Cookie", "1"},
+                                         {"X-Request-Ix", "1"},
+                                         {"Cache-Contro1", "1"},
+                                         {"Content-Lengtx", "1"},
+                                         {"Http2-Settingx", "1"},
+                                         {"X-Forwarder-For", "1"},
+                                         {"X-Forwarder-Host", "1"},
+                                         {"Transfer-Encodinx", "1"},
+                                         {"X-Forwarder-Proto", "1"},
+                                         {"1e", "1"},
+                                         {"-ookie", "1"},
+                                         {"proxy_", "1"}};
+  std::string fields;
+  for (const auto& f : near)
+    fields += f.name + ": 1\r\n";
+  UpstreamRequestOptions uo = upstream_options();
+  uo.replace_cookie = true;
+  uo.cookie_value = "a=b";
+  const std::string up = upstream(request(near), uo);
+  CHECK(up.find(fields) != std::string::npos);
+
+  ClientResponseOptions co;
+  co.cookie_name = "Cookix";
+  co.framing = BodyFraming::kChunked;
+  co.force_no_store = true;
+  const std::string down = client(response(200, near), co);
+  CHECK(down.find(fields) != std::string::npos);
+}
+
+TEST_CASE("every rewritten name is recognised in any case, in both directions") {
+  UpstreamRequestOptions uo = upstream_options();
+  uo.replace_cookie = true;
+  uo.cookie_value = "a=b";
+  const std::string up = upstream(request({{"hOsT", "h.example"},
+                                           {"COOKIE", "session=x"},
+                                           {"eXpEcT", "100-continue"},
+                                           {"HTTP2-settings", "x"},
+                                           {"content-LENGTH", "5"},
+                                           {"x-REQUEST-id", "abc"},
+                                           {"X-FORWARDED-FOR", "198.51.100.1"},
+                                           {"x-forwarded-PROTO", "https"},
+                                           {"x-Forwarded-Host", "evil.example"},
+                                           {"tE", "trailers"},
+                                           {"TRAILER", "x"},
+                                           {"KEEP-alive", "timeout=5"},
+                                           {"Proxy-AUTHORIZATION", "x"}}),
+                                  uo);
+  CHECK(up ==
+        "GET /path?q=1 HTTP/1.1\r\nhOsT: h.example\r\nCookie: a=b\r\n"
+        "X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n"
+        "X-Forwarded-Host: h.example\r\n\r\n");
+
+  ClientResponseOptions co;
+  co.cookie_name = "sid";
+  co.framing = BodyFraming::kChunked;
+  co.force_no_store = true;
+  const std::string down = client(response(200, {{"CONTENT-length", "5"},
+                                                 {"SET-COOKIE", "sid=evil"},
+                                                 {"cache-CONTROL", "max-age=60"},
+                                                 {"UPGRADE", "h2c"},
+                                                 {"connection", "X-Gone"},
+                                                 {"x-gone", "1"},
+                                                 {"Server", "s"}}),
+                                  co);
+  CHECK(down ==
+        "HTTP/1.1 200 OK\r\nServer: s\r\nCache-Control: no-store\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n");
+}
 
 TEST_CASE("a local response is a complete plain-text message") {
   std::string out;
