@@ -171,9 +171,11 @@ bool AdminServer::start(const std::string& address, std::string& error) {
   if (config.session.store == StoreKind::kRedis) {
     // The /sessions API's own connection, on this loop (the workers' stores live on theirs).
     const SessionConfig& sc = config.session;
-    redis_ = std::make_unique<RedisStore>(
-        loop_, config.redis_store, sc.idle_timeout, sc.absolute_timeout, nullptr, sc.max_attributes,
-        sc.max_attribute_bytes, fold_attribute_name(sc.user_attribute));
+    RedisStoreConfig admin_redis = config.redis_store;
+    admin_redis.local_cache = Millis{0};  // the API looks up no tokens: no cache, no second link
+    redis_ = std::make_unique<RedisStore>(loop_, admin_redis, sc.idle_timeout, sc.absolute_timeout,
+                                          nullptr, sc.max_attributes, sc.max_attribute_bytes,
+                                          fold_attribute_name(sc.user_attribute));
     redis_->start();
   }
   return true;

@@ -192,7 +192,7 @@ bool Server::apply(std::shared_ptr<const Config> config, std::string& error) {
       was.key_prefix != now.key_prefix || was.sentinels != now.sentinels ||
       was.master_name != now.master_name || was.password_file != now.password_file ||
       was.timeout != now.timeout || was.on_unavailable != now.on_unavailable ||
-      was.max_pending_destroys != now.max_pending_destroys)
+      was.max_pending_destroys != now.max_pending_destroys || was.local_cache != now.local_cache)
     SG_LOG_WARN("reload: [store.redis] changes need a restart; keeping the running settings");
   effective->redis_store = config_->redis_store;
   std::vector<std::string> added;

@@ -162,6 +162,9 @@ struct RedisStoreConfig {
   uint32_t database = 0;
   std::string key_prefix = "sessiongate:";
   Millis timeout{500};  // rides out a fork for BGSAVE (measured 57-172 ms at 1M sessions)
+  // How long a worker may answer a returning visit from its own copy of the record, which Redis
+  // invalidates the moment it changes (CLIENT TRACKING; redis_store.h). 0 = ask Redis every time.
+  Millis local_cache{1000};
   OnUnavailable on_unavailable = OnUnavailable::kFailClosed;
   std::vector<std::string> sentinels;
   std::string master_name;

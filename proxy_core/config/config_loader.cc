@@ -54,6 +54,7 @@ constexpr std::string_view kKnownKeys[] = {
     "store.redis.address", "store.redis.password_file", "store.redis.database",
     "store.redis.key_prefix", "store.redis.timeout", "store.redis.on_unavailable",
     "store.redis.sentinels", "store.redis.master_name", "store.redis.max_pending_destroys",
+    "store.redis.local_cache",
     "health.path", "health.ready_path",
     "admin.listen", "admin.token_file",
     "limits.max_header_bytes", "limits.max_headers", "limits.max_body_bytes",
@@ -329,6 +330,7 @@ void read_store(TableReader t, Config& c) {
   redis.integer("database", r.database, 0, kMaxU32);
   redis.string("key_prefix", r.key_prefix);
   redis.duration("timeout", r.timeout, kOneMs);
+  redis.duration("local_cache", r.local_cache, Millis{0});
   redis.choice(
       "on_unavailable", r.on_unavailable,
       {{"fail_closed", OnUnavailable::kFailClosed}, {"fail_open", OnUnavailable::kFailOpen}});

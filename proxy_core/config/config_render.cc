@@ -183,6 +183,7 @@ void render_redis_store(TomlWriter& w, const Config& c) {
   w.num("database", r.database);
   w.str("key_prefix", r.key_prefix);
   w.duration("timeout", r.timeout);
+  w.duration("local_cache", r.local_cache);
   w.str("on_unavailable",
         r.on_unavailable == OnUnavailable::kFailClosed ? "fail_closed" : "fail_open");
   w.list("sentinels", r.sentinels);

@@ -353,6 +353,15 @@ std::string render_prometheus(const std::vector<const WorkerMetrics*>& ws,
                sum(ws, [](const WorkerMetrics& x) { return x.redis_reconnects.get(); })));
   w.scalar("sessiongate_redis_connections", "gauge", "Workers connected to Redis.",
            gauge_sum(&WorkerMetrics::redis_connected));
+  w.scalar("sessiongate_redis_cache_hits_total", "counter",
+           "Returning visits answered from a worker's local copy of the session record, without "
+           "a Redis command (store.redis.local_cache).",
+           static_cast<double>(
+               sum(ws, [](const WorkerMetrics& x) { return x.redis_cache_hits.get(); })));
+  w.scalar("sessiongate_redis_cache_invalidations_total", "counter",
+           "Session keys Redis reported changed to the local caches (CLIENT TRACKING).",
+           static_cast<double>(
+               sum(ws, [](const WorkerMetrics& x) { return x.redis_cache_invalidations.get(); })));
   histogram(w, ws, "sessiongate_redis_command_duration_seconds",
             "Time from a Redis command sent to its reply.", &WorkerMetrics::redis_command_duration);
 

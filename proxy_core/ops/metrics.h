@@ -124,6 +124,8 @@ struct WorkerMetrics {
   Counter redis_reconnects;                 // connections re-established after a loss
   std::atomic<int64_t> redis_connected{0};  // 1 while this worker's connection is up
   Histogram redis_command_duration;         // command sent -> reply
+  Counter redis_cache_hits;                 // lookups the local cache answered (no command)
+  Counter redis_cache_invalidations;        // session keys Redis said changed (tracking)
   // Session gate: rotated-away tokens presented after the grace window (session_gate.h).
   Counter rotated_token_replays;
   // Issue 14: WebSocket tunnels closed because their session ended (close 1008), and the store

@@ -89,6 +89,17 @@ void PendingDestroyStore::lookup(const TokenHash& key, int64_t now_ms, LookupCal
   });
 }
 
+bool PendingDestroyStore::lookup_now(const TokenHash& key, int64_t now_ms, LookupResult& out) {
+  if (refused_->contains(key)) return true;  // `out` stays kNotFound, as lookup() answers
+  // The local cache answers only a live key read directly (never through a marker), and this
+  // worker forgot the key before it sent the destroy that refused it; checked anyway.
+  if (!inner_->lookup_now(key, now_ms, out)) return false;
+  if (refused_->size() != 0 && out.rotated != RotatedKey::kNo && out.record &&
+      refused_->contains(out.live_key))
+    out = LookupResult{};
+  return true;
+}
+
 void PendingDestroyStore::create(const TokenHash& key, const SessionRecord& record,
                                  DoneCallback done) {
   // A key this instance refused is not written again until the store confirmed its destroy: a

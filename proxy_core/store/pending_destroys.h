@@ -96,6 +96,8 @@ class PendingDestroyStore final : public SessionStore {
   PendingDestroyStore& operator=(const PendingDestroyStore&) = delete;
 
   void lookup(const TokenHash& key, int64_t now_ms, LookupCallback done) override;
+  // The inner store's synchronous answer (the Redis store's local cache), refused keys removed.
+  bool lookup_now(const TokenHash& key, int64_t now_ms, LookupResult& out) override;
   void create(const TokenHash& key, const SessionRecord& record, DoneCallback done) override;
   void modify(const TokenHash& key, const SessionChange& change, int64_t now_ms,
               DoneCallback done) override;

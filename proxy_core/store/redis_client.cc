@@ -141,6 +141,7 @@ void RedisClient::start() {
 void RedisClient::close() {
   if (state_ == State::kClosed) return;
   state_ = State::kClosed;
+  link_up_ = false;  // no on_link_(false): the owner is closing
   if (metrics_ != nullptr) metrics_->redis_connected.store(0, std::memory_order_relaxed);
   if (redisAsyncContext* w = std::exchange(watch_ctx_, nullptr)) {
     w->data = nullptr;
@@ -174,6 +175,10 @@ void RedisClient::close() {
   close_and_free(deferred_idle_);
   command_timer_ = phase_timer_ = nullptr;
   deferred_idle_ = nullptr;
+}
+
+void RedisClient::read_now() {
+  if (ctx_ != nullptr && state_ == State::kReady) redisAsyncHandleRead(ctx_);
 }
 
 bool RedisClient::usable() const {

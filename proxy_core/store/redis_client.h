@@ -115,7 +115,26 @@ class RedisClient {
   // subscribed connection takes no other command (Redis refuses them): send nothing else on it.
   // Messages published while no connection was subscribed are lost (the caller has its own
   // catch-up: session_follower.h's periodic check).
-  void subscribe(std::string channel, std::function<void(std::string_view)> on_message);
+  // `payload` is the message's third element as Redis sent it: a string for PUBLISH, an array of
+  // keys (or a null) for tracking invalidations.
+  using MessageHandler = std::function<void(const redisReply* payload)>;
+  void subscribe(std::string channel, MessageHandler on_message);
+  // Before start(), with subscribe(): each new connection first asks its CLIENT ID, then
+  // subscribes, and `on_subscribed(id)` runs when Redis confirmed the subscription (the id is
+  // what another connection's CLIENT TRACKING ... REDIRECT names).
+  void on_subscribed(std::function<void(long long client_id)> fn) {
+    on_subscribed_ = std::move(fn);
+  }
+  // Before start(): `fn(true)` when a connection became ready (after the handshake; for a
+  // subscriber, after the subscription is confirmed), `fn(false)` when a ready connection is
+  // lost or dropped (not on close()). Runs on the loop, possibly inside a reply handler or
+  // inside read_now().
+  void on_link(std::function<void(bool up)> fn) { on_link_ = std::move(fn); }
+  // Reads what the server has sent so far and runs its handlers now, instead of when the loop
+  // next polls the socket (the store's local cache: an invalidation already here is applied
+  // before a cached record is served). Nothing happens while not ready.
+  // REQUIRES: not called from inside one of this client's own handlers.
+  void read_now();
   // Starts connecting (returns at once; usable() turns true when connected). Call once.
   void start();
   // Drops the connection, completes waiting handlers with nullptr and closes every handle. Later
@@ -227,8 +246,16 @@ class RedisClient {
   uv_timer_t* watch_timer_ = nullptr;    // the sentinel master watch
   uv_idle_t* deferred_idle_ = nullptr;   // runs deferred_ on the next loop iteration
 
+  // Tells on_link_ of a lost ready connection (once).
+  void link_lost();
+  void confirm_subscription();
+
   std::string subscribe_channel_;  // empty: not a subscriber
-  std::function<void(std::string_view)> on_message_;
+  MessageHandler on_message_;
+  std::function<void(long long)> on_subscribed_;
+  long long client_id_ = 0;  // CLIENT ID of the current connection (subscriber with on_subscribed_)
+  std::function<void(bool)> on_link_;
+  bool link_up_ = false;  // on_link_(true) ran for the current connection
 };
 
 }  // namespace sg

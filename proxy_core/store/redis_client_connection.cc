@@ -164,6 +164,7 @@ void RedisClient::sentinel_trampoline(redisAsyncContext* ac, void* r, void* priv
 
 void RedisClient::connect_to(const std::string& address) {
   server_ = address;
+  client_id_ = 0;
   redisAsyncContext* ac = nullptr;
   std::string problem;
   std::string password;
@@ -272,8 +273,19 @@ void RedisClient::connection_ready() {
   }
   was_ready_ = true;
   logged_down_ = false;
-  if (!subscribe_channel_.empty()) send_subscribe();  // again on every new connection
+  if (!subscribe_channel_.empty()) {
+    send_subscribe();  // again on every new connection; the link is up once it is confirmed
+  } else if (!link_up_) {
+    link_up_ = true;
+    if (on_link_) on_link_(true);
+  }
   send_retries();
+}
+
+void RedisClient::link_lost() {
+  if (!link_up_) return;
+  link_up_ = false;
+  if (on_link_) on_link_(false);
 }
 
 void RedisClient::connect_trampoline(const redisAsyncContext* ac, int status) {
@@ -307,6 +319,7 @@ void RedisClient::lose_context(redisAsyncContext* ac) {
     logged_down_ = true;
   }
   schedule_reconnect();
+  link_lost();
 }
 
 void RedisClient::drop_connection(const char* why) {
@@ -328,6 +341,7 @@ void RedisClient::drop_connection(const char* why) {
     s->data = nullptr;
     redisAsyncFree(s);
   }
+  link_lost();
 }
 
 void RedisClient::on_phase_timeout() {

@@ -13,21 +13,42 @@
 
 namespace sg {
 
-void RedisClient::subscribe(std::string channel, std::function<void(std::string_view)> on_message) {
+void RedisClient::subscribe(std::string channel, MessageHandler on_message) {
   subscribe_channel_ = std::move(channel);
   on_message_ = std::move(on_message);
 }
 
 // hiredis keeps this callback for the channel and calls it for the SUBSCRIBE confirmation and for
 // every message; not through send_command: a subscription has no single reply and no deadline.
+// With on_subscribed_, CLIENT ID goes first (a subscribed connection takes no other command).
 void RedisClient::send_subscribe() {
   if (ctx_ == nullptr) return;
+  if (on_subscribed_ && client_id_ == 0) {
+    send_internal({"CLIENT", "ID"}, [this](const redisReply* r) {
+      if (state_ != State::kReady) return;  // lost meanwhile: the next connection asks again
+      if (r == nullptr || r->type != REDIS_REPLY_INTEGER || r->integer <= 0) {
+        drop_connection("CLIENT ID refused");
+        return;
+      }
+      client_id_ = r->integer;
+      send_subscribe();
+    });
+    return;
+  }
   if (redisAsyncCommand(ctx_, message_trampoline, this, "SUBSCRIBE %b", subscribe_channel_.data(),
                         subscribe_channel_.size()) != REDIS_OK) {
     drop_connection("SUBSCRIBE refused");
     return;
   }
   if (metrics_ != nullptr) metrics_->redis_commands.add();
+}
+
+void RedisClient::confirm_subscription() {
+  if (on_subscribed_) on_subscribed_(client_id_);
+  if (!link_up_) {
+    link_up_ = true;
+    if (on_link_) on_link_(true);
+  }
 }
 
 void RedisClient::message_trampoline(redisAsyncContext* ac, void* r, void* privdata) {
@@ -43,10 +64,13 @@ void RedisClient::message_trampoline(redisAsyncContext* ac, void* r, void* privd
   }
   if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) return;
   const redisReply* kind = reply->element[0];
-  const redisReply* payload = reply->element[2];
-  if (kind->type != REDIS_REPLY_STRING || payload->type != REDIS_REPLY_STRING) return;
-  if (std::string_view(kind->str, kind->len) != "message") return;  // "subscribe": confirmed
-  self->on_message_(std::string_view(payload->str, payload->len));
+  if (kind->type != REDIS_REPLY_STRING) return;
+  const std::string_view what(kind->str, kind->len);
+  if (what == "subscribe") {
+    self->confirm_subscription();
+  } else if (what == "message") {
+    self->on_message_(reply->element[2]);
+  }
 }
 
 }  // namespace sg

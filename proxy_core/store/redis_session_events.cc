@@ -1,5 +1,7 @@
 #include "proxy_core/store/redis_session_events.h"
 
+#include <hiredis/hiredis.h>
+
 #include "proxy_core/store/redis_codec.h"
 #include "proxy_core/store/redis_store.h"
 
@@ -18,8 +20,10 @@ RedisEndSubscriber::RedisEndSubscriber(uv_loop_t* loop, const RedisStoreConfig& 
                                        SessionEndSink* sink)
     // No metrics: the redis_* figures describe the store's command connections.
     : sink_(sink), client_(loop, subscriber_options(cfg), nullptr, {}) {
-  client_.subscribe(redis_events_channel(cfg.key_prefix),
-                    [this](std::string_view payload) { on_message(payload); });
+  client_.subscribe(redis_events_channel(cfg.key_prefix), [this](const redisReply* payload) {
+    if (payload->type == REDIS_REPLY_STRING)
+      on_message(std::string_view(payload->str, payload->len));
+  });
 }
 
 void RedisEndSubscriber::on_message(std::string_view payload) {

@@ -75,6 +75,7 @@ RedisStore::RedisStore(uv_loop_t* loop, const RedisStoreConfig& cfg, Millis idle
   lookup_command_ = "*2\r\n$7\r\nHGETALL\r\n$" + std::to_string(key_size) + "\r\n" + key_prefix_;
   lookup_hex_at_ = lookup_command_.size();
   lookup_command_.append(2 * TokenHash{}.size(), '0').append("\r\n");
+  if (cfg.local_cache.count() > 0) start_local_cache(cfg);
 }
 
 RedisStore::~RedisStore() {
@@ -116,6 +117,13 @@ void RedisStore::lookup(const TokenHash& key, int64_t now_ms, LookupCallback don
   w->key = key;
   w->now_ms = now_ms;
   w->done = std::move(done);
+  // Tracked: CLIENT TRACKING went out on this connection before this read (replies come in order,
+  // so its answer is known when this one arrives).
+  w->tracked = cache_ && tracking_gen_ == link_gen_ && tracking_gen_ != 0;
+  if (w->tracked) {
+    w->link_gen = link_gen_;
+    w->ticket = cache_->begin_read(key);
+  }
   // The client has copied the command when send_formatted returns: the buffer is free again.
   write_digest_hex(key, lookup_command_.data() + lookup_hex_at_);
   client_.send_formatted(
@@ -126,16 +134,17 @@ void RedisStore::lookup(const TokenHash& key, int64_t now_ms, LookupCallback don
         LookupCallback callback = std::move(owned->done);
         const TokenHash read_key = owned->key;
         const int64_t when = owned->now_ms;
+        const bool keep = cache_may_keep(*owned);
         if (spare_lookups_.size() < RedisClient::kMaxSparePending)
           spare_lookups_.push_back(std::move(owned));
-        on_lookup_reply(read_key, r, when, Follow{}, std::move(callback));
+        on_lookup_reply(read_key, r, when, Follow{}, std::move(callback), keep);
       },
       RedisClient::OnDrop::kRetryOnce);
 }
 
 // One HGETALL reply along the chain that started at a lookup's key. `key` is the key read.
 void RedisStore::on_lookup_reply(const TokenHash& key, const redisReply* r, int64_t now_ms,
-                                 Follow follow, LookupCallback done) {
+                                 Follow follow, LookupCallback done, bool keep) {
   LookupResult result;
   // Behind a marker: in grace the session is served; after it, the lookup is a replay.
   if (follow.hops > 0) result.rotated = follow.in_grace ? RotatedKey::kNo : RotatedKey::kReplay;
@@ -193,6 +202,8 @@ void RedisStore::on_lookup_reply(const TokenHash& key, const redisReply* r, int6
       result.record = std::move(e.record);
       if (follow.hops == 0) {
         result.status = StoreStatus::kOk;
+        // Read at now_ms or later: its age in the cache counts from before the read.
+        if (keep) cache_->insert(key, *result.record, now_ms);
       } else {
         result.live_key = key;
         result.status = follow.in_grace ? StoreStatus::kOk : StoreStatus::kNotFound;
@@ -231,6 +242,7 @@ void RedisStore::create(const TokenHash& key, const SessionRecord& record, DoneC
 
 void RedisStore::modify(const TokenHash& key, const SessionChange& change, int64_t now_ms,
                         DoneCallback done) {
+  cache_forget(key);
   std::vector<std::string> args = common_args({key_of(key)}, now_ms);
   append_index_args(args, change);
   append_change_args(args, change);
@@ -244,6 +256,8 @@ void RedisStore::modify(const TokenHash& key, const SessionChange& change, int64
 void RedisStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
                         const SessionChange& change, int64_t grace_ms, int64_t now_ms,
                         DoneCallback done) {
+  cache_forget(old_key);
+  cache_forget(new_key);
   std::vector<std::string> args = common_args({key_of(old_key), key_of(new_key)}, now_ms);
   append_index_args(args, change);
   args.push_back(digest_hex(new_key));
@@ -258,6 +272,7 @@ void RedisStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
 }
 
 void RedisStore::destroy(const TokenHash& key, DoneCallback done) {
+  cache_forget(key);
   client_.eval(redis_destroy_script(), {"1", key_of(key), key_prefix_},
                [this, key, done = std::move(done)](const redisReply* r) {
                  long long n = -2;

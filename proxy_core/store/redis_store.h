@@ -49,6 +49,25 @@
 // (redis_scripts.h): lookup checks both timeouts on the client with the caller's clock, and the
 // expiry sweep removes and audits the expired sessions before Redis would drop them.
 //
+// The local cache (store.redis.local_cache > 0; redis_local_cache.h; redis_store_cache.cc): a
+// returning visit whose record this worker read less than local_cache ago is answered by
+// lookup_now() without a command. A second connection per worker asks its CLIENT ID and
+// SUBSCRIBEs to __redis__:invalidate; once both are up on the same server, the command
+// connection sends CLIENT TRACKING on REDIRECT <id>, and from its OK on, the records its
+// lookups read are kept (only a live session read directly, not through a rotation marker).
+// Redis then tells that connection of every change to a key this connection read (a write by
+// any client, this one included: a modify, a rotation, a destroy, a script of the user index,
+// the expiry sweep, an expiry or eviction, a FLUSHDB), and the entry goes. This worker's own
+// writes also drop the entry before they are sent. Before a cached record is served, the
+// invalidation connection is read (once per loop turn): a change whose invalidation has already
+// reached this machine is never missed, so a logout on another instance, answered to the browser
+// before its next request, is seen by that request here. A lost connection (either), a refused
+// CLIENT TRACKING (Redis before 6, a proxy in front of it) or the two connections on different
+// servers (a Sentinel failover under way) empties the cache and keeps it off until tracking is
+// confirmed again. Every entry also expires local_cache after its read: the bound on serving a
+// session changed elsewhere while the invalidation connection is silently cut. Metrics:
+// redis_cache_hits, redis_cache_invalidations.
+//
 // Lifetime: call close() before destroying the store (the destructor does if you did not).
 // After close() the store holds no open uv handle, so the worker's loop can finish.
 #pragma once
@@ -66,6 +85,7 @@
 #include "proxy_core/session/session_store.h"
 #include "proxy_core/store/redis_client.h"
 #include "proxy_core/store/redis_codec.h"
+#include "proxy_core/store/redis_local_cache.h"
 
 namespace sg {
 
@@ -90,13 +110,15 @@ class RedisStore final : public SessionStore {
   RedisStore& operator=(const RedisStore&) = delete;
 
   // Starts connecting (returns at once; usable() turns true when connected). Call once.
-  void start() { client_.start(); }
+  void start();
   // Drops the connection, completes waiting callbacks with kUnavailable and closes every handle.
   // Later calls to the store complete synchronously with kUnavailable. Idempotent.
   // REQUIRES: not called from inside one of this store's completion callbacks.
-  void close() { client_.close(); }
+  void close();
 
   void lookup(const TokenHash& key, int64_t now_ms, LookupCallback done) override;
+  // A hit of the local cache (see above); false when the cache is off or has no fresh copy.
+  bool lookup_now(const TokenHash& key, int64_t now_ms, LookupResult& out) override;
   void create(const TokenHash& key, const SessionRecord& record, DoneCallback done) override;
   void modify(const TokenHash& key, const SessionChange& change, int64_t now_ms,
               DoneCallback done) override;
@@ -140,6 +162,11 @@ class RedisStore final : public SessionStore {
     TokenHash key{};
     int64_t now_ms = 0;
     LookupCallback done;
+    // The local cache: whether the reply may be kept (sent after CLIENT TRACKING on this
+    // connection pair, link_gen_ then), and its read's ticket.
+    bool tracked = false;
+    uint64_t link_gen = 0;
+    RedisLocalCache::ReadTicket ticket;
   };
   // Where a lookup is along a chain of rotation markers.
   struct Follow {
@@ -160,11 +187,29 @@ class RedisStore final : public SessionStore {
                             bool destroy, UsersCallback done);
   // The reply of the index scripts (flat handle, created, last seen, client, agent).
   static bool user_sessions(const redisReply* r, std::vector<UserSession>& out);
+  // `keep`: the first reply of a tracked lookup that cache_may_keep allowed.
   void on_lookup_reply(const TokenHash& key, const redisReply* reply, int64_t now_ms, Follow follow,
-                       LookupCallback done);
+                       LookupCallback done, bool keep = false);
   void count_rejected(const TokenHash& key, const char* why);
   LookupWait* new_lookup_wait();
   void publish_end(std::string payload);
+
+  // The local cache (redis_store_cache.cc).
+  void start_local_cache(const RedisStoreConfig& cfg);
+  // Either connection came up or went down: the cache empties; tracking is asked again when both
+  // are up on the same server.
+  void cache_link_changed();
+  void on_invalidation(const redisReply* payload);
+  // Before a write of `key` is sent: the cached copy goes now, not when Redis says so.
+  void cache_forget(const TokenHash& key) {
+    if (cache_) cache_->invalidate(key);
+  }
+  // A lookup's first reply arrived: whether the record it read may be kept (the read was
+  // tracked, on the same connections, and nothing spoiled it). Once per tracked lookup.
+  bool cache_may_keep(const LookupWait& w);
+  // A write whose keys this worker does not know (the user index) was answered: the next hit
+  // reads the invalidations first, even within this loop turn.
+  void cache_drain_before_next_hit() { force_drain_ = true; }
 
   uv_loop_t* loop_;
   std::string key_prefix_;
@@ -184,6 +229,20 @@ class RedisStore final : public SessionStore {
   std::vector<std::unique_ptr<LookupWait>> spare_lookups_;
   HashFields fields_;  // on_lookup_reply's view of a reply, capacity reused
   RedisClient client_;
+
+  // The local cache; all null/zero when store.redis.local_cache is 0.
+  std::unique_ptr<RedisLocalCache> cache_;
+  std::unique_ptr<RedisClient> invalidations_;  // subscribed to __redis__:invalidate
+  uv_prepare_t* turn_ = nullptr;                // counts loop turns (turn_count_)
+  uint64_t turn_count_ = 0;
+  uint64_t drained_turn_ = 0;     // the turn invalidations_ was last read in by lookup_now
+  bool force_drain_ = false;      // cache_drain_before_next_hit
+  bool command_link_up_ = false;  // client_ is ready
+  long long listener_id_ = 0;     // CLIENT ID of invalidations_' subscribed connection, 0: none
+  uint64_t link_gen_ = 1;         // bumped on every link change of either connection
+  uint64_t tracking_gen_ = 0;     // link_gen_ when CLIENT TRACKING was sent on it, 0: not sent
+  bool tracking_on_ = false;      // Redis confirmed it (for tracking_gen_ == link_gen_)
+  bool tracking_refused_logged_ = false;
 };
 
 }  // namespace sg

@@ -141,6 +141,7 @@ void RedisStore::destroy_user_or_list(const std::string& user, const TokenHash* 
                    return;
                  }
                  if (destroy) {
+                   cache_drain_before_next_hit();  // their keys' invalidations are on the way
                    for (const UserSession& u : out)
                      publish_end(u.handle);  // every instance closes their tunnels (issue 14)
                  }
@@ -158,6 +159,7 @@ void RedisStore::destroy_handle(const SessionHandle& handle, int64_t now_ms, Use
                    done(StoreStatus::kUnavailable, {});
                    return;
                  }
+                 cache_drain_before_next_hit();  // the key's invalidation is on the way
                  for (const UserSession& u : out)
                    publish_end(u.handle);  // every instance closes its tunnels (issue 14)
                  const StoreStatus s = out.empty() ? StoreStatus::kNotFound : StoreStatus::kOk;

@@ -1,0 +1,151 @@
+// RedisStore's local cache: the tracking handshake over two connections, invalidations, and the
+// lookups it answers (the rules are in redis_store.h, "The local cache", and
+// redis_local_cache.h).
+#include <hiredis/hiredis.h>
+
+#include <string>
+#include <string_view>
+
+#include "proxy_core/ops/log.h"
+#include "proxy_core/store/redis_codec.h"
+#include "proxy_core/store/redis_store.h"
+
+namespace sg {
+namespace {
+
+// Redis publishes tracking invalidations (RESP2, REDIRECT mode) on this channel.
+constexpr const char* kInvalidationChannel = "__redis__:invalidate";
+
+RedisClientOptions invalidation_options(const RedisStoreConfig& cfg) {
+  RedisClientOptions o = redis_client_options(cfg);
+  o.log_name = "redis cache";
+  return o;
+}
+
+}  // namespace
+
+void RedisStore::start_local_cache(const RedisStoreConfig& cfg) {
+  cache_ = std::make_unique<RedisLocalCache>(cfg.local_cache.count());
+  // No metrics: the redis_* command figures describe the store's command connection.
+  invalidations_ = std::make_unique<RedisClient>(loop_, invalidation_options(cfg), nullptr,
+                                                 std::vector<const RedisScript*>{});
+  invalidations_->subscribe(kInvalidationChannel,
+                            [this](const redisReply* payload) { on_invalidation(payload); });
+  invalidations_->on_subscribed([this](long long id) {
+    listener_id_ = id;
+    cache_link_changed();
+  });
+  invalidations_->on_link([this](bool up) {
+    if (up) return;  // on_subscribed says when it is usable
+    listener_id_ = 0;
+    cache_link_changed();
+  });
+  client_.on_link([this](bool up) {
+    command_link_up_ = up;
+    cache_link_changed();
+  });
+  turn_ = new uv_prepare_t;
+  uv_prepare_init(loop_, turn_);
+  turn_->data = this;
+  uv_prepare_start(turn_,
+                   [](uv_prepare_t* h) { ++static_cast<RedisStore*>(h->data)->turn_count_; });
+  uv_unref(reinterpret_cast<uv_handle_t*>(turn_));  // a counter keeps no loop alive
+}
+
+void RedisStore::start() {
+  client_.start();
+  if (invalidations_) invalidations_->start();
+}
+
+void RedisStore::close() {
+  client_.close();
+  if (invalidations_) invalidations_->close();
+  if (turn_ != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(std::exchange(turn_, nullptr)),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_prepare_t*>(h); });
+  }
+  tracking_on_ = false;
+}
+
+void RedisStore::cache_link_changed() {
+  ++link_gen_;
+  tracking_on_ = false;
+  tracking_gen_ = 0;
+  cache_->clear();
+  if (!command_link_up_ || listener_id_ == 0) return;
+  // Invalidations come only from the server that tracks: both on the same one, or no cache (a
+  // failover moves the connections one after the other; the second move calls here again).
+  if (client_.server() != invalidations_->server()) return;
+  tracking_gen_ = link_gen_;
+  client_.send({"CLIENT", "TRACKING", "on", "REDIRECT", std::to_string(listener_id_)},
+               [this, gen = link_gen_](const redisReply* r) {
+                 if (gen != link_gen_) return;  // a connection changed meanwhile: asked again
+                 if (r != nullptr && r->type == REDIS_REPLY_STATUS &&
+                     std::string_view(r->str, r->len) == "OK") {
+                   tracking_on_ = true;
+                   return;
+                 }
+                 // The only error reply that reaches here is none (the client reports error
+                 // replies as null): a refusal and a timeout look alike.
+                 if (!tracking_refused_logged_) {
+                   SG_LOG_WARN(
+                       "redis store: CLIENT TRACKING was not confirmed by %s: the local cache "
+                       "(store.redis.local_cache) stays off on this connection (it needs Redis "
+                       "6 or later, without a proxy that refuses the command)",
+                       client_.server().c_str());
+                   tracking_refused_logged_ = true;
+                 }
+               });
+}
+
+// The payload of a tracking message: an array of the keys that changed, or a null when the
+// database was flushed. Keys not of a session (the schedule, the user index) are ignored.
+void RedisStore::on_invalidation(const redisReply* payload) {
+  if (payload->type != REDIS_REPLY_ARRAY) {
+    cache_->clear();
+    return;
+  }
+  TokenHash key{};
+  for (size_t i = 0; i < payload->elements; ++i) {
+    const redisReply* k = payload->element[i];
+    if (k->type != REDIS_REPLY_STRING) continue;
+    const std::string_view name(k->str, k->len);
+    if (name.size() != key_prefix_.size() + 2 * key.size() ||
+        name.compare(0, key_prefix_.size(), key_prefix_) != 0 ||
+        !parse_digest_hex(name.substr(key_prefix_.size()), key)) {
+      continue;
+    }
+    cache_->invalidate(key);
+    if (metrics_ != nullptr) metrics_->redis_cache_invalidations.add();
+  }
+}
+
+bool RedisStore::lookup_now(const TokenHash& key, int64_t now_ms, LookupResult& out) {
+  if (!tracking_on_ || !client_.usable()) return false;
+  // What Redis sent us since the last read of the invalidation socket is applied first. Once per
+  // loop turn: the requests of this turn were read after this turn's poll, and the change a
+  // request depends on (a logout answered to its browser) reached us before it did.
+  if (drained_turn_ != turn_count_ || force_drain_) {
+    drained_turn_ = turn_count_;
+    force_drain_ = false;
+    invalidations_->read_now();
+    if (!tracking_on_) return false;  // that read found the connection gone
+  }
+  const SessionRecord* record = cache_->find(key, now_ms);
+  if (record == nullptr) return false;
+  // An expired session goes the long way: Redis's answer is the same, and the sweep audits it.
+  if (session_expiry(*record, now_ms, idle_ms_, absolute_ms_) != ExpiryKind::kNone) return false;
+  out.status = StoreStatus::kOk;
+  out.record = *record;
+  if (metrics_ != nullptr) metrics_->redis_cache_hits.add();
+  return true;
+}
+
+bool RedisStore::cache_may_keep(const LookupWait& w) {
+  if (!w.tracked) return false;
+  // Always: every begin_read gets its finish_read.
+  const bool unspoiled = cache_->finish_read(w.ticket, w.key);
+  return unspoiled && w.link_gen == link_gen_ && tracking_on_;
+}
+
+}  // namespace sg
