@@ -246,6 +246,8 @@ inline RedisStoreConfig config_for(const std::string& address, Millis timeout = 
   cfg.address = address;
   cfg.key_prefix = "sgtest:";
   cfg.timeout = timeout;
+  // The store's own commands: every lookup asks Redis (the local cache's tests turn it on).
+  cfg.local_cache = Millis{0};
   return cfg;
 }
 
