@@ -21,10 +21,11 @@
 #                  makes wrk and Redis compete, which inflates the Redis store's tail latency)
 #   KEEP_TMP=1     keep the temporary directory (configs, wrk outputs, logs)
 #
-# Set-up. Origin: nginx (1 worker) answering `return 200` with a 100-byte body. Two gateways run
+# Set-up. Origin: nginx (1 worker) answering `return 200` with a 100-byte body. Three gateways run
 # side by side, each `[server] workers = 1`, `[log] access = "off"`, idle_timeout 1h (so a returning
-# visit needs no refresh): "memory" (the default store) and "redis" (`session.store = "redis"`, a
-# local redis-server with persistence off, timeout 50ms). wrk runs on CPU 0; the gateways, the
+# visit needs no refresh): "memory" (the default store), "redis" (`session.store = "redis"`, a
+# local redis-server with persistence off, timeout 50ms, the default local_cache of 1s) and
+# "redis-0" (the same with local_cache = "0s": one HGETALL per returning visit; own key_prefix). wrk runs on CPU 0; the gateways, the
 # origin and redis-server on CPU 1 (with 2 CPUs or more; REDIS_CPU overrides; printed).
 # Workloads (wrk -t1 -c50 --latency): keep-alive with a returning session (the cookie fetched from
 # each gateway first, sent with -H), keep-alive new visitors (no cookie: one session created per
@@ -33,7 +34,8 @@
 # gateway and, for the Redis targets, of redis-server (which shares the gateways' CPU by default:
 # on a loaded machine these say more than requests/s).
 # Redis commands per request: `redis-cli INFO commandstats` before and after CMD_REQUESTS
-# returning-visit requests on one keep-alive connection (and as many new visitors), INFO itself
+# returning-visit requests on one keep-alive connection (redis and redis-0; and as many new
+# visitors), INFO itself
 # excluded, commands run inside a script not counted again; cross-checked with the gateway's
 # sessiongate_redis_commands_total.
 # Sources bench_lib.sh (this folder) for the parts shared with the other benchmark scripts.
@@ -47,7 +49,7 @@ WARMUP=${WARMUP:-1s}
 CMD_REQUESTS=${CMD_REQUESTS:-2000}
 SG_BIN=${SG_BIN:-$root/build/sessiongate}
 SG_BIN_B=${SG_BIN_B:-}
-TARGETS=(memory redis ${SG_BIN_B:+redis-b})
+TARGETS=(memory redis redis-0 ${SG_BIN_B:+redis-b})
 
 bench_require redis_bench.sh redis-server redis-cli nginx wrk python3 taskset
 NGINX=$(command -v nginx)
@@ -132,11 +134,12 @@ COMMANDS.update({"wait_http": wait_http, "keepalive": keepalive, "cmd_delta": cm
                  "metric": metric, "redis_metrics": redis_metrics})
 PY
 
-read -r P_ORIGIN P_MEM P_REDIS P_REDIS_ADMIN P_RS P_REDIS_B P_REDIS_B_ADMIN < <(py free_ports 7)
+read -r P_ORIGIN P_MEM P_REDIS P_REDIS_ADMIN P_RS P_REDIS_B P_REDIS_B_ADMIN P_REDIS_0 P_REDIS_0_ADMIN \
+  < <(py free_ports 9)
 body=$(printf '%-99s' 'sessiongate benchmark origin: the same fixed body for every target')
 write_origin_conf "$tmp/origin.conf" origin "$P_ORIGIN" 4096
 
-gateway_conf() {  # file port store [admin-port [key-prefix]]
+gateway_conf() {  # file port store [admin-port [key-prefix [local-cache]]]
   {
     gateway_toml "$2" "$P_ORIGIN"
     cat <<EOF
@@ -151,6 +154,7 @@ EOF
 address = "127.0.0.1:$P_RS"
 key_prefix = "${5:-bench:}"
 timeout = "50ms"
+local_cache = "${6:-1s}"
 [admin]
 listen = "127.0.0.1:$4"
 EOF
@@ -159,6 +163,7 @@ EOF
 gateway_conf "$tmp/memory.toml" "$P_MEM" memory
 gateway_conf "$tmp/redis.toml" "$P_REDIS" redis "$P_REDIS_ADMIN"
 gateway_conf "$tmp/redis-b.toml" "$P_REDIS_B" redis "$P_REDIS_B_ADMIN" "benchb:"
+gateway_conf "$tmp/redis-0.toml" "$P_REDIS_0" redis "$P_REDIS_0_ADMIN" "bench0:" 0s
 
 log "CPUs: load generator on $LOAD_CPU, gateways and origin on $SRV_CPU, redis-server on $REDIS_CPU"
 taskset -c "$REDIS_CPU" redis-server --port "$P_RS" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
@@ -167,13 +172,13 @@ pids+=($!)
 REDIS_PID=$!
 "${PIN_SRV[@]}" "$NGINX" -c "$tmp/origin.conf" -e "$tmp/origin.err" >"$tmp/origin.log" 2>&1 &
 pids+=($!)
-declare -A PID BIN=([memory]=$SG_BIN [redis]=$SG_BIN [redis-b]=$SG_BIN_B)
+declare -A PID BIN=([memory]=$SG_BIN [redis]=$SG_BIN [redis-0]=$SG_BIN [redis-b]=$SG_BIN_B)
 for t in "${TARGETS[@]}"; do
   "${PIN_SRV[@]}" "${BIN[$t]}" --config "$tmp/$t.toml" >"$tmp/$t.out" 2>"$tmp/$t.err" &
   pids+=($!)
   PID[$t]=$!
 done
-for p in "$P_ORIGIN" "$P_MEM" "$P_REDIS" ${SG_BIN_B:+"$P_REDIS_B"}; do
+for p in "$P_ORIGIN" "$P_MEM" "$P_REDIS" "$P_REDIS_0" ${SG_BIN_B:+"$P_REDIS_B"}; do
   if ! py wait_http "$p" /healthz 10; then
     log "port $p did not answer; logs in $tmp"
     KEEP_TMP=1
@@ -185,9 +190,10 @@ for i in $(seq 100); do
   sleep 0.05
 done
 py wait_http "$P_REDIS" /readyz 10 || log "the redis gateway is not ready (continuing)"
+py wait_http "$P_REDIS_0" /readyz 10 || log "redis-0 is not ready (continuing)"
 [[ -n $SG_BIN_B ]] && { py wait_http "$P_REDIS_B" /readyz 10 || log "redis-b is not ready (continuing)"; }
 
-declare -A PORT=([memory]=$P_MEM [redis]=$P_REDIS [redis-b]=$P_REDIS_B)
+declare -A PORT=([memory]=$P_MEM [redis]=$P_REDIS [redis-0]=$P_REDIS_0 [redis-b]=$P_REDIS_B)
 declare -A COOKIE
 for t in "${TARGETS[@]}"; do
   COOKIE[$t]=$(py get_cookie "${PORT[$t]}" bench)
@@ -231,13 +237,13 @@ done
 
 # ---------------------------------------------------------------------------------------------
 # Redis commands per request.
-cmds() {  # label cookie
+cmds() {  # label cookie port admin-port
   local before=$tmp/cs-before-$1.txt after=$tmp/cs-after-$1.txt m0 m1 summary
-  m0=$(py metric "$P_REDIS_ADMIN" sessiongate_redis_commands_total)
+  m0=$(py metric "$4" sessiongate_redis_commands_total)
   redis-cli -p "$P_RS" INFO commandstats >"$before"
-  summary=$(py keepalive "$P_REDIS" "$CMD_REQUESTS" "$2")
+  summary=$(py keepalive "$3" "$CMD_REQUESTS" "$2")
   redis-cli -p "$P_RS" INFO commandstats >"$after"
-  m1=$(py metric "$P_REDIS_ADMIN" sessiongate_redis_commands_total)
+  m1=$(py metric "$4" sessiongate_redis_commands_total)
   read -r per detail < <(py cmd_delta "$before" "$after" "$CMD_REQUESTS")
   CMD_PER[$1]=$per
   CMD_DETAIL[$1]="$detail"
@@ -245,9 +251,9 @@ cmds() {  # label cookie
   log "$1: $summary; Redis: $per commands/request ($detail); gateway metric ${CMD_METRIC[$1]}/request"
 }
 declare -A CMD_PER CMD_DETAIL CMD_METRIC
-returning=$(py get_cookie "$P_REDIS" bench)
-cmds returning "$returning"
-cmds new ""
+cmds returning "$(py get_cookie "$P_REDIS" bench)" "$P_REDIS" "$P_REDIS_ADMIN"
+cmds returning-0 "$(py get_cookie "$P_REDIS_0" bench)" "$P_REDIS_0" "$P_REDIS_0_ADMIN"
+cmds new "" "$P_REDIS" "$P_REDIS_ADMIN"
 
 # ---------------------------------------------------------------------------------------------
 echo
@@ -273,7 +279,8 @@ echo
 echo "CPU: utime+stime per request of the gateway process and of redis-server over each run (medians)."
 echo
 echo "Redis commands per request ($CMD_REQUESTS requests on one keep-alive connection, INFO excluded):"
-echo "- returning visit, no refresh due: ${CMD_PER[returning]} (${CMD_DETAIL[returning]}); gateway's own count ${CMD_METRIC[returning]} (goal: at most 1)"
+echo "- returning visit, no refresh due: ${CMD_PER[returning]} (${CMD_DETAIL[returning]}); gateway's own count ${CMD_METRIC[returning]} (goal: at most 1; the local cache answers most)"
+echo "- the same with local_cache = 0s:  ${CMD_PER[returning-0]} (${CMD_DETAIL[returning-0]}); gateway's own count ${CMD_METRIC[returning-0]}"
 echo "- new visitor:                     ${CMD_PER[new]} (${CMD_DETAIL[new]}, the script's inner commands listed too); gateway's own count ${CMD_METRIC[new]}"
 echo
 echo "bad = socket errors + non-2xx over all rounds; the Redis gateway's non-2xx are 503s (fail_closed: a"
