@@ -18,7 +18,9 @@ same session proxy instead, for comparison (its userid cookie; paths returning, 
 h2-tls-returning, tls-returning).
 --redis HOST:PORT puts the gateway's sessions in that Redis (session.store = "redis", key_prefix
 "sgbench:"; HTTP/1.1 paths): the first request is repeated until the store is connected (a 503
-before), in both runs.
+before), in both runs. --redis-local-cache D sets its store.redis.local_cache (default "0s": every
+visit asks Redis; a long one, "1h", measures the visits the local cache answers: valgrind is too
+slow for the default 1s to keep a copy alive between two requests).
 --connections C (HTTP/1.1 paths) sends the n requests over C keep-alive connections at once, as
 wrk does (each connection sends its next request when its response has arrived, so up to C are
 in flight and the gateway handles them in batches): both runs open the C connections and make
@@ -110,6 +112,7 @@ def read_response(sock, buf):
 
 
 REDIS = ""  # --redis HOST:PORT, or empty for the memory store
+REDIS_LOCAL_CACHE = "0s"  # --redis-local-cache
 CONNECTIONS = 1  # --connections C
 CACHE_SIM = False  # --cache-sim
 LL = ""  # --ll SIZE,ASSOC,LINE
@@ -119,7 +122,8 @@ EVENTS = ("Ir", "I1mr", "ILmr", "D1mr", "D1mw", "DLmr", "DLmw")  # what --cache-
 def gateway_command(binary, tmp, path, port, origin_port, extra, upstream_extra):
     store = 'store = "redis"\n' if REDIS else ""
     if REDIS:
-        extra += f'\n[store.redis]\naddress = "{REDIS}"\nkey_prefix = "sgbench:"\ntimeout = "5s"\n'
+        extra += (f'\n[store.redis]\naddress = "{REDIS}"\nkey_prefix = "sgbench:"\ntimeout = "5s"\n'
+                  f'local_cache = "{REDIS_LOCAL_CACHE}"\n')
     conf = os.path.join(tmp, "gateway.toml")
     with open(conf, "w") as f:
         h2c = "http2_cleartext = true\n" if path == "h2-returning" else ""
@@ -351,6 +355,8 @@ def main():
                     "(callgrind_annotate DIR/callgrind.PATH.nN.out)")
     ap.add_argument("--redis", metavar="HOST:PORT", default="",
                     help="the gateway keeps its sessions in this Redis")
+    ap.add_argument("--redis-local-cache", default="0s", metavar="DURATION",
+                    help="with --redis: store.redis.local_cache (default 0s)")
     ap.add_argument("--connections", type=int, default=1, metavar="C",
                     help="HTTP/1.1 paths: the n requests over C keep-alive connections at once "
                     "(as wrk does; default 1)")
@@ -360,8 +366,9 @@ def main():
                     help="with --cache-sim: the simulated last-level cache (valgrind --LL)")
     ap.add_argument("paths", nargs="*", default=DEFAULT_PATHS, choices=list(EXTRA))
     args = ap.parse_args()
-    global REDIS, CONNECTIONS, CACHE_SIM, LL
+    global REDIS, REDIS_LOCAL_CACHE, CONNECTIONS, CACHE_SIM, LL
     REDIS, CONNECTIONS, CACHE_SIM, LL = args.redis, args.connections, args.cache_sim, args.ll
+    REDIS_LOCAL_CACHE = args.redis_local_cache
     extra = args.extra.replace("\\n", "\n")
     upstream_extra = args.upstream_extra.replace("\\n", "\n")
     Origin.one_write = args.one_write_origin
