@@ -167,7 +167,8 @@ void SessionGate::lookup_next(Done done) {
   TokenHash key = key_of(candidates_[index]);
   const int64_t now = unix_now_ms();
   {
-    // A store that answers at once (memory): no callback, no ticket (nothing can go stale).
+    // A store that answers at once (memory, a hit of the Redis local cache): no callback, no
+    // ticket (nothing can go stale).
     LookupResult r;
     if (store_->lookup_now(key, now, r)) {
       on_lookup(index, key, r, std::move(done));
