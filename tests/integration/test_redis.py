@@ -535,7 +535,8 @@ class SentinelFailover(RedisTestCase):
 
 class WaitingForRedis(RedisTestCase):
     """While a whole request waits for its Redis lookup the gateway goes on reading (no
-    uv_read_stop/uv_read_start pair per request): what arrives meanwhile is kept, in order."""
+    uv_read_stop/uv_read_start pair per request): what arrives meanwhile is kept, in order.
+    The local cache is off here: every request must wait for Redis."""
 
     def send_while_redis_stopped(self, redis, c, data: str, half_close: bool = False):
         redis.suspend()
@@ -555,7 +556,7 @@ class WaitingForRedis(RedisTestCase):
 
     def test_pipelined_requests_while_a_lookup_waits_are_answered_in_order(self):
         redis = RedisServer(self)
-        gw = self.redis_gateway(redis, workers=1)
+        gw = self.redis_gateway(redis, workers=1, local_cache="0s")
         token, handle = self.new_session_with_user(gw)
         c = HttpClient(gw.port, self, timeout=30)
         one = "GET /echo/{} HTTP/1.1\r\nHost: a\r\nCookie: session_id=" + token + "\r\n\r\n"
@@ -568,7 +569,7 @@ class WaitingForRedis(RedisTestCase):
     def test_a_half_close_while_a_lookup_waits_is_answered_then_closed(self):
         # RFC 9112 9.6 allows a client to half-close after a whole request: it gets its answer.
         redis = RedisServer(self)
-        gw = self.redis_gateway(redis, workers=1)
+        gw = self.redis_gateway(redis, workers=1, local_cache="0s")
         token, handle = self.new_session_with_user(gw)
         c = HttpClient(gw.port, self, timeout=30)
         one = "GET /echo/1 HTTP/1.1\r\nHost: a\r\nCookie: session_id=" + token + "\r\n\r\n"
