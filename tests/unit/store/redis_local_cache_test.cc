@@ -142,6 +142,20 @@ TEST_CASE("redis local cache: a re-inserted key keeps its newest copy and counts
   CHECK(cache.size() == 2);
 }
 
+TEST_CASE("redis local cache: the older place of a re-inserted key never evicts its newest copy") {
+  RedisLocalCache cache(kMaxAge, 3);
+  cache.insert(key(1), record(1, "old"), kT0);
+  cache.insert(key(1), record(1, "new"), kT0 + 1);  // key 1's first place in the order is stale
+  cache.insert(key(2), record(2), kT0 + 2);
+  cache.insert(key(3), record(3), kT0 + 3);  // three entries fit: the stale place goes, not key 1
+  CHECK(cache.size() == 3);
+  const SessionRecord* r = cache.find(key(1), kT0 + 4);
+  REQUIRE(r != nullptr);
+  CHECK(r->attributes.at(0).second == "new");
+  CHECK(found(cache, key(2), kT0 + 4) == 2);
+  CHECK(found(cache, key(3), kT0 + 4) == 3);
+}
+
 TEST_CASE("redis local cache: a key re-inserted many times is one entry, still found") {
   RedisLocalCache cache(kMaxAge, 2);
   for (int i = 0; i < 10; ++i)
