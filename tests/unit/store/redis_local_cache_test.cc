@@ -166,7 +166,7 @@ TEST_CASE("redis local cache: a key re-inserted many times is one entry, still f
   CHECK(r->attributes.at(0).second == "v9");
 }
 
-TEST_CASE("redis local cache: invalidate removes that key only; an absent key is harmless") {
+TEST_CASE("redis local cache: invalidate removes that key only and an absent key is harmless") {
   RedisLocalCache cache(kMaxAge);
   cache.insert(key(1), record(1), kT0);
   cache.insert(key(2), record(2), kT0);
