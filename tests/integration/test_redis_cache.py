@@ -7,12 +7,14 @@ redis-server of its own (see redis_store.h, "The local cache", for the design):
   cache, with no wait and no retry: logout through another gateway's logout_path, a DEL by another
   Redis client, an attribute set through another gateway, a rotation through another gateway
   (rotation_grace "0s"), destroy-user through another gateway, the admin API's
-  DELETE /sessions?user=, FLUSHDB;
+  DELETE /sessions?user=, FLUSHDB (a plain Redis client's change: once Redis has also written
+  its reports, see other_client);
 - more reports waiting than one read of the socket takes: all are read before a copy is served;
 - local_cache = "0s": no invalidation connection and no tracking, one HGETALL per returning visit;
 - either connection of a worker killed by Redis (CLIENT KILL): the cache is emptied, a change made
   meanwhile is seen, and hits resume once the gateway tracks again;
-- an entry older than local_cache is read from Redis again.
+- an entry older than local_cache is read from Redis again; a session idle past its timeout is
+  not served from a young copy.
 
 Connections are told apart in CLIENT LIST: the command connection of a worker has tracking on
 (flag "t") and names its invalidation connection in "redir". Every process is stopped at cleanup
