@@ -5,8 +5,10 @@
 #include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <utility>
@@ -177,8 +179,21 @@ void RedisClient::close() {
   deferred_idle_ = nullptr;
 }
 
-void RedisClient::read_now() {
-  if (ctx_ != nullptr && state_ == State::kReady) redisAsyncHandleRead(ctx_);
+bool RedisClient::read_now() {
+  // One redisAsyncHandleRead is one read() of at most 16 KiB: a burst of messages bigger than
+  // that would leave the later ones (the one that matters, perhaps) in the socket. A peek first:
+  // with nothing waiting (the usual case) it is the only system call, as the read was.
+  for (int reads = 0; reads < kMaxReadsNow; ++reads) {
+    if (ctx_ == nullptr || state_ != State::kReady) return false;
+    char byte;
+    if (recv(ctx_->c.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
+        (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return true;
+    }
+    // Data, the peer's close or an error: hiredis reads it (and reports a close or an error).
+    redisAsyncHandleRead(ctx_);
+  }
+  return false;
 }
 
 bool RedisClient::usable() const {

@@ -132,9 +132,12 @@ class RedisClient {
   void on_link(std::function<void(bool up)> fn) { on_link_ = std::move(fn); }
   // Reads what the server has sent so far and runs its handlers now, instead of when the loop
   // next polls the socket (the store's local cache: an invalidation already here is applied
-  // before a cached record is served). Nothing happens while not ready.
+  // before a cached record is served). True when the socket was read to its end; false while
+  // not ready, when the connection was found lost, or when more than kMaxReadsNow reads of
+  // hiredis's 16 KiB were waiting (the rest is read later: the caller must not rely on it).
   // REQUIRES: not called from inside one of this client's own handlers.
-  void read_now();
+  bool read_now();
+  static constexpr int kMaxReadsNow = 64;
   // Starts connecting (returns at once; usable() turns true when connected). Call once.
   void start();
   // Drops the connection, completes waiting handlers with nullptr and closes every handle. Later

@@ -126,10 +126,10 @@ bool RedisStore::lookup_now(const TokenHash& key, int64_t now_ms, LookupResult& 
   // loop turn: the requests of this turn were read after this turn's poll, and the change a
   // request depends on (a logout answered to its browser) reached us before it did.
   if (drained_turn_ != turn_count_ || force_drain_) {
+    // Not all read (a burst bigger than read_now takes, or the connection gone): Redis answers.
+    if (!invalidations_->read_now() || !tracking_on_) return false;
     drained_turn_ = turn_count_;
     force_drain_ = false;
-    invalidations_->read_now();
-    if (!tracking_on_) return false;  // that read found the connection gone
   }
   const SessionRecord* record = cache_->find(key, now_ms);
   if (record == nullptr) return false;
