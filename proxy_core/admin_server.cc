@@ -171,11 +171,12 @@ bool AdminServer::start(const std::string& address, std::string& error) {
   if (config.session.store == StoreKind::kRedis) {
     // The /sessions API's own connection, on this loop (the workers' stores live on theirs).
     const SessionConfig& sc = config.session;
-    RedisStoreConfig admin_redis = config.redis_store;
-    admin_redis.local_cache = Millis{0};  // the API looks up no tokens: no cache, no second link
-    redis_ = std::make_unique<RedisStore>(loop_, admin_redis, sc.idle_timeout, sc.absolute_timeout,
-                                          nullptr, sc.max_attributes, sc.max_attribute_bytes,
-                                          fold_attribute_name(sc.user_attribute));
+    // It looks up no tokens: no cache of its own (no second connection), but its revocations
+    // wait for the reports the workers' caches need (redis_store.h, own_cache).
+    redis_ = std::make_unique<RedisStore>(
+        loop_, config.redis_store, sc.idle_timeout, sc.absolute_timeout, nullptr, sc.max_attributes,
+        sc.max_attribute_bytes, fold_attribute_name(sc.user_attribute),
+        /*own_cache=*/false);
     redis_->start();
   }
   return true;

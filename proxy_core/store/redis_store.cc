@@ -57,7 +57,7 @@ RedisClientOptions redis_client_options(const RedisStoreConfig& cfg) {
 
 RedisStore::RedisStore(uv_loop_t* loop, const RedisStoreConfig& cfg, Millis idle_timeout,
                        Millis absolute_timeout, WorkerMetrics* metrics, uint32_t max_attributes,
-                       uint32_t max_attribute_bytes, std::string user_attribute)
+                       uint32_t max_attribute_bytes, std::string user_attribute, bool own_cache)
     : loop_(loop),
       key_prefix_(cfg.key_prefix),
       events_channel_(redis_events_channel(cfg.key_prefix)),
@@ -75,7 +75,8 @@ RedisStore::RedisStore(uv_loop_t* loop, const RedisStoreConfig& cfg, Millis idle
   lookup_command_ = "*2\r\n$7\r\nHGETALL\r\n$" + std::to_string(key_size) + "\r\n" + key_prefix_;
   lookup_hex_at_ = lookup_command_.size();
   lookup_command_.append(2 * TokenHash{}.size(), '0').append("\r\n");
-  if (cfg.local_cache.count() > 0) start_local_cache(cfg);
+  wait_for_reports_ = cfg.local_cache.count() > 0;
+  if (wait_for_reports_ && own_cache) start_local_cache(cfg);
 }
 
 RedisStore::~RedisStore() {
@@ -246,11 +247,19 @@ void RedisStore::modify(const TokenHash& key, const SessionChange& change, int64
   std::vector<std::string> args = common_args({key_of(key)}, now_ms);
   append_index_args(args, change);
   append_change_args(args, change);
-  client_.eval(redis_modify_script(), std::move(args),
-               [this, user = joined_user(change), done = std::move(done)](const redisReply* r) {
-                 const StoreStatus s = write_reply(r, user);
-                 if (done) done(s);
-               });
+  // A refresh (last-seen only) changes nothing another instance's copy shows that matters: a
+  // copy with an older last-seen can only look idle sooner, and then Redis is asked.
+  const bool shown = !change.set.empty() || !change.remove.empty();
+  client_.eval(
+      redis_modify_script(), std::move(args),
+      [this, shown, user = joined_user(change), done = std::move(done)](const redisReply* r) {
+        const StoreStatus s = write_reply(r, user);
+        if (s == StoreStatus::kOk && shown) {
+          after_reports(StoreStatus::kOk, std::move(done));
+        } else if (done) {
+          done(s);
+        }
+      });
 }
 
 void RedisStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
@@ -267,7 +276,11 @@ void RedisStore::rotate(const TokenHash& old_key, const TokenHash& new_key,
                [this, user = joined_user(change), done = std::move(done)](const redisReply* r) {
                  // -1 (the new key is taken) is kUnavailable, like no reply.
                  const StoreStatus s = write_reply(r, user);
-                 if (done) done(s);
+                 if (s == StoreStatus::kOk) {
+                   after_reports(s, std::move(done));
+                 } else if (done) {
+                   done(s);
+                 }
                });
 }
 
@@ -279,16 +292,42 @@ void RedisStore::destroy(const TokenHash& key, DoneCallback done) {
                  StoreStatus s = StoreStatus::kUnavailable;  // an error, a timeout, a lost link
                  if (integer_reply(r, n) && n >= 0) s = StoreStatus::kOk;  // gone now, or already
                  if (n == -1) s = StoreStatus::kNotFound;  // a marker is no live key
-                 // Confirmed gone: every instance's tunnels of it close (issue 14).
+                 // Confirmed gone: every instance's tunnels of it close (issue 14). With local
+                 // caches, the logout is answered once the PUBLISH is: Redis wrote the caches'
+                 // reports of the DEL before it read the PUBLISH (after_reports).
+                 if (n == 1 && wait_for_reports_) {
+                   publish_end(end_event_by_key(key), std::move(done), s);
+                   return;
+                 }
                  if (n == 1) publish_end(end_event_by_key(key));
                  if (done) done(s);
                });
 }
 
+// Redis queues the tracking reports of a change while it runs the command and writes them in the
+// same pass as the writer's reply, but after it (its pending writes go newest first): a Redis
+// preempted between the two would let another instance serve its copy to a request sent after
+// this one was answered. One more command, sent after the reply arrived, is read by Redis after
+// that pass: its reply says the reports were written. Only where local_cache is on (instances
+// sharing a Redis agree on it); a refresh needs none (modify).
+void RedisStore::after_reports(StoreStatus s, DoneCallback done) {
+  if (!wait_for_reports_) {
+    if (done) done(s);
+    return;
+  }
+  // Whatever the PING's fate: the change is made; a lost connection empties the caches anyway.
+  client_.send({"PING"}, [s, done = std::move(done)](const redisReply*) {
+    if (done) done(s);
+  });
+}
+
 // Fire and forget: a lost message is caught by the instances' periodic check of watched
 // sessions (session_follower.h). PUBLISH is one command on the connection already open.
-void RedisStore::publish_end(std::string payload) {
-  client_.send({"PUBLISH", events_channel_, payload}, [](const redisReply*) {});
+void RedisStore::publish_end(std::string payload, DoneCallback then, StoreStatus s) {
+  client_.send({"PUBLISH", events_channel_, payload},
+               [s, then = std::move(then)](const redisReply*) {
+                 if (then) then(s);
+               });
 }
 
 void RedisStore::publish_end(const SessionHandle& handle) {

@@ -101,10 +101,13 @@ class RedisStore final : public SessionStore {
   // REQUIRES: timeouts > 0, cfg.timeout > 0. `metrics` may be null; it must outlive the store.
   // max_attributes/max_attribute_bytes bound the records read back (0 = unbounded).
   // `user_attribute` names the user (folded; UserIndexPolicy, empty = no user index).
+  // `own_cache` false: no local cache of its own even with cfg.local_cache > 0 (a store that
+  // looks up no tokens: the admin API's), while its writes still wait for the reports that the
+  // other stores' caches need (after_reports).
   RedisStore(uv_loop_t* loop, const RedisStoreConfig& cfg, Millis idle_timeout,
              Millis absolute_timeout, WorkerMetrics* metrics, uint32_t max_attributes,
-             uint32_t max_attribute_bytes,
-             std::string user_attribute = UserIndexPolicy{}.attribute);
+             uint32_t max_attribute_bytes, std::string user_attribute = UserIndexPolicy{}.attribute,
+             bool own_cache = true);
   ~RedisStore() override;
   RedisStore(const RedisStore&) = delete;
   RedisStore& operator=(const RedisStore&) = delete;
@@ -192,7 +195,13 @@ class RedisStore final : public SessionStore {
                        LookupCallback done, bool keep = false);
   void count_rejected(const TokenHash& key, const char* why);
   LookupWait* new_lookup_wait();
-  void publish_end(std::string payload);
+  // PUBLISH on the events channel; `then(s)` (may be empty) runs at its reply, whatever it is.
+  void publish_end(std::string payload, DoneCallback then = {}, StoreStatus s = StoreStatus::kOk);
+  // `done(s)` once Redis has written the tracking reports of the change just answered (with the
+  // local cache; at once without): see redis_store.cc.
+  void after_reports(StoreStatus s, DoneCallback done);
+  // publish_end of each ended session, then done(s, ended) (after_reports' wait with the cache).
+  void publish_ends(StoreStatus s, std::vector<UserSession> ended, UsersCallback done);
 
   // The local cache (redis_store_cache.cc).
   void start_local_cache(const RedisStoreConfig& cfg);
@@ -230,6 +239,8 @@ class RedisStore final : public SessionStore {
   HashFields fields_;  // on_lookup_reply's view of a reply, capacity reused
   RedisClient client_;
 
+  // Instances sharing this Redis cache (local_cache > 0): writes wait for the reports.
+  bool wait_for_reports_ = false;
   // The local cache; all null/zero when store.redis.local_cache is 0.
   std::unique_ptr<RedisLocalCache> cache_;
   std::unique_ptr<RedisClient> invalidations_;  // subscribed to __redis__:invalidate

@@ -113,6 +113,27 @@ bool RedisStore::user_sessions(const redisReply* r, std::vector<UserSession>& ou
   return true;
 }
 
+// Every instance closes the ended sessions' tunnels (issue 14). With local caches the answer waits
+// for the last PUBLISH's reply: Redis wrote the caches' reports of the script's DELs before it
+// read the PUBLISHes (after_reports in redis_store.cc).
+void RedisStore::publish_ends(StoreStatus s, std::vector<UserSession> ended, UsersCallback done) {
+  if (ended.empty() || !wait_for_reports_) {
+    for (const UserSession& u : ended)
+      publish_end(u.handle);
+    done(s, std::move(ended));
+    return;
+  }
+  for (size_t i = 0; i + 1 < ended.size(); ++i)
+    publish_end(ended[i].handle);
+  const SessionHandle last = ended.back().handle;
+  publish_end(
+      end_event_by_handle(last),
+      [done = std::move(done), ended = std::move(ended)](StoreStatus st) mutable {
+        done(st, std::move(ended));
+      },
+      s);
+}
+
 void RedisStore::list_user(const std::string& user, int64_t now_ms, UsersCallback done) {
   destroy_user_or_list(user, nullptr, now_ms, /*destroy=*/false, std::move(done));
 }
@@ -140,12 +161,12 @@ void RedisStore::destroy_user_or_list(const std::string& user, const TokenHash* 
                    done(StoreStatus::kUnavailable, {});
                    return;
                  }
-                 if (destroy) {
-                   cache_drain_before_next_hit();  // their keys' invalidations are on the way
-                   for (const UserSession& u : out)
-                     publish_end(u.handle);  // every instance closes their tunnels (issue 14)
+                 if (!destroy) {
+                   done(StoreStatus::kOk, std::move(out));
+                   return;
                  }
-                 done(StoreStatus::kOk, std::move(out));
+                 cache_drain_before_next_hit();  // their keys' invalidations are on the way
+                 publish_ends(StoreStatus::kOk, std::move(out), std::move(done));
                });
 }
 
@@ -160,10 +181,8 @@ void RedisStore::destroy_handle(const SessionHandle& handle, int64_t now_ms, Use
                    return;
                  }
                  cache_drain_before_next_hit();  // the key's invalidation is on the way
-                 for (const UserSession& u : out)
-                   publish_end(u.handle);  // every instance closes its tunnels (issue 14)
                  const StoreStatus s = out.empty() ? StoreStatus::kNotFound : StoreStatus::kOk;
-                 done(s, std::move(out));
+                 publish_ends(s, std::move(out), std::move(done));
                });
 }
 
