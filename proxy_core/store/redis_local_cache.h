@@ -50,6 +50,8 @@ class RedisLocalCache {
 
   // A (tracked) read of `key` is being sent. Every begin_read gets exactly one finish_read.
   ReadTicket begin_read(const TokenHash& key);
+  // A read of `key` was begun and not finished.
+  bool read_in_flight(const TokenHash& key) const { return in_flight_.count(key) != 0; }
   // Its reply arrived: true when what it read may be kept (no invalidation of the key and no
   // clear() since begin_read).
   bool finish_read(const ReadTicket& ticket, const TokenHash& key);

@@ -29,8 +29,10 @@ bool integer_reply(const redisReply* r, long long& out) {
   return true;
 }
 
+}  // namespace
+
 // HGETALL's field/value list. False when the reply is not one (a misbehaving server or proxy).
-bool hash_fields(const redisReply* r, HashFields& out) {
+bool RedisStore::hash_fields(const redisReply* r, HashFields& out) {
   if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) return false;
   out.reserve(r->elements / 2);
   for (size_t i = 0; i < r->elements; i += 2) {
@@ -41,8 +43,6 @@ bool hash_fields(const redisReply* r, HashFields& out) {
   }
   return true;
 }
-
-}  // namespace
 
 RedisClientOptions redis_client_options(const RedisStoreConfig& cfg) {
   RedisClientOptions o;
@@ -118,13 +118,6 @@ void RedisStore::lookup(const TokenHash& key, int64_t now_ms, LookupCallback don
   w->key = key;
   w->now_ms = now_ms;
   w->done = std::move(done);
-  // Tracked: CLIENT TRACKING went out on this connection before this read (replies come in order,
-  // so its answer is known when this one arrives).
-  w->tracked = cache_ && tracking_gen_ == link_gen_ && tracking_gen_ != 0;
-  if (w->tracked) {
-    w->link_gen = link_gen_;
-    w->ticket = cache_->begin_read(key);
-  }
   // The client has copied the command when send_formatted returns: the buffer is free again.
   write_digest_hex(key, lookup_command_.data() + lookup_hex_at_);
   client_.send_formatted(
@@ -135,17 +128,16 @@ void RedisStore::lookup(const TokenHash& key, int64_t now_ms, LookupCallback don
         LookupCallback callback = std::move(owned->done);
         const TokenHash read_key = owned->key;
         const int64_t when = owned->now_ms;
-        const bool keep = cache_may_keep(*owned);
         if (spare_lookups_.size() < RedisClient::kMaxSparePending)
           spare_lookups_.push_back(std::move(owned));
-        on_lookup_reply(read_key, r, when, Follow{}, std::move(callback), keep);
+        on_lookup_reply(read_key, r, when, Follow{}, std::move(callback));
       },
       RedisClient::OnDrop::kRetryOnce);
 }
 
 // One HGETALL reply along the chain that started at a lookup's key. `key` is the key read.
 void RedisStore::on_lookup_reply(const TokenHash& key, const redisReply* r, int64_t now_ms,
-                                 Follow follow, LookupCallback done, bool keep) {
+                                 Follow follow, LookupCallback done) {
   LookupResult result;
   // Behind a marker: in grace the session is served; after it, the lookup is a replay.
   if (follow.hops > 0) result.rotated = follow.in_grace ? RotatedKey::kNo : RotatedKey::kReplay;
@@ -203,8 +195,8 @@ void RedisStore::on_lookup_reply(const TokenHash& key, const redisReply* r, int6
       result.record = std::move(e.record);
       if (follow.hops == 0) {
         result.status = StoreStatus::kOk;
-        // Read at now_ms or later: its age in the cache counts from before the read.
-        if (keep) cache_->insert(key, *result.record, now_ms);
+        // A live session under its own key: the local cache reads it again, tracked.
+        if (cache_) cache_refill(key);
       } else {
         result.live_key = key;
         result.status = follow.in_grace ? StoreStatus::kOk : StoreStatus::kNotFound;

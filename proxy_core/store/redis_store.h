@@ -53,11 +53,13 @@
 // returning visit whose record this worker read less than local_cache ago is answered by
 // lookup_now() without a command. A second connection per worker asks its CLIENT ID and
 // SUBSCRIBEs to __redis__:invalidate; once both are up on the same server, the command
-// connection sends CLIENT TRACKING on REDIRECT <id>, and from its OK on, the records its
-// lookups read are kept (only a live session read directly, not through a rotation marker).
-// Redis then tells that connection of every change to a key this connection read (a write by
-// any client, this one included: a modify, a rotation, a destroy, a script of the user index,
-// the expiry sweep, an expiry or eviction, a FLUSHDB), and the entry goes. This worker's own
+// connection sends CLIENT TRACKING on REDIRECT <id> OPTIN. A lookup that finds a live session
+// under its own key (not through a rotation marker) is followed by one more read of it, tracked
+// (CLIENT CACHING yes, HGETALL: cache_refill), whose answer is kept: OPTIN, so that an unknown
+// token's lookup leaves no key in Redis's tracking table (random cookies would fill it). Redis
+// then tells that connection of every change to such a key (a write by any client, this one
+// included: a modify, a rotation, a destroy, a script of the user index, the expiry sweep, an
+// expiry or eviction, a FLUSHDB), and the entry goes. This worker's own
 // writes also drop the entry before they are sent. Before a cached record is served, the
 // invalidation connection is read (once per loop turn): a change whose invalidation has already
 // reached this machine is never missed, so a logout on another instance, answered to the browser
@@ -165,11 +167,6 @@ class RedisStore final : public SessionStore {
     TokenHash key{};
     int64_t now_ms = 0;
     LookupCallback done;
-    // The local cache: whether the reply may be kept (sent after CLIENT TRACKING on this
-    // connection pair, link_gen_ then), and its read's ticket.
-    bool tracked = false;
-    uint64_t link_gen = 0;
-    RedisLocalCache::ReadTicket ticket;
   };
   // Where a lookup is along a chain of rotation markers.
   struct Follow {
@@ -190,9 +187,8 @@ class RedisStore final : public SessionStore {
                             bool destroy, UsersCallback done);
   // The reply of the index scripts (flat handle, created, last seen, client, agent).
   static bool user_sessions(const redisReply* r, std::vector<UserSession>& out);
-  // `keep`: the first reply of a tracked lookup that cache_may_keep allowed.
   void on_lookup_reply(const TokenHash& key, const redisReply* reply, int64_t now_ms, Follow follow,
-                       LookupCallback done, bool keep = false);
+                       LookupCallback done);
   void count_rejected(const TokenHash& key, const char* why);
   LookupWait* new_lookup_wait();
   // PUBLISH on the events channel; `then(s)` (may be empty) runs at its reply, whatever it is.
@@ -213,9 +209,14 @@ class RedisStore final : public SessionStore {
   void cache_forget(const TokenHash& key) {
     if (cache_) cache_->invalidate(key);
   }
-  // A lookup's first reply arrived: whether the record it read may be kept (the read was
-  // tracked, on the same connections, and nothing spoiled it). Once per tracked lookup.
-  bool cache_may_keep(const LookupWait& w);
+  // A lookup found a live session under `key`: read it again, tracked (CLIENT CACHING yes, then
+  // HGETALL), and keep what that read returns unless a report or a lost link spoiled it. One
+  // such read per key at a time.
+  void cache_refill(const TokenHash& key);
+  void on_refill_reply(const TokenHash& key, const redisReply* r, bool tracked,
+                       RedisLocalCache::ReadTicket ticket, uint64_t link_gen, int64_t sent_ms);
+  // HGETALL's field/value list. False when the reply is not one (a misbehaving server or proxy).
+  static bool hash_fields(const redisReply* r, HashFields& out);
   // A write whose keys this worker does not know (the user index) was answered: the next hit
   // reads the invalidations first, even within this loop turn.
   void cache_drain_before_next_hit() { force_drain_ = true; }

@@ -3,9 +3,11 @@
 // redis_local_cache.h).
 #include <hiredis/hiredis.h>
 
+#include <memory>
 #include <string>
 #include <string_view>
 
+#include "proxy_core/base/clock.h"
 #include "proxy_core/ops/log.h"
 #include "proxy_core/store/redis_codec.h"
 #include "proxy_core/store/redis_store.h"
@@ -77,7 +79,9 @@ void RedisStore::cache_link_changed() {
   // failover moves the connections one after the other; the second move calls here again).
   if (client_.server() != invalidations_->server()) return;
   tracking_gen_ = link_gen_;
-  client_.send({"CLIENT", "TRACKING", "on", "REDIRECT", std::to_string(listener_id_)},
+  // OPTIN: only the reads that ask for it are tracked (cache_refill), so that a lookup of an
+  // unknown token (a random cookie) leaves nothing in Redis's tracking table.
+  client_.send({"CLIENT", "TRACKING", "on", "REDIRECT", std::to_string(listener_id_), "OPTIN"},
                [this, gen = link_gen_](const redisReply* r) {
                  if (gen != link_gen_) return;  // a connection changed meanwhile: asked again
                  if (r != nullptr && r->type == REDIS_REPLY_STATUS &&
@@ -141,11 +145,41 @@ bool RedisStore::lookup_now(const TokenHash& key, int64_t now_ms, LookupResult& 
   return true;
 }
 
-bool RedisStore::cache_may_keep(const LookupWait& w) {
-  if (!w.tracked) return false;
-  // Always: every begin_read gets its finish_read.
-  const bool unspoiled = cache_->finish_read(w.ticket, w.key);
-  return unspoiled && w.link_gen == link_gen_ && tracking_on_;
+void RedisStore::cache_refill(const TokenHash& key) {
+  // Tracking asked on these connections (its answer comes before this read's, in order), and no
+  // read of this key already on its way.
+  if (tracking_gen_ != link_gen_ || tracking_gen_ == 0 || cache_->read_in_flight(key)) return;
+  const RedisLocalCache::ReadTicket ticket = cache_->begin_read(key);
+  // OPTIN: only the command right after CLIENT CACHING yes is tracked. Its reply comes first;
+  // without an OK the read after it is not tracked, and what it returns is not kept.
+  auto tracked = std::make_shared<bool>(false);
+  client_.send({"CLIENT", "CACHING", "yes"}, [tracked](const redisReply* r) {
+    *tracked = r != nullptr && r->type == REDIS_REPLY_STATUS;
+  });
+  write_digest_hex(key, lookup_command_.data() + lookup_hex_at_);
+  client_.send_formatted(lookup_command_, [this, key, ticket, tracked, gen = link_gen_,
+                                           sent = unix_now_ms()](const redisReply* r) {
+    on_refill_reply(key, r, *tracked, ticket, gen, sent);
+  });
+}
+
+void RedisStore::on_refill_reply(const TokenHash& key, const redisReply* r, bool tracked,
+                                 RedisLocalCache::ReadTicket ticket, uint64_t link_gen,
+                                 int64_t sent_ms) {
+  // Always first: every begin_read gets its finish_read.
+  const bool unspoiled = cache_->finish_read(ticket, key);
+  if (!unspoiled || !tracked || r == nullptr || link_gen != link_gen_ || !tracking_on_) return;
+  HashFields& fields = fields_;
+  fields.clear();
+  // Only a live session is kept; anything else was counted by the lookup that asked for it. Its
+  // age counts from the send (the copy is at least as new as that).
+  if (hash_fields(r, fields)) {
+    StoredEntry e = read_session_hash(fields, sent_ms, max_attributes_, max_attribute_bytes_);
+    if (e.kind == StoredKind::kSession &&
+        session_expiry(e.record, sent_ms, idle_ms_, absolute_ms_) == ExpiryKind::kNone)
+      cache_->insert(key, e.record, sent_ms);
+  }
+  fields.clear();
 }
 
 }  // namespace sg
