@@ -122,8 +122,11 @@ class RedisClient {
   // Before start(), with subscribe(): each new connection first asks its CLIENT ID, then
   // subscribes, and `on_subscribed(id)` runs when Redis confirmed the subscription (the id is
   // what another connection's CLIENT TRACKING ... REDIRECT names).
-  void on_subscribed(std::function<void(long long client_id)> fn) {
+  // `name` (not empty: no spaces) is set by CLIENT SETNAME before CLIENT ID, so that another
+  // connection can check with CLIENT LIST ID that the id names this very connection.
+  void on_subscribed(std::function<void(long long client_id)> fn, std::string name = {}) {
     on_subscribed_ = std::move(fn);
+    subscriber_name_ = std::move(name);
   }
   // Before start(): `fn(true)` when a connection became ready (after the handshake; for a
   // subscriber, after the subscription is confirmed), `fn(false)` when a ready connection is
@@ -256,6 +259,7 @@ class RedisClient {
   std::string subscribe_channel_;  // empty: not a subscriber
   MessageHandler on_message_;
   std::function<void(long long)> on_subscribed_;
+  std::string subscriber_name_;  // CLIENT SETNAME of each subscribed connection, empty: none
   long long client_id_ = 0;  // CLIENT ID of the current connection (subscriber with on_subscribed_)
   std::function<void(bool)> on_link_;
   bool link_up_ = false;  // on_link_(true) ran for the current connection

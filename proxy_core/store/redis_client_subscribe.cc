@@ -24,6 +24,13 @@ void RedisClient::subscribe(std::string channel, MessageHandler on_message) {
 void RedisClient::send_subscribe() {
   if (ctx_ == nullptr) return;
   if (on_subscribed_ && client_id_ == 0) {
+    if (!subscriber_name_.empty()) {  // pipelined: its reply comes before CLIENT ID's
+      send_internal({"CLIENT", "SETNAME", subscriber_name_}, [this](const redisReply* r) {
+        if (state_ != State::kReady) return;
+        if (r == nullptr || r->type != REDIS_REPLY_STATUS)
+          drop_connection("CLIENT SETNAME refused");
+      });
+    }
     send_internal({"CLIENT", "ID"}, [this](const redisReply* r) {
       if (state_ != State::kReady) return;  // lost meanwhile: the next connection asks again
       if (r == nullptr || r->type != REDIS_REPLY_INTEGER || r->integer <= 0) {

@@ -308,7 +308,10 @@ void RedisStore::after_reports(StoreStatus s, DoneCallback done) {
     return;
   }
   // Whatever the PING's fate: the change is made; a lost connection empties the caches anyway.
-  client_.send({"PING"}, [s, done = std::move(done)](const redisReply*) {
+  // This worker's own copies of sessions the change ended (a user cap's evictions) go by their
+  // reports too: read before the next hit, even within this loop turn.
+  client_.send({"PING"}, [this, s, done = std::move(done)](const redisReply*) {
+    cache_drain_before_next_hit();
     if (done) done(s);
   });
 }

@@ -51,23 +51,25 @@
 //
 // The local cache (store.redis.local_cache > 0; redis_local_cache.h; redis_store_cache.cc): a
 // returning visit whose record this worker read less than local_cache ago is answered by
-// lookup_now() without a command. A second connection per worker asks its CLIENT ID and
-// SUBSCRIBEs to __redis__:invalidate; once both are up on the same server, the command
-// connection sends CLIENT TRACKING on REDIRECT <id> OPTIN. A lookup that finds a live session
-// under its own key (not through a rotation marker) is followed by one more read of it, tracked
-// (CLIENT CACHING yes, HGETALL: cache_refill), whose answer is kept: OPTIN, so that an unknown
-// token's lookup leaves no key in Redis's tracking table (random cookies would fill it). Redis
-// then tells that connection of every change to such a key (a write by any client, this one
-// included: a modify, a rotation, a destroy, a script of the user index, the expiry sweep, an
-// expiry or eviction, a FLUSHDB), and the entry goes. This worker's own
+// lookup_now() without a command. A second connection per worker names itself (CLIENT SETNAME,
+// random), asks its CLIENT ID and SUBSCRIBEs to __redis__:invalidate; once both are up, the
+// command connection checks with CLIENT LIST ID that the id is that connection on its own server
+// (one address can reach several servers; ids are per server, and Redis sends the invalidations
+// to any subscribed client of that id), then sends CLIENT TRACKING on REDIRECT <id> OPTIN. A
+// lookup that finds a live session under its own key (not through a rotation marker) is followed
+// by one more read of it, tracked (CLIENT CACHING yes, HGETALL: cache_refill), whose answer is
+// kept: OPTIN, so that an unknown token's lookup leaves no key in Redis's tracking table (random
+// cookies would fill it). Redis then tells that connection of every change to such a key (a
+// write by any client, this one included: a modify, a rotation, a destroy, a script of the user
+// index, the expiry sweep, an expiry or eviction, a FLUSHDB), and the entry goes. This worker's own
 // writes also drop the entry before they are sent. Before a cached record is served, the
-// invalidation connection is read (once per loop turn): a change whose invalidation has already
-// reached this machine is never missed, so a logout on another instance, answered to the browser
-// before its next request, is seen by that request here. A lost connection (either), a refused
-// CLIENT TRACKING (Redis before 6, a proxy in front of it) or the two connections on different
-// servers (a Sentinel failover under way) empties the cache and keeps it off until tracking is
-// confirmed again. Every entry also expires local_cache after its read: the bound on serving a
-// session changed elsewhere while the invalidation connection is silently cut. Metrics:
+// invalidation connection is read to its end (once per loop turn): a change whose invalidation has
+// already reached this machine is never missed, so a logout on another instance, answered to the
+// browser before its next request, is seen by that request here. A lost connection (either), a
+// refused CLIENT TRACKING (Redis before 6.2, a proxy in front of it) or the two connections on
+// different servers (a Sentinel failover under way) empties the cache and keeps it off until
+// tracking is confirmed again. Every entry also expires local_cache after its read: the bound on
+// serving a session changed elsewhere while the invalidation connection is silently cut. Metrics:
 // redis_cache_hits, redis_cache_invalidations.
 //
 // Lifetime: call close() before destroying the store (the destructor does if you did not).
@@ -79,6 +81,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "proxy_core/config/config.h"
@@ -205,6 +208,12 @@ class RedisStore final : public SessionStore {
   // are up on the same server.
   void cache_link_changed();
   void on_invalidation(const redisReply* payload);
+  // CLIENT LIST ID's `line` is this store's listener (its id and listener_name_).
+  bool names_listener(std::string_view line, const std::string& id) const;
+  // The listener is confirmed on the command connection's server: CLIENT TRACKING ... REDIRECT.
+  void start_tracking();
+  // Logged once per store: the cache stays off (why: what was not confirmed).
+  void tracking_not_confirmed(const char* why);
   // Before a write of `key` is sent: the cached copy goes now, not when Redis says so.
   void cache_forget(const TokenHash& key) {
     if (cache_) cache_->invalidate(key);
@@ -251,6 +260,7 @@ class RedisStore final : public SessionStore {
   bool force_drain_ = false;      // cache_drain_before_next_hit
   bool command_link_up_ = false;  // client_ is ready
   long long listener_id_ = 0;     // CLIENT ID of invalidations_' subscribed connection, 0: none
+  std::string listener_name_;     // its CLIENT SETNAME, random per store (names_listener)
   uint64_t link_gen_ = 1;         // bumped on every link change of either connection
   uint64_t tracking_gen_ = 0;     // link_gen_ when CLIENT TRACKING was sent on it, 0: not sent
   bool tracking_on_ = false;      // Redis confirmed it (for tracking_gen_ == link_gen_)

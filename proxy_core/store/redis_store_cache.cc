@@ -9,6 +9,7 @@
 
 #include "proxy_core/base/clock.h"
 #include "proxy_core/ops/log.h"
+#include "proxy_core/session/token.h"
 #include "proxy_core/store/redis_codec.h"
 #include "proxy_core/store/redis_store.h"
 
@@ -33,10 +34,17 @@ void RedisStore::start_local_cache(const RedisStoreConfig& cfg) {
                                                  std::vector<const RedisScript*>{});
   invalidations_->subscribe(kInvalidationChannel,
                             [this](const redisReply* payload) { on_invalidation(payload); });
-  invalidations_->on_subscribed([this](long long id) {
-    listener_id_ = id;
-    cache_link_changed();
-  });
+  // A name of this listener's own, so that the command connection can check that the CLIENT ID
+  // it redirects to is this listener on its own server (cache_link_changed).
+  std::string nonce;
+  listener_name_ = "sg-cache-";
+  listener_name_.append(generate_token(nonce) ? nonce.substr(0, 22) : std::to_string(uv_hrtime()));
+  invalidations_->on_subscribed(
+      [this](long long id) {
+        listener_id_ = id;
+        cache_link_changed();
+      },
+      listener_name_);
   invalidations_->on_link([this](bool up) {
     if (up) return;  // on_subscribed says when it is usable
     listener_id_ = 0;
@@ -60,6 +68,7 @@ void RedisStore::start() {
 }
 
 void RedisStore::close() {
+  ++link_gen_;  // the answers close() completes (null) belong to no link: nothing to log
   client_.close();
   if (invalidations_) invalidations_->close();
   if (turn_ != nullptr) {
@@ -78,6 +87,39 @@ void RedisStore::cache_link_changed() {
   // Invalidations come only from the server that tracks: both on the same one, or no cache (a
   // failover moves the connections one after the other; the second move calls here again).
   if (client_.server() != invalidations_->server()) return;
+  // The same address is not the same server (a DNS name or a proxy in front of several): CLIENT
+  // IDs are numbered per server, and another server's client of that id (any subscriber) would
+  // get the invalidations. The id must name this listener, by its name, on the command's server.
+  const std::string id = std::to_string(listener_id_);
+  client_.send({"CLIENT", "LIST", "ID", id}, [this, gen = link_gen_, id](const redisReply* r) {
+    if (gen != link_gen_) return;  // a connection changed meanwhile: asked again
+    if (r != nullptr && r->type == REDIS_REPLY_STRING &&
+        names_listener(std::string_view(r->str, r->len), id)) {
+      start_tracking();
+      return;
+    }
+    tracking_not_confirmed("its invalidation connection is not on the same server");
+  });
+}
+
+// CLIENT LIST's line of `id`: "id=<id> addr=... name=<name> ...".
+bool RedisStore::names_listener(std::string_view line, const std::string& id) const {
+  const std::string want_id = "id=" + id + " ";
+  const std::string want_name = " name=" + listener_name_ + " ";
+  return line.starts_with(want_id) && line.find(want_name) != std::string_view::npos;
+}
+
+void RedisStore::tracking_not_confirmed(const char* why) {
+  if (tracking_refused_logged_) return;
+  SG_LOG_WARN(
+      "redis store: CLIENT TRACKING was not confirmed by %s (%s): the local cache "
+      "(store.redis.local_cache) stays off on this connection (it needs Redis 6.2 or later, "
+      "without a proxy that refuses the command)",
+      client_.server().c_str(), why);
+  tracking_refused_logged_ = true;
+}
+
+void RedisStore::start_tracking() {
   tracking_gen_ = link_gen_;
   // OPTIN: only the reads that ask for it are tracked (cache_refill), so that a lookup of an
   // unknown token (a random cookie) leaves nothing in Redis's tracking table.
@@ -91,24 +133,19 @@ void RedisStore::cache_link_changed() {
                  }
                  // The only error reply that reaches here is none (the client reports error
                  // replies as null): a refusal and a timeout look alike.
-                 if (!tracking_refused_logged_) {
-                   SG_LOG_WARN(
-                       "redis store: CLIENT TRACKING was not confirmed by %s: the local cache "
-                       "(store.redis.local_cache) stays off on this connection (it needs Redis "
-                       "6 or later, without a proxy that refuses the command)",
-                       client_.server().c_str());
-                   tracking_refused_logged_ = true;
-                 }
+                 tracking_not_confirmed("refused or no answer");
                });
 }
 
 // The payload of a tracking message: an array of the keys that changed, or a null when the
-// database was flushed. Keys not of a session (the schedule, the user index) are ignored.
+// database was flushed. Keys not of a session (the schedule, the user index) are ignored, and so
+// is anything else (a string PUBLISHed on the channel by some client: Redis sends none).
 void RedisStore::on_invalidation(const redisReply* payload) {
-  if (payload->type != REDIS_REPLY_ARRAY) {
+  if (payload->type == REDIS_REPLY_NIL) {
     cache_->clear();
     return;
   }
+  if (payload->type != REDIS_REPLY_ARRAY) return;
   TokenHash key{};
   for (size_t i = 0; i < payload->elements; ++i) {
     const redisReply* k = payload->element[i];
