@@ -454,7 +454,11 @@ class Gateway:
         for _attempt in range(5):
             self.port = free_port()
             if self.overrides.get("admin", {}).get("listen") == FREE_ADMIN_LISTEN:
+                # Two free_port() calls may return the same port (each closes its socket before the
+                # next binds): the gateway refuses an admin listener on its own address (seen in CI).
                 self.admin_port = free_port()
+                while self.admin_port == self.port:
+                    self.admin_port = free_port()
             with open(self.config_path, "w") as f:
                 f.write(to_toml(self.config()))
             out = open(self.stdout_path, "wb")

@@ -163,36 +163,40 @@ class RedisServer {
   int port_ = 0;
 };
 
-// One command on a blocking client; the reply as text ("(nil)", integers in decimal).
+// One command on a blocking client, its arguments binary-safe: the reply as text ("(nil)",
+// integers in decimal, an array's first string), "(null)" when there was none.
+inline std::string command_text(redisContext* c, const std::vector<std::string>& a) {
+  std::vector<const char*> argv;
+  std::vector<size_t> lens;
+  for (const std::string& s : a) {
+    argv.push_back(s.data());
+    lens.push_back(s.size());
+  }
+  auto* r = static_cast<redisReply*>(
+      redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
+  std::string out = "(null)";
+  if (r != nullptr) {
+    if (r->type == REDIS_REPLY_INTEGER) {
+      out = std::to_string(r->integer);
+    } else if (r->type == REDIS_REPLY_NIL) {
+      out = "(nil)";
+    } else if (r->str != nullptr) {
+      out.assign(r->str, r->len);
+    } else if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 && r->element[0]->str) {
+      out.assign(r->element[0]->str, r->element[0]->len);
+    }
+    freeReplyObject(r);
+  }
+  return out;
+}
+
+// One command on a new blocking client (AUTH and SELECT first when given); command_text's reply.
 inline std::string sync_command(const RedisServer& server, std::vector<std::string> args,
                                 const std::string& password = {}, int db = 0) {
   redisContext* c = server.connect();
   REQUIRE(c != nullptr);
   REQUIRE(c->err == 0);
-  auto run = [&](std::vector<std::string> a) {
-    std::vector<const char*> argv;
-    std::vector<size_t> lens;
-    for (const std::string& s : a) {
-      argv.push_back(s.data());
-      lens.push_back(s.size());
-    }
-    auto* r = static_cast<redisReply*>(
-        redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
-    std::string out = "(null)";
-    if (r != nullptr) {
-      if (r->type == REDIS_REPLY_INTEGER) {
-        out = std::to_string(r->integer);
-      } else if (r->type == REDIS_REPLY_NIL) {
-        out = "(nil)";
-      } else if (r->str != nullptr) {
-        out.assign(r->str, r->len);
-      } else if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 && r->element[0]->str) {
-        out.assign(r->element[0]->str, r->element[0]->len);
-      }
-      freeReplyObject(r);
-    }
-    return out;
-  };
+  auto run = [&](const std::vector<std::string>& a) { return command_text(c, a); };
   if (!password.empty()) run({"AUTH", password});
   if (db != 0) run({"SELECT", std::to_string(db)});
   std::string out = run(std::move(args));

@@ -23,22 +23,7 @@ struct RawClient {
   redisContext* c;
   explicit RawClient(const RedisServer& server) : c(server.connect()) { REQUIRE(c != nullptr); }
   ~RawClient() { redisFree(c); }
-  std::string run(const std::vector<std::string>& a) {
-    std::vector<const char*> argv;
-    std::vector<size_t> lens;
-    for (const std::string& s : a) {
-      argv.push_back(s.data());
-      lens.push_back(s.size());
-    }
-    auto* r = static_cast<redisReply*>(
-        redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
-    REQUIRE(r != nullptr);
-    std::string out = r->type == REDIS_REPLY_INTEGER ? std::to_string(r->integer)
-                      : r->str != nullptr            ? std::string(r->str, r->len)
-                                                     : std::string();
-    freeReplyObject(r);
-    return out;
-  }
+  std::string run(const std::vector<std::string>& a) { return command_text(c, a); }
 };
 
 // A TCP front of two Redis servers on one address (a DNS name or a balancer whose target moves, a
